@@ -1,0 +1,65 @@
+//! The documented example configuration, kept compiling-and-valid by a test so the
+//! README never shows a config that would be rejected.
+
+/// A complete, valid, commented configuration using every field. It mirrors the
+/// example in `docs/config-schema.md`, with the `...` placeholders filled in so it
+/// passes validation.
+pub const EXAMPLE_TOML: &str = r#"[aws]
+region = "us-east-1"                       # default "us-east-1"
+endpoint_url = "http://127.0.0.1:4566"     # optional; when set, S3 uses path-style addressing
+# Optional: read sources with these static credentials instead of assuming roles
+# (S3-compatible servers without STS, e.g. the benchmark). Both or neither.
+# source_access_key_id = "..."
+# source_secret_access_key = "..."
+
+[archive]
+bucket = "trailvault-archive"              # required
+prefix = "archive"                         # default ""; no leading/trailing '/'
+kms_key_id = "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab-34cd-56ef-1234567890ab"   # required
+retention_days = 365                       # default 365, 1..=36500
+retention_mode = "COMPLIANCE"              # "COMPLIANCE" (default) | "GOVERNANCE"
+
+[accounts]
+ids = ["222222222222"]                     # static ids (12 digits each)
+discover = false                           # AWS Organizations ListAccounts (ACTIVE only)
+include = []                               # if non-empty, only these
+exclude = []
+role_name = "TrailvaultReader"             # default "TrailvaultReader"
+external_id = "trailvault-example"         # required, 2..=1224 chars
+session_duration_seconds = 3600            # default 3600, 900..=43200
+
+[[sources]]                                # per-account trails
+kind = "per_account"
+bucket_template = "aws-cloudtrail-logs-{account_id}"   # must contain {account_id}
+key_prefix = ""                            # default ""
+regions = ["us-east-1", "eu-west-1"]       # default [] = discover from the bucket's folders
+
+[[sources]]                                # organization trail
+kind = "organization"
+bucket = "org-trail-bucket"
+org_id = "o-abc123def4"                    # o- followed by 10..32 lowercase alnum
+key_prefix = "org"                         # default ""
+reader_account_id = "333333333333"         # whose role reads this bucket
+regions = []
+
+[collect]
+concurrency = 32                           # default 32, 1..=1024
+lookback_days = 3                          # open partitions: today and the N previous days; default 3, 0..=31
+redelivery_sweep_days = 30                 # default 30
+multipart_threshold_bytes = 16777216       # default 16 MiB, >= 5 MiB
+max_inflated_bytes = 268435456             # default 256 MiB
+max_inflate_ratio = 1000                   # default 1000
+verify_after_collect = true                # default true
+source_requests_per_second = 0             # 0 = unlimited
+
+[store]
+path = "./trailvault-store"                # default "./trailvault-store"
+
+[verify]
+chain_head_stale_hours = 3                 # default 3
+unreferenced_grace_hours = 24              # default 24
+public_keys_file = "keys.json"             # optional; else CloudTrail ListPublicKeys
+
+[alerts]
+sns_topic_arn = "arn:aws:sns:us-east-1:111111111111:trailvault-alerts"   # optional
+"#;

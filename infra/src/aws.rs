@@ -1,0 +1,134 @@
+//! SDK configuration for the audit identity and the classification of SDK
+//! errors into seam errors.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use trailvault_config::AwsSettings;
+use trailvault_pipeline::SeamError;
+
+/// The SDK makes one attempt per call: retries belong to [`crate::retry`],
+/// which knows the whole operation (and can check the archive before
+/// repeating a PUT). Two retry layers would multiply.
+pub fn sdk_retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(1)
+}
+
+pub fn sdk_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .operation_attempt_timeout(Duration::from_secs(300))
+        .build()
+}
+
+/// Configuration of the audit identity: credentials from the standard chain
+/// (environment, profile, container or instance role), our region, endpoint,
+/// retry and timeout settings.
+pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()))
+        .retry_config(sdk_retry_config())
+        .timeout_config(sdk_timeouts());
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// An S3 client for `config`; path-style whenever an endpoint is overridden
+/// (emulators and S3-compatible servers have no virtual-host DNS).
+pub fn s3_client(config: &SdkConfig, path_style: bool) -> aws_sdk_s3::Client {
+    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+    aws_sdk_s3::Client::from_conf(s3_config)
+}
+
+const THROTTLING_CODES: [&str; 8] = [
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+    "ProvisionedThroughputExceededException",
+];
+
+const NOT_FOUND_CODES: [&str; 6] = ["NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "NoSuchUpload", "NotFoundException"];
+
+/// Classifies a service error by its code and HTTP status.
+pub fn classify_code(operation: &str, code: Option<&str>, message: Option<&str>, status: Option<u16>) -> SeamError {
+    let text = format!("{operation}: {} {}", code.unwrap_or("error"), message.unwrap_or("")).trim_end().to_string();
+    let code = code.unwrap_or("");
+    if THROTTLING_CODES.contains(&code) || status == Some(429) || status == Some(503) {
+        SeamError::Throttled(text)
+    } else if code.starts_with("AccessDenied") || code == "AllAccessDisabled" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || status == Some(403) {
+        SeamError::AccessDenied(text)
+    } else if NOT_FOUND_CODES.contains(&code) || status == Some(404) {
+        SeamError::NotFound(text)
+    } else if code == "InternalError" || code == "ServiceUnavailable" || code == "RequestTimeout" || status.is_some_and(|s| s >= 500) {
+        SeamError::Transient(text)
+    } else {
+        SeamError::Permanent(text)
+    }
+}
+
+/// Classifies any SDK error. Timeouts and dispatch failures (connection
+/// reset, refused) are transient; construction failures are permanent.
+pub fn classify<E>(operation: &str, error: SdkError<E, HttpResponse>) -> SeamError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &error {
+        SdkError::TimeoutError(_) => SeamError::Transient(format!("{operation}: timed out")),
+        SdkError::DispatchFailure(failure) => {
+            let detail = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+            if failure.is_user() && detail.contains("credentials") {
+                // A credentials provider that failed (e.g. a refused AssumeRole on refresh).
+                SeamError::AccessDenied(format!("{operation}: {detail}"))
+            } else {
+                SeamError::Transient(format!("{operation}: {detail}"))
+            }
+        }
+        SdkError::ResponseError(_) => SeamError::Transient(format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&error))),
+        SdkError::ServiceError(service) => classify_code(operation, service.err().code(), service.err().message(), Some(service.raw().status().as_u16())),
+        _ => SeamError::Permanent(format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&error))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_errors_are_classified_by_code_then_status() {
+        let cases: [(Option<&str>, Option<u16>, fn(&SeamError) -> bool); 9] = [
+            (Some("SlowDown"), Some(503), |e| matches!(e, SeamError::Throttled(_))),
+            (Some("ThrottlingException"), Some(400), |e| matches!(e, SeamError::Throttled(_))),
+            (Some("RequestLimitExceeded"), Some(400), |e| matches!(e, SeamError::Throttled(_))),
+            (Some("AccessDenied"), Some(403), |e| matches!(e, SeamError::AccessDenied(_))),
+            (None, Some(403), |e| matches!(e, SeamError::AccessDenied(_))),
+            (Some("NoSuchBucket"), Some(404), |e| matches!(e, SeamError::NotFound(_))),
+            (Some("InternalError"), Some(500), |e| matches!(e, SeamError::Transient(_))),
+            (None, Some(502), |e| matches!(e, SeamError::Transient(_))),
+            (Some("InvalidArgument"), Some(400), |e| matches!(e, SeamError::Permanent(_))),
+        ];
+        for (code, status, expected) in cases {
+            let error = classify_code("op", code, Some("m"), status);
+            assert!(expected(&error), "{code:?} {status:?} -> {error:?}");
+        }
+    }
+
+    #[test]
+    fn retryability_follows_classification() {
+        assert!(classify_code("op", Some("SlowDown"), None, Some(503)).is_retryable());
+        assert!(classify_code("op", None, None, Some(500)).is_retryable());
+        assert!(!classify_code("op", Some("AccessDenied"), None, Some(403)).is_retryable());
+        assert!(!classify_code("op", Some("NoSuchKey"), None, Some(404)).is_retryable());
+    }
+}

@@ -1,0 +1,14 @@
+//! How trailvault talks to the world: the AWS SDK clients behind the
+//! pipeline's seams, the sled progress store, and the retry helper.
+//! Every SDK error is classified into a [`trailvault_pipeline::SeamError`] in
+//! one place ([`aws::classify`]).
+
+pub mod aws;
+pub mod organizations;
+pub mod public_keys;
+pub mod retry;
+pub mod s3_archive;
+pub mod s3_source;
+pub mod sessions;
+pub mod sns;
+pub mod store;

@@ -1,0 +1,235 @@
+//! The one place that retries: jittered exponential backoff (the `backoff`
+//! crate) with an attempt cap, a total-time budget and cancellation, applied
+//! to the seams as decorators. The SDK itself makes a single attempt per call
+//! (see [`crate::aws::sdk_retry_config`]), so the two never multiply.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use backoff::ExponentialBackoffBuilder;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use trailvault_pipeline::copy::meta;
+use trailvault_pipeline::seams::{Archive, ArchivedHead, ArchivedVersion, BucketProtection, ListedObject, LockMode, PutSpec, SourceObject, TrailSource, UploadedPart};
+use trailvault_pipeline::SeamError;
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_interval: Duration,
+    pub max_interval: Duration,
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy { max_attempts: 6, initial_interval: Duration::from_millis(100), max_interval: Duration::from_secs(10), max_elapsed: Duration::from_secs(120) }
+    }
+}
+
+/// Runs `operation` until it succeeds, fails permanently, runs out of
+/// attempts or time, or `cancel` fires.
+pub async fn retry<T, F, Fut>(policy: &RetryPolicy, cancel: &CancellationToken, mut operation: F) -> Result<T, SeamError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, SeamError>>,
+{
+    let attempts = AtomicU32::new(0);
+    let backoff = ExponentialBackoffBuilder::new()
+        .with_initial_interval(policy.initial_interval)
+        .with_max_interval(policy.max_interval)
+        .with_randomization_factor(0.5)
+        .with_max_elapsed_time(Some(policy.max_elapsed))
+        .build();
+    let attempt_loop = backoff::future::retry(backoff, || {
+        let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        let call = operation(attempt);
+        async move {
+            match call.await {
+                Ok(value) => Ok(value),
+                Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
+                    tracing::debug!(attempt, %error, "retrying after a transient failure");
+                    Err(backoff::Error::transient(error))
+                }
+                Err(error) => Err(backoff::Error::permanent(error)),
+            }
+        }
+    });
+    tokio::select! {
+        result = attempt_loop => result,
+        () = cancel.cancelled() => Err(SeamError::Cancelled),
+    }
+}
+
+/// A [`TrailSource`] whose calls are retried.
+pub struct RetryingSource {
+    inner: Arc<dyn TrailSource>,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+impl RetryingSource {
+    pub fn new(inner: Arc<dyn TrailSource>, policy: RetryPolicy, cancel: CancellationToken) -> RetryingSource {
+        RetryingSource { inner, policy, cancel }
+    }
+}
+
+#[async_trait]
+impl TrailSource for RetryingSource {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.list(prefix)).await
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.list_folders(prefix)).await
+    }
+
+    /// Retries the request; a body that breaks mid-stream is retried by the
+    /// copy stage, which restarts the whole object.
+    async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.get(key)).await
+    }
+}
+
+/// An [`Archive`] whose calls are retried. A PUT is retried only after
+/// checking that the failed attempt did not land after all, so a timeout never
+/// produces a second archive version.
+pub struct RetryingArchive {
+    inner: Arc<dyn Archive>,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+impl RetryingArchive {
+    pub fn new(inner: Arc<dyn Archive>, policy: RetryPolicy, cancel: CancellationToken) -> RetryingArchive {
+        RetryingArchive { inner, policy, cancel }
+    }
+}
+
+#[async_trait]
+impl Archive for RetryingArchive {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn put(&self, spec: &PutSpec, body: Bytes, sha256: [u8; 32]) -> Result<Option<String>, SeamError> {
+        let expected_checksum = trailvault_pipeline::copy::expected_checksum(&sha256, &[]);
+        retry(&self.policy, &self.cancel, |attempt| {
+            let body = body.clone();
+            let expected_checksum = expected_checksum.clone();
+            async move {
+                if attempt > 1 {
+                    if let Some(head) = self.inner.head(&spec.key, None).await? {
+                        let same_source = head.metadata.get(meta::SOURCE_ETAG) == spec.metadata.get(meta::SOURCE_ETAG)
+                            && head.metadata.get(meta::COPIED_AT) == spec.metadata.get(meta::COPIED_AT);
+                        if same_source && head.checksum_sha256.as_deref() == Some(expected_checksum.as_str()) {
+                            return Ok(head.version_id);
+                        }
+                    }
+                }
+                self.inner.put(spec, body, sha256).await
+            }
+        })
+        .await
+    }
+
+    async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.create_multipart(spec)).await
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256: [u8; 32]) -> Result<UploadedPart, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.upload_part(key, upload_id, part_number, body.clone(), sha256)).await
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.complete_multipart(key, upload_id, parts)).await
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.abort_multipart(key, upload_id)).await
+    }
+
+    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.head(key, version_id)).await
+    }
+
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.get(key, version_id)).await
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.list_versions(prefix)).await
+    }
+
+    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.put_retention(key, version_id, mode, until)).await
+    }
+
+    async fn protection(&self) -> Result<BucketProtection, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.protection()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy { max_attempts: 4, initial_interval: Duration::from_millis(1), max_interval: Duration::from_millis(5), max_elapsed: Duration::from_secs(5) }
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_success() {
+        let calls = Mutex::new(0);
+        let result = retry(&fast(), &CancellationToken::new(), |_| {
+            let mut calls = calls.lock().unwrap();
+            *calls += 1;
+            let n = *calls;
+            async move { if n < 3 { Err(SeamError::Throttled("SlowDown".into())) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(result, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_not_retried() {
+        let calls = Mutex::new(0);
+        let result: Result<(), _> = retry(&fast(), &CancellationToken::new(), |_| {
+            *calls.lock().unwrap() += 1;
+            async { Err(SeamError::AccessDenied("no".into())) }
+        })
+        .await;
+        assert_eq!(result, Err(SeamError::AccessDenied("no".into())));
+        assert_eq!(*calls.lock().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn attempts_are_capped() {
+        let calls = Mutex::new(0);
+        let result: Result<(), _> = retry(&fast(), &CancellationToken::new(), |_| {
+            *calls.lock().unwrap() += 1;
+            async { Err(SeamError::Transient("reset".into())) }
+        })
+        .await;
+        assert!(matches!(result, Err(SeamError::Transient(_))));
+        assert_eq!(*calls.lock().unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_the_wait() {
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let slow = RetryPolicy { initial_interval: Duration::from_secs(30), ..fast() };
+        let result: Result<(), _> = retry(&slow, &cancel, |_| async { Err(SeamError::Transient("x".into())) }).await;
+        assert_eq!(result, Err(SeamError::Cancelled));
+    }
+}

@@ -1,0 +1,330 @@
+//! [`Archive`] over S3, written with the audit identity: SSE-KMS under the
+//! audit key (with S3 Bucket Keys), SHA-256 checksums, Object Lock.
+
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::{ByteStream as SdkBody, DateTime as SdkDateTime};
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ObjectLockRetention,
+    ObjectLockRetentionMode, ServerSideEncryption,
+};
+use aws_sdk_s3::Client;
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use trailvault_pipeline::seams::{Archive, ArchivedHead, ArchivedVersion, BucketProtection, LockMode, ObjectMeta, PutSpec, SourceObject, UploadedPart};
+use trailvault_pipeline::SeamError;
+
+use crate::aws::classify;
+use crate::s3_source::{body_stream, lowercase_metadata, strip_etag};
+
+pub struct S3Archive {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Archive {
+    pub fn new(client: Client, bucket: &str) -> S3Archive {
+        S3Archive { client, bucket: bucket.to_string() }
+    }
+}
+
+fn sdk_lock_mode(mode: LockMode) -> ObjectLockMode {
+    match mode {
+        LockMode::Compliance => ObjectLockMode::Compliance,
+        LockMode::Governance => ObjectLockMode::Governance,
+    }
+}
+
+fn sdk_time(time: DateTime<Utc>) -> SdkDateTime {
+    SdkDateTime::from_secs(time.timestamp())
+}
+
+fn chrono_time(time: &SdkDateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+fn lock_mode_from(text: &str) -> Option<LockMode> {
+    match text.to_ascii_uppercase().as_str() {
+        "COMPLIANCE" => Some(LockMode::Compliance),
+        "GOVERNANCE" => Some(LockMode::Governance),
+        _ => None,
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[async_trait]
+impl Archive for S3Archive {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn put(&self, spec: &PutSpec, body: Bytes, sha256: [u8; 32]) -> Result<Option<String>, SeamError> {
+        let operation = format!("PutObject s3://{}/{}", self.bucket, spec.key);
+        let output = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&spec.key)
+            .body(SdkBody::from(body))
+            // Both the algorithm and the value: some servers drop a bare value,
+            // and S3 refuses Object Lock puts without any integrity header.
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(b64(&sha256))
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&spec.kms_key_id)
+            .bucket_key_enabled(true)
+            .object_lock_mode(sdk_lock_mode(spec.lock_mode))
+            .object_lock_retain_until_date(sdk_time(spec.retain_until))
+            .set_metadata(Some(spec.metadata.clone().into_iter().collect()))
+            .set_content_type(spec.content_type.clone())
+            .set_content_encoding(spec.content_encoding.clone())
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        Ok(output.version_id().map(str::to_string))
+    }
+
+    async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
+        let operation = format!("CreateMultipartUpload s3://{}/{}", self.bucket, spec.key);
+        let output = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&spec.key)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&spec.kms_key_id)
+            .bucket_key_enabled(true)
+            .object_lock_mode(sdk_lock_mode(spec.lock_mode))
+            .object_lock_retain_until_date(sdk_time(spec.retain_until))
+            .set_metadata(Some(spec.metadata.clone().into_iter().collect()))
+            .set_content_type(spec.content_type.clone())
+            .set_content_encoding(spec.content_encoding.clone())
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        output.upload_id().map(str::to_string).ok_or_else(|| SeamError::Permanent(format!("{operation}: no upload id")))
+    }
+
+    async fn upload_part(&self, key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256: [u8; 32]) -> Result<UploadedPart, SeamError> {
+        let operation = format!("UploadPart s3://{}/{key} #{part_number}", self.bucket);
+        let encoded = b64(&sha256);
+        let output = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .body(SdkBody::from(body))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(&encoded)
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        Ok(UploadedPart { part_number, etag: strip_etag(output.e_tag()), sha256_base64: encoded })
+    }
+
+    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError> {
+        let operation = format!("CompleteMultipartUpload s3://{}/{key}", self.bucket);
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|part| CompletedPart::builder().part_number(part.part_number).e_tag(&part.etag).checksum_sha256(&part.sha256_base64).build())
+                    .collect(),
+            ))
+            .build();
+        let output = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        Ok(output.version_id().map(str::to_string))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError> {
+        let operation = format!("AbortMultipartUpload s3://{}/{key}", self.bucket);
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        Ok(())
+    }
+
+    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError> {
+        let operation = format!("HeadObject s3://{}/{key}", self.bucket);
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let output = match result {
+            Ok(output) => output,
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(None),
+            Err(error) => {
+                let classified = classify(&operation, error);
+                return if classified.is_not_found() { Ok(None) } else { Err(classified) };
+            }
+        };
+        Ok(Some(ArchivedHead {
+            version_id: output.version_id().map(str::to_string),
+            size: output.content_length().unwrap_or(0).max(0) as u64,
+            checksum_sha256: output.checksum_sha256().map(str::to_string),
+            sse_kms_key_id: output.ssekms_key_id().map(str::to_string),
+            lock_mode: output.object_lock_mode().and_then(|mode| lock_mode_from(mode.as_str())),
+            retain_until: output.object_lock_retain_until_date().and_then(chrono_time),
+            metadata: lowercase_metadata(output.metadata()),
+        }))
+    }
+
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
+        let operation = format!("GetObject s3://{}/{key}", self.bucket);
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        let meta = ObjectMeta {
+            size: output.content_length().unwrap_or(0).max(0) as u64,
+            etag: strip_etag(output.e_tag()),
+            version_id: output.version_id().map(str::to_string),
+            metadata: lowercase_metadata(output.metadata()),
+            content_type: output.content_type().map(str::to_string),
+            content_encoding: output.content_encoding().map(str::to_string),
+        };
+        Ok(SourceObject { meta, body: body_stream(output.body, operation) })
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+        let operation = format!("ListObjectVersions s3://{}/{prefix}", self.bucket);
+        let mut out = Vec::new();
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify(&operation, e))?;
+            for version in page.versions() {
+                let (Some(key), Some(version_id)) = (version.key(), version.version_id()) else { continue };
+                out.push(ArchivedVersion {
+                    key: key.to_string(),
+                    version_id: version_id.to_string(),
+                    is_latest: version.is_latest().unwrap_or(false),
+                    size: version.size().unwrap_or(0).max(0) as u64,
+                });
+            }
+            if !page.is_truncated().unwrap_or(false) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError> {
+        let operation = format!("PutObjectRetention s3://{}/{key}", self.bucket);
+        let mode = match mode {
+            LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+            LockMode::Governance => ObjectLockRetentionMode::Governance,
+        };
+        self.client
+            .put_object_retention()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version_id)
+            .retention(ObjectLockRetention::builder().mode(mode).retain_until_date(sdk_time(until)).build())
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        Ok(())
+    }
+
+    async fn protection(&self) -> Result<BucketProtection, SeamError> {
+        let bucket = &self.bucket;
+        let versioning = self
+            .client
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("GetBucketVersioning {bucket}"), e))?;
+        let versioning_enabled = versioning.status() == Some(&BucketVersioningStatus::Enabled);
+
+        let default_retention = match self.client.get_object_lock_configuration().bucket(bucket).send().await {
+            Ok(output) => output.object_lock_configuration().and_then(|c| c.rule()).and_then(|rule| rule.default_retention()).and_then(|retention| {
+                let mode = retention.mode().and_then(|m| lock_mode_from(m.as_str()))?;
+                let days = retention.days().map(|d| d.max(0) as u32).or_else(|| retention.years().map(|y| y.max(0) as u32 * 365))?;
+                Some((mode, days))
+            }),
+            Err(error) => {
+                let classified = classify(&format!("GetObjectLockConfiguration {bucket}"), error);
+                if classified.is_retryable() || matches!(classified, SeamError::AccessDenied(_)) {
+                    return Err(classified);
+                }
+                None
+            }
+        };
+
+        let default_sse_kms_key = match self.client.get_bucket_encryption().bucket(bucket).send().await {
+            Ok(output) => output
+                .server_side_encryption_configuration()
+                .map(|c| c.rules())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|rule| rule.apply_server_side_encryption_by_default())
+                .find(|default| default.sse_algorithm() == &ServerSideEncryption::AwsKms)
+                .map(|default| default.kms_master_key_id().unwrap_or("aws/s3").to_string()),
+            Err(error) => {
+                let classified = classify(&format!("GetBucketEncryption {bucket}"), error);
+                if classified.is_retryable() || matches!(classified, SeamError::AccessDenied(_)) {
+                    return Err(classified);
+                }
+                None
+            }
+        };
+
+        let has_bucket_policy = match self.client.get_bucket_policy().bucket(bucket).send().await {
+            Ok(output) => output.policy().is_some_and(|p| p.contains("\"Deny\"")),
+            Err(error) => {
+                let classified = classify(&format!("GetBucketPolicy {bucket}"), error);
+                if classified.is_retryable() {
+                    return Err(classified);
+                }
+                false
+            }
+        };
+        Ok(BucketProtection { versioning_enabled, default_retention, default_sse_kms_key, has_bucket_policy })
+    }
+}

@@ -1,0 +1,113 @@
+//! [`TrailSource`] over S3, read with one member session.
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use trailvault_pipeline::seams::{ByteStream, ListedObject, ObjectMeta, SourceObject, TrailSource};
+use trailvault_pipeline::SeamError;
+
+use crate::aws::classify;
+
+pub struct S3Source {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Source {
+    pub fn new(client: Client, bucket: &str) -> S3Source {
+        S3Source { client, bucket: bucket.to_string() }
+    }
+}
+
+pub(crate) fn strip_etag(etag: Option<&str>) -> String {
+    etag.unwrap_or_default().trim_matches('"').to_string()
+}
+
+/// Adapts the SDK's body into the pipeline's chunk stream.
+pub(crate) fn body_stream(body: aws_sdk_s3::primitives::ByteStream, what: String) -> ByteStream {
+    Box::pin(futures::stream::unfold(Some((body, what)), |state| async move {
+        let (mut body, what) = state?;
+        match body.next().await {
+            Some(Ok(chunk)) => Some((Ok::<Bytes, SeamError>(chunk), Some((body, what)))),
+            Some(Err(error)) => Some((Err(SeamError::Transient(format!("{what}: body: {error}"))), None)),
+            None => None,
+        }
+    }))
+}
+
+pub(crate) fn lowercase_metadata(metadata: Option<&std::collections::HashMap<String, String>>) -> std::collections::BTreeMap<String, String> {
+    metadata
+        .map(|map| map.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl TrailSource for S3Source {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+        let operation = format!("ListObjectsV2 s3://{}/{prefix}", self.bucket);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify(&operation, e))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                out.push(ListedObject { key: key.to_string(), size: object.size().unwrap_or(0).max(0) as u64, etag: strip_etag(object.e_tag()) });
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+        let operation = format!("ListObjectsV2 s3://{}/{prefix} (folders)", self.bucket);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify(&operation, e))?;
+            out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(str::to_string));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
+        let operation = format!("GetObject s3://{}/{key}", self.bucket);
+        let output = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| classify(&operation, e))?;
+        let meta = ObjectMeta {
+            size: output.content_length().unwrap_or(0).max(0) as u64,
+            etag: strip_etag(output.e_tag()),
+            version_id: output.version_id().map(str::to_string),
+            metadata: lowercase_metadata(output.metadata()),
+            content_type: output.content_type().map(str::to_string),
+            content_encoding: output.content_encoding().map(str::to_string),
+        };
+        Ok(SourceObject { meta, body: body_stream(output.body, operation) })
+    }
+}

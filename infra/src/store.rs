@@ -1,0 +1,298 @@
+//! The progress store on sled, behind the pipeline's [`ProgressStore`] seam.
+//!
+//! Layout (one sled instance per process, one tree per kind of record):
+//! - `objects`: `<account>\0<bucket>\0<key>` → compact binary [`ObjectRecord`]
+//!   (version byte first; see [`encode_record`]);
+//! - `intents`: same key → empty;
+//! - `state`: name → bytes (cursors, sweep times, chain heads, cached keys);
+//! - `findings`: dedup key → JSON finding.
+//!
+//! Durability: sled fsyncs by itself only every 500 ms; [`ProgressStore::flush`]
+//! is called where it matters (before copying a partition, at the end of a run).
+
+use std::path::Path;
+
+use trailvault_pipeline::findings::Finding;
+use trailvault_pipeline::seams::{ObjectRecord, ProgressStore, SourceRef};
+use trailvault_pipeline::SeamError;
+
+const RECORD_VERSION: u8 = 1;
+const FLAG_CONTENT: u8 = 1;
+const FLAG_HEX_ETAG: u8 = 2;
+
+pub struct SledStore {
+    db: sled::Db,
+    objects: sled::Tree,
+    intents: sled::Tree,
+    state: sled::Tree,
+    findings: sled::Tree,
+}
+
+fn store_error(error: impl std::fmt::Display) -> SeamError {
+    SeamError::Permanent(format!("progress store: {error}"))
+}
+
+fn object_key(account_id: &str, bucket: &str, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(account_id.len() + bucket.len() + key.len() + 2);
+    out.extend_from_slice(account_id.as_bytes());
+    out.push(0);
+    out.extend_from_slice(bucket.as_bytes());
+    out.push(0);
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+fn push_short(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let len = bytes.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&bytes[..len]);
+}
+
+/// Compact binary encoding of a record: the store must stay well under 512
+/// bytes per object, and JSON with hex hashes alone would take half of that.
+pub fn encode_record(record: &ObjectRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let hex_etag = record.etag.len() == 32 && record.etag.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let mut flags = 0;
+    if record.content_sha256.is_some() {
+        flags |= FLAG_CONTENT;
+    }
+    if hex_etag {
+        flags |= FLAG_HEX_ETAG;
+    }
+    out.push(RECORD_VERSION);
+    out.push(flags);
+    out.extend_from_slice(&record.size.to_be_bytes());
+    out.extend_from_slice(&record.copied_at.to_be_bytes());
+    out.extend_from_slice(&record.raw_sha256);
+    if let Some(content) = &record.content_sha256 {
+        out.extend_from_slice(content);
+    }
+    if hex_etag {
+        let mut raw = [0u8; 16];
+        if hex::decode_to_slice(&record.etag, &mut raw).is_ok() {
+            out.extend_from_slice(&raw);
+        }
+    } else {
+        push_short(&mut out, &record.etag);
+    }
+    push_short(&mut out, record.archive_version_id.as_deref().unwrap_or(""));
+    push_short(&mut out, record.content_error.as_deref().unwrap_or(""));
+    out
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn short(&mut self) -> Option<String> {
+        let len = u16::from_be_bytes(self.array::<2>()?) as usize;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+}
+
+pub fn decode_record(bytes: &[u8]) -> Option<ObjectRecord> {
+    let mut reader = Reader(bytes);
+    let version = reader.array::<1>()?[0];
+    if version != RECORD_VERSION {
+        return None;
+    }
+    let flags = reader.array::<1>()?[0];
+    let size = u64::from_be_bytes(reader.array::<8>()?);
+    let copied_at = i64::from_be_bytes(reader.array::<8>()?);
+    let raw_sha256 = reader.array::<32>()?;
+    let content_sha256 = if flags & FLAG_CONTENT != 0 { Some(reader.array::<32>()?) } else { None };
+    let etag = if flags & FLAG_HEX_ETAG != 0 { hex::encode(reader.array::<16>()?) } else { reader.short()? };
+    let archive_version_id = Some(reader.short()?).filter(|v| !v.is_empty());
+    let content_error = Some(reader.short()?).filter(|v| !v.is_empty());
+    Some(ObjectRecord { v: version, etag, size, raw_sha256, content_sha256, content_error, archive_version_id, copied_at })
+}
+
+impl SledStore {
+    pub fn open(path: &Path) -> Result<SledStore, SeamError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 * 1024 * 1024)
+            .open()
+            .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
+        let objects = db.open_tree("objects").map_err(store_error)?;
+        let intents = db.open_tree("intents").map_err(store_error)?;
+        let state = db.open_tree("state").map_err(store_error)?;
+        let findings = db.open_tree("findings").map_err(store_error)?;
+        Ok(SledStore { db, objects, intents, state, findings })
+    }
+
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+impl ProgressStore for SledStore {
+    fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
+        let key = object_key(&source.account_id, &source.bucket, &source.key);
+        match self.objects.get(key).map_err(store_error)? {
+            Some(bytes) => Ok(decode_record(&bytes)),
+            None => Ok(None),
+        }
+    }
+
+    fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
+        let key = object_key(&source.account_id, &source.bucket, &source.key);
+        self.objects.insert(key, encode_record(record)).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
+        self.intents.insert(object_key(&source.account_id, &source.bucket, &source.key), &[]).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError> {
+        self.intents.contains_key(object_key(&source.account_id, &source.bucket, &source.key)).map_err(store_error)
+    }
+
+    fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
+        self.intents.remove(object_key(&source.account_id, &source.bucket, &source.key)).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn objects_under(&self, account_id: &str, bucket: &str, key_prefix: &str) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
+        let prefix = object_key(account_id, bucket, key_prefix);
+        let skip = account_id.len() + bucket.len() + 2;
+        let mut out = Vec::new();
+        for entry in self.objects.scan_prefix(prefix) {
+            let (key, value) = entry.map_err(store_error)?;
+            let Some(record) = decode_record(&value) else { continue };
+            let Some(source_key) = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+            out.push((source_key.to_string(), record));
+        }
+        Ok(out)
+    }
+
+    fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
+        Ok(self.state.get(name.as_bytes()).map_err(store_error)?.map(|v| v.to_vec()))
+    }
+
+    fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError> {
+        self.state.insert(name.as_bytes(), value).map_err(store_error)?;
+        Ok(())
+    }
+
+    fn state_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SeamError> {
+        let mut out = Vec::new();
+        for entry in self.state.scan_prefix(prefix.as_bytes()) {
+            let (key, value) = entry.map_err(store_error)?;
+            out.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
+        let key = finding.dedup_key();
+        if let Some(existing) = self.findings.get(key.as_bytes()).map_err(store_error)? {
+            let mut seen = finding;
+            if let Ok(previous) = serde_json::from_slice::<Finding>(&existing) {
+                seen.first_seen = previous.first_seen;
+            }
+            seen.new = false;
+            return Ok(seen);
+        }
+        let mut stored = finding.clone();
+        stored.new = false;
+        let bytes = serde_json::to_vec(&stored).map_err(store_error)?;
+        self.findings.insert(key.as_bytes(), bytes).map_err(store_error)?;
+        Ok(finding)
+    }
+
+    fn findings(&self) -> Result<Vec<Finding>, SeamError> {
+        let mut out = Vec::new();
+        for entry in self.findings.iter() {
+            let (_, value) = entry.map_err(store_error)?;
+            if let Ok(finding) = serde_json::from_slice::<Finding>(&value) {
+                out.push(finding);
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), SeamError> {
+        self.db.flush().map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailvault_pipeline::findings::FindingKind;
+
+    fn record(etag: &str, content: Option<[u8; 32]>) -> ObjectRecord {
+        ObjectRecord {
+            v: 1,
+            etag: etag.into(),
+            size: 4321,
+            raw_sha256: [3; 32],
+            content_sha256: content,
+            content_error: content.is_none().then(|| "trailing_data".to_string()),
+            archive_version_id: Some("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY".into()),
+            copied_at: 1_790_000_000,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_compactly() {
+        for original in [record("d41d8cd98f00b204e9800998ecf8427e", Some([5; 32])), record("abc-3", None), record("", Some([1; 32]))] {
+            let bytes = encode_record(&original);
+            assert_eq!(decode_record(&bytes), Some(original.clone()));
+            assert!(bytes.len() < 160, "{} bytes", bytes.len());
+        }
+        assert_eq!(decode_record(&[]), None);
+        assert_eq!(decode_record(&[9, 0, 0]), None);
+        let bytes = encode_record(&record("x", None));
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_record(&bytes[..cut]), None, "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn store_survives_reopen_and_dedups_findings() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = SourceRef { account_id: "111122223333".into(), bucket: "b".into(), key: "AWSLogs/111122223333/CloudTrail/x".into() };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.record_intent(&source).unwrap();
+            store.record_object(&source, &record("d41d8cd98f00b204e9800998ecf8427e", Some([1; 32]))).unwrap();
+            let first = store.record_finding(Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k", "gone".into())).unwrap();
+            assert!(first.new);
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.has_intent(&source).unwrap());
+        assert_eq!(store.object(&source).unwrap().map(|r| r.etag), Some("d41d8cd98f00b204e9800998ecf8427e".to_string()));
+        let again = store.record_finding(Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k", "still gone".into())).unwrap();
+        assert!(!again.new);
+        assert_eq!(store.findings().unwrap().len(), 1);
+        let under = store.objects_under("111122223333", "b", "AWSLogs/").unwrap();
+        assert_eq!(under.len(), 1);
+        assert_eq!(under[0].0, source.key);
+        assert!(store.objects_under("111122223333", "other", "").unwrap().is_empty());
+    }
+}

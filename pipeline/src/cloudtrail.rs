@@ -1,0 +1,18 @@
+//! The CloudTrail file formats, as specified in `cloudtrail/SPEC.md`.
+//!
+//! Everything here is pure, synchronous logic over bytes and strings that a member
+//! account controls, so every function returns a typed error instead of panicking,
+//! and the callers turn those errors into findings:
+//!
+//! * [`keys`] — S3 key names of log and digest files (SPEC §1): parse and build.
+//! * [`gzip`] — a push-based, bounded, single-member gzip inspector that hashes the
+//!   raw and the inflated bytes while an object streams past (SPEC §4, §7).
+//! * [`digest`] — the digest JSON (SPEC §2), the string to sign (SPEC §3.3) and the
+//!   RSASSA-PKCS1-v1_5 / SHA-256 signature check (SPEC §3.2).
+//! * [`public_keys`] — CloudTrail public keys, their MD5 fingerprints and the
+//!   `list-public-keys` JSON shape (SPEC §5).
+
+pub mod digest;
+pub mod gzip;
+pub mod keys;
+pub mod public_keys;

@@ -1,0 +1,189 @@
+//! Findings: evidence that history was lost or altered, or that the archive is
+//! not as locked as required. Kinds and JSON follow `CLI-CONTRACT.md`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    LogFileMissing,
+    LogFileHashMismatch,
+    LogFileTrailingData,
+    LogFileUnreferenced,
+    DigestMissing,
+    DigestSignatureInvalid,
+    DigestPublicKeyUnknown,
+    DigestMoved,
+    DigestMalformed,
+    DigestLinkMismatch,
+    ChainGap,
+    ChainHeadStale,
+    SourceObjectModified,
+    AccountMismatch,
+    ObjectMalformed,
+    ArchiveCopyInvalid,
+    ArchiveMisconfigured,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Critical,
+    Warning,
+}
+
+impl FindingKind {
+    pub const ALL: [FindingKind; 17] = [
+        FindingKind::LogFileMissing,
+        FindingKind::LogFileHashMismatch,
+        FindingKind::LogFileTrailingData,
+        FindingKind::LogFileUnreferenced,
+        FindingKind::DigestMissing,
+        FindingKind::DigestSignatureInvalid,
+        FindingKind::DigestPublicKeyUnknown,
+        FindingKind::DigestMoved,
+        FindingKind::DigestMalformed,
+        FindingKind::DigestLinkMismatch,
+        FindingKind::ChainGap,
+        FindingKind::ChainHeadStale,
+        FindingKind::SourceObjectModified,
+        FindingKind::AccountMismatch,
+        FindingKind::ObjectMalformed,
+        FindingKind::ArchiveCopyInvalid,
+        FindingKind::ArchiveMisconfigured,
+    ];
+
+    /// Severity per the contract: warnings are anomalies that can have an
+    /// innocent cause; everything else is evidence of loss or alteration.
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingKind::LogFileUnreferenced
+            | FindingKind::ChainGap
+            | FindingKind::ChainHeadStale
+            | FindingKind::ObjectMalformed => Severity::Warning,
+            _ => Severity::Critical,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::LogFileMissing => "log_file_missing",
+            FindingKind::LogFileHashMismatch => "log_file_hash_mismatch",
+            FindingKind::LogFileTrailingData => "log_file_trailing_data",
+            FindingKind::LogFileUnreferenced => "log_file_unreferenced",
+            FindingKind::DigestMissing => "digest_missing",
+            FindingKind::DigestSignatureInvalid => "digest_signature_invalid",
+            FindingKind::DigestPublicKeyUnknown => "digest_public_key_unknown",
+            FindingKind::DigestMoved => "digest_moved",
+            FindingKind::DigestMalformed => "digest_malformed",
+            FindingKind::DigestLinkMismatch => "digest_link_mismatch",
+            FindingKind::ChainGap => "chain_gap",
+            FindingKind::ChainHeadStale => "chain_head_stale",
+            FindingKind::SourceObjectModified => "source_object_modified",
+            FindingKind::AccountMismatch => "account_mismatch",
+            FindingKind::ObjectMalformed => "object_malformed",
+            FindingKind::ArchiveCopyInvalid => "archive_copy_invalid",
+            FindingKind::ArchiveMisconfigured => "archive_misconfigured",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FindingKind> {
+        FindingKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for FindingKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One finding as the contract's JSON shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub severity: Severity,
+    pub account_id: String,
+    pub region: Option<String>,
+    pub trail: Option<String>,
+    pub bucket: String,
+    pub key: String,
+    pub archive_key: Option<String>,
+    pub detail: String,
+    pub first_seen: DateTime<Utc>,
+    pub new: bool,
+}
+
+impl Finding {
+    /// A new finding about one object; `first_seen` and `new` are settled by
+    /// the store when the finding is recorded.
+    pub fn new(kind: FindingKind, account_id: &str, bucket: &str, key: &str, detail: String) -> Finding {
+        Finding {
+            kind,
+            severity: kind.severity(),
+            account_id: account_id.to_string(),
+            region: None,
+            trail: None,
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            archive_key: None,
+            detail,
+            first_seen: Utc::now(),
+            new: true,
+        }
+    }
+
+    pub fn with_region(mut self, region: Option<&str>) -> Finding {
+        self.region = region.map(str::to_string);
+        self
+    }
+
+    pub fn with_trail(mut self, trail: Option<&str>) -> Finding {
+        self.trail = trail.map(str::to_string);
+        self
+    }
+
+    pub fn with_archive_key(mut self, archive_key: Option<&str>) -> Finding {
+        self.archive_key = archive_key.map(str::to_string);
+        self
+    }
+
+    /// Identity used to report a finding as new only once across runs: the
+    /// same kind on the same object is the same finding, whatever the detail.
+    pub fn dedup_key(&self) -> String {
+        format!("{}\u{0}{}\u{0}{}\u{0}{}", self.kind.as_str(), self.account_id, self.bucket, self.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_contract_names() {
+        for kind in FindingKind::ALL {
+            assert_eq!(FindingKind::parse(kind.as_str()), Some(kind));
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+        assert_eq!(FindingKind::parse("nope"), None);
+    }
+
+    #[test]
+    fn severities_follow_the_contract() {
+        assert_eq!(FindingKind::ChainGap.severity(), Severity::Warning);
+        assert_eq!(FindingKind::ObjectMalformed.severity(), Severity::Warning);
+        assert_eq!(FindingKind::DigestMissing.severity(), Severity::Critical);
+        assert_eq!(FindingKind::ArchiveMisconfigured.severity(), Severity::Critical);
+    }
+
+    #[test]
+    fn dedup_key_ignores_detail_but_not_object() {
+        let a = Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k1", "x".into());
+        let b = Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k1", "y".into());
+        let c = Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k2", "x".into());
+        assert_eq!(a.dedup_key(), b.dedup_key());
+        assert_ne!(a.dedup_key(), c.dedup_key());
+    }
+}

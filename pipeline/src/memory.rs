@@ -1,0 +1,425 @@
+//! In-memory implementations of every seam, for unit tests of the stages (and
+//! for anyone who wants to run a stage without a network). They behave like
+//! the real services where the stages depend on it: versioned archive,
+//! checksums, lock dates, prefix listings, deduplicated findings.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::error::SeamError;
+use crate::findings::Finding;
+use crate::seams::{
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, LockMode, Notifier, ObjectMeta, ObjectRecord, ProgressStore, PutSpec,
+    SourceObject, SourceRef, TrailSource, UploadedPart,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn chunked(body: Bytes, chunk: usize) -> crate::seams::ByteStream {
+    let chunks: Vec<Result<Bytes, SeamError>> = (0..body.len().div_ceil(chunk.max(1)))
+        .map(|i| Ok(body.slice(i * chunk..((i + 1) * chunk).min(body.len()))))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+/// A source bucket in memory. ETags are the hex MD5-like SHA-256 prefix of the body.
+#[derive(Default)]
+pub struct MemorySource {
+    bucket: String,
+    objects: Mutex<BTreeMap<String, (Bytes, BTreeMap<String, String>)>>,
+    /// Keys whose GET fails with this error (fault injection).
+    failing: Mutex<BTreeMap<String, SeamError>>,
+    pub gets: AtomicU64,
+    pub lists: AtomicU64,
+}
+
+impl MemorySource {
+    pub fn new(bucket: &str) -> MemorySource {
+        MemorySource { bucket: bucket.to_string(), ..MemorySource::default() }
+    }
+
+    pub fn put(&self, key: &str, body: impl Into<Bytes>, metadata: &[(&str, &str)]) {
+        let metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        lock(&self.objects).insert(key.to_string(), (body.into(), metadata));
+    }
+
+    pub fn delete(&self, key: &str) {
+        lock(&self.objects).remove(key);
+    }
+
+    pub fn fail_gets(&self, key: &str, error: SeamError) {
+        lock(&self.failing).insert(key.to_string(), error);
+    }
+
+    fn etag(body: &[u8]) -> String {
+        hex::encode(&sha256(body)[..16])
+    }
+}
+
+#[async_trait]
+impl TrailSource for MemorySource {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+        self.lists.fetch_add(1, Ordering::Relaxed);
+        Ok(lock(&self.objects)
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, (body, _))| ListedObject { key: key.clone(), size: body.len() as u64, etag: MemorySource::etag(body) })
+            .collect())
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+        self.lists.fetch_add(1, Ordering::Relaxed);
+        let mut folders: Vec<String> = lock(&self.objects)
+            .keys()
+            .filter_map(|key| key.strip_prefix(prefix))
+            .filter_map(|rest| rest.split_once('/').map(|(folder, _)| format!("{prefix}{folder}/")))
+            .collect();
+        folders.dedup();
+        Ok(folders)
+    }
+
+    async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = lock(&self.failing).get(key) {
+            return Err(error.clone());
+        }
+        let Some((body, metadata)) = lock(&self.objects).get(key).cloned() else {
+            return Err(SeamError::NotFound(format!("{}/{key}", self.bucket)));
+        };
+        let meta = ObjectMeta {
+            size: body.len() as u64,
+            etag: MemorySource::etag(&body),
+            version_id: None,
+            metadata,
+            content_type: Some("application/json".to_string()),
+            content_encoding: Some("gzip".to_string()),
+        };
+        Ok(SourceObject { meta, body: chunked(body, 1000) })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredVersion {
+    version_id: String,
+    body: Bytes,
+    head: ArchivedHead,
+}
+
+#[derive(Default)]
+struct MultipartState {
+    spec: Option<PutSpec>,
+    parts: BTreeMap<i32, (Bytes, String)>,
+}
+
+/// A versioned, object-locked archive bucket in memory.
+pub struct MemoryArchive {
+    bucket: String,
+    versions: Mutex<BTreeMap<String, Vec<StoredVersion>>>,
+    uploads: Mutex<BTreeMap<String, MultipartState>>,
+    next_id: AtomicU64,
+    /// Every PUT stores under this key id instead of the requested one, when set (fault injection).
+    pub wrong_kms_key: Mutex<Option<String>>,
+    pub protection: Mutex<BucketProtection>,
+    pub puts: AtomicU64,
+    pub heads: AtomicU64,
+}
+
+impl MemoryArchive {
+    pub fn new(bucket: &str) -> MemoryArchive {
+        MemoryArchive {
+            bucket: bucket.to_string(),
+            versions: Mutex::default(),
+            uploads: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            wrong_kms_key: Mutex::new(None),
+            protection: Mutex::new(BucketProtection {
+                versioning_enabled: true,
+                default_retention: Some((LockMode::Compliance, 1)),
+                default_sse_kms_key: Some("key".to_string()),
+                has_bucket_policy: true,
+            }),
+            puts: AtomicU64::new(0),
+            heads: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of versions stored under `key`.
+    pub fn version_count(&self, key: &str) -> usize {
+        lock(&self.versions).get(key).map_or(0, Vec::len)
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.versions).keys().cloned().collect()
+    }
+
+    pub fn latest_body(&self, key: &str) -> Option<Bytes> {
+        lock(&self.versions).get(key).and_then(|v| v.last()).map(|v| v.body.clone())
+    }
+
+    pub fn latest_head(&self, key: &str) -> Option<ArchivedHead> {
+        lock(&self.versions).get(key).and_then(|v| v.last()).map(|v| v.head.clone())
+    }
+
+    fn store(&self, spec: &PutSpec, body: Bytes, checksum: String) -> String {
+        let version_id = format!("v{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        let kms = lock(&self.wrong_kms_key).clone().unwrap_or_else(|| spec.kms_key_id.clone());
+        let head = ArchivedHead {
+            version_id: Some(version_id.clone()),
+            size: body.len() as u64,
+            checksum_sha256: Some(checksum),
+            sse_kms_key_id: Some(kms),
+            lock_mode: Some(spec.lock_mode),
+            retain_until: Some(spec.retain_until),
+            metadata: spec.metadata.clone(),
+        };
+        lock(&self.versions)
+            .entry(spec.key.clone())
+            .or_default()
+            .push(StoredVersion { version_id: version_id.clone(), body, head });
+        version_id
+    }
+
+    fn find(&self, key: &str, version_id: Option<&str>) -> Option<StoredVersion> {
+        let versions = lock(&self.versions);
+        let list = versions.get(key)?;
+        match version_id {
+            Some(id) => list.iter().find(|v| v.version_id == id).cloned(),
+            None => list.last().cloned(),
+        }
+    }
+}
+
+#[async_trait]
+impl Archive for MemoryArchive {
+    fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    async fn put(&self, spec: &PutSpec, body: Bytes, sha256_value: [u8; 32]) -> Result<Option<String>, SeamError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        if sha256(&body) != sha256_value {
+            return Err(SeamError::Permanent("BadDigest: checksum mismatch".to_string()));
+        }
+        let checksum = base64::engine::general_purpose::STANDARD.encode(sha256_value);
+        Ok(Some(self.store(spec, body, checksum)))
+    }
+
+    async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
+        let upload_id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+        lock(&self.uploads).insert(upload_id.clone(), MultipartState { spec: Some(spec.clone()), parts: BTreeMap::new() });
+        Ok(upload_id)
+    }
+
+    async fn upload_part(&self, _key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256_value: [u8; 32]) -> Result<UploadedPart, SeamError> {
+        if sha256(&body) != sha256_value {
+            return Err(SeamError::Permanent("BadDigest: part checksum mismatch".to_string()));
+        }
+        let encoded = base64::engine::general_purpose::STANDARD.encode(sha256_value);
+        let mut uploads = lock(&self.uploads);
+        let state = uploads.get_mut(upload_id).ok_or_else(|| SeamError::NotFound(format!("upload {upload_id}")))?;
+        state.parts.insert(part_number, (body, encoded.clone()));
+        Ok(UploadedPart { part_number, etag: format!("p{part_number}"), sha256_base64: encoded })
+    }
+
+    async fn complete_multipart(&self, _key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError> {
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let state = lock(&self.uploads).remove(upload_id).ok_or_else(|| SeamError::NotFound(format!("upload {upload_id}")))?;
+        let spec = state.spec.ok_or_else(|| SeamError::Permanent("upload without spec".to_string()))?;
+        let mut body = Vec::new();
+        for part in parts {
+            let (bytes, _) = state.parts.get(&part.part_number).ok_or_else(|| SeamError::Permanent("unknown part".to_string()))?;
+            body.extend_from_slice(bytes);
+        }
+        let checksum = crate::copy::expected_checksum(&[0; 32], parts);
+        Ok(Some(self.store(&spec, Bytes::from(body), checksum)))
+    }
+
+    async fn abort_multipart(&self, _key: &str, upload_id: &str) -> Result<(), SeamError> {
+        lock(&self.uploads).remove(upload_id);
+        Ok(())
+    }
+
+    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError> {
+        self.heads.fetch_add(1, Ordering::Relaxed);
+        Ok(self.find(key, version_id).map(|v| v.head))
+    }
+
+    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
+        let version = self.find(key, version_id).ok_or_else(|| SeamError::NotFound(key.to_string()))?;
+        let meta = ObjectMeta {
+            size: version.body.len() as u64,
+            etag: String::new(),
+            version_id: Some(version.version_id.clone()),
+            metadata: version.head.metadata.clone(),
+            content_type: None,
+            content_encoding: None,
+        };
+        Ok(SourceObject { meta, body: chunked(version.body, 4096) })
+    }
+
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+        let versions = lock(&self.versions);
+        let mut out = Vec::new();
+        for (key, list) in versions.range(prefix.to_string()..).take_while(|(key, _)| key.starts_with(prefix)) {
+            for (index, version) in list.iter().enumerate() {
+                out.push(ArchivedVersion {
+                    key: key.clone(),
+                    version_id: version.version_id.clone(),
+                    is_latest: index + 1 == list.len(),
+                    size: version.body.len() as u64,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError> {
+        let mut versions = lock(&self.versions);
+        let version = versions
+            .get_mut(key)
+            .and_then(|list| list.iter_mut().find(|v| v.version_id == version_id))
+            .ok_or_else(|| SeamError::NotFound(key.to_string()))?;
+        if version.head.retain_until.is_some_and(|current| current > until) {
+            return Err(SeamError::AccessDenied("cannot shorten COMPLIANCE retention".to_string()));
+        }
+        version.head.retain_until = Some(until);
+        version.head.lock_mode = Some(mode);
+        Ok(())
+    }
+
+    async fn protection(&self) -> Result<BucketProtection, SeamError> {
+        Ok(lock(&self.protection).clone())
+    }
+}
+
+/// A progress store in memory (no durability).
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<SourceRef, ObjectRecord>>,
+    intents: Mutex<HashSet<SourceRef>>,
+    state: Mutex<BTreeMap<String, Vec<u8>>>,
+    findings: Mutex<BTreeMap<String, Finding>>,
+}
+
+impl ProgressStore for MemoryStore {
+    fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
+        Ok(lock(&self.objects).get(source).cloned())
+    }
+
+    fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
+        lock(&self.objects).insert(source.clone(), record.clone());
+        Ok(())
+    }
+
+    fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
+        lock(&self.intents).insert(source.clone());
+        Ok(())
+    }
+
+    fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError> {
+        Ok(lock(&self.intents).contains(source))
+    }
+
+    fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
+        lock(&self.intents).remove(source);
+        Ok(())
+    }
+
+    fn objects_under(&self, account_id: &str, bucket: &str, key_prefix: &str) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
+        Ok(lock(&self.objects)
+            .iter()
+            .filter(|(source, _)| source.account_id == account_id && source.bucket == bucket && source.key.starts_with(key_prefix))
+            .map(|(source, record)| (source.key.clone(), record.clone()))
+            .collect())
+    }
+
+    fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
+        Ok(lock(&self.state).get(name).cloned())
+    }
+
+    fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError> {
+        lock(&self.state).insert(name.to_string(), value.to_vec());
+        Ok(())
+    }
+
+    fn state_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SeamError> {
+        Ok(lock(&self.state)
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
+        let mut findings = lock(&self.findings);
+        let key = finding.dedup_key();
+        if let Some(existing) = findings.get(&key) {
+            let mut seen = finding;
+            seen.first_seen = existing.first_seen;
+            seen.new = false;
+            return Ok(seen);
+        }
+        findings.insert(key, finding.clone());
+        Ok(finding)
+    }
+
+    fn findings(&self) -> Result<Vec<Finding>, SeamError> {
+        Ok(lock(&self.findings).values().cloned().collect())
+    }
+
+    fn flush(&self) -> Result<(), SeamError> {
+        Ok(())
+    }
+}
+
+/// Collects published messages.
+#[derive(Default)]
+pub struct MemoryNotifier {
+    pub messages: Mutex<Vec<(String, String)>>,
+}
+
+#[async_trait]
+impl Notifier for MemoryNotifier {
+    async fn publish(&self, subject: &str, message: &str) -> Result<(), SeamError> {
+        lock(&self.messages).push((subject.to_string(), message.to_string()));
+        Ok(())
+    }
+}
+
+/// A clock that says what it is told.
+pub struct FixedClock(pub Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    pub fn at(now: DateTime<Utc>) -> FixedClock {
+        FixedClock(Mutex::new(now))
+    }
+
+    pub fn set(&self, now: DateTime<Utc>) {
+        *lock(&self.0) = now;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *lock(&self.0)
+    }
+}

@@ -1,0 +1,121 @@
+//! The run report of `CLI-CONTRACT.md` (`--json`) and the exit status rules.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::findings::Finding;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub accounts: u64,
+    pub accounts_failed: u64,
+    pub partitions_listed: u64,
+    pub objects_listed: u64,
+    pub objects_copied: u64,
+    pub objects_skipped: u64,
+    pub objects_adopted: u64,
+    pub bytes_copied: u64,
+    pub digests_validated: u64,
+    pub log_files_validated: u64,
+    pub errors: u64,
+}
+
+/// An operational error: something could not be done (an account could not be
+/// reached, an object could not be copied after retries).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationError {
+    pub account_id: String,
+    pub operation: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub command: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub stats: Stats,
+    pub errors: Vec<OperationError>,
+    pub findings: Vec<Finding>,
+    /// Overrides the operator asked for (e.g. collecting into an unlocked
+    /// archive); empty in a normal run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
+}
+
+/// Exit statuses of the contract.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const OPERATIONAL_ERRORS: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const FINDINGS: i32 = 3;
+}
+
+impl Report {
+    pub fn new(command: &str) -> Report {
+        let now = Utc::now();
+        Report {
+            command: command.to_string(),
+            started_at: now,
+            finished_at: now,
+            stats: Stats::default(),
+            errors: Vec::new(),
+            findings: Vec::new(),
+            overrides: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, account_id: &str, operation: &str, message: impl Into<String>) {
+        self.stats.errors += 1;
+        self.errors.push(OperationError {
+            account_id: account_id.to_string(),
+            operation: operation.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// 3 if any finding is present (new or still open), else 1 if any
+    /// operational error, else 0. "If both 1 and 3 apply, 3 wins."
+    pub fn exit_code(&self) -> i32 {
+        if !self.findings.is_empty() {
+            exit::FINDINGS
+        } else if !self.errors.is_empty() {
+            exit::OPERATIONAL_ERRORS
+        } else {
+            exit::OK
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::findings::FindingKind;
+
+    #[test]
+    fn findings_win_over_errors_in_the_exit_code() {
+        let mut report = Report::new("collect");
+        assert_eq!(report.exit_code(), 0);
+        report.error("111122223333", "assume_role", "denied");
+        assert_eq!(report.exit_code(), 1);
+        report.findings.push(Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k", "gone".into()));
+        assert_eq!(report.exit_code(), 3);
+    }
+
+    #[test]
+    fn report_json_has_the_contract_fields() {
+        let mut report = Report::new("verify");
+        report.findings.push(Finding::new(FindingKind::DigestMoved, "111122223333", "b", "k", "moved".into()));
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        for field in ["command", "started_at", "finished_at", "stats", "errors", "findings"] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+        let finding = &json["findings"][0];
+        for field in ["kind", "severity", "account_id", "region", "trail", "bucket", "key", "archive_key", "detail", "first_seen", "new"] {
+            assert!(finding.get(field).is_some(), "missing finding.{field}");
+        }
+        assert_eq!(finding["kind"], "digest_moved");
+        assert_eq!(finding["severity"], "critical");
+        assert!(finding["region"].is_null());
+    }
+}
