@@ -7,6 +7,7 @@
 
 mod error;
 mod example;
+mod raw;
 mod settings;
 mod validate;
 
@@ -25,33 +26,34 @@ pub use settings::{
 /// The whole configuration file. `[archive]` and `[accounts]` are required; every
 /// other table may be omitted and takes its defaults (`[[sources]]` then fails
 /// validation, which needs at least one entry).
+///
+/// Unknown fields are rejected in every table. Deserializing a `Config` with serde
+/// (any format) also resolves source kinds and validates, so a `Config` obtained from
+/// serde is always valid; the schema attributes live on [`raw::RawConfig`].
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "raw::RawConfig")]
 pub struct Config {
-    #[serde(default)]
     pub aws: AwsSettings,
     pub archive: ArchiveSettings,
     pub accounts: AccountSettings,
-    #[serde(default)]
     pub sources: Vec<SourceSettings>,
-    #[serde(default)]
     pub collect: CollectSettings,
-    #[serde(default)]
     pub store: StoreSettings,
-    #[serde(default)]
     pub verify: VerifySettings,
-    #[serde(default)]
     pub alerts: AlertSettings,
 }
 
 impl Config {
-    /// Parses and validates a TOML document.
+    /// Parses and validates a TOML document. Syntax, unknown fields, wrong types and
+    /// missing required fields are [`ConfigError::Parse`]; everything else is
+    /// [`ConfigError::Invalid`] naming the field.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|error| ConfigError::Parse {
+        // Read the raw shape rather than `Config` so kind and value errors stay typed
+        // `Invalid` instead of being flattened into toml's message.
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
             message: error.to_string(),
         })?;
-        config.validate()?;
-        Ok(config)
+        Config::try_from(raw)
     }
 
     /// Reads, parses and validates the file at `path`.
@@ -243,13 +245,20 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         let length = doc[start..].find("```").expect("toml block is closed");
         let doc_example = &doc[start..start + length];
 
-        let parsed: Result<Config, _> = toml::from_str(doc_example);
-        assert!(parsed.is_ok(), "schema doc example: {}", parsed.unwrap_err());
+        let raw: raw::RawConfig = toml::from_str(doc_example)
+            .unwrap_or_else(|error| panic!("schema doc example does not parse: {error}"));
+        if let Err(error) = raw.into_config() {
+            panic!("schema doc example has a source kind error: {error}");
+        }
 
         let mut doc_keys = BTreeSet::new();
         key_paths(&toml::from_str(doc_example).unwrap(), "", &mut doc_keys);
         let mut example_keys = BTreeSet::new();
-        key_paths(&toml::from_str(EXAMPLE_TOML).unwrap(), "", &mut example_keys);
+        key_paths(
+            &toml::from_str(EXAMPLE_TOML).unwrap(),
+            "",
+            &mut example_keys,
+        );
         assert_eq!(doc_keys, example_keys);
     }
 
@@ -451,31 +460,58 @@ public_keys_file = "/etc/trailvault/keys.json"
         }
     }
 
+    /// Which fields belong to which `kind` is checked after parsing, so the error can
+    /// name the entry's index.
     #[test]
-    fn source_fields_of_the_other_kind_are_rejected() {
+    fn source_kind_rules_name_the_entry_and_field() {
         let organization = "[[sources]]\nkind = \"organization\"\nbucket = \"org-trail-bucket\"\norg_id = \"o-abc123def4\"\nreader_account_id = \"333333333333\"\n";
         let cases: &[(String, &str)] = &[
             (
-                format!("{organization}bucket_template = \"aws-{{account_id}}\"\n"),
-                "field `bucket_template` is not allowed in a source with kind = \"organization\"",
+                format!("{MINIMAL_SOURCES}\n{organization}bucket_template = \"aws-{{account_id}}\"\n"),
+                "sources[1].bucket_template",
             ),
             (
                 format!("{MINIMAL_SOURCES}bucket = \"org-trail-bucket\"\n"),
-                "field `bucket` is not allowed in a source with kind = \"per_account\"",
+                "sources[0].bucket",
             ),
             (
                 format!("{MINIMAL_SOURCES}org_id = \"o-abc123def4\"\n"),
-                "field `org_id` is not allowed",
+                "sources[0].org_id",
             ),
             (
                 format!("{MINIMAL_SOURCES}reader_account_id = \"333333333333\"\n"),
-                "field `reader_account_id` is not allowed",
+                "sources[0].reader_account_id",
+            ),
+            (
+                "[[sources]]\nbucket_template = \"a-{account_id}\"\n".to_owned(),
+                "sources[0].kind",
+            ),
+            (
+                "[[sources]]\nkind = \"per_account\"\n".to_owned(),
+                "sources[0].bucket_template",
+            ),
+            (
+                format!("{MINIMAL_SOURCES}\n[[sources]]\nkind = \"organization\"\norg_id = \"o-abc123def4\"\nreader_account_id = \"333333333333\"\n"),
+                "sources[1].bucket",
+            ),
+            (
+                "[[sources]]\nkind = \"organization\"\nbucket = \"org-trail-bucket\"\nreader_account_id = \"333333333333\"\n".to_owned(),
+                "sources[0].org_id",
+            ),
+            (
+                "[[sources]]\nkind = \"organization\"\nbucket = \"org-trail-bucket\"\norg_id = \"o-abc123def4\"\n".to_owned(),
+                "sources[0].reader_account_id",
             ),
         ];
-        for (sources, needle) in cases {
-            let message = parse_error(&document(&[sources]));
-            assert!(message.contains(needle), "{needle:?} not in {message}");
-            assert!(message.contains("line "), "{message}");
+        for (sources, field) in cases {
+            let text = document(&[sources]);
+            match Config::from_toml_str(&text) {
+                Err(ConfigError::Invalid {
+                    field: actual,
+                    problem,
+                }) => assert_eq!(&actual, field, "{problem}\n{text}"),
+                other => panic!("{field}: expected Invalid, got {other:?}\n{text}"),
+            }
         }
     }
 
@@ -508,28 +544,15 @@ public_keys_file = "/etc/trailvault/keys.json"
                 "missing field `external_id`",
             ),
             (
-                "missing kind",
-                document(&["[[sources]]\nbucket_template = \"a-{account_id}\"\n"]),
-                "missing field `kind`",
-            ),
-            (
                 "unknown kind",
                 document(&["[[sources]]\nkind = \"bogus_kind\"\n"]),
                 "bogus_kind",
             ),
             (
-                "missing org_id",
-                document(&["[[sources]]\nkind = \"organization\"\nbucket = \"org-trail-bucket\"\nreader_account_id = \"333333333333\"\n"]),
-                "missing field `org_id`",
-            ),
-            (
-                "missing bucket_template",
-                document(&["[[sources]]\nkind = \"per_account\"\n"]),
-                "missing field `bucket_template`",
-            ),
-            (
                 "lowercase retention_mode",
-                document(&[&format!("{MINIMAL_ARCHIVE}retention_mode = \"compliance\"\n")]),
+                document(&[&format!(
+                    "{MINIMAL_ARCHIVE}retention_mode = \"compliance\"\n"
+                )]),
                 "compliance",
             ),
             (
@@ -546,7 +569,10 @@ public_keys_file = "/etc/trailvault/keys.json"
         ];
         for (name, text, needle) in cases {
             let message = parse_error(text);
-            assert!(message.contains(needle), "{name}: {needle:?} not in {message}");
+            assert!(
+                message.contains(needle),
+                "{name}: {needle:?} not in {message}"
+            );
         }
     }
 
@@ -590,31 +616,59 @@ public_keys_file = "/etc/trailvault/keys.json"
                 c.aws.source_secret_access_key = Some("secret".to_owned());
             }),
             // [archive]
-            ("archive.bucket", |c| c.archive.bucket = "Trailvault".to_owned()),
+            ("archive.bucket", |c| {
+                c.archive.bucket = "Trailvault".to_owned()
+            }),
             ("archive.bucket", |c| c.archive.bucket = "ab".to_owned()),
-            ("archive.bucket", |c| c.archive.bucket = "-archive".to_owned()),
-            ("archive.prefix", |c| c.archive.prefix = "/archive".to_owned()),
-            ("archive.prefix", |c| c.archive.prefix = "archive/".to_owned()),
+            ("archive.bucket", |c| {
+                c.archive.bucket = "-archive".to_owned()
+            }),
+            ("archive.prefix", |c| {
+                c.archive.prefix = "/archive".to_owned()
+            }),
+            ("archive.prefix", |c| {
+                c.archive.prefix = "archive/".to_owned()
+            }),
             ("archive.prefix", |c| c.archive.prefix = "a//b".to_owned()),
-            ("archive.kms_key_id", |c| c.archive.kms_key_id = String::new()),
-            ("archive.kms_key_id", |c| c.archive.kms_key_id = "arn:aws:kms".to_owned()),
+            ("archive.kms_key_id", |c| {
+                c.archive.kms_key_id = String::new()
+            }),
+            ("archive.kms_key_id", |c| {
+                c.archive.kms_key_id = "arn:aws:kms".to_owned()
+            }),
             ("archive.retention_days", |c| c.archive.retention_days = 0),
-            ("archive.retention_days", |c| c.archive.retention_days = 36_501),
+            ("archive.retention_days", |c| {
+                c.archive.retention_days = 36_501
+            }),
             // [accounts]
             ("accounts.ids", |c| c.accounts.ids.clear()),
-            ("accounts.ids[1]", |c| c.accounts.ids.push("12345".to_owned())),
+            ("accounts.ids[1]", |c| {
+                c.accounts.ids.push("12345".to_owned())
+            }),
             ("accounts.include[0]", |c| {
                 c.accounts.include.push("abcdefghijkl".to_owned())
             }),
             ("accounts.exclude[0]", |c| {
                 c.accounts.exclude.push("1234567890123".to_owned())
             }),
-            ("accounts.role_name", |c| c.accounts.role_name = String::new()),
-            ("accounts.role_name", |c| c.accounts.role_name = "a".repeat(65)),
-            ("accounts.role_name", |c| c.accounts.role_name = "path/Role".to_owned()),
-            ("accounts.external_id", |c| c.accounts.external_id = "x".to_owned()),
-            ("accounts.external_id", |c| c.accounts.external_id = "x".repeat(1225)),
-            ("accounts.external_id", |c| c.accounts.external_id = "has space".to_owned()),
+            ("accounts.role_name", |c| {
+                c.accounts.role_name = String::new()
+            }),
+            ("accounts.role_name", |c| {
+                c.accounts.role_name = "a".repeat(65)
+            }),
+            ("accounts.role_name", |c| {
+                c.accounts.role_name = "path/Role".to_owned()
+            }),
+            ("accounts.external_id", |c| {
+                c.accounts.external_id = "x".to_owned()
+            }),
+            ("accounts.external_id", |c| {
+                c.accounts.external_id = "x".repeat(1225)
+            }),
+            ("accounts.external_id", |c| {
+                c.accounts.external_id = "has space".to_owned()
+            }),
             ("accounts.session_duration_seconds", |c| {
                 c.accounts.session_duration_seconds = 899
             }),
@@ -638,8 +692,12 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("sources[0].regions[1]", |c| {
                 per_account(c).regions = vec!["us-east-1".to_owned(), "useast1".to_owned()]
             }),
-            ("sources[1].bucket", |c| organization(c).bucket = "org_trail".to_owned()),
-            ("sources[1].org_id", |c| organization(c).org_id = "o-short".to_owned()),
+            ("sources[1].bucket", |c| {
+                organization(c).bucket = "org_trail".to_owned()
+            }),
+            ("sources[1].org_id", |c| {
+                organization(c).org_id = "o-short".to_owned()
+            }),
             ("sources[1].org_id", |c| {
                 organization(c).org_id = "r-abc123def4".to_owned()
             }),
@@ -671,7 +729,9 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("collect.max_inflated_bytes", |c| {
                 c.collect.max_inflated_bytes = 1024 * 1024 - 1
             }),
-            ("collect.max_inflate_ratio", |c| c.collect.max_inflate_ratio = 9),
+            ("collect.max_inflate_ratio", |c| {
+                c.collect.max_inflate_ratio = 9
+            }),
             // [store], [verify], [alerts]
             ("store.path", |c| c.store.path = PathBuf::new()),
             ("verify.public_keys_file", |c| {
@@ -741,7 +801,11 @@ public_keys_file = "/etc/trailvault/keys.json"
         for (index, adjust) in cases.iter().enumerate() {
             let mut config = minimal_config();
             adjust(&mut config);
-            assert!(config.validate().is_ok(), "case {index}: {:?}", config.validate());
+            assert!(
+                config.validate().is_ok(),
+                "case {index}: {:?}",
+                config.validate()
+            );
         }
     }
 
@@ -756,6 +820,26 @@ public_keys_file = "/etc/trailvault/keys.json"
         assert!(!error.is_retryable());
     }
 
+    /// A `Config` from serde (not via `from_toml_str`) is validated too, and a single
+    /// source can be deserialized on its own.
+    #[test]
+    fn serde_deserialization_validates() {
+        let valid: Config = toml::from_str(EXAMPLE_TOML).unwrap();
+        assert_eq!(valid, Config::from_toml_str(EXAMPLE_TOML).unwrap());
+
+        let invalid = document(&["[collect]\nconcurrency = 0\n"]);
+        let error = toml::from_str::<Config>(&invalid).unwrap_err().to_string();
+        assert!(error.contains("collect.concurrency"), "{error}");
+
+        let source: SourceSettings =
+            toml::from_str(MINIMAL_SOURCES.trim_start_matches("[[sources]]\n")).unwrap();
+        assert_eq!(source, minimal_config().sources[0]);
+        let error = toml::from_str::<SourceSettings>("kind = \"organization\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`bucket`: is required"), "{error}");
+    }
+
     #[test]
     fn store_path_is_kept_as_given() {
         let text = document(&["[store]\npath = \"data/../store\"\n"]);
@@ -766,9 +850,15 @@ public_keys_file = "/etc/trailvault/keys.json"
     #[test]
     fn bucket_for_renders_the_template() {
         let cases = [
-            ("aws-cloudtrail-logs-{account_id}", "aws-cloudtrail-logs-222222222222"),
+            (
+                "aws-cloudtrail-logs-{account_id}",
+                "aws-cloudtrail-logs-222222222222",
+            ),
             ("{account_id}-trail", "222222222222-trail"),
-            ("trail-{account_id}-{account_id}", "trail-222222222222-222222222222"),
+            (
+                "trail-{account_id}-{account_id}",
+                "trail-222222222222-222222222222",
+            ),
         ];
         for (template, bucket) in cases {
             let source = PerAccountSource {
@@ -806,7 +896,10 @@ public_keys_file = "/etc/trailvault/keys.json"
         std::fs::write(&path, EXAMPLE_TOML).unwrap();
         let loaded = Config::load(&path);
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(loaded.unwrap(), Config::from_toml_str(EXAMPLE_TOML).unwrap());
+        assert_eq!(
+            loaded.unwrap(),
+            Config::from_toml_str(EXAMPLE_TOML).unwrap()
+        );
 
         let missing = std::env::temp_dir().join("trailvault-config-test-does-not-exist.toml");
         match Config::load(&missing) {

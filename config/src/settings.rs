@@ -141,87 +141,16 @@ fn default_session_duration_seconds() -> u32 {
 /// One `[[sources]]` entry: where CloudTrail delivers logs. In TOML the variant is
 /// chosen by `kind = "per_account" | "organization"`.
 ///
-/// Deserialized through the flat [`RawSource`] rather than serde's internally tagged
+/// Read through the flat [`crate::raw::RawSource`], not serde's internally tagged
 /// representation: that one buffers the entry, so a wrong type inside it is reported
-/// against the `[[sources]]` header without naming the field. The flat struct keeps
-/// toml's exact position and field name for every type error and unknown field.
+/// against the `[[sources]]` header without naming the field.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawSource")]
+#[serde(try_from = "crate::raw::RawSource")]
 pub enum SourceSettings {
     /// One trail bucket per account, named from a template.
     PerAccount(PerAccountSource),
     /// One organization trail bucket holding every member account's logs.
     Organization(OrganizationSource),
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum SourceKind {
-    PerAccount,
-    Organization,
-}
-
-/// Every field any source kind accepts; [`SourceSettings::try_from`] checks that the
-/// ones present belong to `kind`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    kind: Option<SourceKind>,
-    bucket_template: Option<String>,
-    bucket: Option<String>,
-    org_id: Option<String>,
-    key_prefix: Option<String>,
-    reader_account_id: Option<String>,
-    regions: Option<Vec<String>>,
-}
-
-impl TryFrom<RawSource> for SourceSettings {
-    type Error = String;
-
-    fn try_from(raw: RawSource) -> Result<Self, Self::Error> {
-        fn reject(field: &str, value: &Option<impl Sized>, kind: &str) -> Result<(), String> {
-            match value {
-                Some(_) => Err(format!(
-                    "field `{field}` is not allowed in a source with kind = \"{kind}\""
-                )),
-                None => Ok(()),
-            }
-        }
-        fn require(field: &str, value: Option<String>, kind: &str) -> Result<String, String> {
-            value.ok_or_else(|| {
-                format!("missing field `{field}` (required when kind = \"{kind}\")")
-            })
-        }
-        let key_prefix = raw.key_prefix.unwrap_or_else(default_key_prefix);
-        let regions = raw.regions.unwrap_or_else(default_regions);
-        match raw.kind {
-            None => {
-                Err("missing field `kind` (\"per_account\" or \"organization\")".to_owned())
-            }
-            Some(SourceKind::PerAccount) => {
-                let kind = "per_account";
-                reject("bucket", &raw.bucket, kind)?;
-                reject("org_id", &raw.org_id, kind)?;
-                reject("reader_account_id", &raw.reader_account_id, kind)?;
-                Ok(SourceSettings::PerAccount(PerAccountSource {
-                    bucket_template: require("bucket_template", raw.bucket_template, kind)?,
-                    key_prefix,
-                    regions,
-                }))
-            }
-            Some(SourceKind::Organization) => {
-                let kind = "organization";
-                reject("bucket_template", &raw.bucket_template, kind)?;
-                Ok(SourceSettings::Organization(OrganizationSource {
-                    bucket: require("bucket", raw.bucket, kind)?,
-                    org_id: require("org_id", raw.org_id, kind)?,
-                    key_prefix,
-                    reader_account_id: require("reader_account_id", raw.reader_account_id, kind)?,
-                    regions,
-                }))
-            }
-        }
-    }
 }
 
 impl SourceSettings {
@@ -280,11 +209,11 @@ pub struct OrganizationSource {
     pub regions: Vec<String>,
 }
 
-fn default_key_prefix() -> String {
+pub(crate) fn default_key_prefix() -> String {
     String::new()
 }
 
-fn default_regions() -> Vec<String> {
+pub(crate) fn default_regions() -> Vec<String> {
     Vec::new()
 }
 

@@ -143,8 +143,14 @@ fn validate_organization(path: &str, source: &OrganizationSource) -> Result<(), 
 }
 
 fn validate_collect(collect: &CollectSettings) -> Result<(), ConfigError> {
-    at("collect.concurrency", in_range(collect.concurrency, 1, 1024))?;
-    at("collect.lookback_days", in_range(collect.lookback_days, 0, 31))?;
+    at(
+        "collect.concurrency",
+        in_range(collect.concurrency, 1, 1024),
+    )?;
+    at(
+        "collect.lookback_days",
+        in_range(collect.lookback_days, 0, 31),
+    )?;
     if collect.redelivery_sweep_days < collect.lookback_days {
         return Err(ConfigError::invalid(
             "collect.redelivery_sweep_days",
@@ -312,12 +318,12 @@ fn is_word_byte(byte: u8) -> bool {
 /// IAM role names: `[\w+=,.@-]{1,64}`.
 fn role_name(value: &str) -> Result<(), Problem> {
     if !(1..=64).contains(&value.len()) {
-        return Err(format!(
-            "is {} characters, must be 1 to 64",
-            value.len()
-        ));
+        return Err(format!("is {} characters, must be 1 to 64", value.len()));
     }
-    if !value.bytes().all(|byte| is_word_byte(byte) || b"+=,.@-".contains(&byte)) {
+    if !value
+        .bytes()
+        .all(|byte| is_word_byte(byte) || b"+=,.@-".contains(&byte))
+    {
         return Err(format!(
             "{value:?} may contain only letters, digits and _+=,.@-"
         ));
@@ -328,10 +334,7 @@ fn role_name(value: &str) -> Result<(), Problem> {
 /// STS external ids: `[\w+=,.@:/-]{2,1224}`. The value is not quoted back.
 fn external_id(value: &str) -> Result<(), Problem> {
     if !(2..=1224).contains(&value.len()) {
-        return Err(format!(
-            "is {} characters, must be 2 to 1224",
-            value.len()
-        ));
+        return Err(format!("is {} characters, must be 2 to 1224", value.len()));
     }
     if !value
         .bytes()
@@ -408,7 +411,10 @@ fn kms_key_id(value: &str) -> Result<(), Problem> {
         return Err(format!("{value:?} must not contain whitespace"));
     }
     if value.starts_with("arn:") {
-        return arn_with_six_parts(value, "a KMS key ARN (arn:PARTITION:kms:REGION:ACCOUNT:key/ID)");
+        return arn_with_six_parts(
+            value,
+            "a KMS key ARN (arn:PARTITION:kms:REGION:ACCOUNT:key/ID)",
+        );
     }
     if value == "alias/" {
         return Err("\"alias/\" needs an alias name after the slash".to_owned());
@@ -420,7 +426,10 @@ fn sns_topic_arn(value: &str) -> Result<(), Problem> {
     if !value.starts_with("arn:") {
         return Err(format!("{value:?} must be an ARN starting with \"arn:\""));
     }
-    arn_with_six_parts(value, "an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:TOPIC)")
+    arn_with_six_parts(
+        value,
+        "an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:TOPIC)",
+    )
 }
 
 fn arn_with_six_parts(value: &str, expected: &str) -> Result<(), Problem> {
@@ -445,13 +454,27 @@ mod tests {
                 "account_id",
                 account_id,
                 &["000000000000", "123456789012"],
-                &["", "12345678901", "1234567890123", "12345678901a", " 23456789012", "１23456789012"],
+                &[
+                    "",
+                    "12345678901",
+                    "1234567890123",
+                    "12345678901a",
+                    " 23456789012",
+                    "１23456789012",
+                ],
             ),
             (
                 "bucket_name",
                 bucket_name,
-                &["abc", "my-bucket.logs", "0-0", "aws-cloudtrail-logs-111111111111"],
-                &["ab", "Abc", "-abc", "abc-", ".abc", "abc.", "a_b", "a..b", "a b"],
+                &[
+                    "abc",
+                    "my-bucket.logs",
+                    "0-0",
+                    "aws-cloudtrail-logs-111111111111",
+                ],
+                &[
+                    "ab", "Abc", "-abc", "abc-", ".abc", "abc.", "a_b", "a..b", "a b",
+                ],
             ),
             (
                 "key_prefix",
@@ -462,14 +485,35 @@ mod tests {
             (
                 "region",
                 region,
-                &["us-east-1", "us-gov-west-1", "ap-northeast-1", "eu-central-12"],
-                &["", "us-east", "useast-1", "us--1", "us-east-", "US-EAST-1", "u-east-1", "use-east-1", "us-east-1a"],
+                &[
+                    "us-east-1",
+                    "us-gov-west-1",
+                    "ap-northeast-1",
+                    "eu-central-12",
+                ],
+                &[
+                    "",
+                    "us-east",
+                    "useast-1",
+                    "us--1",
+                    "us-east-",
+                    "US-EAST-1",
+                    "u-east-1",
+                    "use-east-1",
+                    "us-east-1a",
+                ],
             ),
             (
                 "org_id",
                 org_id,
                 &["o-abc123def4", "o-0123456789"],
-                &["o-abc123def", "o-ABC123DEF4", "abc123def4", "o-abc_123def4", "o-"],
+                &[
+                    "o-abc123def",
+                    "o-ABC123DEF4",
+                    "abc123def4",
+                    "o-abc_123def4",
+                    "o-",
+                ],
             ),
             (
                 "role_name",
@@ -486,20 +530,51 @@ mod tests {
             (
                 "endpoint_url",
                 endpoint_url,
-                &["http://127.0.0.1:4566", "https://s3.example.com", "http://localhost", "http://[::1]:9000", "http://minio_1:9000"],
-                &["127.0.0.1:4566", "ftp://host", "http://", "http://host/", "http://host/path", "http://host:", "http://host:0", "http://host:65536", "http://host:port", "http://user@host", "http://host?x", "http://[::1", "http://[::1]x", "http://ho st"],
+                &[
+                    "http://127.0.0.1:4566",
+                    "https://s3.example.com",
+                    "http://localhost",
+                    "http://[::1]:9000",
+                    "http://minio_1:9000",
+                ],
+                &[
+                    "127.0.0.1:4566",
+                    "ftp://host",
+                    "http://",
+                    "http://host/",
+                    "http://host/path",
+                    "http://host:",
+                    "http://host:0",
+                    "http://host:65536",
+                    "http://host:port",
+                    "http://user@host",
+                    "http://host?x",
+                    "http://[::1",
+                    "http://[::1]x",
+                    "http://ho st",
+                ],
             ),
             (
                 "kms_key_id",
                 kms_key_id,
-                &["arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab", "1234abcd-12ab-34cd-56ef-1234567890ab", "alias/trailvault"],
+                &[
+                    "arn:aws:kms:us-east-1:111111111111:key/1234abcd-12ab",
+                    "1234abcd-12ab-34cd-56ef-1234567890ab",
+                    "alias/trailvault",
+                ],
                 &["", "alias/", "arn:aws:kms:us-east-1", "key id"],
             ),
             (
                 "sns_topic_arn",
                 sns_topic_arn,
                 &["arn:aws:sns:us-east-1:111111111111:trailvault-alerts"],
-                &["", "arn:aws:sns:...", "sns:aws:sns:us-east-1:111111111111:t", "arn:aws:sns:us-east-1:111111111111:t:extra", "arn:aws:sns::111111111111:t"],
+                &[
+                    "",
+                    "arn:aws:sns:...",
+                    "sns:aws:sns:us-east-1:111111111111:t",
+                    "arn:aws:sns:us-east-1:111111111111:t:extra",
+                    "arn:aws:sns::111111111111:t",
+                ],
             ),
         ];
         for (name, check, good, bad) in cases {

@@ -38,7 +38,12 @@ pub struct SourceScope {
 
 impl SourceScope {
     fn state_name(&self, what: &str) -> String {
-        format!("{what}/{}/{}/{}", self.reader_account_id, self.source.bucket(), self.root)
+        format!(
+            "{what}/{}/{}/{}",
+            self.reader_account_id,
+            self.source.bucket(),
+            self.root
+        )
     }
 }
 
@@ -104,7 +109,13 @@ struct Partition {
 
 impl Partition {
     fn prefix(&self) -> String {
-        format!("{}{}/{}/{}/", self.scope.root, self.family, self.region, self.date.format("%Y/%m/%d"))
+        format!(
+            "{}{}/{}/{}/",
+            self.scope.root,
+            self.family,
+            self.region,
+            self.date.format("%Y/%m/%d")
+        )
     }
 }
 
@@ -128,7 +139,9 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn outcome(&self) -> std::sync::MutexGuard<'_, CollectOutcome> {
-        self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn error(&self, account_id: &str, operation: &str, error: &dyn std::fmt::Display) {
@@ -136,7 +149,11 @@ impl Run<'_> {
         let mut outcome = self.outcome();
         outcome.stats.errors += 1;
         outcome.failed_accounts.insert(account_id.to_string());
-        outcome.errors.push(OperationError { account_id: account_id.to_string(), operation: operation.to_string(), message: error.to_string() });
+        outcome.errors.push(OperationError {
+            account_id: account_id.to_string(),
+            operation: operation.to_string(),
+            message: error.to_string(),
+        });
     }
 
     fn finding(&self, finding: Finding) {
@@ -164,7 +181,14 @@ pub async fn collect(
     cancel: &CancellationToken,
     counters: &Counters,
 ) -> CollectOutcome {
-    let run = Run { archive, store, settings, now: clock.now(), counters, outcome: Mutex::new(CollectOutcome::default()) };
+    let run = Run {
+        archive,
+        store,
+        settings,
+        now: clock.now(),
+        counters,
+        outcome: Mutex::new(CollectOutcome::default()),
+    };
     let run = &run;
 
     // 1. Partitions of every scope (discovery is cached between runs).
@@ -177,7 +201,9 @@ pub async fn collect(
         .collect::<Vec<_>>()
         .await;
     let partitions: Vec<Partition> = partition_lists.into_iter().flatten().collect();
-    counters.partitions_total.store(partitions.len() as u64, Ordering::Relaxed);
+    counters
+        .partitions_total
+        .store(partitions.len() as u64, Ordering::Relaxed);
 
     // 2. List partitions and copy what they hold, both bounded.
     futures::stream::iter(partitions)
@@ -200,8 +226,13 @@ pub async fn collect(
     if matches!(window, Window::Incremental) && !cancel.is_cancelled() {
         let failed = run.outcome().failed_accounts.clone();
         for scope in &scopes {
-            if !failed.contains(&scope.member_account_id) && !failed.contains(&scope.reader_account_id) {
-                let _ = store.put_state(&scope.state_name("sweep"), run.now.timestamp().to_string().as_bytes());
+            if !failed.contains(&scope.member_account_id)
+                && !failed.contains(&scope.reader_account_id)
+            {
+                let _ = store.put_state(
+                    &scope.state_name("sweep"),
+                    run.now.timestamp().to_string().as_bytes(),
+                );
             }
         }
     }
@@ -216,12 +247,19 @@ pub async fn collect(
     outcome
 }
 
-async fn discover(run: &Run<'_>, scope: &SourceScope) -> Result<BTreeMap<String, Vec<String>>, SeamError> {
+async fn discover(
+    run: &Run<'_>,
+    scope: &SourceScope,
+) -> Result<BTreeMap<String, Vec<String>>, SeamError> {
     let name = scope.state_name("discovery");
     if let Some(bytes) = run.store.get_state(&name)? {
         if let Ok(cached) = serde_json::from_slice::<Discovery>(&bytes) {
             let fresh = run.now.timestamp() - cached.at < run.settings.sweep_interval.num_seconds();
-            let regions_match = scope.regions.is_empty() || cached.families.values().all(|regions| *regions == scope.regions);
+            let regions_match = scope.regions.is_empty()
+                || cached
+                    .families
+                    .values()
+                    .all(|regions| *regions == scope.regions);
             if fresh && regions_match {
                 return Ok(cached.families);
             }
@@ -229,7 +267,10 @@ async fn discover(run: &Run<'_>, scope: &SourceScope) -> Result<BTreeMap<String,
     }
     let mut families = BTreeMap::new();
     for folder in scope.source.list_folders(&scope.root).await? {
-        let family = folder.trim_start_matches(&scope.root).trim_end_matches('/').to_string();
+        let family = folder
+            .trim_start_matches(&scope.root)
+            .trim_end_matches('/')
+            .to_string();
         // CloudTrail, CloudTrail-Digest, CloudTrail-Insight and any other sibling.
         if family != "CloudTrail" && !family.starts_with("CloudTrail-") {
             continue;
@@ -241,7 +282,11 @@ async fn discover(run: &Run<'_>, scope: &SourceScope) -> Result<BTreeMap<String,
                 .list_folders(&family_root)
                 .await?
                 .iter()
-                .map(|f| f.trim_start_matches(&family_root).trim_end_matches('/').to_string())
+                .map(|f| {
+                    f.trim_start_matches(&family_root)
+                        .trim_end_matches('/')
+                        .to_string()
+                })
                 .filter(|region| !region.is_empty())
                 .collect()
         } else {
@@ -249,7 +294,10 @@ async fn discover(run: &Run<'_>, scope: &SourceScope) -> Result<BTreeMap<String,
         };
         families.insert(family, regions);
     }
-    let cached = Discovery { at: run.now.timestamp(), families: families.clone() };
+    let cached = Discovery {
+        at: run.now.timestamp(),
+        families: families.clone(),
+    };
     if let Ok(bytes) = serde_json::to_vec(&cached) {
         run.store.put_state(&name, &bytes)?;
     }
@@ -267,15 +315,27 @@ fn incremental_dates(run: &Run<'_>, scope: &SourceScope) -> Result<Vec<NaiveDate
         }
         None => true,
     };
-    let back = if sweep_due { run.settings.redelivery_sweep_days.max(run.settings.lookback_days) } else { run.settings.lookback_days };
-    Ok((0..=i64::from(back)).map(|days| today - Duration::days(days)).collect())
+    let back = if sweep_due {
+        run.settings
+            .redelivery_sweep_days
+            .max(run.settings.lookback_days)
+    } else {
+        run.settings.lookback_days
+    };
+    Ok((0..=i64::from(back))
+        .map(|days| today - Duration::days(days))
+        .collect())
 }
 
 async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Vec<Partition> {
     let families = match discover(run, scope).await {
         Ok(families) => families,
         Err(error) => {
-            run.error(&scope.member_account_id, &format!("list s3://{}/{}", scope.source.bucket(), scope.root), &error);
+            run.error(
+                &scope.member_account_id,
+                &format!("list s3://{}/{}", scope.source.bucket(), scope.root),
+                &error,
+            );
             return Vec::new();
         }
     };
@@ -289,12 +349,21 @@ async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Ve
         },
         Window::Range { from, to } => from.iter_days().take_while(|day| *day <= to).collect(),
     };
-    debug!(families = families.len(), dates = dates.len(), "partitions planned");
+    debug!(
+        families = families.len(),
+        dates = dates.len(),
+        "partitions planned"
+    );
     let mut partitions = Vec::new();
     for (family, regions) in &families {
         for region in regions {
             for date in &dates {
-                partitions.push(Partition { scope: scope.clone(), family: family.clone(), region: region.clone(), date: *date });
+                partitions.push(Partition {
+                    scope: scope.clone(),
+                    family: family.clone(),
+                    region: region.clone(),
+                    date: *date,
+                });
             }
         }
     }
@@ -307,19 +376,31 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
     let listed = match scope.source.list(&prefix).await {
         Ok(listed) => listed,
         Err(error) => {
-            run.error(&scope.member_account_id, &format!("list s3://{}/{prefix}", scope.source.bucket()), &error);
+            run.error(
+                &scope.member_account_id,
+                &format!("list s3://{}/{prefix}", scope.source.bucket()),
+                &error,
+            );
             return Vec::new();
         }
     };
-    run.counters.partitions_listed.fetch_add(1, Ordering::Relaxed);
-    run.counters.objects_listed.fetch_add(listed.len() as u64, Ordering::Relaxed);
+    run.counters
+        .partitions_listed
+        .fetch_add(1, Ordering::Relaxed);
+    run.counters
+        .objects_listed
+        .fetch_add(listed.len() as u64, Ordering::Relaxed);
     let mut jobs = Vec::new();
     let mut skipped = 0u64;
     for object in listed {
         if object.key.ends_with('/') {
             continue;
         }
-        let source = SourceRef { account_id: scope.reader_account_id.clone(), bucket: scope.source.bucket().to_string(), key: object.key.clone() };
+        let source = SourceRef {
+            account_id: scope.reader_account_id.clone(),
+            bucket: scope.source.bucket().to_string(),
+            key: object.key.clone(),
+        };
         let previous = match run.store.object(&source) {
             Ok(previous) => previous,
             Err(error) => {
@@ -327,12 +408,21 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
                 continue;
             }
         };
-        if previous.as_ref().is_some_and(|record| record.etag == object.etag) {
+        if previous
+            .as_ref()
+            .is_some_and(|record| record.etag == object.etag)
+        {
             skipped += 1;
             continue;
         }
         let adopt_first = run.store.has_intent(&source).unwrap_or(true);
-        jobs.push(CopyJob { scope: scope.clone(), source, listed: object, previous, adopt_first });
+        jobs.push(CopyJob {
+            scope: scope.clone(),
+            source,
+            listed: object,
+            previous,
+            adopt_first,
+        });
     }
     // Intents are durable before the first byte is written, so a crash
     // anywhere after this point makes the rerun look in the archive first.
@@ -341,11 +431,17 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
         intent_failed |= run.store.record_intent(&job.source).is_err();
     }
     if intent_failed || (!jobs.is_empty() && run.store.flush().is_err()) {
-        run.error(&scope.member_account_id, "record_intent", &"the progress store refused a write");
+        run.error(
+            &scope.member_account_id,
+            "record_intent",
+            &"the progress store refused a write",
+        );
         return Vec::new();
     }
     run.outcome().stats.objects_skipped += skipped;
-    run.counters.objects_to_copy.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+    run.counters
+        .objects_to_copy
+        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
     jobs
 }
 
@@ -367,7 +463,11 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
             }
             Ok(None) => {}
             Err(error) => {
-                run.error(member, &format!("head s3://{}/{archive_key}", run.archive.bucket()), &error);
+                run.error(
+                    member,
+                    &format!("head s3://{}/{archive_key}", run.archive.bucket()),
+                    &error,
+                );
                 return;
             }
         }
@@ -377,27 +477,48 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
     let mut attempt = 0;
     let copied = loop {
         attempt += 1;
-        match copy_object(job.scope.source.as_ref(), run.archive, settings, &job.source, run.now).await {
+        match copy_object(
+            job.scope.source.as_ref(),
+            run.archive,
+            settings,
+            &job.source,
+            run.now,
+        )
+        .await
+        {
             Ok(copied) => break copied,
             Err(error) if error.is_retryable() && attempt < attempts => {
                 debug!(key = %job.source.key, attempt, %error, "copy attempt failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt))).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                    .await;
             }
             Err(CopyError::Invalid(problem)) => {
-                let finding = Finding::new(FindingKind::ArchiveCopyInvalid, member, &job.source.bucket, &job.source.key, format!("copy failed verification after {attempt} attempts: {problem}"))
-                    .with_archive_key(Some(&archive_key));
+                let finding = Finding::new(
+                    FindingKind::ArchiveCopyInvalid,
+                    member,
+                    &job.source.bucket,
+                    &job.source.key,
+                    format!("copy failed verification after {attempt} attempts: {problem}"),
+                )
+                .with_archive_key(Some(&archive_key));
                 run.finding(finding);
                 return;
             }
             Err(error) => {
-                run.error(member, &format!("copy s3://{}/{}", job.source.bucket, job.source.key), &error);
+                run.error(
+                    member,
+                    &format!("copy s3://{}/{}", job.source.bucket, job.source.key),
+                    &error,
+                );
                 return;
             }
         }
     };
 
     run.counters.objects_copied.fetch_add(1, Ordering::Relaxed);
-    run.counters.bytes_copied.fetch_add(copied.bytes, Ordering::Relaxed);
+    run.counters
+        .bytes_copied
+        .fetch_add(copied.bytes, Ordering::Relaxed);
     if let Some(previous) = &job.previous {
         let detail = format!(
             "source object changed after it was archived: ETag {} -> {}, content SHA-256 {} -> {}; both versions are kept in the archive",
@@ -406,16 +527,35 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
             previous.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
             copied.record.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
         );
-        run.finding(Finding::new(FindingKind::SourceObjectModified, member, &job.source.bucket, &job.source.key, detail).with_archive_key(Some(&archive_key)));
+        run.finding(
+            Finding::new(
+                FindingKind::SourceObjectModified,
+                member,
+                &job.source.bucket,
+                &job.source.key,
+                detail,
+            )
+            .with_archive_key(Some(&archive_key)),
+        );
     }
     for finding in inspect(&job, &copied) {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     let is_digest = parse_trail_key(&job.source.key).is_ok_and(|key| key.is_digest());
-    finish(run, &job, copied.record, is_digest.then(|| job.source.clone()));
+    finish(
+        run,
+        &job,
+        copied.record,
+        is_digest.then(|| job.source.clone()),
+    );
 }
 
-fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord, digest: Option<SourceRef>) {
+fn finish(
+    run: &Run<'_>,
+    job: &CopyJob,
+    record: crate::seams::ObjectRecord,
+    digest: Option<SourceRef>,
+) {
     if let Err(error) = run.store.record_object(&job.source, &record) {
         run.error(&job.scope.member_account_id, "record_object", &error);
         return;
@@ -457,11 +597,23 @@ fn inspect(job: &CopyJob, copied: &crate::copy::Copied) -> Vec<Finding> {
     let trail_key: Option<TrailKey> = match parse_trail_key(key) {
         Ok(trail_key) => Some(trail_key),
         Err(KeyError::AccountMismatch { folder, file }) => {
-            findings.push(Finding::new(FindingKind::AccountMismatch, member, bucket, key, format!("file name claims account {file} inside the folder of account {folder}")));
+            findings.push(Finding::new(
+                FindingKind::AccountMismatch,
+                member,
+                bucket,
+                key,
+                format!("file name claims account {file} inside the folder of account {folder}"),
+            ));
             None
         }
         Err(error) => {
-            findings.push(Finding::new(FindingKind::ObjectMalformed, member, bucket, key, format!("not a CloudTrail file name: {error}")));
+            findings.push(Finding::new(
+                FindingKind::ObjectMalformed,
+                member,
+                bucket,
+                key,
+                format!("not a CloudTrail file name: {error}"),
+            ));
             None
         }
     };
@@ -469,7 +621,16 @@ fn inspect(job: &CopyJob, copied: &crate::copy::Copied) -> Vec<Finding> {
     let is_digest = trail_key.as_ref().is_some_and(TrailKey::is_digest);
     if let Some(trail_key) = &trail_key {
         if trail_key.account_id != member {
-            findings.push(Finding::new(FindingKind::AccountMismatch, member, bucket, key, format!("key claims account {} in the source of account {member}", trail_key.account_id)));
+            findings.push(Finding::new(
+                FindingKind::AccountMismatch,
+                member,
+                bucket,
+                key,
+                format!(
+                    "key claims account {} in the source of account {member}",
+                    trail_key.account_id
+                ),
+            ));
         }
     }
     match &copied.inflate_error {
@@ -489,9 +650,19 @@ fn inspect(job: &CopyJob, copied: &crate::copy::Copied) -> Vec<Finding> {
     // streamed and are checked by validation).
     if copied.inflate_error.is_none() {
         if let Some(body) = &copied.small_body {
-            let limits = crate::cloudtrail::gzip::InflateLimits { max_inflated_bytes: MAX_PARSED_BYTES, max_ratio: u64::MAX };
+            let limits = crate::cloudtrail::gzip::InflateLimits {
+                max_inflated_bytes: MAX_PARSED_BYTES,
+                max_ratio: u64::MAX,
+            };
             if let Ok(inflated) = inflate_single_member(body, limits) {
-                findings.extend(content_claims(member, bucket, key, is_digest, trail_key.as_ref(), &inflated));
+                findings.extend(content_claims(
+                    member,
+                    bucket,
+                    key,
+                    is_digest,
+                    trail_key.as_ref(),
+                    &inflated,
+                ));
             }
         }
     }
@@ -501,8 +672,20 @@ fn inspect(job: &CopyJob, copied: &crate::copy::Copied) -> Vec<Finding> {
     findings
 }
 
-fn content_claims(member: &str, bucket: &str, key: &str, is_digest: bool, trail_key: Option<&TrailKey>, inflated: &[u8]) -> Vec<Finding> {
-    let claims_other = |value: &Option<serde_json::Value>| value.as_ref().and_then(|v| v.as_str()).is_some_and(|claimed| claimed != member);
+fn content_claims(
+    member: &str,
+    bucket: &str,
+    key: &str,
+    is_digest: bool,
+    trail_key: Option<&TrailKey>,
+    inflated: &[u8],
+) -> Vec<Finding> {
+    let claims_other = |value: &Option<serde_json::Value>| {
+        value
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .is_some_and(|claimed| claimed != member)
+    };
     if is_digest {
         return match serde_json::from_slice::<DigestAccountOnly>(inflated) {
             Ok(digest) if claims_other(&digest.aws_account_id) => vec![Finding::new(
@@ -510,7 +693,13 @@ fn content_claims(member: &str, bucket: &str, key: &str, is_digest: bool, trail_
                 member,
                 bucket,
                 key,
-                format!("digest body claims account {} in the source of account {member}", digest.aws_account_id.and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()),
+                format!(
+                    "digest body claims account {} in the source of account {member}",
+                    digest
+                        .aws_account_id
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
             )],
             _ => Vec::new(),
         };
@@ -522,7 +711,13 @@ fn content_claims(member: &str, bucket: &str, key: &str, is_digest: bool, trail_
                 .records
                 .iter()
                 .filter(|record| claims_other(&record.recipient_account_id))
-                .filter_map(|record| record.recipient_account_id.as_ref().and_then(|v| v.as_str()).map(str::to_string))
+                .filter_map(|record| {
+                    record
+                        .recipient_account_id
+                        .as_ref()
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string)
+                })
                 .collect();
             if others.is_empty() {
                 Vec::new()
@@ -532,11 +727,20 @@ fn content_claims(member: &str, bucket: &str, key: &str, is_digest: bool, trail_
                     member,
                     bucket,
                     key,
-                    format!("records claim recipient account(s) {} in the source of account {member}", others.into_iter().collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "records claim recipient account(s) {} in the source of account {member}",
+                        others.into_iter().collect::<Vec<_>>().join(", ")
+                    ),
                 )]
             }
         }
-        Err(error) if is_log_family => vec![Finding::new(FindingKind::ObjectMalformed, member, bucket, key, format!("log body is not CloudTrail records JSON: {error}"))],
+        Err(error) if is_log_family => vec![Finding::new(
+            FindingKind::ObjectMalformed,
+            member,
+            bucket,
+            key,
+            format!("log body is not CloudTrail records JSON: {error}"),
+        )],
         Err(_) => Vec::new(),
     }
 }

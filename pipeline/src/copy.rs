@@ -13,7 +13,10 @@ use futures::StreamExt;
 
 use crate::cloudtrail::gzip::{GzipInspector, InflateError, InflateLimits};
 use crate::error::SeamError;
-use crate::seams::{ArchivedHead, Archive, LockMode, ObjectMeta, ObjectRecord, PutSpec, SourceRef, TrailSource, UploadedPart};
+use crate::seams::{
+    Archive, ArchivedHead, LockMode, ObjectMeta, ObjectRecord, PutSpec, SourceRef, TrailSource,
+    UploadedPart,
+};
 
 /// Metadata names written on every archived object (S3 user metadata, sent
 /// as `x-amz-meta-<name>`). The archive key already carries the source
@@ -26,7 +29,11 @@ pub mod meta {
     pub const CONTENT_ERROR: &str = "tv-content-error";
     pub const COPIED_AT: &str = "tv-copied-at";
     /// CloudTrail's own digest metadata, preserved verbatim.
-    pub const PRESERVED: [&str; 3] = ["signature", "signature-algorithm", "backfill-generation-timestamp"];
+    pub const PRESERVED: [&str; 3] = [
+        "signature",
+        "signature-algorithm",
+        "backfill-generation-timestamp",
+    ];
 }
 
 /// How copies are made; fixed for a run.
@@ -99,7 +106,9 @@ pub fn retain_until(now: DateTime<Utc>, retention_days: u32) -> DateTime<Utc> {
 }
 
 fn header_safe(value: &str, max_len: usize) -> Option<String> {
-    let safe = !value.is_empty() && value.len() <= max_len && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let safe = !value.is_empty()
+        && value.len() <= max_len
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b));
     safe.then(|| value.to_string())
 }
 
@@ -117,7 +126,11 @@ pub fn put_spec(
     if let Some(etag) = header_safe(&source_meta.etag, 128) {
         metadata.insert(meta::SOURCE_ETAG.to_string(), etag);
     }
-    if let Some(version) = source_meta.version_id.as_deref().and_then(|v| header_safe(v, 1024)) {
+    if let Some(version) = source_meta
+        .version_id
+        .as_deref()
+        .and_then(|v| header_safe(v, 1024))
+    {
         metadata.insert(meta::SOURCE_VERSION.to_string(), version);
     }
     match content {
@@ -125,7 +138,10 @@ pub fn put_spec(
             metadata.insert(meta::CONTENT_SHA256.to_string(), hex::encode(sha256));
         }
         Some(Err(error)) => {
-            metadata.insert(meta::CONTENT_ERROR.to_string(), content_error_name(error).to_string());
+            metadata.insert(
+                meta::CONTENT_ERROR.to_string(),
+                content_error_name(error).to_string(),
+            );
         }
         None => {}
     }
@@ -133,7 +149,11 @@ pub fn put_spec(
     for name in meta::PRESERVED {
         // Attacker-controlled: only printable ASCII of sane length survives;
         // anything else is dropped and the digest then fails validation.
-        if let Some(value) = source_meta.metadata.get(name).and_then(|v| header_safe(v, 1024)) {
+        if let Some(value) = source_meta
+            .metadata
+            .get(name)
+            .and_then(|v| header_safe(v, 1024))
+        {
             metadata.insert(name.to_string(), value);
         }
     }
@@ -143,8 +163,14 @@ pub fn put_spec(
         lock_mode: settings.lock_mode,
         retain_until: retain_until(now, settings.retention_days),
         metadata,
-        content_type: source_meta.content_type.as_deref().and_then(|v| header_safe(v, 256)),
-        content_encoding: source_meta.content_encoding.as_deref().and_then(|v| header_safe(v, 64)),
+        content_type: source_meta
+            .content_type
+            .as_deref()
+            .and_then(|v| header_safe(v, 256)),
+        content_encoding: source_meta
+            .content_encoding
+            .as_deref()
+            .and_then(|v| header_safe(v, 64)),
     }
 }
 
@@ -169,7 +195,11 @@ pub fn expected_checksum(raw_sha256: &[u8; 32], parts: &[UploadedPart]) -> Strin
             context.update(&decoded);
         }
     }
-    format!("{}-{}", engine.encode(context.finish().as_ref()), parts.len())
+    format!(
+        "{}-{}",
+        engine.encode(context.finish().as_ref()),
+        parts.len()
+    )
 }
 
 /// Checks an archived version against what the copy required; returns every
@@ -188,12 +218,19 @@ pub fn check_archived(head: &ArchivedHead, spec: &PutSpec, expected_checksum: &s
     }
     match head.lock_mode {
         Some(mode) if mode == spec.lock_mode => {}
-        Some(mode) => problems.push(format!("lock mode {} != {}", mode.as_str(), spec.lock_mode.as_str())),
+        Some(mode) => problems.push(format!(
+            "lock mode {} != {}",
+            mode.as_str(),
+            spec.lock_mode.as_str()
+        )),
         None => problems.push("no Object Lock retention".to_string()),
     }
     match head.retain_until {
         Some(until) if until + Duration::seconds(1) >= spec.retain_until => {}
-        Some(until) => problems.push(format!("retained until {until}, required {}", spec.retain_until)),
+        Some(until) => problems.push(format!(
+            "retained until {until}, required {}",
+            spec.retain_until
+        )),
         None => problems.push("no retain-until date".to_string()),
     }
     if head.metadata.get(meta::SOURCE_ETAG) != spec.metadata.get(meta::SOURCE_ETAG) {
@@ -205,7 +242,12 @@ pub fn check_archived(head: &ArchivedHead, spec: &PutSpec, expected_checksum: &s
 /// If the archive's current version of `spec.key` is already a valid copy of
 /// this source version (a run died between PUT and recording it), returns it
 /// so it can be recorded instead of copied a second time.
-pub async fn adoptable_copy(archive: &dyn Archive, settings: &CopySettings, key: &str, source_etag: &str) -> Result<Option<ArchivedHead>, SeamError> {
+pub async fn adoptable_copy(
+    archive: &dyn Archive,
+    settings: &CopySettings,
+    key: &str,
+    source_etag: &str,
+) -> Result<Option<ArchivedHead>, SeamError> {
     let Some(head) = archive.head(key, None).await? else {
         return Ok(None);
     };
@@ -213,7 +255,10 @@ pub async fn adoptable_copy(archive: &dyn Archive, settings: &CopySettings, key:
         return Ok(None);
     }
     let valid = head.checksum_sha256.is_some()
-        && head.sse_kms_key_id.as_deref().is_some_and(|found| same_kms_key(&settings.kms_key_id, found))
+        && head
+            .sse_kms_key_id
+            .as_deref()
+            .is_some_and(|found| same_kms_key(&settings.kms_key_id, found))
         && head.lock_mode == Some(settings.lock_mode)
         && head.retain_until.is_some();
     Ok(valid.then_some(head))
@@ -231,7 +276,11 @@ pub fn record_from_head(head: &ArchivedHead, copied_at: i64) -> Option<ObjectRec
     });
     Some(ObjectRecord {
         v: 1,
-        etag: head.metadata.get(meta::SOURCE_ETAG).cloned().unwrap_or_default(),
+        etag: head
+            .metadata
+            .get(meta::SOURCE_ETAG)
+            .cloned()
+            .unwrap_or_default(),
         size: head.size,
         raw_sha256,
         content_sha256,
@@ -244,7 +293,11 @@ pub fn record_from_head(head: &ArchivedHead, copied_at: i64) -> Option<ObjectRec
 enum Upload {
     /// Still under the threshold: the whole object is in `buffer`.
     Single { buffer: BytesMut },
-    Multipart { upload_id: String, buffer: BytesMut, parts: Vec<UploadedPart> },
+    Multipart {
+        upload_id: String,
+        buffer: BytesMut,
+        parts: Vec<UploadedPart>,
+    },
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -263,12 +316,17 @@ pub async fn copy_object(
     source: &SourceRef,
     now: DateTime<Utc>,
 ) -> Result<Copied, CopyError> {
-    let object = trail_source.get(&source.key).await.map_err(CopyError::Source)?;
+    let object = trail_source
+        .get(&source.key)
+        .await
+        .map_err(CopyError::Source)?;
     let source_meta = object.meta;
     let mut body = object.body;
     let threshold = usize::try_from(settings.multipart_threshold_bytes).unwrap_or(usize::MAX);
     let mut inspector = GzipInspector::new(settings.inflate_limits);
-    let mut upload = Upload::Single { buffer: BytesMut::new() };
+    let mut upload = Upload::Single {
+        buffer: BytesMut::new(),
+    };
     let mut multipart_spec: Option<PutSpec> = None;
 
     while let Some(chunk) = body.next().await {
@@ -279,22 +337,43 @@ pub async fn copy_object(
                 buffer.extend_from_slice(&chunk);
                 if buffer.len() > threshold {
                     let spec = put_spec(settings, source, &source_meta, None, now);
-                    let upload_id = archive.create_multipart(&spec).await.map_err(CopyError::Archive)?;
+                    let upload_id = archive
+                        .create_multipart(&spec)
+                        .await
+                        .map_err(CopyError::Archive)?;
                     let pending = std::mem::take(buffer);
-                    upload = Upload::Multipart { upload_id, buffer: pending, parts: Vec::new() };
+                    upload = Upload::Multipart {
+                        upload_id,
+                        buffer: pending,
+                        parts: Vec::new(),
+                    };
                     multipart_spec = Some(spec);
                 }
             }
             Upload::Multipart { buffer, .. } => buffer.extend_from_slice(&chunk),
         }
-        if let Upload::Multipart { upload_id, buffer, parts } = &mut upload {
+        if let Upload::Multipart {
+            upload_id,
+            buffer,
+            parts,
+        } = &mut upload
+        {
             while buffer.len() >= threshold {
                 let part = buffer.split_to(threshold).freeze();
-                let uploaded = upload_part(archive, &source_key(&multipart_spec), upload_id, parts.len(), part).await;
+                let uploaded = upload_part(
+                    archive,
+                    &source_key(&multipart_spec),
+                    upload_id,
+                    parts.len(),
+                    part,
+                )
+                .await;
                 match uploaded {
                     Ok(done) => parts.push(done),
                     Err(error) => {
-                        let _ = archive.abort_multipart(&source_key(&multipart_spec), upload_id).await;
+                        let _ = archive
+                            .abort_multipart(&source_key(&multipart_spec), upload_id)
+                            .await;
                         return Err(CopyError::Archive(error));
                     }
                 }
@@ -303,22 +382,37 @@ pub async fn copy_object(
     }
     let outcome = inspector.finish();
     let raw_sha256 = outcome.raw_sha256;
-    let content = outcome.inflated.as_ref().map(|inflated| inflated.sha256).map_err(Clone::clone);
+    let content = outcome
+        .inflated
+        .as_ref()
+        .map(|inflated| inflated.sha256)
+        .map_err(Clone::clone);
 
     let (spec, version_id, parts, small_body) = match upload {
         Upload::Single { buffer } => {
             let body = buffer.freeze();
             debug_assert_eq!(sha256(&body), raw_sha256);
             let spec = put_spec(settings, source, &source_meta, Some(&content), now);
-            let version_id = archive.put(&spec, body.clone(), raw_sha256).await.map_err(CopyError::Archive)?;
+            let version_id = archive
+                .put(&spec, body.clone(), raw_sha256)
+                .await
+                .map_err(CopyError::Archive)?;
             (spec, version_id, Vec::new(), Some(body))
         }
-        Upload::Multipart { upload_id, buffer, mut parts } => {
+        Upload::Multipart {
+            upload_id,
+            buffer,
+            mut parts,
+        } => {
             let Some(spec) = multipart_spec else {
-                return Err(CopyError::Invalid("multipart upload without a spec".to_string()));
+                return Err(CopyError::Invalid(
+                    "multipart upload without a spec".to_string(),
+                ));
             };
             if !buffer.is_empty() {
-                match upload_part(archive, &spec.key, &upload_id, parts.len(), buffer.freeze()).await {
+                match upload_part(archive, &spec.key, &upload_id, parts.len(), buffer.freeze())
+                    .await
+                {
                     Ok(done) => parts.push(done),
                     Err(error) => {
                         let _ = archive.abort_multipart(&spec.key, &upload_id).await;
@@ -326,7 +420,10 @@ pub async fn copy_object(
                     }
                 }
             }
-            let version_id = archive.complete_multipart(&spec.key, &upload_id, &parts).await.map_err(CopyError::Archive)?;
+            let version_id = archive
+                .complete_multipart(&spec.key, &upload_id, &parts)
+                .await
+                .map_err(CopyError::Archive)?;
             (spec, version_id, parts, None)
         }
     };
@@ -349,19 +446,36 @@ pub async fn copy_object(
         size: outcome.raw_len,
         raw_sha256,
         content_sha256: content.as_ref().ok().copied(),
-        content_error: inflate_error.as_ref().map(|e| content_error_name(e).to_string()),
+        content_error: inflate_error
+            .as_ref()
+            .map(|e| content_error_name(e).to_string()),
         archive_version_id: head.version_id.clone().or(version_id),
         copied_at: now.timestamp(),
     };
-    Ok(Copied { record, archive_key: spec.key, bytes: outcome.raw_len, inflate_error, small_body })
+    Ok(Copied {
+        record,
+        archive_key: spec.key,
+        bytes: outcome.raw_len,
+        inflate_error,
+        small_body,
+    })
 }
 
 fn source_key(spec: &Option<PutSpec>) -> String {
     spec.as_ref().map(|s| s.key.clone()).unwrap_or_default()
 }
 
-async fn upload_part(archive: &dyn Archive, key: &str, upload_id: &str, index: usize, part: Bytes) -> Result<UploadedPart, SeamError> {
-    let part_number = i32::try_from(index + 1).map_err(|_| SeamError::Permanent("too many parts".to_string()))?;
+async fn upload_part(
+    archive: &dyn Archive,
+    key: &str,
+    upload_id: &str,
+    index: usize,
+    part: Bytes,
+) -> Result<UploadedPart, SeamError> {
+    let part_number =
+        i32::try_from(index + 1).map_err(|_| SeamError::Permanent("too many parts".to_string()))?;
     let digest = sha256(&part);
-    archive.upload_part(key, upload_id, part_number, part, digest).await
+    archive
+        .upload_part(key, upload_id, part_number, part, digest)
+        .await
 }

@@ -89,7 +89,9 @@ impl FindingKind {
     }
 
     pub fn parse(text: &str) -> Option<FindingKind> {
-        FindingKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+        FindingKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
     }
 }
 
@@ -118,7 +120,13 @@ pub struct Finding {
 impl Finding {
     /// A new finding about one object; `first_seen` and `new` are settled by
     /// the store when the finding is recorded.
-    pub fn new(kind: FindingKind, account_id: &str, bucket: &str, key: &str, detail: String) -> Finding {
+    pub fn new(
+        kind: FindingKind,
+        account_id: &str,
+        bucket: &str,
+        key: &str,
+        detail: String,
+    ) -> Finding {
         Finding {
             kind,
             severity: kind.severity(),
@@ -152,7 +160,13 @@ impl Finding {
     /// Identity used to report a finding as new only once across runs: the
     /// same kind on the same object is the same finding, whatever the detail.
     pub fn dedup_key(&self) -> String {
-        format!("{}\u{0}{}\u{0}{}\u{0}{}", self.kind.as_str(), self.account_id, self.bucket, self.key)
+        format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}",
+            self.kind.as_str(),
+            self.account_id,
+            self.bucket,
+            self.key
+        )
     }
 }
 
@@ -175,14 +189,35 @@ mod tests {
         assert_eq!(FindingKind::ChainGap.severity(), Severity::Warning);
         assert_eq!(FindingKind::ObjectMalformed.severity(), Severity::Warning);
         assert_eq!(FindingKind::DigestMissing.severity(), Severity::Critical);
-        assert_eq!(FindingKind::ArchiveMisconfigured.severity(), Severity::Critical);
+        assert_eq!(
+            FindingKind::ArchiveMisconfigured.severity(),
+            Severity::Critical
+        );
     }
 
     #[test]
     fn dedup_key_ignores_detail_but_not_object() {
-        let a = Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k1", "x".into());
-        let b = Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k1", "y".into());
-        let c = Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k2", "x".into());
+        let a = Finding::new(
+            FindingKind::DigestMissing,
+            "111122223333",
+            "b",
+            "k1",
+            "x".into(),
+        );
+        let b = Finding::new(
+            FindingKind::DigestMissing,
+            "111122223333",
+            "b",
+            "k1",
+            "y".into(),
+        );
+        let c = Finding::new(
+            FindingKind::DigestMissing,
+            "111122223333",
+            "b",
+            "k2",
+            "x".into(),
+        );
         assert_eq!(a.dedup_key(), b.dedup_key());
         assert_ne!(a.dedup_key(), c.dedup_key());
     }

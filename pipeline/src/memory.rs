@@ -15,12 +15,15 @@ use chrono::{DateTime, Utc};
 use crate::error::SeamError;
 use crate::findings::Finding;
 use crate::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, LockMode, Notifier, ObjectMeta, ObjectRecord, ProgressStore, PutSpec,
-    SourceObject, SourceRef, TrailSource, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, LockMode,
+    Notifier, ObjectMeta, ObjectRecord, ProgressStore, PutSpec, SourceObject, SourceRef,
+    TrailSource, UploadedPart,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -50,11 +53,17 @@ pub struct MemorySource {
 
 impl MemorySource {
     pub fn new(bucket: &str) -> MemorySource {
-        MemorySource { bucket: bucket.to_string(), ..MemorySource::default() }
+        MemorySource {
+            bucket: bucket.to_string(),
+            ..MemorySource::default()
+        }
     }
 
     pub fn put(&self, key: &str, body: impl Into<Bytes>, metadata: &[(&str, &str)]) {
-        let metadata = metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let metadata = metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         lock(&self.objects).insert(key.to_string(), (body.into(), metadata));
     }
 
@@ -82,7 +91,11 @@ impl TrailSource for MemorySource {
         Ok(lock(&self.objects)
             .range(prefix.to_string()..)
             .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(key, (body, _))| ListedObject { key: key.clone(), size: body.len() as u64, etag: MemorySource::etag(body) })
+            .map(|(key, (body, _))| ListedObject {
+                key: key.clone(),
+                size: body.len() as u64,
+                etag: MemorySource::etag(body),
+            })
             .collect())
     }
 
@@ -91,7 +104,10 @@ impl TrailSource for MemorySource {
         let mut folders: Vec<String> = lock(&self.objects)
             .keys()
             .filter_map(|key| key.strip_prefix(prefix))
-            .filter_map(|rest| rest.split_once('/').map(|(folder, _)| format!("{prefix}{folder}/")))
+            .filter_map(|rest| {
+                rest.split_once('/')
+                    .map(|(folder, _)| format!("{prefix}{folder}/"))
+            })
             .collect();
         folders.dedup();
         Ok(folders)
@@ -113,7 +129,10 @@ impl TrailSource for MemorySource {
             content_type: Some("application/json".to_string()),
             content_encoding: Some("gzip".to_string()),
         };
-        Ok(SourceObject { meta, body: chunked(body, 1000) })
+        Ok(SourceObject {
+            meta,
+            body: chunked(body, 1000),
+        })
     }
 }
 
@@ -172,16 +191,24 @@ impl MemoryArchive {
     }
 
     pub fn latest_body(&self, key: &str) -> Option<Bytes> {
-        lock(&self.versions).get(key).and_then(|v| v.last()).map(|v| v.body.clone())
+        lock(&self.versions)
+            .get(key)
+            .and_then(|v| v.last())
+            .map(|v| v.body.clone())
     }
 
     pub fn latest_head(&self, key: &str) -> Option<ArchivedHead> {
-        lock(&self.versions).get(key).and_then(|v| v.last()).map(|v| v.head.clone())
+        lock(&self.versions)
+            .get(key)
+            .and_then(|v| v.last())
+            .map(|v| v.head.clone())
     }
 
     fn store(&self, spec: &PutSpec, body: Bytes, checksum: String) -> String {
         let version_id = format!("v{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        let kms = lock(&self.wrong_kms_key).clone().unwrap_or_else(|| spec.kms_key_id.clone());
+        let kms = lock(&self.wrong_kms_key)
+            .clone()
+            .unwrap_or_else(|| spec.kms_key_id.clone());
         let head = ArchivedHead {
             version_id: Some(version_id.clone()),
             size: body.len() as u64,
@@ -194,7 +221,11 @@ impl MemoryArchive {
         lock(&self.versions)
             .entry(spec.key.clone())
             .or_default()
-            .push(StoredVersion { version_id: version_id.clone(), body, head });
+            .push(StoredVersion {
+                version_id: version_id.clone(),
+                body,
+                head,
+            });
         version_id
     }
 
@@ -214,10 +245,17 @@ impl Archive for MemoryArchive {
         &self.bucket
     }
 
-    async fn put(&self, spec: &PutSpec, body: Bytes, sha256_value: [u8; 32]) -> Result<Option<String>, SeamError> {
+    async fn put(
+        &self,
+        spec: &PutSpec,
+        body: Bytes,
+        sha256_value: [u8; 32],
+    ) -> Result<Option<String>, SeamError> {
         self.puts.fetch_add(1, Ordering::Relaxed);
         if sha256(&body) != sha256_value {
-            return Err(SeamError::Permanent("BadDigest: checksum mismatch".to_string()));
+            return Err(SeamError::Permanent(
+                "BadDigest: checksum mismatch".to_string(),
+            ));
         }
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256_value);
         Ok(Some(self.store(spec, body, checksum)))
@@ -225,28 +263,61 @@ impl Archive for MemoryArchive {
 
     async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
         let upload_id = format!("u{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        lock(&self.uploads).insert(upload_id.clone(), MultipartState { spec: Some(spec.clone()), parts: BTreeMap::new() });
+        lock(&self.uploads).insert(
+            upload_id.clone(),
+            MultipartState {
+                spec: Some(spec.clone()),
+                parts: BTreeMap::new(),
+            },
+        );
         Ok(upload_id)
     }
 
-    async fn upload_part(&self, _key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256_value: [u8; 32]) -> Result<UploadedPart, SeamError> {
+    async fn upload_part(
+        &self,
+        _key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256_value: [u8; 32],
+    ) -> Result<UploadedPart, SeamError> {
         if sha256(&body) != sha256_value {
-            return Err(SeamError::Permanent("BadDigest: part checksum mismatch".to_string()));
+            return Err(SeamError::Permanent(
+                "BadDigest: part checksum mismatch".to_string(),
+            ));
         }
         let encoded = base64::engine::general_purpose::STANDARD.encode(sha256_value);
         let mut uploads = lock(&self.uploads);
-        let state = uploads.get_mut(upload_id).ok_or_else(|| SeamError::NotFound(format!("upload {upload_id}")))?;
+        let state = uploads
+            .get_mut(upload_id)
+            .ok_or_else(|| SeamError::NotFound(format!("upload {upload_id}")))?;
         state.parts.insert(part_number, (body, encoded.clone()));
-        Ok(UploadedPart { part_number, etag: format!("p{part_number}"), sha256_base64: encoded })
+        Ok(UploadedPart {
+            part_number,
+            etag: format!("p{part_number}"),
+            sha256_base64: encoded,
+        })
     }
 
-    async fn complete_multipart(&self, _key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError> {
+    async fn complete_multipart(
+        &self,
+        _key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Option<String>, SeamError> {
         self.puts.fetch_add(1, Ordering::Relaxed);
-        let state = lock(&self.uploads).remove(upload_id).ok_or_else(|| SeamError::NotFound(format!("upload {upload_id}")))?;
-        let spec = state.spec.ok_or_else(|| SeamError::Permanent("upload without spec".to_string()))?;
+        let state = lock(&self.uploads)
+            .remove(upload_id)
+            .ok_or_else(|| SeamError::NotFound(format!("upload {upload_id}")))?;
+        let spec = state
+            .spec
+            .ok_or_else(|| SeamError::Permanent("upload without spec".to_string()))?;
         let mut body = Vec::new();
         for part in parts {
-            let (bytes, _) = state.parts.get(&part.part_number).ok_or_else(|| SeamError::Permanent("unknown part".to_string()))?;
+            let (bytes, _) = state
+                .parts
+                .get(&part.part_number)
+                .ok_or_else(|| SeamError::Permanent("unknown part".to_string()))?;
             body.extend_from_slice(bytes);
         }
         let checksum = crate::copy::expected_checksum(&[0; 32], parts);
@@ -258,13 +329,19 @@ impl Archive for MemoryArchive {
         Ok(())
     }
 
-    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError> {
+    async fn head(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ArchivedHead>, SeamError> {
         self.heads.fetch_add(1, Ordering::Relaxed);
         Ok(self.find(key, version_id).map(|v| v.head))
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        let version = self.find(key, version_id).ok_or_else(|| SeamError::NotFound(key.to_string()))?;
+        let version = self
+            .find(key, version_id)
+            .ok_or_else(|| SeamError::NotFound(key.to_string()))?;
         let meta = ObjectMeta {
             size: version.body.len() as u64,
             etag: String::new(),
@@ -273,13 +350,19 @@ impl Archive for MemoryArchive {
             content_type: None,
             content_encoding: None,
         };
-        Ok(SourceObject { meta, body: chunked(version.body, 4096) })
+        Ok(SourceObject {
+            meta,
+            body: chunked(version.body, 4096),
+        })
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
         let versions = lock(&self.versions);
         let mut out = Vec::new();
-        for (key, list) in versions.range(prefix.to_string()..).take_while(|(key, _)| key.starts_with(prefix)) {
+        for (key, list) in versions
+            .range(prefix.to_string()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+        {
             for (index, version) in list.iter().enumerate() {
                 out.push(ArchivedVersion {
                     key: key.clone(),
@@ -292,14 +375,26 @@ impl Archive for MemoryArchive {
         Ok(out)
     }
 
-    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError> {
+    async fn put_retention(
+        &self,
+        key: &str,
+        version_id: &str,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<(), SeamError> {
         let mut versions = lock(&self.versions);
         let version = versions
             .get_mut(key)
             .and_then(|list| list.iter_mut().find(|v| v.version_id == version_id))
             .ok_or_else(|| SeamError::NotFound(key.to_string()))?;
-        if version.head.retain_until.is_some_and(|current| current > until) {
-            return Err(SeamError::AccessDenied("cannot shorten COMPLIANCE retention".to_string()));
+        if version
+            .head
+            .retain_until
+            .is_some_and(|current| current > until)
+        {
+            return Err(SeamError::AccessDenied(
+                "cannot shorten COMPLIANCE retention".to_string(),
+            ));
         }
         version.head.retain_until = Some(until);
         version.head.lock_mode = Some(mode);
@@ -344,10 +439,19 @@ impl ProgressStore for MemoryStore {
         Ok(())
     }
 
-    fn objects_under(&self, account_id: &str, bucket: &str, key_prefix: &str) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
+    fn objects_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
         Ok(lock(&self.objects)
             .iter()
-            .filter(|(source, _)| source.account_id == account_id && source.bucket == bucket && source.key.starts_with(key_prefix))
+            .filter(|(source, _)| {
+                source.account_id == account_id
+                    && source.bucket == bucket
+                    && source.key.starts_with(key_prefix)
+            })
             .map(|(source, record)| (source.key.clone(), record.clone()))
             .collect())
     }

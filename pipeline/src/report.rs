@@ -98,20 +98,51 @@ mod tests {
         assert_eq!(report.exit_code(), 0);
         report.error("111122223333", "assume_role", "denied");
         assert_eq!(report.exit_code(), 1);
-        report.findings.push(Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k", "gone".into()));
+        report.findings.push(Finding::new(
+            FindingKind::DigestMissing,
+            "111122223333",
+            "b",
+            "k",
+            "gone".into(),
+        ));
         assert_eq!(report.exit_code(), 3);
     }
 
     #[test]
     fn report_json_has_the_contract_fields() {
         let mut report = Report::new("verify");
-        report.findings.push(Finding::new(FindingKind::DigestMoved, "111122223333", "b", "k", "moved".into()));
+        report.findings.push(Finding::new(
+            FindingKind::DigestMoved,
+            "111122223333",
+            "b",
+            "k",
+            "moved".into(),
+        ));
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
-        for field in ["command", "started_at", "finished_at", "stats", "errors", "findings"] {
+        for field in [
+            "command",
+            "started_at",
+            "finished_at",
+            "stats",
+            "errors",
+            "findings",
+        ] {
             assert!(json.get(field).is_some(), "missing {field}");
         }
         let finding = &json["findings"][0];
-        for field in ["kind", "severity", "account_id", "region", "trail", "bucket", "key", "archive_key", "detail", "first_seen", "new"] {
+        for field in [
+            "kind",
+            "severity",
+            "account_id",
+            "region",
+            "trail",
+            "bucket",
+            "key",
+            "archive_key",
+            "detail",
+            "first_seen",
+            "new",
+        ] {
             assert!(finding.get(field).is_some(), "missing finding.{field}");
         }
         assert_eq!(finding["kind"], "digest_moved");

@@ -127,16 +127,43 @@ pub struct UploadedPart {
 pub trait Archive: Send + Sync {
     fn bucket(&self) -> &str;
     /// Single PUT with `x-amz-checksum-sha256` = `sha256`; returns the version id.
-    async fn put(&self, spec: &PutSpec, body: Bytes, sha256: [u8; 32]) -> Result<Option<String>, SeamError>;
+    async fn put(
+        &self,
+        spec: &PutSpec,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<Option<String>, SeamError>;
     async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError>;
-    async fn upload_part(&self, key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256: [u8; 32]) -> Result<UploadedPart, SeamError>;
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError>;
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<UploadedPart, SeamError>;
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Option<String>, SeamError>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError>;
     /// HEAD with checksums enabled; `Ok(None)` when the key (or version) is absent.
-    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError>;
+    async fn head(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ArchivedHead>, SeamError>;
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError>;
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError>;
-    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError>;
+    async fn put_retention(
+        &self,
+        key: &str,
+        version_id: &str,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<(), SeamError>;
     async fn protection(&self) -> Result<BucketProtection, SeamError>;
 }
 
@@ -155,7 +182,10 @@ impl SourceRef {
         if archive_prefix.is_empty() {
             format!("{}/{}/{}", self.account_id, self.bucket, self.key)
         } else {
-            format!("{}/{}/{}/{}", archive_prefix, self.account_id, self.bucket, self.key)
+            format!(
+                "{}/{}/{}/{}",
+                archive_prefix, self.account_id, self.bucket, self.key
+            )
         }
     }
 
@@ -165,14 +195,20 @@ impl SourceRef {
         let rest = if archive_prefix.is_empty() {
             archive_key
         } else {
-            archive_key.strip_prefix(archive_prefix)?.strip_prefix('/')?
+            archive_key
+                .strip_prefix(archive_prefix)?
+                .strip_prefix('/')?
         };
         let (account_id, rest) = rest.split_once('/')?;
         let (bucket, key) = rest.split_once('/')?;
         if account_id.is_empty() || bucket.is_empty() || key.is_empty() {
             return None;
         }
-        Some(SourceRef { account_id: account_id.to_string(), bucket: bucket.to_string(), key: key.to_string() })
+        Some(SourceRef {
+            account_id: account_id.to_string(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        })
     }
 }
 
@@ -214,14 +250,19 @@ mod hex32 {
 mod opt_hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(value: &Option<[u8; 32]>, serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        value: &Option<[u8; 32]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         match value {
             Some(bytes) => serializer.serialize_some(&hex::encode(bytes)),
             None => serializer.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<[u8; 32]>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
         let Some(text) = Option::<String>::deserialize(deserializer)? else {
             return Ok(None);
         };
@@ -244,7 +285,12 @@ pub trait ProgressStore: Send + Sync {
     fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError>;
     fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError>;
     /// Every record under one source prefix (account + bucket + key prefix).
-    fn objects_under(&self, account_id: &str, bucket: &str, key_prefix: &str) -> Result<Vec<(String, ObjectRecord)>, SeamError>;
+    fn objects_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<(String, ObjectRecord)>, SeamError>;
     /// Free-form small state values (cursors, sweep times, chain heads).
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError>;
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError>;
@@ -289,9 +335,19 @@ mod tests {
         };
         for prefix in ["", "archive", "a/b"] {
             let key = source.archive_key(prefix);
-            assert_eq!(SourceRef::from_archive_key(prefix, &key), Some(source.clone()), "prefix {prefix:?}");
+            assert_eq!(
+                SourceRef::from_archive_key(prefix, &key),
+                Some(source.clone()),
+                "prefix {prefix:?}"
+            );
         }
-        assert_eq!(source.archive_key("archive"), format!("archive/111122223333/aws-cloudtrail-logs-111122223333/{}", source.key));
+        assert_eq!(
+            source.archive_key("archive"),
+            format!(
+                "archive/111122223333/aws-cloudtrail-logs-111122223333/{}",
+                source.key
+            )
+        );
         assert_eq!(SourceRef::from_archive_key("archive", "other/1/b/k"), None);
         assert_eq!(SourceRef::from_archive_key("archive", "archive/1/b"), None);
     }

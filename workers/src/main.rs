@@ -1,1 +1,46 @@
-fn main() {}
+//! The `trailvault` binary: command line, wiring of the seams, run modes.
+
+mod cli;
+mod commands;
+mod output;
+mod wiring;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use trailvault_pipeline::report::exit;
+
+fn init_tracing(cli: &cli::Cli) {
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn,trailvault=info",
+            1 => "info",
+            _ => "debug,aws_smithy_runtime=info,aws_config=info,hyper=info",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("trailvault: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(commands::dispatch(cli));
+    ExitCode::from(u8::try_from(code).unwrap_or(exit::OPERATIONAL_ERRORS as u8))
+}

@@ -191,8 +191,8 @@ impl Digest {
                 max: max_len,
             });
         }
-        let value: Value =
-            serde_json::from_slice(inflated).map_err(|error| DigestError::Json(error.to_string()))?;
+        let value: Value = serde_json::from_slice(inflated)
+            .map_err(|error| DigestError::Json(error.to_string()))?;
         let Value::Object(object) = value else {
             return Err(DigestError::NotAnObject);
         };
@@ -261,16 +261,20 @@ fn parse_previous(
     let signature = fields.nullable_string("previousDigestSignature", absent_fields)?;
     match (s3_bucket, s3_object, hash_value, hash_algorithm, signature) {
         (None, None, None, None, None) => Ok(None),
-        (Some(s3_bucket), Some(s3_object), Some(hash_value), Some(hash_algorithm), Some(signature)) => {
-            Ok(Some(PreviousDigest {
-                s3_bucket,
-                s3_object,
-                hash_value: decode_sha256_hex(&hash_value)
-                    .map_err(|problem| fields.error("previousDigestHashValue", problem))?,
-                hash_algorithm,
-                signature,
-            }))
-        }
+        (
+            Some(s3_bucket),
+            Some(s3_object),
+            Some(hash_value),
+            Some(hash_algorithm),
+            Some(signature),
+        ) => Ok(Some(PreviousDigest {
+            s3_bucket,
+            s3_object,
+            hash_value: decode_sha256_hex(&hash_value)
+                .map_err(|problem| fields.error("previousDigestHashValue", problem))?,
+            hash_algorithm,
+            signature,
+        })),
         (s3_bucket, s3_object, hash_value, hash_algorithm, _) => {
             let missing = [
                 ("previousDigestS3Bucket", s3_bucket.is_none()),
@@ -331,7 +335,10 @@ fn parse_log_files(object: &Map<String, Value>) -> Result<Vec<LogFileRef>, Diges
 /// Decodes 64 hex digits (either case) into a SHA-256 value.
 fn decode_sha256_hex(text: &str) -> Result<[u8; 32], String> {
     if text.len() != 64 {
-        return Err(format!("expected 64 hex digits, found {} characters", text.chars().count()));
+        return Err(format!(
+            "expected 64 hex digits, found {} characters",
+            text.chars().count()
+        ));
     }
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).map_err(|_| "not hex".to_owned())?;
@@ -533,10 +540,15 @@ mod tests {
             digest.digest_public_key_fingerprint,
             "be2f0b997552f44942837300ba1aba9d"
         );
-        assert_eq!(digest.digest_signature_algorithm.as_deref(), Some("SHA256withRSA"));
+        assert_eq!(
+            digest.digest_signature_algorithm.as_deref(),
+            Some("SHA256withRSA")
+        );
         assert!(digest.absent_fields.is_empty());
         let previous = digest.previous.as_ref().expect("previous");
-        assert!(previous.s3_object.starts_with("AWSLogs/327878933619/CloudTrail-Digest/"));
+        assert!(previous
+            .s3_object
+            .starts_with("AWSLogs/327878933619/CloudTrail-Digest/"));
         assert_eq!(
             hex::encode(previous.hash_value),
             "8f953371d3e85eddb89b05ed6b9e680791055315c73e1025ab5dba7bb2aee189"
@@ -544,7 +556,9 @@ mod tests {
         assert_eq!(previous.signature.len(), 512);
         assert_eq!(digest.log_files.len(), 5);
         for log in &digest.log_files {
-            assert!(log.s3_object.starts_with("AWSLogs/327878933619/CloudTrail/ap-northeast-1/2023/10/15/"));
+            assert!(log
+                .s3_object
+                .starts_with("AWSLogs/327878933619/CloudTrail/ap-northeast-1/2023/10/15/"));
             assert!(!log.s3_object.contains('\\'));
             assert_eq!(log.hash_algorithm, "SHA-256");
         }
@@ -554,7 +568,9 @@ mod tests {
         );
         let to_sign = digest.string_to_sign(&sha256(REAL_DIGEST));
         assert!(to_sign.starts_with("2023-10-15T23:04:04Z\nllm-guard-trail/AWSLogs/327878933619/"));
-        assert!(to_sign.contains("\n4277102dccf54c0c247738ca5e6e3504b7370206ef1c82855994ec23441ae1ed\n11c11e25"));
+        assert!(to_sign.contains(
+            "\n4277102dccf54c0c247738ca5e6e3504b7370206ef1c82855994ec23441ae1ed\n11c11e25"
+        ));
     }
 
     #[test]
@@ -591,25 +607,66 @@ mod tests {
     #[test]
     fn field_errors_name_the_field() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (object_without(REAL_DIGEST, "digestEndTime"), "digestEndTime"),
+            (
+                object_without(REAL_DIGEST, "digestEndTime"),
+                "digestEndTime",
+            ),
             (object_without(REAL_DIGEST, "awsAccountId"), "awsAccountId"),
             (object_without(REAL_DIGEST, "logFiles"), "logFiles"),
-            (object_without(REAL_DIGEST, "previousDigestSignature"), "previousDigestSignature"),
-            (object_with(REAL_DIGEST, "digestS3Bucket", Value::Null), "digestS3Bucket"),
-            (object_with(REAL_DIGEST, "digestS3Object", Value::from(7)), "digestS3Object"),
-            (object_with(REAL_DIGEST, "digestStartTime", Value::from("yesterday")), "digestStartTime"),
-            (object_with(REAL_DIGEST, "digestSignatureAlgorithm", Value::Null), "digestSignatureAlgorithm"),
-            (object_with(REAL_DIGEST, "newestEventTime", Value::from(false)), "newestEventTime"),
-            (object_with(REAL_DIGEST, "previousDigestS3Object", Value::Null), "previousDigestS3Object"),
-            (object_with(REAL_DIGEST, "previousDigestHashValue", Value::from("abc")), "previousDigestHashValue"),
-            (object_with(REAL_DIGEST, "logFiles", Value::from("none")), "logFiles"),
-            (object_with(REAL_DIGEST, "logFiles", serde_json::json!([1])), "logFiles[]"),
             (
-                object_with(REAL_DIGEST, "logFiles", serde_json::json!([{"s3Bucket": "b", "s3Object": "k", "hashValue": "zz".repeat(32), "hashAlgorithm": "SHA-256", "newestEventTime": "2023-10-15T22:04:51Z", "oldestEventTime": "2023-10-15T22:04:51Z"}])),
+                object_without(REAL_DIGEST, "previousDigestSignature"),
+                "previousDigestSignature",
+            ),
+            (
+                object_with(REAL_DIGEST, "digestS3Bucket", Value::Null),
+                "digestS3Bucket",
+            ),
+            (
+                object_with(REAL_DIGEST, "digestS3Object", Value::from(7)),
+                "digestS3Object",
+            ),
+            (
+                object_with(REAL_DIGEST, "digestStartTime", Value::from("yesterday")),
+                "digestStartTime",
+            ),
+            (
+                object_with(REAL_DIGEST, "digestSignatureAlgorithm", Value::Null),
+                "digestSignatureAlgorithm",
+            ),
+            (
+                object_with(REAL_DIGEST, "newestEventTime", Value::from(false)),
+                "newestEventTime",
+            ),
+            (
+                object_with(REAL_DIGEST, "previousDigestS3Object", Value::Null),
+                "previousDigestS3Object",
+            ),
+            (
+                object_with(REAL_DIGEST, "previousDigestHashValue", Value::from("abc")),
+                "previousDigestHashValue",
+            ),
+            (
+                object_with(REAL_DIGEST, "logFiles", Value::from("none")),
+                "logFiles",
+            ),
+            (
+                object_with(REAL_DIGEST, "logFiles", serde_json::json!([1])),
+                "logFiles[]",
+            ),
+            (
+                object_with(
+                    REAL_DIGEST,
+                    "logFiles",
+                    serde_json::json!([{"s3Bucket": "b", "s3Object": "k", "hashValue": "zz".repeat(32), "hashAlgorithm": "SHA-256", "newestEventTime": "2023-10-15T22:04:51Z", "oldestEventTime": "2023-10-15T22:04:51Z"}]),
+                ),
                 "logFiles[].hashValue",
             ),
             (
-                object_with(REAL_DIGEST, "logFiles", serde_json::json!([{"s3Bucket": "b", "s3Object": "k", "hashValue": "ab".repeat(32), "hashAlgorithm": "SHA-256", "newestEventTime": null, "oldestEventTime": "2023-10-15T22:04:51Z"}])),
+                object_with(
+                    REAL_DIGEST,
+                    "logFiles",
+                    serde_json::json!([{"s3Bucket": "b", "s3Object": "k", "hashValue": "ab".repeat(32), "hashAlgorithm": "SHA-256", "newestEventTime": null, "oldestEventTime": "2023-10-15T22:04:51Z"}]),
+                ),
                 "logFiles[].newestEventTime",
             ),
         ];
@@ -645,29 +702,52 @@ mod tests {
             })
         );
         assert_eq!(Digest::parse(b"[]", MAX), Err(DigestError::NotAnObject));
-        assert!(matches!(Digest::parse(b"{", MAX), Err(DigestError::Json(_))));
-        assert!(matches!(Digest::parse(b"\xff", MAX), Err(DigestError::Json(_))));
+        assert!(matches!(
+            Digest::parse(b"{", MAX),
+            Err(DigestError::Json(_))
+        ));
+        assert!(matches!(
+            Digest::parse(b"\xff", MAX),
+            Err(DigestError::Json(_))
+        ));
     }
 
     #[test]
     fn sign_verify_round_trip_and_tampering() {
         let key_pair = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("keygen");
         let pkcs1 = key_pair.public_key().as_ref().to_vec();
-        let spki = key_pair.public_key().as_der().expect("spki").as_ref().to_vec();
+        let spki = key_pair
+            .public_key()
+            .as_der()
+            .expect("spki")
+            .as_ref()
+            .to_vec();
         let message = Digest::parse(REAL_DIGEST, MAX)
             .expect("valid")
             .string_to_sign(&sha256(REAL_DIGEST));
         let mut signature = vec![0u8; key_pair.public_modulus_len()];
         key_pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message.as_bytes(), &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message.as_bytes(),
+                &mut signature,
+            )
             .expect("sign");
         let signature_hex = hex::encode(&signature);
 
         for der in [pkcs1, spki] {
             let public_key = PublicKey::from_der(&der).expect("key");
-            assert_eq!(verify_signature(&public_key, message.as_bytes(), &signature_hex), Ok(()));
             assert_eq!(
-                verify_signature(&public_key, message.as_bytes(), &signature_hex.to_uppercase()),
+                verify_signature(&public_key, message.as_bytes(), &signature_hex),
+                Ok(())
+            );
+            assert_eq!(
+                verify_signature(
+                    &public_key,
+                    message.as_bytes(),
+                    &signature_hex.to_uppercase()
+                ),
                 Ok(())
             );
             let mut tampered_message = message.clone().into_bytes();
@@ -679,7 +759,11 @@ mod tests {
             let mut tampered_signature = signature.clone();
             tampered_signature[100] ^= 1;
             assert_eq!(
-                verify_signature(&public_key, message.as_bytes(), &hex::encode(&tampered_signature)),
+                verify_signature(
+                    &public_key,
+                    message.as_bytes(),
+                    &hex::encode(&tampered_signature)
+                ),
                 Err(SignatureError::Invalid)
             );
             assert_eq!(

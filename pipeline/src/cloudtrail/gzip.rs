@@ -286,9 +286,7 @@ impl GzipInspector {
             State::Header(_) if self.raw_len < GZIP_MAGIC.len() as u64 => {
                 Err(InflateError::NotGzip)
             }
-            State::Header(_) | State::Body | State::Trailer { .. } => {
-                Err(InflateError::Truncated)
-            }
+            State::Header(_) | State::Body | State::Trailer { .. } => Err(InflateError::Truncated),
         };
         let collected = if inflated.is_ok() {
             self.collected
@@ -376,14 +374,12 @@ impl GzipInspector {
             let status =
                 self.decompress
                     .decompress(remaining, &mut self.output, FlushDecompress::None);
-            let consumed =
-                usize::try_from(self.decompress.total_in().saturating_sub(in_before))
-                    .unwrap_or(usize::MAX)
-                    .min(remaining.len());
-            let produced =
-                usize::try_from(self.decompress.total_out().saturating_sub(out_before))
-                    .unwrap_or(usize::MAX)
-                    .min(self.output.len());
+            let consumed = usize::try_from(self.decompress.total_in().saturating_sub(in_before))
+                .unwrap_or(usize::MAX)
+                .min(remaining.len());
+            let produced = usize::try_from(self.decompress.total_out().saturating_sub(out_before))
+                .unwrap_or(usize::MAX)
+                .min(self.output.len());
             consumed_total += consumed;
             if produced > 0 {
                 if let Err(error) = self.take_output(produced) {
@@ -393,7 +389,9 @@ impl GzipInspector {
             }
             match status {
                 Err(error) => {
-                    self.fail(InflateError::Corrupt(format!("invalid deflate data: {error}")));
+                    self.fail(InflateError::Corrupt(format!(
+                        "invalid deflate data: {error}"
+                    )));
                     return consumed_total;
                 }
                 Ok(Status::StreamEnd) => {
@@ -570,7 +568,10 @@ impl HeaderParser {
     fn collect(&mut self, input: &mut &[u8], wanted: usize) -> bool {
         let take = wanted.saturating_sub(self.buffered).min(input.len());
         let (head, tail) = input.split_at_checked(take).unwrap_or((input, &[]));
-        if let Some(slot) = self.buffer.get_mut(self.buffered..self.buffered + head.len()) {
+        if let Some(slot) = self
+            .buffer
+            .get_mut(self.buffered..self.buffered + head.len())
+        {
             slot.copy_from_slice(head);
         }
         self.buffered += head.len();
@@ -658,7 +659,18 @@ mod tests {
 
     /// A gzip member with a hand-built header using every optional field.
     fn gzip_with_all_header_fields(data: &[u8], header_crc_ok: bool) -> Vec<u8> {
-        let mut header = vec![0x1f, 0x8b, 8, 0x01 | 0x02 | 0x04 | 0x08 | 0x10, 1, 2, 3, 4, 0, 255];
+        let mut header = vec![
+            0x1f,
+            0x8b,
+            8,
+            0x01 | 0x02 | 0x04 | 0x08 | 0x10,
+            1,
+            2,
+            3,
+            4,
+            0,
+            255,
+        ];
         header.extend_from_slice(&5u16.to_le_bytes());
         header.extend_from_slice(b"AB\x03\x00z");
         header.extend_from_slice(b"name.json\0");
@@ -674,12 +686,20 @@ mod tests {
         header
     }
 
-    fn inspect_chunked(bytes: &[u8], chunk_sizes: &[usize], limits: InflateLimits) -> InspectOutcome {
+    fn inspect_chunked(
+        bytes: &[u8],
+        chunk_sizes: &[usize],
+        limits: InflateLimits,
+    ) -> InspectOutcome {
         let mut inspector = GzipInspector::new(limits);
         let mut rest = bytes;
         let mut sizes = chunk_sizes.iter().cycle();
         while !rest.is_empty() {
-            let size = sizes.next().copied().unwrap_or(rest.len()).clamp(1, rest.len());
+            let size = sizes
+                .next()
+                .copied()
+                .unwrap_or(rest.len())
+                .clamp(1, rest.len());
             let (head, tail) = rest.split_at(size);
             inspector.update(head);
             inspector.update(&[]);
@@ -719,7 +739,10 @@ mod tests {
                 sha256: sha256(data)
             })
         );
-        assert_eq!(inflate_single_member(&raw, LIMITS).as_deref(), Ok(&data[..]));
+        assert_eq!(
+            inflate_single_member(&raw, LIMITS).as_deref(),
+            Ok(&data[..])
+        );
     }
 
     #[test]
@@ -727,13 +750,18 @@ mod tests {
         let vectors: serde_json::Value =
             serde_json::from_str(include_str!("../../testdata/aws-cli-test-vectors.json"))
                 .expect("json");
-        let cases = vectors["log_hash_vectors"]["vectors"].as_array().expect("array");
+        let cases = vectors["log_hash_vectors"]["vectors"]
+            .as_array()
+            .expect("array");
         assert_eq!(cases.len(), 3);
         for case in cases {
             let body = case["uncompressed"].as_str().expect("body");
             let outcome = inspect(&gzip(body.as_bytes(), 9), LIMITS);
             let inflated = outcome.inflated.expect("valid gzip");
-            assert_eq!(hex::encode(inflated.sha256), case["hashValue"].as_str().expect("hash"));
+            assert_eq!(
+                hex::encode(inflated.sha256),
+                case["hashValue"].as_str().expect("hash")
+            );
         }
     }
 
@@ -763,7 +791,9 @@ mod tests {
             );
         }
         let bad = gzip_with_all_header_fields(data, false);
-        assert!(matches!(inspect(&bad, LIMITS).inflated, Err(InflateError::Corrupt(message)) if message.contains("header CRC")));
+        assert!(
+            matches!(inspect(&bad, LIMITS).inflated, Err(InflateError::Corrupt(message)) if message.contains("header CRC"))
+        );
     }
 
     #[test]
@@ -773,17 +803,26 @@ mod tests {
             assert_eq!(outcome.inflated, Err(InflateError::NotGzip), "{bytes:?}");
             assert_eq!(outcome.raw_sha256, sha256(bytes));
         }
-        assert_eq!(inspect(b"\x1f\x8b", LIMITS).inflated, Err(InflateError::Truncated));
+        assert_eq!(
+            inspect(b"\x1f\x8b", LIMITS).inflated,
+            Err(InflateError::Truncated)
+        );
     }
 
     #[test]
     fn header_errors_are_corrupt() {
         let mut raw = gzip(b"abc", 6);
         raw[2] = 7;
-        assert!(matches!(inspect(&raw, LIMITS).inflated, Err(InflateError::Corrupt(_))));
+        assert!(matches!(
+            inspect(&raw, LIMITS).inflated,
+            Err(InflateError::Corrupt(_))
+        ));
         let mut raw = gzip(b"abc", 6);
         raw[3] |= 0x20;
-        assert!(matches!(inspect(&raw, LIMITS).inflated, Err(InflateError::Corrupt(_))));
+        assert!(matches!(
+            inspect(&raw, LIMITS).inflated,
+            Err(InflateError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -795,7 +834,10 @@ mod tests {
             let mut tampered = raw.clone();
             tampered[index] ^= 0x40;
             assert!(
-                matches!(inspect(&tampered, LIMITS).inflated, Err(InflateError::Corrupt(_))),
+                matches!(
+                    inspect(&tampered, LIMITS).inflated,
+                    Err(InflateError::Corrupt(_))
+                ),
                 "byte {index}"
             );
         }

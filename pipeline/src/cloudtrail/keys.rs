@@ -551,9 +551,7 @@ fn parse_compact_timestamp(text: &str, with_seconds: bool) -> Result<NaiveDateTi
         return Err(bad());
     }
     let field = |range: std::ops::Range<usize>| {
-        text.get(range)
-            .and_then(parse_fixed_digits)
-            .ok_or_else(bad)
+        text.get(range).and_then(parse_fixed_digits).ok_or_else(bad)
     };
     if text.get(8..9) != Some("T") || !text.ends_with('Z') {
         return Err(bad());
@@ -680,7 +678,10 @@ mod tests {
             }
         );
         assert_eq!(parsed.region, "us-east-2");
-        assert_eq!(parsed.date, NaiveDate::from_ymd_opt(2015, 8, 1).expect("date"));
+        assert_eq!(
+            parsed.date,
+            NaiveDate::from_ymd_opt(2015, 8, 1).expect("date")
+        );
         assert_eq!(
             parsed.file,
             FileName::Log {
@@ -779,7 +780,14 @@ mod tests {
 
     #[test]
     fn trail_names_with_separators_and_region_like_parts() {
-        for trail in ["a_b_c", "my.trail", "x-y-z", "t_us-east-1", "___", "A.B_C-D"] {
+        for trail in [
+            "a_b_c",
+            "my.trail",
+            "x-y-z",
+            "t_us-east-1",
+            "___",
+            "A.B_C-D",
+        ] {
             let parts = DigestKeyParts {
                 prefix: "",
                 org_id: None,
@@ -884,8 +892,15 @@ mod tests {
                 },
             ),
             (
-                good.replace("Digest/", "Digestx/"),
-                KeyError::UnknownFolder("CloudTrail-Digestx".into()),
+                good.replace("CloudTrail-Digest/", "CloudTrailX/"),
+                KeyError::UnknownFolder("CloudTrailX".into()),
+            ),
+            (
+                good.replace("CloudTrail-Digest/", "CloudTrail-Digest2/"),
+                KeyError::FolderMismatch {
+                    folder: "CloudTrail-Digest2".into(),
+                    file: "CloudTrail-Digest".into(),
+                },
             ),
             (
                 good.replace("AWSLogs/", "AWSLogs/o-short/"),
@@ -916,10 +931,26 @@ mod tests {
 
     #[test]
     fn region_shapes() {
-        for good in ["us-east-1", "us-gov-west-1", "ap-northeast-1", "eu-central-2", "cn-north-1"] {
+        for good in [
+            "us-east-1",
+            "us-gov-west-1",
+            "ap-northeast-1",
+            "eu-central-2",
+            "cn-north-1",
+        ] {
             assert!(is_region(good), "{good}");
         }
-        for bad in ["", "us", "us-east", "us-1", "USA-east-1", "us-east-1a", "us--1", "u-east-1", "us-east-"] {
+        for bad in [
+            "",
+            "us",
+            "us-east",
+            "us-1",
+            "USA-east-1",
+            "us-east-1a",
+            "us--1",
+            "u-east-1",
+            "us-east-",
+        ] {
             assert!(!is_region(bad), "{bad}");
         }
     }

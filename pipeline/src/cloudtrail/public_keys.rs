@@ -211,20 +211,32 @@ impl<'a> DerReader<'a> {
 /// INTEGER }` spanning all of `der`; returns the modulus length in bytes.
 fn parse_rsa_public_key(der: &[u8]) -> Result<usize, PublicKeyError> {
     let mut outer = DerReader::new(der);
-    let sequence = outer.read(TAG_SEQUENCE).map_err(PublicKeyError::NotRsaPublicKey)?;
+    let sequence = outer
+        .read(TAG_SEQUENCE)
+        .map_err(PublicKeyError::NotRsaPublicKey)?;
     if !outer.is_empty() {
-        return Err(PublicKeyError::NotRsaPublicKey("trailing bytes after RSAPublicKey"));
+        return Err(PublicKeyError::NotRsaPublicKey(
+            "trailing bytes after RSAPublicKey",
+        ));
     }
     let mut fields = DerReader::new(sequence);
-    let modulus = fields.read(TAG_INTEGER).map_err(PublicKeyError::NotRsaPublicKey)?;
-    let exponent = fields.read(TAG_INTEGER).map_err(PublicKeyError::NotRsaPublicKey)?;
+    let modulus = fields
+        .read(TAG_INTEGER)
+        .map_err(PublicKeyError::NotRsaPublicKey)?;
+    let exponent = fields
+        .read(TAG_INTEGER)
+        .map_err(PublicKeyError::NotRsaPublicKey)?;
     if !fields.is_empty() {
-        return Err(PublicKeyError::NotRsaPublicKey("extra fields in RSAPublicKey"));
+        return Err(PublicKeyError::NotRsaPublicKey(
+            "extra fields in RSAPublicKey",
+        ));
     }
-    let modulus_magnitude = positive_integer_magnitude(modulus)
-        .ok_or(PublicKeyError::NotRsaPublicKey("modulus is not a positive integer"))?;
-    positive_integer_magnitude(exponent)
-        .ok_or(PublicKeyError::NotRsaPublicKey("exponent is not a positive integer"))?;
+    let modulus_magnitude = positive_integer_magnitude(modulus).ok_or(
+        PublicKeyError::NotRsaPublicKey("modulus is not a positive integer"),
+    )?;
+    positive_integer_magnitude(exponent).ok_or(PublicKeyError::NotRsaPublicKey(
+        "exponent is not a positive integer",
+    ))?;
     Ok(modulus_magnitude.len())
 }
 
@@ -379,7 +391,8 @@ fn epoch_seconds(seconds: f64) -> Result<DateTime<Utc>, String> {
     }
     let whole = seconds.floor();
     let nanos = ((seconds - whole) * 1e9).round().clamp(0.0, 999_999_999.0) as u32;
-    DateTime::from_timestamp(whole as i64, nanos).ok_or_else(|| format!("{seconds} is out of range"))
+    DateTime::from_timestamp(whole as i64, nanos)
+        .ok_or_else(|| format!("{seconds} is out of range"))
 }
 
 fn to_epoch_seconds(time: DateTime<Utc>) -> f64 {
@@ -395,16 +408,25 @@ pub fn to_list_public_keys_json(keys: &[PublicKey]) -> String {
         .map(|key| {
             let mut entry = serde_json::Map::new();
             if let Some(start) = key.validity_start {
-                entry.insert("ValidityStartTime".to_owned(), Value::from(to_epoch_seconds(start)));
+                entry.insert(
+                    "ValidityStartTime".to_owned(),
+                    Value::from(to_epoch_seconds(start)),
+                );
             }
             if let Some(end) = key.validity_end {
-                entry.insert("ValidityEndTime".to_owned(), Value::from(to_epoch_seconds(end)));
+                entry.insert(
+                    "ValidityEndTime".to_owned(),
+                    Value::from(to_epoch_seconds(end)),
+                );
             }
             entry.insert(
                 "Value".to_owned(),
                 Value::from(base64::engine::general_purpose::STANDARD.encode(&key.der)),
             );
-            entry.insert("Fingerprint".to_owned(), Value::from(key.fingerprint.clone()));
+            entry.insert(
+                "Fingerprint".to_owned(),
+                Value::from(key.fingerprint.clone()),
+            );
             Value::Object(entry)
         })
         .collect();
@@ -488,8 +510,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const CLI_EXAMPLE: &[u8] = include_bytes!("../../testdata/aws-cli-list-public-keys-example.json");
-    const DOCS_SAMPLE: &[u8] = include_bytes!("../../testdata/aws-docs-list-public-keys-sample.json");
+    const CLI_EXAMPLE: &[u8] =
+        include_bytes!("../../testdata/aws-cli-list-public-keys-example.json");
+    const DOCS_SAMPLE: &[u8] =
+        include_bytes!("../../testdata/aws-docs-list-public-keys-sample.json");
     const FINGERPRINT_CHECK: &str = include_str!("../../testdata/fingerprint-check.txt");
 
     fn utc(seconds: i64) -> DateTime<Utc> {
@@ -504,10 +528,30 @@ mod tests {
         assert_eq!(docs.len(), 3);
         let all: Vec<&PublicKey> = cli.iter().chain(docs.iter()).collect();
         let expected = [
-            ("7f3f401420072e50a65a141430817ab3", 270, 1_453_076_702, 1_455_668_702),
-            ("8eba5db5bea9b640d1c96a77256fe7f2", 270, 1_436_317_441, 1_438_909_441),
-            ("8933b39ddc64d26d8e14ffbf6566fee4", 270, 1_434_589_460, 1_437_181_460),
-            ("31e8b5433410dfb61a9dc45cc65b22ff", 294, 1_434_589_370, 1_437_181_370),
+            (
+                "7f3f401420072e50a65a141430817ab3",
+                270,
+                1_453_076_702,
+                1_455_668_702,
+            ),
+            (
+                "8eba5db5bea9b640d1c96a77256fe7f2",
+                270,
+                1_436_317_441,
+                1_438_909_441,
+            ),
+            (
+                "8933b39ddc64d26d8e14ffbf6566fee4",
+                270,
+                1_434_589_460,
+                1_437_181_460,
+            ),
+            (
+                "31e8b5433410dfb61a9dc45cc65b22ff",
+                294,
+                1_434_589_370,
+                1_437_181_370,
+            ),
         ];
         for (key, (fingerprint, der_len, start, end)) in all.iter().zip(expected) {
             assert_eq!(key.fingerprint(), fingerprint);
@@ -562,7 +606,10 @@ mod tests {
             .decode(case["value_base64"].as_str().expect("value"))
             .expect("base64");
         let key = PublicKey::from_der(&der).expect("key");
-        assert_eq!(key.fingerprint(), case["md5_fingerprint"].as_str().expect("fp"));
+        assert_eq!(
+            key.fingerprint(),
+            case["md5_fingerprint"].as_str().expect("fp")
+        );
         assert_eq!(key.pkcs1(), der.as_slice());
     }
 
@@ -570,7 +617,10 @@ mod tests {
     fn fingerprint_mismatch_names_the_entry() {
         let text = String::from_utf8(DOCS_SAMPLE.to_vec())
             .expect("utf8")
-            .replace("8933b39ddc64d26d8e14ffbf6566fee4", "8933b39ddc64d26d8e14ffbf6566fee5");
+            .replace(
+                "8933b39ddc64d26d8e14ffbf6566fee4",
+                "8933b39ddc64d26d8e14ffbf6566fee5",
+            );
         assert_eq!(
             parse_list_public_keys_json(text.as_bytes()),
             Err(KeysError::FingerprintMismatch {
@@ -598,8 +648,14 @@ mod tests {
         let keys = parse_list_public_keys_json(no_times.as_bytes()).expect("valid");
         assert_eq!(keys[0].validity_start(), None);
 
-        assert_eq!(parse_list_public_keys_json(b"[]"), Err(KeysError::MissingList));
-        assert_eq!(parse_list_public_keys_json(b"{}"), Err(KeysError::MissingList));
+        assert_eq!(
+            parse_list_public_keys_json(b"[]"),
+            Err(KeysError::MissingList)
+        );
+        assert_eq!(
+            parse_list_public_keys_json(b"{}"),
+            Err(KeysError::MissingList)
+        );
         assert_eq!(
             parse_list_public_keys_json(br#"{"PublicKeyList":[],"publicKeyList":[]}"#),
             Err(KeysError::AmbiguousList)
@@ -612,12 +668,16 @@ mod tests {
             parse_list_public_keys_json(br#"{"PublicKeyList":[{"Value":"AAAA"}]}"#),
             Err(KeysError::Entry { index: 0, .. })
         ));
-        let bad_time = format!(r#"{{"PublicKeyList":[{{"Value":"{value}","ValidityStartTime":"NaN"}}]}}"#);
+        let bad_time =
+            format!(r#"{{"PublicKeyList":[{{"Value":"{value}","ValidityStartTime":"NaN"}}]}}"#);
         assert!(matches!(
             parse_list_public_keys_json(bad_time.as_bytes()),
             Err(KeysError::Entry { index: 0, .. })
         ));
-        assert!(matches!(parse_list_public_keys_json(b"{"), Err(KeysError::Json(_))));
+        assert!(matches!(
+            parse_list_public_keys_json(b"{"),
+            Err(KeysError::Json(_))
+        ));
     }
 
     #[test]
@@ -635,9 +695,12 @@ mod tests {
         // Negative modulus.
         assert!(PublicKey::from_der(&[0x30, 0x06, 0x02, 0x01, 0x80, 0x02, 0x01, 0x03]).is_err());
         // Trailing byte.
-        assert!(PublicKey::from_der(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03, 0x00]).is_err());
+        assert!(
+            PublicKey::from_der(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03, 0x00]).is_err()
+        );
         // A tiny but well-formed key parses (size is enforced at verification).
-        let tiny = PublicKey::from_der(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03]).expect("tiny");
+        let tiny =
+            PublicKey::from_der(&[0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x03]).expect("tiny");
         assert_eq!(tiny.modulus_len(), 1);
         // An SPKI with a non-RSA algorithm (id-ecPublicKey 1.2.840.10045.2.1).
         let ec = [
@@ -646,7 +709,9 @@ mod tests {
         ];
         assert_eq!(
             PublicKey::from_der(&ec),
-            Err(PublicKeyError::NotRsaPublicKey("SubjectPublicKeyInfo is not rsaEncryption"))
+            Err(PublicKeyError::NotRsaPublicKey(
+                "SubjectPublicKeyInfo is not rsaEncryption"
+            ))
         );
     }
 
@@ -656,14 +721,22 @@ mod tests {
         let mut ring = KeyRing::new();
         assert!(ring.is_empty());
         ring.insert("us-east-2", keys[0].clone()).expect("insert");
-        ring.insert("us-east-2", keys[0].clone()).expect("re-insert");
-        ring.insert_for_all_regions(keys[1].clone()).expect("insert");
+        ring.insert("us-east-2", keys[0].clone())
+            .expect("re-insert");
+        ring.insert_for_all_regions(keys[1].clone())
+            .expect("insert");
         assert_eq!(ring.len(), 2);
         let first = keys[0].fingerprint();
         assert_eq!(ring.find("us-east-2", first), Some(&keys[0]));
-        assert_eq!(ring.find("us-east-2", &first.to_uppercase()), Some(&keys[0]));
+        assert_eq!(
+            ring.find("us-east-2", &first.to_uppercase()),
+            Some(&keys[0])
+        );
         assert_eq!(ring.find("eu-west-1", first), None);
-        assert_eq!(ring.find("eu-west-1", keys[1].fingerprint()), Some(&keys[1]));
+        assert_eq!(
+            ring.find("eu-west-1", keys[1].fingerprint()),
+            Some(&keys[1])
+        );
         assert_eq!(ring.find("us-east-2", keys[2].fingerprint()), None);
 
         // A different key under an existing fingerprint is refused.

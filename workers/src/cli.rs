@@ -1,0 +1,118 @@
+//! The command line of `CLI-CONTRACT.md`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trailvault",
+    version,
+    about = "Collects an AWS organization's CloudTrail history into a locked archive and proves it",
+    long_about = "Collects every CloudTrail log and digest file of an AWS organization into a locked-down archive bucket \
+(versioned, Object Lock, SSE-KMS), verifies every copy, and validates CloudTrail's signed digest chains, so that a \
+member account cannot erase or rewrite its own history unnoticed.\n\nExit status: 0 clean, 1 operational errors, \
+2 usage or configuration error, 3 findings."
+)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "TRAILVAULT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the run report as one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (repeat for more); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct Scope {
+    /// Limit the run to this account (repeatable).
+    #[arg(long = "account", value_name = "ID")]
+    pub accounts: Vec<String>,
+    /// Limit the run to this region (repeatable).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct KeySource {
+    /// CloudTrail public keys as a JSON file shaped like `aws cloudtrail list-public-keys` output,
+    /// instead of calling the CloudTrail API.
+    #[arg(long, value_name = "FILE")]
+    pub public_keys: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One incremental collection run over all configured accounts and sources.
+    Collect {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(flatten)]
+        keys: KeySource,
+        /// Collect even if the archive bucket is not locked down (versioning, Object Lock
+        /// default retention, default SSE-KMS). Shown in the report.
+        #[arg(long)]
+        allow_unlocked_archive: bool,
+        /// Skip the validation of the chains this run touched.
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Validate the archive's digest chains.
+    Verify {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(flatten)]
+        keys: KeySource,
+        /// Re-read and re-hash every archived object and rebuild chain state.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Collect a historical date range, resumable.
+    Backfill {
+        #[command(flatten)]
+        scope: Scope,
+        /// First day (YYYY-MM-DD, UTC).
+        #[arg(long, value_name = "DATE")]
+        since: String,
+        /// Last day (YYYY-MM-DD, UTC); default today.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+    },
+    /// Check (default) or enforce retention on the archive.
+    Retention {
+        /// Extend short Object Lock retention (never shortens).
+        #[arg(long)]
+        apply: bool,
+        /// List the archive's versions instead of trusting the store.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Collect and verify on a schedule until SIGTERM/SIGINT.
+    Run {
+        /// Time between runs, e.g. 5m, 30s, 1h.
+        #[arg(long, value_name = "DURATION")]
+        interval: String,
+    },
+    /// Last runs, per-account lag, chain heads, open findings.
+    Status,
+    /// Every recorded finding.
+    Findings {
+        /// Only findings about this account (repeatable).
+        #[arg(long = "account", value_name = "ID")]
+        accounts: Vec<String>,
+        /// Only this kind, e.g. digest_missing (repeatable).
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// Only findings first seen at or after this time (RFC 3339 or YYYY-MM-DD).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+}

@@ -1,0 +1,267 @@
+//! The commands of `CLI-CONTRACT.md`.
+
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use trailvault_config::Config;
+use trailvault_pipeline::collect::{self, Counters, Window};
+use trailvault_pipeline::findings::{Finding, FindingKind};
+use trailvault_pipeline::report::{exit, Report};
+use trailvault_pipeline::seams::{ProgressStore, SystemClock};
+
+use crate::cli::{Cli, Command, Scope};
+use crate::output::{finding_line, print_report};
+use crate::wiring;
+
+fn load_config(cli: &Cli) -> Result<Config, i32> {
+    let Some(path) = &cli.config else {
+        eprintln!("trailvault: no configuration: pass --config FILE or set TRAILVAULT_CONFIG");
+        return Err(exit::USAGE);
+    };
+    Config::load(path).map_err(|error| {
+        eprintln!("trailvault: {}: {error}", path.display());
+        exit::USAGE
+    })
+}
+
+fn not_implemented(command: &str) -> i32 {
+    eprintln!("trailvault: `{command}` is not implemented yet; nothing was done");
+    exit::USAGE
+}
+
+/// Cancels `token` on SIGINT or SIGTERM: stop taking work, let in-flight
+/// copies finish, flush the store.
+fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = interrupt => {}
+            () = terminate => {}
+        }
+        warn!("shutdown requested: finishing in-flight copies");
+        token.cancel();
+    });
+}
+
+pub async fn dispatch(cli: Cli) -> i32 {
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let json = cli.json;
+    match cli.command {
+        Command::Collect { scope, keys: _, allow_unlocked_archive, no_verify: _ } => run_collect(config, &scope, allow_unlocked_archive, json).await,
+        Command::Findings { accounts, kinds, since } => list_findings(&config, &accounts, &kinds, since.as_deref(), json),
+        Command::Verify { .. } => not_implemented("verify"),
+        Command::Backfill { .. } => not_implemented("backfill"),
+        Command::Retention { .. } => not_implemented("retention"),
+        Command::Run { .. } => not_implemented("run"),
+        Command::Status => not_implemented("status"),
+    }
+}
+
+fn progress_display(counters: Arc<Counters>, done: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} objects, {elapsed} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(tokio::spawn(async move {
+        loop {
+            let listed = counters.partitions_listed.load(Ordering::Relaxed);
+            let total = counters.partitions_total.load(Ordering::Relaxed);
+            bar.set_length(counters.objects_to_copy.load(Ordering::Relaxed));
+            bar.set_position(counters.objects_copied.load(Ordering::Relaxed));
+            bar.set_message(format!("partitions {listed}/{total}, {} MB", counters.bytes_copied.load(Ordering::Relaxed) / 1_000_000));
+            tokio::select! {
+                () = done.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        bar.finish_and_clear();
+    }))
+}
+
+/// Before writing, the archive must be locked down: versioning, Object Lock
+/// default retention, default SSE-KMS encryption and a deny policy.
+async fn check_archive(wired: &wiring::Wired, report: &mut Report, allow_unlocked: bool) -> bool {
+    let protection = match wired.archive.protection().await {
+        Ok(protection) => protection,
+        Err(error) => {
+            report.error("-", &format!("read the configuration of s3://{}", wired.archive.bucket()), error.to_string());
+            return false;
+        }
+    };
+    let mut problems = Vec::new();
+    if !protection.versioning_enabled {
+        problems.push("versioning is not enabled".to_string());
+    }
+    if protection.default_retention.is_none() {
+        problems.push("no Object Lock default retention".to_string());
+    }
+    if protection.default_sse_kms_key.is_none() {
+        problems.push("default encryption is not SSE-KMS".to_string());
+    }
+    if !protection.has_bucket_policy {
+        problems.push("no bucket policy with Deny statements could be read".to_string());
+    }
+    if problems.is_empty() {
+        return true;
+    }
+    let detail = format!("archive bucket is not locked down: {}", problems.join("; "));
+    let finding = Finding::new(FindingKind::ArchiveMisconfigured, "-", wired.archive.bucket(), "", detail.clone());
+    match wired.store.record_finding(finding) {
+        Ok(recorded) => report.findings.push(recorded),
+        Err(error) => report.error("-", "record_finding", error.to_string()),
+    }
+    if allow_unlocked {
+        report.overrides.push(format!("--allow-unlocked-archive: collected although {detail}"));
+        return true;
+    }
+    error!(%detail, "refusing to collect into an unlocked archive (override: --allow-unlocked-archive)");
+    false
+}
+
+async fn run_collect(config: Config, scope: &Scope, allow_unlocked: bool, json: bool) -> i32 {
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut report = Report::new("collect");
+    let wired = match wiring::wire(config, cancel.clone()).await {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("trailvault: {error:#}");
+            return exit::USAGE;
+        }
+    };
+    if !check_archive(&wired, &mut report, allow_unlocked).await {
+        report.finished_at = Utc::now();
+        print_report(&report, json);
+        return report.exit_code();
+    }
+    let accounts = match wiring::accounts(&wired, scope).await {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            report.error("-", "list accounts", format!("{error:#}"));
+            report.finished_at = Utc::now();
+            print_report(&report, json);
+            return report.exit_code();
+        }
+    };
+    info!(accounts = accounts.len(), run_id = %wired.run_id, "collection started");
+    let (scopes, session_errors) = wiring::scopes(&wired, &accounts, scope).await;
+    for error in session_errors {
+        report.stats.errors += 1;
+        report.errors.push(error);
+    }
+    let settings = wiring::collect_settings(&wired);
+    let counters = Arc::new(Counters::default());
+    let done = CancellationToken::new();
+    let progress = progress_display(counters.clone(), done.clone());
+    let outcome = collect::collect(scopes, wired.archive.as_ref(), wired.store.as_ref(), &SystemClock, &settings, Window::Incremental, &cancel, &counters).await;
+    done.cancel();
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    collect::log_summary(&outcome);
+    report.stats.accounts = accounts.len() as u64;
+    let mut failed: std::collections::BTreeSet<String> = outcome.failed_accounts.clone();
+    failed.extend(report.errors.iter().map(|e| e.account_id.clone()).filter(|id| id != "-"));
+    report.stats.accounts_failed = failed.len() as u64;
+    let errors_before = report.stats.errors;
+    report.stats = trailvault_pipeline::report::Stats { accounts: report.stats.accounts, accounts_failed: report.stats.accounts_failed, errors: errors_before + outcome.stats.errors, ..outcome.stats };
+    report.errors.extend(outcome.errors);
+    report.findings.extend(outcome.findings);
+    if cancel.is_cancelled() {
+        report.error("-", "collect", "interrupted by a signal; the next run continues where this one stopped");
+    }
+    if let Err(error) = wired.store.flush() {
+        report.error("-", "flush_store", error.to_string());
+    }
+    report.finished_at = Utc::now();
+    print_report(&report, json);
+    report.exit_code()
+}
+
+fn list_findings(config: &Config, accounts: &[String], kinds: &[String], since: Option<&str>, json: bool) -> i32 {
+    let mut wanted_kinds = Vec::new();
+    for kind in kinds {
+        match FindingKind::parse(kind) {
+            Some(parsed) => wanted_kinds.push(parsed),
+            None => {
+                eprintln!("trailvault: unknown finding kind `{kind}`");
+                return exit::USAGE;
+            }
+        }
+    }
+    let since = match since.map(parse_since) {
+        Some(Ok(time)) => Some(time),
+        Some(Err(())) => {
+            eprintln!("trailvault: --since must be RFC 3339 or YYYY-MM-DD");
+            return exit::USAGE;
+        }
+        None => None,
+    };
+    let store = match wiring::open_store(config) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("trailvault: {error:#}");
+            return exit::OPERATIONAL_ERRORS;
+        }
+    };
+    let mut report = Report::new("findings");
+    match store.findings() {
+        Ok(findings) => {
+            report.findings = findings
+                .into_iter()
+                .filter(|f| accounts.is_empty() || accounts.contains(&f.account_id))
+                .filter(|f| wanted_kinds.is_empty() || wanted_kinds.contains(&f.kind))
+                .filter(|f| since.is_none_or(|since| f.first_seen >= since))
+                .map(|mut f| {
+                    f.new = false;
+                    f
+                })
+                .collect();
+        }
+        Err(error) => report.error("-", "read findings", error.to_string()),
+    }
+    report.finished_at = Utc::now();
+    if json {
+        print_report(&report, true);
+    } else {
+        for finding in &report.findings {
+            println!("{} {}", finding.first_seen.format("%Y-%m-%dT%H:%M:%SZ"), finding_line(finding));
+        }
+        println!("{} finding(s)", report.findings.len());
+    }
+    report.exit_code()
+}
+
+fn parse_since(text: &str) -> Result<chrono::DateTime<Utc>, ()> {
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(time.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|time| time.and_utc())
+        .ok_or(())
+}

@@ -1,0 +1,78 @@
+//! What a run prints: the contract's JSON report on stdout with `--json`,
+//! otherwise a short human summary.
+
+use std::fmt::Write as _;
+
+use trailvault_pipeline::findings::{Finding, Severity};
+use trailvault_pipeline::report::Report;
+
+pub fn print_report(report: &Report, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => eprintln!("trailvault: cannot serialize the report: {error}"),
+        }
+    } else {
+        print!("{}", human_summary(report));
+    }
+}
+
+pub fn human_summary(report: &Report) -> String {
+    let stats = &report.stats;
+    let mut out = String::new();
+    let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
+    let _ = writeln!(out, "trailvault {}: finished in {seconds:.1}s", report.command);
+    if report.command != "verify" && report.command != "findings" {
+        let _ = writeln!(out, "  accounts          {} ({} failed)", stats.accounts, stats.accounts_failed);
+        let _ = writeln!(out, "  partitions listed {}", stats.partitions_listed);
+        let _ = writeln!(
+            out,
+            "  objects           {} listed, {} copied, {} already archived, {} recovered from an interrupted run",
+            stats.objects_listed, stats.objects_copied, stats.objects_skipped, stats.objects_adopted
+        );
+        let _ = writeln!(out, "  bytes copied      {}", stats.bytes_copied);
+    }
+    if stats.digests_validated > 0 || report.command == "verify" {
+        let _ = writeln!(out, "  validated         {} digests, {} log files", stats.digests_validated, stats.log_files_validated);
+    }
+    for note in &report.overrides {
+        let _ = writeln!(out, "  OVERRIDE          {note}");
+    }
+    let _ = writeln!(out, "  errors            {}", report.errors.len());
+    for error in &report.errors {
+        let _ = writeln!(out, "    {} {}: {}", error.account_id, error.operation, error.message);
+    }
+    let new = report.findings.iter().filter(|f| f.new).count();
+    let _ = writeln!(out, "  findings          {} ({new} new)", report.findings.len());
+    for finding in &report.findings {
+        let _ = writeln!(out, "    {}", finding_line(finding));
+    }
+    out
+}
+
+pub fn finding_line(finding: &Finding) -> String {
+    let severity = match finding.severity {
+        Severity::Critical => "CRITICAL",
+        Severity::Warning => "warning",
+    };
+    let new = if finding.new { " [new]" } else { "" };
+    format!("{severity} {}{new} {} s3://{}/{}: {}", finding.kind, finding.account_id, finding.bucket, finding.key, finding.detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailvault_pipeline::findings::FindingKind;
+
+    #[test]
+    fn summary_names_counts_errors_and_findings() {
+        let mut report = Report::new("collect");
+        report.stats.objects_copied = 7;
+        report.error("222222222222", "sts:AssumeRole", "AccessDenied");
+        report.findings.push(Finding::new(FindingKind::AccountMismatch, "222222222222", "b", "k", "claims 333333333333".into()));
+        let text = human_summary(&report);
+        assert!(text.contains("7 copied"), "{text}");
+        assert!(text.contains("222222222222 sts:AssumeRole: AccessDenied"), "{text}");
+        assert!(text.contains("CRITICAL account_mismatch [new] 222222222222 s3://b/k"), "{text}");
+    }
+}
