@@ -107,7 +107,8 @@ mod tests {
 
     #[test]
     fn service_errors_are_classified_by_code_then_status() {
-        let cases: [(Option<&str>, Option<u16>, fn(&SeamError) -> bool); 9] = [
+        type Expectation = fn(&SeamError) -> bool;
+        let cases: [(Option<&str>, Option<u16>, Expectation); 9] = [
             (Some("SlowDown"), Some(503), |e| matches!(e, SeamError::Throttled(_))),
             (Some("ThrottlingException"), Some(400), |e| matches!(e, SeamError::Throttled(_))),
             (Some("RequestLimitExceeded"), Some(400), |e| matches!(e, SeamError::Throttled(_))),

@@ -157,6 +157,10 @@ impl Run<'_> {
     }
 
     fn finding(&self, finding: Finding) {
+        // One finding per (kind, object) per run, even if two checks see it.
+        if self.outcome().findings.iter().any(|seen| seen.dedup_key() == finding.dedup_key()) {
+            return;
+        }
         match self.store.record_finding(finding) {
             Ok(recorded) => {
                 if recorded.new {
@@ -169,18 +173,20 @@ impl Run<'_> {
     }
 }
 
+/// What a collection run works with; one per run.
+pub struct Collector<'a> {
+    pub archive: &'a dyn Archive,
+    pub store: &'a dyn ProgressStore,
+    pub clock: &'a dyn Clock,
+    pub settings: &'a CollectSettings,
+    pub cancel: &'a CancellationToken,
+    pub counters: &'a Counters,
+}
+
 /// Runs one collection over `scopes`. Errors of one scope never stop the
 /// others; they are reported in the outcome.
-pub async fn collect(
-    scopes: Vec<SourceScope>,
-    archive: &dyn Archive,
-    store: &dyn ProgressStore,
-    clock: &dyn Clock,
-    settings: &CollectSettings,
-    window: Window,
-    cancel: &CancellationToken,
-    counters: &Counters,
-) -> CollectOutcome {
+pub async fn collect(collector: Collector<'_>, scopes: Vec<SourceScope>, window: Window) -> CollectOutcome {
+    let Collector { archive, store, clock, settings, cancel, counters } = collector;
     let run = Run {
         archive,
         store,
@@ -755,4 +761,262 @@ pub fn log_summary(outcome: &CollectOutcome) {
         findings = outcome.findings.len(),
         "collection finished"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::cloudtrail::gzip::InflateLimits;
+    use crate::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
+    use crate::seams::LockMode;
+
+    const MEMBER: &str = "222222222201";
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn log_body(account: &str) -> Vec<u8> {
+        gzip(format!(r#"{{"Records":[{{"eventName":"GetObject","recipientAccountId":"{account}"}}]}}"#).as_bytes())
+    }
+
+    fn log_key(day: u32, hhmm: &str, unique: &str) -> String {
+        format!("AWSLogs/{MEMBER}/CloudTrail/us-east-1/2026/11/{day:02}/{MEMBER}_CloudTrail_us-east-1_202611{day:02}T{hhmm}Z_{unique}.json.gz")
+    }
+
+    fn settings() -> CollectSettings {
+        CollectSettings {
+            copy: CopySettings {
+                archive_prefix: "archive".into(),
+                kms_key_id: "arn:aws:kms:us-east-1:111111111111:key/k".into(),
+                lock_mode: LockMode::Compliance,
+                retention_days: 10,
+                multipart_threshold_bytes: 5 * 1024 * 1024,
+                inflate_limits: InflateLimits { max_inflated_bytes: 1 << 20, max_ratio: 100 },
+            },
+            concurrency: 4,
+            list_concurrency: 2,
+            lookback_days: 2,
+            redelivery_sweep_days: 5,
+            sweep_interval: Duration::hours(24),
+            copy_attempts: 2,
+        }
+    }
+
+    struct World {
+        source: Arc<MemorySource>,
+        archive: MemoryArchive,
+        store: MemoryStore,
+        clock: FixedClock,
+        settings: CollectSettings,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                source: Arc::new(MemorySource::new("trail-bucket")),
+                archive: MemoryArchive::new("archive-bucket"),
+                store: MemoryStore::default(),
+                clock: FixedClock::at(Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()),
+                settings: settings(),
+            }
+        }
+
+        fn scope(&self) -> SourceScope {
+            SourceScope {
+                reader_account_id: MEMBER.into(),
+                member_account_id: MEMBER.into(),
+                source: self.source.clone(),
+                root: format!("AWSLogs/{MEMBER}/"),
+                regions: vec!["us-east-1".into()],
+            }
+        }
+
+        async fn run(&self, window: Window) -> CollectOutcome {
+            let counters = Counters::default();
+            let cancel = CancellationToken::new();
+            let collector = Collector { archive: &self.archive, store: &self.store, clock: &self.clock, settings: &self.settings, cancel: &cancel, counters: &counters };
+            collect(collector, vec![self.scope()], window).await
+        }
+
+        fn archive_key(&self, key: &str) -> String {
+            format!("archive/{MEMBER}/trail-bucket/{key}")
+        }
+    }
+
+    fn kinds(outcome: &CollectOutcome) -> Vec<(FindingKind, String)> {
+        outcome.findings.iter().map(|f| (f.kind, f.key.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn copies_each_object_once_and_reruns_copy_nothing() {
+        let world = World::new();
+        for (day, hhmm, unique) in [(27, "1005", "AAAAAAAAAAAAAAAA"), (26, "2355", "BBBBBBBBBBBBBBBB"), (25, "0005", "CCCCCCCCCCCCCCCC")] {
+            world.source.put(&log_key(day, hhmm, unique), log_body(MEMBER), &[]);
+        }
+        let first = world.run(Window::Incremental).await;
+        assert_eq!(first.stats.objects_copied, 3, "{:?}", first.errors);
+        assert!(first.findings.is_empty(), "{:?}", first.findings);
+        for key in world.archive.keys() {
+            assert_eq!(world.archive.version_count(&key), 1);
+            let head = world.archive.latest_head(&key).unwrap();
+            assert_eq!(head.metadata.get(crate::copy::meta::SOURCE_ACCOUNT).map(String::as_str), Some(MEMBER));
+            assert!(head.metadata.contains_key(crate::copy::meta::CONTENT_SHA256));
+        }
+        let second = world.run(Window::Incremental).await;
+        assert_eq!(second.stats.objects_copied, 0);
+        assert_eq!(second.stats.objects_skipped, 3);
+        assert_eq!(world.source.gets.load(Ordering::Relaxed), 3, "a rerun reads no object");
+    }
+
+    #[tokio::test]
+    async fn a_late_file_that_sorts_before_copied_files_is_collected() {
+        let world = World::new();
+        world.source.put(&log_key(27, "1100", "ZZZZZZZZZZZZZZZZ"), log_body(MEMBER), &[]);
+        assert_eq!(world.run(Window::Incremental).await.stats.objects_copied, 1);
+        let late = log_key(27, "0100", "AAAAAAAAAAAAAAAA");
+        world.source.put(&late, log_body(MEMBER), &[]);
+        let rerun = world.run(Window::Incremental).await;
+        assert_eq!(rerun.stats.objects_copied, 1);
+        assert_eq!(world.archive.version_count(&world.archive_key(&late)), 1);
+    }
+
+    #[tokio::test]
+    async fn closed_partitions_are_listed_only_by_the_periodic_sweep() {
+        let world = World::new();
+        let old = log_key(23, "0100", "OOOOOOOOOOOOOOOO");
+        world.source.put(&old, log_body(MEMBER), &[]);
+        // The first run sweeps the redelivery window (5 days back): collected.
+        assert_eq!(world.run(Window::Incremental).await.stats.objects_copied, 1);
+        let lists_after_first = world.source.lists.load(Ordering::Relaxed);
+        // Within the sweep interval only today and the lookback days are listed.
+        world.run(Window::Incremental).await;
+        let listed = world.source.lists.load(Ordering::Relaxed) - lists_after_first;
+        assert_eq!(listed, 3, "one LIST per open partition (today + 2 lookback days), discovery cached");
+        // After the interval, the sweep lists the closed partitions again.
+        let redelivered = log_key(23, "0200", "RRRRRRRRRRRRRRRR");
+        world.source.put(&redelivered, log_body(MEMBER), &[]);
+        world.clock.set(world.clock.now() + Duration::hours(25));
+        assert_eq!(world.run(Window::Incremental).await.stats.objects_copied, 1);
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_copy_is_adopted_not_duplicated() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        // Simulate a run killed after its PUT and before recording: the intent
+        // exists and the archive holds a valid copy.
+        let source = SourceRef { account_id: MEMBER.into(), bucket: "trail-bucket".into(), key: key.clone() };
+        let copied = copy_object(world.source.as_ref(), &world.archive, &world.settings.copy, &source, world.clock.now()).await.unwrap();
+        assert_eq!(copied.record.size, log_body(MEMBER).len() as u64);
+        world.store.record_intent(&source).unwrap();
+        let rerun = world.run(Window::Incremental).await;
+        assert_eq!(rerun.stats.objects_adopted, 1);
+        assert_eq!(rerun.stats.objects_copied, 0);
+        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
+        assert!(!world.store.has_intent(&source).unwrap());
+        assert_eq!(world.store.object(&source).unwrap().map(|r| r.raw_sha256), Some(copied.record.raw_sha256));
+    }
+
+    #[tokio::test]
+    async fn a_changed_source_object_is_archived_again_and_reported() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world.run(Window::Incremental).await;
+        world.source.put(&key, gzip(br#"{"Records":[]}"#), &[]);
+        let rerun = world.run(Window::Incremental).await;
+        assert_eq!(rerun.stats.objects_copied, 1);
+        assert_eq!(kinds(&rerun), vec![(FindingKind::SourceObjectModified, key.clone())]);
+        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 2);
+    }
+
+    #[tokio::test]
+    async fn hostile_files_are_archived_as_evidence_with_findings() {
+        let world = World::new();
+        let spoofed_name = format!("AWSLogs/{MEMBER}/CloudTrail/us-east-1/2026/11/27/333333333333_CloudTrail_us-east-1_20261127T0900Z_AAAAAAAAAAAAAAAA.json.gz");
+        let spoofed_content = log_key(27, "0905", "BBBBBBBBBBBBBBBB");
+        let bomb = log_key(27, "0910", "CCCCCCCCCCCCCCCC");
+        let not_gzip = log_key(27, "0915", "DDDDDDDDDDDDDDDD");
+        let appended = log_key(27, "0920", "EEEEEEEEEEEEEEEE");
+        world.source.put(&spoofed_name, log_body(MEMBER), &[]);
+        world.source.put(&spoofed_content, log_body("333333333333"), &[]);
+        world.source.put(&bomb, gzip(&vec![0u8; 4 << 20]), &[]);
+        world.source.put(&not_gzip, br#"{"Records":[]}"#.to_vec(), &[]);
+        let mut two_members = log_body(MEMBER);
+        two_members.extend(gzip(br#"{"Records":[{"eventName":"Forged"}]}"#));
+        world.source.put(&appended, two_members, &[]);
+        let outcome = world.run(Window::Incremental).await;
+        let mut found = kinds(&outcome);
+        found.sort();
+        let mut expected = vec![
+            (FindingKind::AccountMismatch, spoofed_name.clone()),
+            (FindingKind::AccountMismatch, spoofed_content.clone()),
+            (FindingKind::ObjectMalformed, bomb.clone()),
+            (FindingKind::ObjectMalformed, not_gzip.clone()),
+            (FindingKind::LogFileTrailingData, appended.clone()),
+        ];
+        expected.sort();
+        assert_eq!(found, expected);
+        for key in [&spoofed_name, &spoofed_content, &bomb, &not_gzip, &appended] {
+            assert_eq!(world.archive.version_count(&world.archive_key(key)), 1, "{key} archived as evidence");
+        }
+        assert_eq!(outcome.stats.objects_copied, 5);
+    }
+
+    #[tokio::test]
+    async fn a_copy_that_fails_verification_is_a_finding_and_never_done() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        *world.archive.wrong_kms_key.lock().unwrap() = Some("arn:aws:kms:us-east-1:999999999999:key/evil".into());
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(kinds(&outcome), vec![(FindingKind::ArchiveCopyInvalid, key.clone())]);
+        let source = SourceRef { account_id: MEMBER.into(), bucket: "trail-bucket".into(), key };
+        assert_eq!(world.store.object(&source).unwrap(), None, "never recorded as done");
+        assert_eq!(world.archive.puts.load(Ordering::Relaxed), 2, "retried once");
+    }
+
+    #[tokio::test]
+    async fn large_objects_go_up_in_bounded_parts() {
+        let mut world = World::new();
+        world.settings.copy.inflate_limits = InflateLimits { max_inflated_bytes: 1 << 30, max_ratio: 1 << 20 };
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        // Incompressible content so the raw object spans three parts.
+        let mut state = 0x1234_5678_u64;
+        let noise: Vec<u8> = (0..12 << 20)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state & 0xff) as u8
+            })
+            .collect();
+        let body = gzip(&noise);
+        world.source.put(&key, body.clone(), &[]);
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.stats.objects_copied, 1, "{:?} {:?}", outcome.errors, outcome.findings);
+        let archive_key = world.archive_key(&key);
+        assert_eq!(world.archive.latest_body(&archive_key).as_deref(), Some(body.as_slice()));
+        assert!(world.archive.latest_head(&archive_key).unwrap().checksum_sha256.unwrap().ends_with("-3"));
+    }
+
+    #[tokio::test]
+    async fn a_source_that_denies_access_is_an_error_not_a_crash() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world.source.fail_gets(&key, SeamError::AccessDenied("kms:Decrypt".into()));
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.errors.len(), 1);
+        assert!(outcome.failed_accounts.contains(MEMBER));
+        assert_eq!(world.source.gets.load(Ordering::Relaxed), 1, "permanent errors are not retried");
+    }
 }

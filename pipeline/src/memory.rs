@@ -40,11 +40,14 @@ fn chunked(body: Bytes, chunk: usize) -> crate::seams::ByteStream {
     Box::pin(futures::stream::iter(chunks))
 }
 
+/// Body and user metadata of one in-memory object.
+type StoredObject = (Bytes, BTreeMap<String, String>);
+
 /// A source bucket in memory. ETags are the hex MD5-like SHA-256 prefix of the body.
 #[derive(Default)]
 pub struct MemorySource {
     bucket: String,
-    objects: Mutex<BTreeMap<String, (Bytes, BTreeMap<String, String>)>>,
+    objects: Mutex<BTreeMap<String, StoredObject>>,
     /// Keys whose GET fails with this error (fault injection).
     failing: Mutex<BTreeMap<String, SeamError>>,
     pub gets: AtomicU64,

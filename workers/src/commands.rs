@@ -176,7 +176,12 @@ async fn run_collect(config: Config, scope: &Scope, allow_unlocked: bool, json: 
     let counters = Arc::new(Counters::default());
     let done = CancellationToken::new();
     let progress = progress_display(counters.clone(), done.clone());
-    let outcome = collect::collect(scopes, wired.archive.as_ref(), wired.store.as_ref(), &SystemClock, &settings, Window::Incremental, &cancel, &counters).await;
+    let outcome = collect::collect(
+        collect::Collector { archive: wired.archive.as_ref(), store: wired.store.as_ref(), clock: &SystemClock, settings: &settings, cancel: &cancel, counters: &counters },
+        scopes,
+        Window::Incremental,
+    )
+    .await;
     done.cancel();
     if let Some(progress) = progress {
         let _ = progress.await;

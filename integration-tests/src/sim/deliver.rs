@@ -524,3 +524,155 @@ fn late_slot(chain: &ChainState) -> anyhow::Result<(DigestRecord, DateTime<Utc>)
         chain.region
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::cloudtrail::{gunzip_single_member, key_root, PER_ACCOUNT_TRAIL_NAME};
+    use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+    use base64::Engine as _;
+    use chrono::{TimeZone as _, Timelike as _};
+
+    fn chain(escape_slashes: bool) -> ChainState {
+        ChainState {
+            index: 1,
+            trail: TrailKind::Organization,
+            member_index: 0,
+            account_id: "222222222201".into(),
+            region: "eu-west-1".into(),
+            home_region: "us-east-1".into(),
+            trail_name: "OrgTrail".into(),
+            bucket: "org-cloudtrail-999999999999".into(),
+            key_root: key_root("org", Some("o-sim1234567"), "222222222201"),
+            skew_seconds: 17 * 60,
+            escape_slashes,
+            digests: Vec::new(),
+            backfill_digests: Vec::new(),
+        }
+    }
+
+    /// Verifies a digest the way a validator would, from the bytes alone: JSON-decoded
+    /// fields, the inflated hash, the metadata signature, the exported key.
+    fn verify(planned: &PlannedDigest, exported_der: &[u8]) -> DigestBody {
+        let inflated = gunzip_single_member(&planned.body).unwrap();
+        let body = DigestBody::parse(&inflated).unwrap();
+        let metadata: std::collections::HashMap<_, _> = planned.metadata.iter().cloned().collect();
+        assert_eq!(metadata["signature-algorithm"], "SHA256withRSA");
+        let message = string_to_sign(
+            &body.digest_end_time,
+            &body.digest_s3_bucket,
+            &body.digest_s3_object,
+            &sha256_hex(&inflated),
+            body.previous.as_ref().map(|link| link.signature.as_str()),
+        );
+        let signature = hex::decode(&metadata["signature"]).unwrap();
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, exported_der)
+            .verify(message.as_bytes(), &signature)
+            .expect("digest signature verifies");
+        body
+    }
+
+    #[test]
+    fn generated_chain_is_signed_linked_and_hourly() {
+        let origin = Utc.with_ymd_and_hms(2026, 3, 9, 21, 59, 43).unwrap();
+        let key = SigningKey::generate(origin, origin + chrono::Duration::days(30)).unwrap();
+        let exported = base64::engine::general_purpose::STANDARD
+            .decode(key.public_key_entry().value)
+            .unwrap();
+        for escape_slashes in [false, true] {
+            let mut state = chain(escape_slashes);
+            let mut previous_inflated: Option<Vec<u8>> = None;
+            let mut logs_seen = 0;
+            for hour in 1..=30 {
+                let end = origin + chrono::Duration::hours(hour)
+                    - chrono::Duration::seconds(i64::from(state.skew_seconds));
+                let (logs, digest) = plan_hour(&state, 99, hour as u32, end, &key).unwrap();
+                let body = verify(&digest, &exported);
+                let inflated = gunzip_single_member(&digest.body).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&inflated).contains("\\/"),
+                    escape_slashes
+                );
+                assert_eq!(body.digest_s3_object, digest.record.key);
+                assert_eq!(body.digest_end_time, iso_time(end));
+                assert_eq!((end.minute(), end.second()), (42, 43));
+                let stamp = end.format("%Y%m%dT%H%M%SZ").to_string();
+                assert!(digest.record.key.ends_with(&format!(
+                    "/222222222201_CloudTrail-Digest_eu-west-1_OrgTrail_us-east-1_{stamp}.json.gz"
+                )));
+                assert!(digest.record.key.starts_with(&format!(
+                    "org/AWSLogs/o-sim1234567/222222222201/CloudTrail-Digest/eu-west-1/{}/",
+                    end.format("%Y/%m/%d")
+                )));
+                match (&state.head(), &body.previous) {
+                    (None, None) => {}
+                    (Some(head), Some(link)) => {
+                        assert_eq!(body.digest_start_time, iso_time(head.end));
+                        assert_eq!(link.object, head.key);
+                        assert_eq!(link.signature, head.signature);
+                        assert_eq!(
+                            link.hash_value,
+                            sha256_hex(previous_inflated.as_ref().unwrap())
+                        );
+                    }
+                    other => panic!("link mismatch: {other:?}"),
+                }
+                if logs.is_empty() {
+                    assert!(body.newest_event_time.is_none() && body.oldest_event_time.is_none());
+                }
+                for (log, entry) in logs.iter().zip(&body.log_files) {
+                    logs_seen += 1;
+                    assert_eq!(entry.s3_object, log.record.key);
+                    assert_eq!(entry.hash_value, sha256_hex(&gunzip_single_member(&log.body).unwrap()));
+                    assert!(log.record.delivered_at > end - chrono::Duration::hours(1));
+                    assert!(log.record.delivered_at < end);
+                    let partition = log.record.delivered_at.format("%Y/%m/%d").to_string();
+                    assert!(log.record.key.contains(&format!("/eu-west-1/{partition}/")));
+                }
+                previous_inflated = Some(inflated);
+                state.digests.push(digest.record);
+            }
+            assert!(logs_seen > 20);
+            assert!(state.digests.iter().any(|digest| digest.logs.is_empty()));
+            let _ = PER_ACCOUNT_TRAIL_NAME;
+        }
+    }
+
+    #[test]
+    fn late_slot_sorts_before_delivered_logs_and_never_reuses_a_window() {
+        let origin = Utc.with_ymd_and_hms(2026, 3, 9, 21, 59, 43).unwrap();
+        let key = SigningKey::generate(origin, origin + chrono::Duration::days(30)).unwrap();
+        let mut state = chain(false);
+        for hour in 1..=6 {
+            let end = origin + chrono::Duration::hours(hour)
+                - chrono::Duration::seconds(i64::from(state.skew_seconds));
+            let (_, digest) = plan_hour(&state, 5, hour as u32, end, &key).unwrap();
+            state.digests.push(digest.record);
+        }
+        let mut windows = Vec::new();
+        for _ in 0..3 {
+            let Ok((window, at)) = late_slot(&state) else {
+                break;
+            };
+            assert!(at > window.start && at < window.end);
+            let day = at.format("%Y/%m/%d").to_string();
+            let newest_in_day = state
+                .digests
+                .iter()
+                .flat_map(|digest| &digest.logs)
+                .filter(|log| log.family == LOG_FAMILY && log.delivered_at.format("%Y/%m/%d").to_string() == day)
+                .map(|log| log.key.clone())
+                .max()
+                .unwrap();
+            let late_key = log_key(&state.key_root, LOG_FAMILY, &state.account_id, &state.region, at, "zzzzzzzzzzzzzzzz");
+            assert!(late_key < newest_in_day, "{late_key} !< {newest_in_day}");
+            assert!(!windows.contains(&window.end));
+            windows.push(window.end);
+            let backfill = plan_digest(&state, window.end, &[], state.backfill_digests.last(), Some(iso_time(origin)), &key).unwrap();
+            assert!(backfill.record.key.ends_with("_backfill.json.gz"));
+            assert!(backfill.metadata.iter().any(|(name, _)| name == "backfill-generation-timestamp"));
+            state.backfill_digests.push(backfill.record);
+        }
+        assert!(!windows.is_empty());
+    }
+}
