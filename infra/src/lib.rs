@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod organizations;
 pub mod public_keys;
+pub mod rate_limit;
 pub mod retry;
 pub mod s3_archive;
 pub mod s3_source;

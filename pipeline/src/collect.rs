@@ -119,7 +119,17 @@ impl Partition {
     }
 }
 
+/// Completion of one listed partition in a backfill: when its last job
+/// finishes without error, the partition is marked done so a resumed backfill
+/// does not list it again.
+struct PartitionDone {
+    state_name: String,
+    remaining: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicBool,
+}
+
 struct CopyJob {
+    partition: Option<Arc<PartitionDone>>,
     scope: SourceScope,
     source: SourceRef,
     listed: ListedObject,
@@ -134,6 +144,7 @@ struct Run<'a> {
     settings: &'a CollectSettings,
     now: DateTime<Utc>,
     counters: &'a Counters,
+    window: Window,
     outcome: Mutex<CollectOutcome>,
 }
 
@@ -193,6 +204,7 @@ pub async fn collect(collector: Collector<'_>, scopes: Vec<SourceScope>, window:
         settings,
         now: clock.now(),
         counters,
+        window,
         outcome: Mutex::new(CollectOutcome::default()),
     };
     let run = &run;
@@ -379,6 +391,13 @@ async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Ve
 async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
     let prefix = partition.prefix();
     let scope = &partition.scope;
+    let done_name = format!("backfill-done/{}/{}/{prefix}", scope.reader_account_id, scope.source.bucket());
+    let backfill = matches!(run.window, Window::Range { .. });
+    if backfill && run.store.get_state(&done_name).ok().flatten().is_some() {
+        run.counters.partitions_listed.fetch_add(1, Ordering::Relaxed);
+        run.outcome().stats.partitions_skipped += 1;
+        return Vec::new();
+    }
     let listed = match scope.source.list(&prefix).await {
         Ok(listed) => listed,
         Err(error) => {
@@ -423,6 +442,7 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
         }
         let adopt_first = run.store.has_intent(&source).unwrap_or(true);
         jobs.push(CopyJob {
+            partition: None,
             scope: scope.clone(),
             source,
             listed: object,
@@ -444,6 +464,22 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
         );
         return Vec::new();
     }
+    if backfill {
+        if jobs.is_empty() {
+            if let Err(error) = run.store.put_state(&done_name, b"1") {
+                run.error(&scope.member_account_id, "record_partition_done", &error);
+            }
+        } else {
+            let tracker = Arc::new(PartitionDone {
+                state_name: done_name,
+                remaining: std::sync::atomic::AtomicUsize::new(jobs.len()),
+                failed: std::sync::atomic::AtomicBool::new(false),
+            });
+            for job in &mut jobs {
+                job.partition = Some(tracker.clone());
+            }
+        }
+    }
     run.outcome().stats.objects_skipped += skipped;
     run.counters
         .objects_to_copy
@@ -452,6 +488,23 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
 }
 
 async fn copy_job(run: &Run<'_>, job: CopyJob) {
+    let succeeded = copy_one(run, &job).await;
+    let Some(partition) = &job.partition else {
+        return;
+    };
+    if !succeeded {
+        partition.failed.store(true, Ordering::Relaxed);
+    }
+    let last = partition.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
+    if last && !partition.failed.load(Ordering::Relaxed) {
+        if let Err(error) = run.store.put_state(&partition.state_name, b"1") {
+            run.error(&job.scope.member_account_id, "record_partition_done", &error);
+        }
+    }
+}
+
+/// Copies one object; `true` when it ended recorded (copied or adopted).
+async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     let settings = &run.settings.copy;
     let archive_key = job.source.archive_key(&settings.archive_prefix);
     let member = job.scope.member_account_id.as_str();
@@ -462,9 +515,9 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
             Ok(Some(head)) => {
                 if let Some(record) = record_from_head(&head, run.now.timestamp()) {
                     debug!(key = %job.source.key, "adopted copy of an interrupted run");
-                    finish(run, &job, record, None);
+                    let recorded = finish(run, job, record, None);
                     run.outcome().stats.objects_adopted += 1;
-                    return;
+                    return recorded;
                 }
             }
             Ok(None) => {}
@@ -474,7 +527,7 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
                     &format!("head s3://{}/{archive_key}", run.archive.bucket()),
                     &error,
                 );
-                return;
+                return false;
             }
         }
     }
@@ -508,7 +561,7 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
                 )
                 .with_archive_key(Some(&archive_key));
                 run.finding(finding);
-                return;
+                return false;
             }
             Err(error) => {
                 run.error(
@@ -516,7 +569,7 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
                     &format!("copy s3://{}/{}", job.source.bucket, job.source.key),
                     &error,
                 );
-                return;
+                return false;
             }
         }
     };
@@ -544,32 +597,23 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
             .with_archive_key(Some(&archive_key)),
         );
     }
-    for finding in inspect(&job, &copied) {
+    for finding in inspect(job, &copied) {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     let is_digest = parse_trail_key(&job.source.key).is_ok_and(|key| key.is_digest());
-    finish(
-        run,
-        &job,
-        copied.record,
-        is_digest.then(|| job.source.clone()),
-    );
+    finish(run, job, copied.record, is_digest.then(|| job.source.clone()))
 }
 
-fn finish(
-    run: &Run<'_>,
-    job: &CopyJob,
-    record: crate::seams::ObjectRecord,
-    digest: Option<SourceRef>,
-) {
+fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord, digest: Option<SourceRef>) -> bool {
     if let Err(error) = run.store.record_object(&job.source, &record) {
         run.error(&job.scope.member_account_id, "record_object", &error);
-        return;
+        return false;
     }
     let _ = run.store.clear_intent(&job.source);
     if let Some(digest) = digest {
         run.outcome().digests_copied.insert(digest);
     }
+    true
 }
 
 #[derive(Deserialize)]
@@ -1018,5 +1062,33 @@ mod tests {
         assert_eq!(outcome.errors.len(), 1);
         assert!(outcome.failed_accounts.contains(MEMBER));
         assert_eq!(world.source.gets.load(Ordering::Relaxed), 1, "permanent errors are not retried");
+    }
+
+    #[tokio::test]
+    async fn a_resumed_backfill_does_not_list_completed_partitions_again() {
+        let world = World::new();
+        let ok_key = log_key(10, "0100", "AAAAAAAAAAAAAAAA");
+        let failing_key = log_key(11, "0100", "BBBBBBBBBBBBBBBB");
+        world.source.put(&ok_key, log_body(MEMBER), &[]);
+        world.source.put(&failing_key, log_body(MEMBER), &[]);
+        world.source.fail_gets(&failing_key, SeamError::AccessDenied("transient policy glitch".into()));
+        let range = Window::Range {
+            from: chrono::NaiveDate::from_ymd_opt(2026, 11, 9).unwrap(),
+            to: chrono::NaiveDate::from_ymd_opt(2026, 11, 11).unwrap(),
+        };
+        let first = world.run(range).await;
+        assert_eq!(first.stats.objects_copied, 1);
+        assert_eq!(first.errors.len(), 1);
+        assert_eq!(first.stats.partitions_skipped, 0);
+        // The resumed run skips the two completed days and retries the third.
+        let lists_before = world.source.lists.load(Ordering::Relaxed);
+        world.source.clear_failures();
+        let second = world.run(range).await;
+        assert_eq!(second.stats.partitions_skipped, 2, "{:?}", second.errors);
+        assert_eq!(second.stats.objects_copied, 1);
+        assert_eq!(world.source.lists.load(Ordering::Relaxed) - lists_before, 1, "only the unfinished partition is listed");
+        let third = world.run(range).await;
+        assert_eq!(third.stats.partitions_skipped, 3);
+        assert_eq!(third.stats.objects_copied, 0);
     }
 }

@@ -14,5 +14,6 @@ pub mod findings;
 pub mod memory;
 pub mod report;
 pub mod seams;
+pub mod verify;
 
 pub use error::SeamError;

@@ -78,6 +78,10 @@ impl MemorySource {
         lock(&self.failing).insert(key.to_string(), error);
     }
 
+    pub fn clear_failures(&self) {
+        lock(&self.failing).clear();
+    }
+
     fn etag(body: &[u8]) -> String {
         hex::encode(&sha256(body)[..16])
     }

@@ -10,6 +10,8 @@ pub struct Stats {
     pub accounts: u64,
     pub accounts_failed: u64,
     pub partitions_listed: u64,
+    /// Backfill partitions already completed by an earlier (interrupted) run.
+    pub partitions_skipped: u64,
     pub objects_listed: u64,
     pub objects_copied: u64,
     pub objects_skipped: u64,

@@ -66,19 +66,45 @@ pub async fn dispatch(cli: Cli) -> i32 {
     };
     let json = cli.json;
     match cli.command {
-        Command::Collect { scope, keys: _, allow_unlocked_archive, no_verify: _ } => run_collect(config, &scope, allow_unlocked_archive, json).await,
+        Command::Collect { scope, keys: _, allow_unlocked_archive, no_verify: _ } => run_collect(config, &scope, Window::Incremental, allow_unlocked_archive, json).await,
+        Command::Backfill { scope, since, until } => match backfill_window(&since, until.as_deref()) {
+            Ok(window) => run_collect(config, &scope, window, false, json).await,
+            Err(message) => {
+                eprintln!("trailvault: {message}");
+                exit::USAGE
+            }
+        },
         Command::Findings { accounts, kinds, since } => list_findings(&config, &accounts, &kinds, since.as_deref(), json),
         Command::Verify { .. } => not_implemented("verify"),
-        Command::Backfill { .. } => not_implemented("backfill"),
         Command::Retention { .. } => not_implemented("retention"),
         Command::Run { .. } => not_implemented("run"),
         Command::Status => not_implemented("status"),
     }
 }
 
+/// A progress bar on a terminal; otherwise a progress log line every 15 s.
 fn progress_display(counters: Arc<Counters>, done: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
     if !std::io::stderr().is_terminal() {
-        return None;
+        return Some(tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            loop {
+                tokio::select! {
+                    () = done.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(15)) => {}
+                }
+                let copied = counters.objects_copied.load(Ordering::Relaxed);
+                let rate = copied as f64 / started.elapsed().as_secs_f64().max(0.001);
+                info!(
+                    partitions_listed = counters.partitions_listed.load(Ordering::Relaxed),
+                    partitions_total = counters.partitions_total.load(Ordering::Relaxed),
+                    objects_copied = copied,
+                    objects_to_copy = counters.objects_to_copy.load(Ordering::Relaxed),
+                    bytes_copied = counters.bytes_copied.load(Ordering::Relaxed),
+                    objects_per_second = format!("{rate:.1}"),
+                    "progress"
+                );
+            }
+        }));
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -141,10 +167,29 @@ async fn check_archive(wired: &wiring::Wired, report: &mut Report, allow_unlocke
     false
 }
 
-async fn run_collect(config: Config, scope: &Scope, allow_unlocked: bool, json: bool) -> i32 {
+/// The inclusive day range of `backfill --since DATE [--until DATE]`.
+fn backfill_window(since: &str, until: Option<&str>) -> Result<Window, String> {
+    let parse = |text: &str, flag: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("{flag} must be a date like 2026-01-31, not `{text}`"));
+    let from = parse(since, "--since")?;
+    let today = Utc::now().date_naive();
+    let to = match until {
+        Some(text) => parse(text, "--until")?,
+        None => today,
+    };
+    if from > to {
+        return Err(format!("--since {from} is after --until {to}"));
+    }
+    if to > today {
+        return Err(format!("--until {to} is in the future"));
+    }
+    Ok(Window::Range { from, to })
+}
+
+async fn run_collect(config: Config, scope: &Scope, window: Window, allow_unlocked: bool, json: bool) -> i32 {
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    let mut report = Report::new("collect");
+    let command = if matches!(window, Window::Incremental) { "collect" } else { "backfill" };
+    let mut report = Report::new(command);
     let wired = match wiring::wire(config, cancel.clone()).await {
         Ok(wired) => wired,
         Err(error) => {
@@ -179,7 +224,7 @@ async fn run_collect(config: Config, scope: &Scope, allow_unlocked: bool, json: 
     let outcome = collect::collect(
         collect::Collector { archive: wired.archive.as_ref(), store: wired.store.as_ref(), clock: &SystemClock, settings: &settings, cancel: &cancel, counters: &counters },
         scopes,
-        Window::Incremental,
+        window,
     )
     .await;
     done.cancel();
@@ -269,4 +314,23 @@ fn parse_since(text: &str) -> Result<chrono::DateTime<Utc>, ()> {
         .and_then(|date| date.and_hms_opt(0, 0, 0))
         .map(|time| time.and_utc())
         .ok_or(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backfill_ranges_are_checked() {
+        let today = Utc::now().date_naive();
+        assert_eq!(
+            backfill_window("2026-01-01", Some("2026-01-31")),
+            Ok(Window::Range { from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), to: chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap() })
+        );
+        assert_eq!(backfill_window("2026-01-01", None).map(|w| matches!(w, Window::Range { to, .. } if to == today)), Ok(true));
+        assert!(backfill_window("2026-02-01", Some("2026-01-01")).unwrap_err().contains("after"));
+        assert!(backfill_window("yesterday", None).unwrap_err().contains("--since"));
+        let tomorrow = (today + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+        assert!(backfill_window("2026-01-01", Some(&tomorrow)).unwrap_err().contains("future"));
+    }
 }

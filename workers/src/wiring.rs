@@ -10,6 +10,7 @@ use aws_config::SdkConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use trailvault_config::{Config, RetentionMode, SourceSettings};
+use trailvault_infra::rate_limit::{RateLimitedSource, RateLimiter};
 use trailvault_infra::retry::{RetryPolicy, RetryingArchive, RetryingSource};
 use trailvault_infra::s3_archive::S3Archive;
 use trailvault_infra::s3_source::S3Source;
@@ -140,7 +141,12 @@ async fn source_config(wired: &Wired, account_id: &str) -> Result<SdkConfig, tra
 
 fn source_for(wired: &Wired, config: &SdkConfig, bucket: &str) -> Arc<dyn TrailSource> {
     let client = trailvault_infra::aws::s3_client(config, path_style(&wired.config));
-    Arc::new(RetryingSource::new(Arc::new(S3Source::new(client, bucket)), wired.retry.clone(), wired.cancel.clone()))
+    let mut source: Arc<dyn TrailSource> = Arc::new(S3Source::new(client, bucket));
+    // The cap applies per attempt, under the retries.
+    if let Some(limiter) = RateLimiter::per_second(wired.config.collect.source_requests_per_second) {
+        source = Arc::new(RateLimitedSource::new(source, limiter));
+    }
+    Arc::new(RetryingSource::new(source, wired.retry.clone(), wired.cancel.clone()))
 }
 
 fn root(prefix: &str, org_id: Option<&str>, account_id: &str) -> String {

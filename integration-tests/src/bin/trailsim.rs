@@ -248,8 +248,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("public keys  {}", keys_out.display());
             }
             if let Some(config_out) = &config_out {
-                let mut options = ConfigOptions::new(&store);
-                options.public_keys_file = keys_out.clone();
+                // Absolute paths: trailvault may run from another directory.
+                let mut options = ConfigOptions::new(&std::path::absolute(&store)?);
+                options.public_keys_file = keys_out.as_deref().map(std::path::absolute).transpose()?;
                 write_file(config_out, &sim.trailvault_config_toml_with(&options))?;
                 println!("config       {}", config_out.display());
             }

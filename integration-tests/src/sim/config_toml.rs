@@ -200,6 +200,7 @@ mod tests {
             },
             chains: Vec::new(),
             late_logs: Vec::new(),
+            tampers: Vec::new(),
         }
     }
 

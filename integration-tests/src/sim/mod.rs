@@ -37,10 +37,10 @@ pub use cloudtrail::{
 pub use config_toml::ConfigOptions;
 pub use deliver::{DeliveryReport, LateDelivery};
 pub use signing::{
-    fingerprint, sha256_hex, string_to_sign, PublicKeyEntry, PublicKeyList, SigningKey,
-    SigningKeyState, SIGNATURE_ALGORITHM,
+    fingerprint, public_keys_from_json, sha256_hex, string_to_sign, verify_digest_object,
+    PublicKeyEntry, PublicKeyList, SigningKey, SigningKeyState, SIGNATURE_ALGORITHM,
 };
-pub use tamper::{ExpectedFinding, Tamper, TamperReport};
+pub use tamper::{AppliedTamper, ExpectedFinding, Tamper, TamperReport};
 
 use crate::harness;
 
@@ -277,6 +277,9 @@ pub struct SimOrg {
     pub chains: Vec<ChainState>,
     /// Log files delivered late by [`Sim::deliver_late_log`].
     pub late_logs: Vec<ObjectRef>,
+    /// Tampers applied so far (victims of later tampers must not overlap them).
+    #[serde(default)]
+    pub tampers: Vec<AppliedTamper>,
 }
 
 /// A simulated organization on the emulator, with root clients for every account.
@@ -489,6 +492,17 @@ impl Sim {
             },
             ..ChainSelector::default()
         }
+    }
+
+    /// The log file delivered (by CloudTrail, not planted) at `key`, in any chain.
+    pub fn delivered_log(&self, key: &str) -> Option<LogRecord> {
+        self.org
+            .chains
+            .iter()
+            .flat_map(|chain| chain.digests.iter().chain(&chain.backfill_digests))
+            .flat_map(|digest| &digest.logs)
+            .find(|log| log.key == key)
+            .cloned()
     }
 
     /// Every object the simulator delivered and that CloudTrail would still consider

@@ -21,12 +21,20 @@ use super::{
 };
 use crate::harness;
 
-/// Formats an SDK error with its full context (service code and message).
+/// Formats an SDK error concisely: the service's code and message when the service
+/// answered, the full error context otherwise (dispatch failures, timeouts).
 pub(crate) fn sdk_error<E, R>(what: &str, error: aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + aws_sdk_s3::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug + 'static,
 {
+    if let Some(service_error) = error.as_service_error() {
+        return anyhow::anyhow!(
+            "{what}: {}: {}",
+            service_error.code().unwrap_or("unknown error"),
+            service_error.message().unwrap_or("(no message)")
+        );
+    }
     anyhow::anyhow!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&error))
 }
 
@@ -53,11 +61,11 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .send()
         .await
         .map_err(|error| {
-            anyhow::anyhow!(
-                "create IAM user {COLLECTOR_USER_NAME} in {AUDIT_ACCOUNT_ID}: {} \
-                 (already provisioned? reset the emulator first: scripts/emulator reset)",
-                aws_sdk_iam::error::DisplayErrorContext(&error)
-            )
+            let error = sdk_error(
+                &format!("create IAM user {COLLECTOR_USER_NAME} in {AUDIT_ACCOUNT_ID}"),
+                error,
+            );
+            anyhow::anyhow!("{error} (already provisioned? reset the emulator first: scripts/emulator reset)")
         })?;
     let collector_arn = format!("arn:aws:iam::{AUDIT_ACCOUNT_ID}:user/{COLLECTOR_USER_NAME}");
     let access_key = iam
@@ -65,12 +73,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .user_name(COLLECTOR_USER_NAME)
         .send()
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "create access key for {COLLECTOR_USER_NAME}: {}",
-                aws_sdk_iam::error::DisplayErrorContext(&error)
-            )
-        })?;
+        .map_err(|error| sdk_error(&format!("create access key for {COLLECTOR_USER_NAME}"), error))?;
     let access_key = access_key
         .access_key()
         .ok_or_else(|| anyhow::anyhow!("CreateAccessKey returned no key"))?;
@@ -86,12 +89,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .user_name(IMPOSTER_USER_NAME)
         .send()
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "create IAM user {IMPOSTER_USER_NAME}: {}",
-                aws_sdk_iam::error::DisplayErrorContext(&error)
-            )
-        })?;
+        .map_err(|error| sdk_error(&format!("create IAM user {IMPOSTER_USER_NAME}"), error))?;
     let imposter_arn = format!("arn:aws:iam::{AUDIT_ACCOUNT_ID}:user/{IMPOSTER_USER_NAME}");
 
     let kms = aws_sdk_kms::Client::new(&audit);
@@ -102,12 +100,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .policy(key_policy.to_string())
         .send()
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "create the archive KMS key: {}",
-                aws_sdk_kms::error::DisplayErrorContext(&error)
-            )
-        })?;
+        .map_err(|error| sdk_error("create the archive KMS key", error))?;
     let key_metadata = key
         .key_metadata()
         .ok_or_else(|| anyhow::anyhow!("CreateKey returned no metadata"))?;
@@ -135,12 +128,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         )
         .send()
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "attach the collector policy: {}",
-                aws_sdk_iam::error::DisplayErrorContext(&error)
-            )
-        })?;
+        .map_err(|error| sdk_error("attach the collector policy", error))?;
 
     let archive_bucket = archive_bucket_name();
     create_archive_bucket(
@@ -298,6 +286,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         },
         chains,
         late_logs: Vec::new(),
+        tampers: Vec::new(),
     };
     Sim::from_org(org)
 }
@@ -449,12 +438,7 @@ async fn create_reader_role(
         .description("trailvault collector: read-only access to CloudTrail files")
         .send()
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "create role {role_name} in {account_id}: {}",
-                aws_sdk_iam::error::DisplayErrorContext(&error)
-            )
-        })?;
+        .map_err(|error| sdk_error(&format!("create role {role_name} in {account_id}"), error))?;
     let role_arn = created
         .role()
         .map(|role| role.arn().to_owned())
@@ -466,12 +450,7 @@ async fn create_reader_role(
             .policy_document(policies::reader_permissions_policy(readable_buckets).to_string())
             .send()
             .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "attach the reader policy in {account_id}: {}",
-                    aws_sdk_iam::error::DisplayErrorContext(&error)
-                )
-            })?;
+            .map_err(|error| sdk_error(&format!("attach the reader policy in {account_id}"), error))?;
     }
     Ok(role_arn)
 }

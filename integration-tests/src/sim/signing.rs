@@ -187,6 +187,50 @@ impl PublicKeyList {
     }
 }
 
+/// Checks a digest object as a validator would, from its raw (gzip) bytes, its
+/// `signature` metadata and a PKCS#1 DER public key: single gzip member, JSON-decoded
+/// fields, SPEC §3.3 string to sign, RSASSA-PKCS1-v1_5/SHA-256. Returns the parsed
+/// body. A test helper for the simulator's own output, not trailvault's validator.
+pub fn verify_digest_object(
+    raw: &[u8],
+    signature_hex: &str,
+    public_key_der: &[u8],
+) -> anyhow::Result<super::cloudtrail::DigestBody> {
+    use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+    let inflated = super::cloudtrail::gunzip_single_member(raw)?;
+    let body = super::cloudtrail::DigestBody::parse(&inflated)?;
+    let message = string_to_sign(
+        &body.digest_end_time,
+        &body.digest_s3_bucket,
+        &body.digest_s3_object,
+        &sha256_hex(&inflated),
+        body.previous.as_ref().map(|link| link.signature.as_str()),
+    );
+    let signature = hex::decode(signature_hex)?;
+    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, public_key_der)
+        .verify(message.as_bytes(), &signature)
+        .map_err(|_| anyhow::anyhow!("signature of {} does not verify", body.digest_s3_object))?;
+    anyhow::ensure!(
+        body.digest_public_key_fingerprint == fingerprint(public_key_der),
+        "digest names key {}, verified with {}",
+        body.digest_public_key_fingerprint,
+        fingerprint(public_key_der)
+    );
+    Ok(body)
+}
+
+/// The DER keys of a `list-public-keys`-shaped JSON document, by fingerprint.
+pub fn public_keys_from_json(text: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let list: PublicKeyList = serde_json::from_str(text)?;
+    list.public_key_list
+        .into_iter()
+        .map(|entry| {
+            let der = base64::engine::general_purpose::STANDARD.decode(&entry.value)?;
+            Ok((entry.fingerprint, der))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

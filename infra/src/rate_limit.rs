@@ -1,0 +1,89 @@
+//! A request-rate cap per source bucket, so a backfill of years of history
+//! stays under S3's per-prefix rates and leaves room for CloudTrail itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use trailvault_pipeline::seams::{ListedObject, SourceObject, TrailSource};
+use trailvault_pipeline::SeamError;
+
+/// Spaces requests evenly: each caller takes the next free slot, `interval`
+/// after the previous one, and sleeps until it comes.
+pub struct RateLimiter {
+    interval: Duration,
+    next_slot: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    /// `None` for 0 (unlimited).
+    pub fn per_second(requests: u32) -> Option<RateLimiter> {
+        (requests > 0).then(|| RateLimiter { interval: Duration::from_secs(1) / requests, next_slot: Mutex::new(Instant::now()) })
+    }
+
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next_slot.lock().await;
+            let slot = (*next).max(Instant::now());
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+pub struct RateLimitedSource {
+    inner: Arc<dyn TrailSource>,
+    limiter: RateLimiter,
+}
+
+impl RateLimitedSource {
+    pub fn new(inner: Arc<dyn TrailSource>, limiter: RateLimiter) -> RateLimitedSource {
+        RateLimitedSource { inner, limiter }
+    }
+}
+
+#[async_trait]
+impl TrailSource for RateLimitedSource {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+        self.limiter.acquire().await;
+        self.inner.list(prefix).await
+    }
+
+    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+        self.limiter.acquire().await;
+        self.inner.list_folders(prefix).await
+    }
+
+    async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
+        self.limiter.acquire().await;
+        self.inner.get(key).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_are_spaced_at_the_configured_rate() {
+        let limiter = RateLimiter::per_second(10).unwrap();
+        let start = Instant::now();
+        for _ in 0..21 {
+            limiter.acquire().await;
+        }
+        // The first slot is immediate; 20 more at 100 ms each.
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        assert!(RateLimiter::per_second(0).is_none());
+    }
+}

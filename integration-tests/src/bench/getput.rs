@@ -1,0 +1,96 @@
+//! The server's ceiling: a bare GET→PUT loop with the same SDK and concurrency as
+//! trailvault, nothing else (no checksums beyond what the operation requires, no
+//! encryption, no verification, no bookkeeping).
+//!
+//! Part of the `trailbench` binary (included with `#[path]`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt as _;
+use serde::Serialize;
+
+use crate::s3util::{list_all, s3_client, sdk_config, Endpoint};
+
+#[derive(Debug, Serialize)]
+pub struct GetPutResult {
+    pub objects: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub list_seconds: f64,
+    pub seconds: f64,
+    pub objects_per_second: f64,
+    pub megabytes_per_second: f64,
+}
+
+/// Copies every object under `AWSLogs/` of `buckets` to `dest_bucket` as
+/// `<source bucket>/<key>`; with `sse_kms_key_id`, PUTs ask for SSE-KMS.
+pub async fn getput(
+    endpoint: &Endpoint,
+    buckets: &[String],
+    dest_bucket: &str,
+    concurrency: usize,
+    sse_kms_key_id: Option<&str>,
+) -> anyhow::Result<GetPutResult> {
+    let client = s3_client(&sdk_config(endpoint, true));
+    let started = Instant::now();
+    let mut objects = Vec::new();
+    for bucket in buckets {
+        for (key, _) in list_all(&client, bucket, "AWSLogs/").await? {
+            objects.push((bucket.clone(), key));
+        }
+    }
+    let list_seconds = started.elapsed().as_secs_f64();
+    let bytes = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let count = objects.len() as u64;
+    futures::stream::iter(objects)
+        .for_each_concurrent(concurrency.max(1), |(bucket, key)| {
+            let client = client.clone();
+            let bytes = &bytes;
+            let errors = &errors;
+            async move {
+                let result: anyhow::Result<u64> = async {
+                    let object = client.get_object().bucket(&bucket).key(&key).send().await?;
+                    let body = object.body.collect().await?.into_bytes();
+                    let length = body.len() as u64;
+                    let mut put = client
+                        .put_object()
+                        .bucket(dest_bucket)
+                        .key(format!("{bucket}/{key}"))
+                        .body(ByteStream::from(body));
+                    if let Some(kms_key) = sse_kms_key_id {
+                        put = put
+                            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+                            .ssekms_key_id(kms_key);
+                    }
+                    put.send().await?;
+                    Ok(length)
+                }
+                .await;
+                match result {
+                    Ok(length) => {
+                        bytes.fetch_add(length, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 5 {
+                            eprintln!("trailbench getput: s3://{bucket}/{key}: {error:#}");
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = bytes.load(Ordering::Relaxed);
+    Ok(GetPutResult {
+        objects: count,
+        bytes,
+        errors: errors.load(Ordering::Relaxed),
+        list_seconds,
+        seconds,
+        objects_per_second: count as f64 / seconds,
+        megabytes_per_second: bytes as f64 / 1e6 / seconds,
+    })
+}

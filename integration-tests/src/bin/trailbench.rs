@@ -1,0 +1,298 @@
+//! `trailbench`: the benchmark's helper (driven by `scripts/bench`, see
+//! `bench/README.md`).
+//!
+//! - `generate` / `extend`: a realistic CloudTrail data set on an S3 server (SeaweedFS)
+//!   with static credentials, and its state file;
+//! - `public-keys`: the signing key as `aws cloudtrail list-public-keys` JSON;
+//! - `archive`: a fresh destination bucket (locked archive, plain, or bare);
+//! - `getput`: the bare GET→PUT loop (the server's ceiling);
+//! - `proxy`: an HTTP proxy that counts S3 requests by operation;
+//! - `info`: the state file's summary as JSON.
+//!
+//! The simulator's format code is compiled in with `#[path]` (its modules are private
+//! to the library's `sim` module, and the benchmark must not change them), so the
+//! data set uses exactly the simulator's log records, key names and digest rendering.
+
+#[allow(dead_code)]
+#[path = "../sim/rng.rs"]
+mod rng;
+
+#[allow(dead_code)]
+#[path = "../sim/cloudtrail.rs"]
+mod cloudtrail;
+
+#[path = "../bench/s3util.rs"]
+mod s3util;
+
+#[path = "../bench/generate.rs"]
+mod generate;
+
+#[path = "../bench/getput.rs"]
+mod getput;
+
+#[path = "../bench/proxy.rs"]
+mod proxy;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "trailbench", about = "trailvault's benchmark helper (see scripts/bench)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+struct EndpointArgs {
+    /// S3 endpoint (SeaweedFS).
+    #[arg(long, env = "TRAILBENCH_ENDPOINT", default_value = "http://127.0.0.1:8333")]
+    endpoint: String,
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key_id: String,
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: String,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+}
+
+impl EndpointArgs {
+    fn endpoint(&self) -> s3util::Endpoint {
+        s3util::Endpoint {
+            url: self.endpoint.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a data set (or, with --add, more accounts into an existing one).
+    Generate {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        /// State file (written).
+        #[arg(long)]
+        state: PathBuf,
+        /// Target object count (logs + digests) of this call.
+        #[arg(long, default_value_t = 20_000)]
+        objects: u64,
+        #[arg(long, default_value_t = 4)]
+        accounts: usize,
+        /// Add `--accounts` accounts to the data set in `--state` (same key, clock
+        /// and density), numbered after the existing ones.
+        #[arg(long)]
+        add: bool,
+        #[arg(long, value_delimiter = ',', default_value = "us-east-1,eu-west-1,ap-southeast-2")]
+        regions: Vec<String>,
+        /// Days of hourly history, ending about 70 minutes before now.
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+        #[arg(long, default_value_t = 20_260_701)]
+        seed: u64,
+        /// Multiplies every target log size (1.0 = the size mix).
+        #[arg(long, default_value_t = 1.0)]
+        size_scale: f64,
+        /// Generator threads (default: available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Deliver one more hour on every chain: about `--percent` % new files.
+    Extend {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 1.0)]
+        percent: f64,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Print the signing key as `aws cloudtrail list-public-keys` JSON.
+    PublicKeys {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Print the state's summary (accounts, chains, totals, times) as JSON.
+    Info {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Create a destination bucket.
+    Archive {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        kms_key_id: String,
+        #[arg(long, default_value_t = 1)]
+        retention_days: i32,
+        /// Versioning + default SSE-KMS, no Object Lock.
+        #[arg(long, conflicts_with = "bare")]
+        plain: bool,
+        /// Nothing but the bucket.
+        #[arg(long)]
+        bare: bool,
+    },
+    /// The bare GET→PUT loop over every source object of the data set.
+    Getput {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        dest_bucket: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Ask for SSE-KMS with this key on every PUT.
+        #[arg(long)]
+        sse_kms_key_id: Option<String>,
+    },
+    /// Counting proxy in front of the S3 server (runs until killed).
+    Proxy {
+        #[arg(long, default_value = "127.0.0.1:8334")]
+        listen: String,
+        #[arg(long, default_value = "127.0.0.1:8333")]
+        upstream: String,
+    },
+}
+
+fn threads(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Generate { endpoint, state, objects, accounts, add, regions, days, seed, size_scale, threads: requested } => {
+            let existing = if add { Some(generate::BenchState::load(&state)?) } else { None };
+            let first_account = existing.as_ref().map_or(0, |s| s.accounts().len());
+            let options = generate::GenerateOptions {
+                objects,
+                accounts,
+                first_account,
+                regions,
+                days,
+                seed,
+                size_scale,
+                threads: threads(requested),
+            };
+            let started = std::time::Instant::now();
+            let before = existing.as_ref().map(|s| s.totals.objects()).unwrap_or(0);
+            let written = runtime()?.block_on(generate::generate(&endpoint.endpoint(), &options, existing))?;
+            written.save(&state)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let objects_written = written.totals.objects() - before;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "objects_written": objects_written,
+                    "seconds": seconds,
+                    "objects_per_second": objects_written as f64 / seconds,
+                    "totals": written.totals,
+                })
+            );
+        }
+        Command::Extend { endpoint, state, percent, threads: requested } => {
+            let mut loaded = generate::BenchState::load(&state)?;
+            let added = runtime()?.block_on(generate::extend(&endpoint.endpoint(), &mut loaded, percent, threads(requested)))?;
+            loaded.save(&state)?;
+            println!("{}", serde_json::json!({ "added": added, "totals": loaded.totals }));
+        }
+        Command::PublicKeys { state } => {
+            println!("{}", generate::public_keys_json(&generate::BenchState::load(&state)?)?);
+        }
+        Command::Info { state } => {
+            let loaded = generate::BenchState::load(&state)?;
+            let chains: Vec<serde_json::Value> = loaded
+                .chains
+                .iter()
+                .map(|chain| {
+                    serde_json::json!({
+                        "account_id": chain.account_id,
+                        "region": chain.region,
+                        "bucket": chain.bucket,
+                        "hours": chain.hours,
+                        "last_end": chain.last_end,
+                    })
+                })
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "accounts": loaded.accounts(),
+                    "regions": loaded.regions,
+                    "trail_name": loaded.trail_name,
+                    "home_region": loaded.home_region,
+                    "first_digest_start": loaded.first_digest_start,
+                    "origin": loaded.origin,
+                    "logs_per_hour": loaded.logs_per_hour,
+                    "totals": loaded.totals,
+                    "objects": loaded.totals.objects(),
+                    "last_extension": loaded.last_extension,
+                    "chains": chains,
+                })
+            );
+        }
+        Command::Archive { endpoint, bucket, kms_key_id, retention_days, plain, bare } => {
+            let client = s3util::s3_client(&s3util::sdk_config(&endpoint.endpoint(), false));
+            let spec = s3util::ArchiveSpec { bucket, kms_key_id, retention_days, plain, bare };
+            runtime()?.block_on(s3util::create_archive(&client, &spec))?;
+        }
+        Command::Getput { endpoint, state, dest_bucket, concurrency, sse_kms_key_id } => {
+            let loaded = generate::BenchState::load(&state)?;
+            let buckets: Vec<String> = loaded.accounts().iter().map(|a| generate::bucket_for(a)).collect();
+            let result = runtime()?.block_on(getput::getput(
+                &endpoint.endpoint(),
+                &buckets,
+                &dest_bucket,
+                concurrency,
+                sse_kms_key_id.as_deref(),
+            ))?;
+            println!("{}", serde_json::to_string(&result)?);
+        }
+        Command::Proxy { listen, upstream } => proxy::run(&listen, &upstream)?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxy::{classify, request_type};
+
+    #[test]
+    fn classifies_s3_requests() {
+        let none: Vec<(String, String)> = Vec::new();
+        let copy = vec![("x-amz-copy-source".to_owned(), "/a/b".to_owned())];
+        let cases = [
+            ("GET", "/b?list-type=2&prefix=AWSLogs%2F", &none, "ListObjectsV2"),
+            ("GET", "/b/?delimiter=%2F&list-type=2", &none, "ListObjectsV2"),
+            ("GET", "/b?prefix=x&delimiter=%2F", &none, "ListObjects"),
+            ("GET", "/b?versions&prefix=x", &none, "ListObjectVersions"),
+            ("GET", "/b?location", &none, "GetBucket:location"),
+            ("GET", "/b/AWSLogs/1/x.json.gz", &none, "GetObject"),
+            ("GET", "/b/AWSLogs/1/x.json.gz?x-id=GetObject", &none, "GetObject"),
+            ("HEAD", "/b/k", &none, "HeadObject"),
+            ("HEAD", "/b", &none, "HeadBucket"),
+            ("PUT", "/b/k?x-id=PutObject", &none, "PutObject"),
+            ("PUT", "/b/k", &none, "PutObject"),
+            ("PUT", "/b/k", &copy, "CopyObject"),
+            ("PUT", "/b/k?partNumber=1&uploadId=u", &none, "UploadPart"),
+            ("POST", "/b/k?uploads", &none, "CreateMultipartUpload"),
+            ("GET", "/", &none, "ListBuckets"),
+        ];
+        for (method, target, headers, expected) in cases {
+            assert_eq!(classify(method, target, headers), expected, "{method} {target}");
+        }
+        assert_eq!(request_type("ListObjectsV2"), "LIST");
+        assert_eq!(request_type("HeadObject"), "HEAD");
+    }
+}

@@ -1,0 +1,213 @@
+//! The full run's audit of the archive itself: list every archived version of
+//! a source, re-read and re-hash every non-digest object from the archive's
+//! bytes (digests are re-read by chain validation), compare with what the
+//! store recorded at copy time, and cover objects the store does not know.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::StreamExt;
+
+use crate::cloudtrail::gzip::GzipInspector;
+use crate::cloudtrail::keys::parse_trail_key;
+use crate::copy::content_error_name;
+use crate::findings::{Finding, FindingKind};
+use crate::seams::{ArchivedVersion, ObjectRecord, SourceRef};
+
+use super::{ArchivedSource, Ctx, OpError, Scope};
+
+/// Archive GETs in flight during an audit.
+const AUDIT_CONCURRENCY: usize = 8;
+
+/// One non-digest archived object as re-hashed from the archive.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditedObject {
+    pub content_sha256: Option<[u8; 32]>,
+    pub content_error: Option<String>,
+}
+
+/// The audit of one source.
+#[derive(Debug, Default)]
+pub(crate) struct Audited {
+    pub bucket: String,
+    /// Non-digest objects by source key, hashed from archive bytes.
+    pub objects: HashMap<String, AuditedObject>,
+    /// Objects that could not be read (the log checks report an error for them).
+    pub unreadable: HashSet<String>,
+    /// Archived objects the store does not know: (source key, version id).
+    pub archive_only: Vec<(String, String)>,
+}
+
+fn is_digest_key(key: &str) -> bool {
+    parse_trail_key(key).is_ok_and(|key| key.is_digest())
+}
+
+/// Lists, re-reads and re-hashes the archive of `source`. `None` when the
+/// archive cannot be listed (reported).
+pub(crate) async fn audit_source(
+    ctx: &Ctx<'_>,
+    source: &ArchivedSource,
+    scope: &Scope<'_>,
+    records: &[(String, ObjectRecord)],
+) -> Option<Audited> {
+    let reader = source.reader_account_id.as_str();
+    let root = SourceRef {
+        account_id: reader.to_string(),
+        bucket: source.bucket.clone(),
+        key: String::new(),
+    }
+    .archive_key(&ctx.settings.archive_prefix);
+    let versions = match ctx.archive.list_versions(&root).await {
+        Ok(versions) => versions,
+        Err(error) => {
+            ctx.error(&OpError::new(
+                reader,
+                format!("list versions s3://{}/{root}", ctx.archive.bucket()),
+                error,
+            ));
+            return None;
+        }
+    };
+    let mut by_key: BTreeMap<String, Vec<ArchivedVersion>> = BTreeMap::new();
+    for version in versions {
+        let Some(found) = SourceRef::from_archive_key(&ctx.settings.archive_prefix, &version.key)
+        else {
+            continue;
+        };
+        if found.account_id == reader && found.bucket == source.bucket {
+            by_key.entry(found.key).or_default().push(version);
+        }
+    }
+    let recorded: HashMap<&str, &ObjectRecord> = records
+        .iter()
+        .map(|(key, record)| (key.as_str(), record))
+        .collect();
+    let account_of = |key: &str| {
+        parse_trail_key(key)
+            .map(|trail_key| (trail_key.account_id, Some(trail_key.region)))
+            .unwrap_or_else(|_| (reader.to_string(), None))
+    };
+    let in_scope = |key: &str| scope.covers(reader, &account_of(key).0);
+    let archive_finding = |key: &str, detail: String| {
+        let (account, region) = account_of(key);
+        let archive_key = SourceRef {
+            account_id: reader.to_string(),
+            bucket: source.bucket.clone(),
+            key: key.to_string(),
+        }
+        .archive_key(&ctx.settings.archive_prefix);
+        Finding::new(
+            FindingKind::ArchiveCopyInvalid,
+            &account,
+            &source.bucket,
+            key,
+            detail,
+        )
+        .with_region(region.as_deref())
+        .with_archive_key(Some(&archive_key))
+    };
+
+    // Recorded as verified, yet absent: the archive lost an object.
+    for (key, _) in records {
+        if !by_key.contains_key(key) && in_scope(key) && !is_digest_key(key) {
+            ctx.finding(archive_finding(
+                key,
+                "the store records a verified copy, but the archive holds no version of it"
+                    .to_string(),
+            ));
+        }
+    }
+
+    let mut audited = Audited {
+        bucket: source.bucket.clone(),
+        ..Audited::default()
+    };
+    let mut jobs = Vec::new();
+    for (key, versions) in &by_key {
+        if !in_scope(key) {
+            continue;
+        }
+        let record = recorded.get(key.as_str()).copied();
+        let chosen = record
+            .and_then(|record| record.archive_version_id.as_deref())
+            .and_then(|id| versions.iter().find(|version| version.version_id == id))
+            .or_else(|| versions.iter().find(|version| version.is_latest))
+            .or_else(|| versions.last());
+        let Some(chosen) = chosen else {
+            continue;
+        };
+        if record.is_none() {
+            audited
+                .archive_only
+                .push((key.clone(), chosen.version_id.clone()));
+        }
+        if is_digest_key(key) {
+            continue;
+        }
+        jobs.push((key.clone(), chosen.clone(), record));
+    }
+
+    let results: Vec<_> = futures::stream::iter(jobs)
+        .map(|(key, version, record)| async move {
+            let outcome = rehash(ctx, &version).await;
+            (key, version, record, outcome)
+        })
+        .buffer_unordered(AUDIT_CONCURRENCY)
+        .collect()
+        .await;
+    for (key, version, record, outcome) in results {
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                ctx.error(&OpError::new(
+                    &account_of(&key).0,
+                    format!("get s3://{}/{}", ctx.archive.bucket(), version.key),
+                    error,
+                ));
+                audited.unreadable.insert(key);
+                continue;
+            }
+        };
+        if let Some(record) = record {
+            if outcome.raw_sha256 != record.raw_sha256 {
+                ctx.finding(archive_finding(
+                    &key,
+                    format!(
+                        "archive version {} hashes to SHA-256 {}, but the copy verified at copy time hashed to {}",
+                        version.version_id,
+                        hex::encode(outcome.raw_sha256),
+                        hex::encode(record.raw_sha256)
+                    ),
+                ));
+            }
+        }
+        let (content_sha256, content_error) = match &outcome.inflated {
+            Ok(inflated) => (Some(inflated.sha256), None),
+            Err(error) => (None, Some(content_error_name(error).to_string())),
+        };
+        audited.objects.insert(
+            key,
+            AuditedObject {
+                content_sha256,
+                content_error,
+            },
+        );
+    }
+    debug_assert!(audited.objects.len() + audited.unreadable.len() <= by_key.len());
+    Some(audited)
+}
+
+async fn rehash(
+    ctx: &Ctx<'_>,
+    version: &ArchivedVersion,
+) -> Result<crate::cloudtrail::gzip::InspectOutcome, crate::SeamError> {
+    let object = ctx
+        .archive
+        .get(&version.key, Some(&version.version_id))
+        .await?;
+    let mut inspector = GzipInspector::new(ctx.settings.inflate_limits);
+    let mut body = object.body;
+    while let Some(chunk) = body.next().await {
+        inspector.update(&chunk?);
+    }
+    Ok(inspector.finish())
+}

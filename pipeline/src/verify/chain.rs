@@ -1,0 +1,425 @@
+//! One digest chain, oldest first (SPEC §9.2 steps 2–5): each digest not
+//! validated before is examined, linked to the archived digest before it,
+//! checked for missing hours, and its log files are checked.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::findings::{Finding, FindingKind};
+use crate::seams::SourceRef;
+
+use super::audit::Audited;
+use super::digest_check::{examine_digest, Examined, Problem};
+use super::inventory::{hours_back, parse_digest_key, ChainId, DigestEntry};
+use super::logs;
+use super::state::{ChainState, LinkInfo};
+use super::{Ctx, OpError, MAX_MISSING_PER_GAP};
+
+/// What validating one chain changed.
+pub(crate) struct ChainResult {
+    pub state: ChainState,
+    /// Whether `state` must be written back.
+    pub changed: bool,
+    /// Earliest delivery window start of the digests validated in this run
+    /// (log files in it must be checked for references again).
+    pub earliest_window_start: Option<DateTime<Utc>>,
+}
+
+fn time_text(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Validates the digests of `entries` (one chain, oldest first) that
+/// `previous` does not record as validated, plus the archived successor of
+/// each (its link to a newly archived digest was never checked). An
+/// operational error stops the chain there: the rest waits for the next run.
+pub(crate) async fn validate_chain(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    entries: &[DigestEntry],
+    previous: Option<ChainState>,
+    audited: Option<&Audited>,
+) -> ChainResult {
+    let mut state = match previous {
+        Some(state) if !ctx.settings.full => state,
+        _ => ChainState::fresh(),
+    };
+    let fresh: Vec<bool> = entries
+        .iter()
+        .map(|entry| !state.validated.contains(entry.end))
+        .collect();
+    let todo: Vec<bool> = fresh
+        .iter()
+        .enumerate()
+        .map(|(index, is_fresh)| {
+            let after_fresh = index
+                .checked_sub(1)
+                .and_then(|older| fresh.get(older))
+                .copied()
+                .unwrap_or(false);
+            *is_fresh || after_fresh
+        })
+        .collect();
+    let mut result = ChainResult {
+        state: ChainState::fresh(),
+        changed: false,
+        earliest_window_start: None,
+    };
+    if !todo.iter().any(|needed| *needed) {
+        result.state = state;
+        return result;
+    }
+
+    // Link data of the archived digest just before the current one.
+    let mut before: Option<LinkInfo> = None;
+    for (index, entry) in entries.iter().enumerate() {
+        if !todo.get(index).copied().unwrap_or(false) {
+            before = None;
+            continue;
+        }
+        let older = index.checked_sub(1).and_then(|older| entries.get(older));
+        if let (Some(older), None) = (older, &before) {
+            before = match state.head.as_ref().filter(|head| head.key == older.key) {
+                Some(head) => Some(head.clone()),
+                // Validated in an earlier run but not the head: read it again
+                // as context (its findings were recorded then).
+                None => match examine_digest(ctx, chain, older).await {
+                    Ok(examined) => Some(examined.link_info()),
+                    Err(error) => {
+                        ctx.error(&error);
+                        break;
+                    }
+                },
+            };
+        }
+        let examined = match examine_digest(ctx, chain, entry).await {
+            Ok(examined) => examined,
+            Err(error) => {
+                ctx.error(&error);
+                break;
+            }
+        };
+        if let Some(problem) = &examined.problem {
+            ctx.finding(digest_finding(ctx, chain, &entry.key, problem));
+        }
+        let linked = check_links(
+            ctx,
+            chain,
+            older,
+            &examined,
+            before.as_ref().filter(|_| older.is_some()),
+        )
+        .await;
+        if let Err(error) = linked {
+            ctx.error(&error);
+            break;
+        }
+        if let Some(digest) = &examined.digest {
+            if let Err(error) = logs::register_references(ctx, chain, digest) {
+                ctx.error(&error);
+                break;
+            }
+        }
+        if let Some(digest) = examined.valid_digest() {
+            if let Err(error) = logs::check_logs(ctx, chain, &entry.key, digest, audited).await {
+                ctx.error(&error);
+                break;
+            }
+        }
+        ctx.count_digest();
+        let window_start = examined.window_start();
+        state.validated.insert(entry.end, window_start);
+        result.earliest_window_start = Some(
+            result
+                .earliest_window_start
+                .map_or(window_start, |earliest| earliest.min(window_start)),
+        );
+        let info = examined.link_info();
+        if state.head.as_ref().is_none_or(|head| head.end <= info.end) {
+            state.head = Some(info.clone());
+        }
+        result.changed = true;
+        before = Some(info);
+    }
+    result.state = state;
+    result
+}
+
+fn digest_finding(ctx: &Ctx<'_>, chain: &ChainId, key: &str, problem: &Problem) -> Finding {
+    let archive_key = chain.source_ref(key).archive_key(&ctx.settings.archive_prefix);
+    Finding::new(
+        problem.kind,
+        &chain.account,
+        &chain.bucket,
+        key,
+        problem.detail.clone(),
+    )
+    .with_region(Some(&chain.region))
+    .with_trail(Some(&chain.trail))
+    .with_archive_key(Some(&archive_key))
+}
+
+/// `digest_missing` for a digest key that is not archived.
+pub(crate) fn missing_digest(chain: &ChainId, bucket: &str, key: &str, detail: String) -> Finding {
+    let (account, region) = match parse_digest_key(&chain.reader, bucket, key) {
+        Some((named, _)) => (named.account, named.region),
+        None => (chain.account.clone(), chain.region.clone()),
+    };
+    Finding::new(FindingKind::DigestMissing, &account, bucket, key, detail)
+        .with_region(Some(&region))
+        .with_trail(Some(&chain.trail))
+}
+
+/// Reports the hours `hours` of `chain` as missing digests, with `why`.
+pub(crate) fn report_missing_hours(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    hours: &[DateTime<Utc>],
+    more: usize,
+    why: &str,
+) {
+    for (index, hour) in hours.iter().enumerate() {
+        let key = chain.digest_key(*hour);
+        let mut detail = format!(
+            "no digest for the hour ending {} is archived: {why}",
+            time_text(*hour)
+        );
+        if more > 0 && index + 1 == hours.len() {
+            detail.push_str(&format!(" ({more} more missing hours not listed)"));
+        }
+        ctx.finding(missing_digest(chain, &chain.bucket, &key, detail));
+    }
+}
+
+/// The links of `current` to the digest before it (SPEC §9.2 steps 3–4).
+/// `older` is the archived digest before it in the chain, `before` its link
+/// data. Only a valid digest's claims are judged; an invalid one already has
+/// its finding, and its `previous*` fields may be forged.
+async fn check_links(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    older: Option<&DigestEntry>,
+    current: &Examined,
+    before: Option<&LinkInfo>,
+) -> Result<(), OpError> {
+    let standard = !chain.backfill;
+    let Some(digest) = current.valid_digest() else {
+        // Untrusted body: only the cadence of the archived keys themselves.
+        if let (true, Some(older)) = (standard, older) {
+            let hours = hours_back(
+                current.end - Duration::hours(1),
+                older.end,
+                MAX_MISSING_PER_GAP,
+            );
+            report_missing_hours(
+                ctx,
+                chain,
+                &hours,
+                0,
+                &format!(
+                    "the archived digests before and after it end at {} and {} ({}), and CloudTrail delivers one digest per hour",
+                    time_text(older.end),
+                    time_text(current.end),
+                    current.key
+                ),
+            );
+        }
+        return Ok(());
+    };
+
+    let Some(previous) = &digest.previous else {
+        if let (true, Some(older)) = (standard, older) {
+            let start = &digest.digest_start_time.original;
+            ctx.finding(
+                Finding::new(
+                    FindingKind::ChainGap,
+                    &chain.account,
+                    &chain.bucket,
+                    &current.key,
+                    format!(
+                        "the chain restarts here (all previousDigest* fields are null) although digest {} (ending {}) is archived before it: nothing covers {} to {start}; logging or log file validation was off, or the trail was recreated",
+                        older.key,
+                        time_text(older.end),
+                        time_text(older.end),
+                    ),
+                )
+                .with_region(Some(&chain.region))
+                .with_trail(Some(&chain.trail))
+                .with_archive_key(Some(
+                    &chain
+                        .source_ref(&current.key)
+                        .archive_key(&ctx.settings.archive_prefix),
+                )),
+            );
+        }
+        return Ok(());
+    };
+
+    let links_to_older = older.is_some_and(|older| {
+        previous.s3_bucket == chain.bucket && previous.s3_object == older.key
+    });
+    let target = if links_to_older {
+        before.cloned()
+    } else {
+        resolve_previous(ctx, chain, &previous.s3_bucket, &previous.s3_object).await?
+    };
+    let archive_key = chain
+        .source_ref(&current.key)
+        .archive_key(&ctx.settings.archive_prefix);
+    match target {
+        // The oldest archived digest of a chain links to history from before
+        // collection began: that is where the archive's coverage starts.
+        None if older.is_none() => {}
+        None => ctx.finding(missing_digest(
+            chain,
+            &previous.s3_bucket,
+            &previous.s3_object,
+            format!(
+                "digest {} names s3://{}/{} as its previous digest, which is not archived",
+                current.key, previous.s3_bucket, previous.s3_object
+            ),
+        )),
+        // A previous digest that failed its own checks has its finding; its
+        // content differing from what this one recorded is the same evidence.
+        Some(target) if !target.valid => {}
+        Some(target) => {
+            let expected_hash = hex::encode(previous.hash_value);
+            let mut problems = Vec::new();
+            if target.sha256.as_deref() != Some(expected_hash.as_str()) {
+                problems.push(format!(
+                    "previousDigestHashValue is {expected_hash} but the archived previous digest's inflated SHA-256 is {}",
+                    target.sha256.as_deref().unwrap_or("unknown")
+                ));
+            }
+            let signature_matches = target
+                .signature
+                .as_deref()
+                .is_some_and(|found| found.eq_ignore_ascii_case(&previous.signature));
+            if !signature_matches {
+                problems.push(format!(
+                    "previousDigestSignature {} differs from the previous digest's signature {}",
+                    abbreviate(&previous.signature),
+                    target.signature.as_deref().map_or("(none)".to_string(), abbreviate)
+                ));
+            }
+            if !problems.is_empty() {
+                ctx.finding(
+                    Finding::new(
+                        FindingKind::DigestLinkMismatch,
+                        &chain.account,
+                        &chain.bucket,
+                        &current.key,
+                        format!("link to {}: {}", target.key, problems.join("; ")),
+                    )
+                    .with_region(Some(&chain.region))
+                    .with_trail(Some(&chain.trail))
+                    .with_archive_key(Some(&archive_key)),
+                );
+            }
+            if standard && digest.digest_start_time.parsed != target.end {
+                ctx.finding(
+                    Finding::new(
+                        FindingKind::ChainGap,
+                        &chain.account,
+                        &chain.bucket,
+                        &current.key,
+                        format!(
+                            "digestStartTime {} differs from the previous digest's end {} ({}): deliveries in between are covered by no digest",
+                            digest.digest_start_time.original,
+                            time_text(target.end),
+                            target.key
+                        ),
+                    )
+                    .with_region(Some(&chain.region))
+                    .with_trail(Some(&chain.trail))
+                    .with_archive_key(Some(&archive_key)),
+                );
+            }
+        }
+    }
+
+    // Hours missing between the archived digest before and the one this
+    // digest names: every hour back from the named one (SPEC §6.5: the CLI
+    // names only one of several consecutive deletions).
+    if let (true, Some(older), false) = (standard, older, links_to_older) {
+        let named = parse_digest_key(&chain.reader, &previous.s3_bucket, &previous.s3_object);
+        if let Some((named_chain, named_end)) = named {
+            if named_chain == *chain && named_end > older.end && named_end < current.end {
+                let all = hours_back(named_end, older.end, usize::MAX);
+                let more = all.len().saturating_sub(MAX_MISSING_PER_GAP);
+                let hours = all.get(more..).unwrap_or_default();
+                report_missing_hours(
+                    ctx,
+                    chain,
+                    hours,
+                    more,
+                    &format!(
+                        "digest {} links back to {} while the newest archived digest before it is {}; CloudTrail delivers one digest per hour",
+                        current.key, previous.s3_object, older.key
+                    ),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn abbreviate(signature: &str) -> String {
+    match signature.get(..16) {
+        Some(head) if signature.len() > 16 => format!("{head}…"),
+        _ => signature.to_string(),
+    }
+}
+
+/// Link data of a digest named as previous that is not the archived digest
+/// just before (another bucket, another chain, a fork): read and examined;
+/// `None` when it is not archived.
+async fn resolve_previous(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<LinkInfo>, OpError> {
+    let source = SourceRef {
+        account_id: chain.reader.clone(),
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    };
+    let record = ctx.store.object(&source).map_err(|error| {
+        OpError::new(&chain.account, format!("read store s3://{bucket}/{key}"), error)
+    })?;
+    let archive_key = source.archive_key(&ctx.settings.archive_prefix);
+    let (version_id, raw_sha256) = match record {
+        Some(record) => (record.archive_version_id, Some(record.raw_sha256)),
+        // A full run trusts the archive, not the store.
+        None if ctx.settings.full => match ctx.archive.head(&archive_key, None).await {
+            Ok(Some(head)) => (head.version_id, None),
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                return Err(OpError::new(
+                    &chain.account,
+                    format!("head s3://{}/{archive_key}", ctx.archive.bucket()),
+                    error,
+                ))
+            }
+        },
+        None => return Ok(None),
+    };
+    let Some((named_chain, end)) = parse_digest_key(&chain.reader, bucket, key) else {
+        // Archived, but not under a digest name: cannot be a valid digest.
+        return Ok(Some(LinkInfo {
+            key: key.to_string(),
+            end: ctx.now,
+            start: None,
+            sha256: None,
+            signature: None,
+            valid: false,
+        }));
+    };
+    let entry = DigestEntry {
+        key: key.to_string(),
+        end,
+        version_id,
+        raw_sha256,
+    };
+    Ok(Some(examine_digest(ctx, &named_chain, &entry).await?.link_info()))
+}

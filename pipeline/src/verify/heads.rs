@@ -1,0 +1,116 @@
+//! The newest end of every standard chain (SPEC §9.2 step 4, §6.5 "deleting
+//! the newest digests is undetectable" by the CLI): a head older than the
+//! configured threshold is `chain_head_stale`; a head behind the validated
+//! heads of its sibling chains — the same trail in other regions, or in other
+//! member accounts of an organization trail, which CloudTrail advances hour
+//! by hour together — means the hours in between were deleted or withheld:
+//! one `digest_missing` per hour.
+//!
+//! Computed from the store and the chain states alone: no archive reads.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::findings::{Finding, FindingKind};
+
+use super::chain::report_missing_hours;
+use super::inventory::{ChainId, Inventory, SiblingGroup};
+use super::state::ChainState;
+use super::{Ctx, Scope, MAX_MISSING_PER_GAP};
+
+fn time_text(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub(crate) fn check_heads(
+    ctx: &Ctx<'_>,
+    inventory: &Inventory,
+    states: &HashMap<ChainId, ChainState>,
+    scope: &Scope<'_>,
+) {
+    // Validated, valid heads per sibling group: only a digest whose signature
+    // verified may prove that CloudTrail was delivering at that hour.
+    let mut proven_heads: BTreeMap<SiblingGroup, Vec<(&ChainId, DateTime<Utc>, &str)>> =
+        BTreeMap::new();
+    for (chain, state) in states {
+        if chain.backfill {
+            continue;
+        }
+        if let Some(head) = state.head.as_ref().filter(|head| head.valid) {
+            if head.end <= ctx.now {
+                proven_heads
+                    .entry(chain.sibling_group())
+                    .or_default()
+                    .push((chain, head.end, head.key.as_str()));
+            }
+        }
+    }
+
+    for (chain, entries) in &inventory.chains {
+        if chain.backfill || !scope.covers_chain(chain) {
+            continue;
+        }
+        let Some(head) = entries.last() else {
+            continue;
+        };
+        let age = ctx.now - head.end;
+        if age > ctx.settings.chain_head_stale {
+            ctx.finding(
+                Finding::new(
+                    FindingKind::ChainHeadStale,
+                    &chain.account,
+                    &chain.bucket,
+                    &head.key,
+                    format!(
+                        "the newest archived digest of this chain ended {} ({} hours ago, threshold {} hours): digests stopped arriving, or the newest ones were deleted before collection",
+                        time_text(head.end),
+                        age.num_hours(),
+                        ctx.settings.chain_head_stale.num_hours()
+                    ),
+                )
+                .with_region(Some(&chain.region))
+                .with_trail(Some(&chain.trail))
+                .with_archive_key(Some(
+                    &chain
+                        .source_ref(&head.key)
+                        .archive_key(&ctx.settings.archive_prefix),
+                )),
+            );
+        }
+
+        let newest_sibling = proven_heads
+            .get(&chain.sibling_group())
+            .into_iter()
+            .flatten()
+            .filter(|(sibling, _, _)| *sibling != chain)
+            .max_by_key(|(_, end, _)| *end);
+        let Some((_, sibling_end, sibling_key)) = newest_sibling else {
+            continue;
+        };
+        let limit = (*sibling_end).min(ctx.now - ctx.delivery_grace());
+        let mut hours = Vec::new();
+        let mut more = 0usize;
+        let mut hour = head.end + Duration::hours(1);
+        while hour <= limit {
+            if hours.len() < MAX_MISSING_PER_GAP {
+                hours.push(hour);
+            } else {
+                more += 1;
+            }
+            hour += Duration::hours(1);
+        }
+        report_missing_hours(
+            ctx,
+            chain,
+            &hours,
+            more,
+            &format!(
+                "this chain's newest archived digest ends {} ({}), while sibling chain digest {sibling_key} of the same trail, validly signed, ends {}; CloudTrail delivers every chain of a trail every hour, so the newest digests of this chain were deleted or withheld",
+                time_text(head.end),
+                head.key,
+                time_text(*sibling_end),
+            ),
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! What the archive holds for one source, from the store (and, in a full run,
+//! from the archive's own listing): digest chains and CloudTrail log files.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::cloudtrail::keys::{
+    digest_key, parse_trail_key, DigestKeyParts, Family, FileName, TrailKey, LOG_FOLDER,
+};
+use crate::seams::SourceRef;
+
+use super::ArchivedSource;
+
+/// One digest chain (SPEC §1.2): the digests of one (source bucket, key root,
+/// account, delivering region, trail, home region), standard or backfill.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ChainId {
+    /// The account whose role read the bucket (the archive namespace).
+    pub reader: String,
+    pub bucket: String,
+    /// Key prefix before `AWSLogs/`, without the trailing `/`.
+    pub prefix: String,
+    pub org_id: Option<String>,
+    /// The account folder (the member account of an organization trail).
+    pub account: String,
+    /// Delivering region.
+    pub region: String,
+    pub trail: String,
+    pub home_region: String,
+    pub backfill: bool,
+}
+
+/// The chains of one trail that CloudTrail keeps in step: every delivering
+/// region, and for an organization trail every member account.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SiblingGroup {
+    reader: String,
+    bucket: String,
+    prefix: String,
+    org_id: Option<String>,
+    /// Per-account trails of different accounts are different trails.
+    account: Option<String>,
+    trail: String,
+    home_region: String,
+}
+
+/// The CloudTrail log folder of one account and region (any trail).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct AreaId {
+    pub reader: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub org_id: Option<String>,
+    pub account: String,
+    pub region: String,
+}
+
+fn root(prefix: &str, org_id: Option<&str>, account: &str) -> String {
+    let mut out = String::new();
+    if !prefix.is_empty() {
+        out.push_str(prefix);
+        out.push('/');
+    }
+    out.push_str("AWSLogs/");
+    if let Some(org) = org_id {
+        out.push_str(org);
+        out.push('/');
+    }
+    out.push_str(account);
+    out.push('/');
+    out
+}
+
+impl ChainId {
+    /// The chain of a digest key; `None` for log keys.
+    pub fn of(reader: &str, bucket: &str, key: &TrailKey) -> Option<ChainId> {
+        let FileName::Digest {
+            trail_name,
+            home_region,
+            backfill,
+            ..
+        } = &key.file
+        else {
+            return None;
+        };
+        Some(ChainId {
+            reader: reader.to_string(),
+            bucket: bucket.to_string(),
+            prefix: key.prefix.clone(),
+            org_id: key.org_id.clone(),
+            account: key.account_id.clone(),
+            region: key.region.clone(),
+            trail: trail_name.clone(),
+            home_region: home_region.clone(),
+            backfill: *backfill,
+        })
+    }
+
+    /// The store's state name of this chain.
+    pub fn state_name(&self) -> String {
+        format!(
+            "chain/{}/{}/{}CloudTrail-Digest/{}/{}_{}{}",
+            self.reader,
+            self.bucket,
+            root(&self.prefix, self.org_id.as_deref(), &self.account),
+            self.region,
+            self.trail,
+            self.home_region,
+            if self.backfill { "_backfill" } else { "" }
+        )
+    }
+
+    /// The key CloudTrail gives this chain's digest ending at `end`.
+    pub fn digest_key(&self, end: DateTime<Utc>) -> String {
+        let parts = DigestKeyParts {
+            prefix: &self.prefix,
+            org_id: self.org_id.as_deref(),
+            account_id: &self.account,
+            region: &self.region,
+            trail_name: &self.trail,
+            home_region: &self.home_region,
+        };
+        digest_key(&parts, end.naive_utc(), self.backfill)
+    }
+
+    pub fn source_ref(&self, key: &str) -> SourceRef {
+        SourceRef {
+            account_id: self.reader.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+        }
+    }
+
+    pub fn sibling_group(&self) -> SiblingGroup {
+        SiblingGroup {
+            reader: self.reader.clone(),
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            org_id: self.org_id.clone(),
+            account: self.org_id.is_none().then(|| self.account.clone()),
+            trail: self.trail.clone(),
+            home_region: self.home_region.clone(),
+        }
+    }
+
+    pub fn area(&self) -> AreaId {
+        AreaId {
+            reader: self.reader.clone(),
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            org_id: self.org_id.clone(),
+            account: self.account.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
+impl AreaId {
+    pub fn state_name(&self) -> String {
+        format!(
+            "unreferenced/{}/{}/{}{LOG_FOLDER}/{}/",
+            self.reader,
+            self.bucket,
+            root(&self.prefix, self.org_id.as_deref(), &self.account),
+            self.region
+        )
+    }
+}
+
+/// One archived digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DigestEntry {
+    /// Source key.
+    pub key: String,
+    /// End time from the key name.
+    pub end: DateTime<Utc>,
+    /// The archive version the store recorded (latest when unknown).
+    pub version_id: Option<String>,
+    /// SHA-256 of the raw bytes verified at copy time, when recorded.
+    pub raw_sha256: Option<[u8; 32]>,
+}
+
+/// One archived log file of a `CloudTrail/` folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogEntry {
+    pub key: String,
+    pub area: AreaId,
+    /// Delivery time from the file name (S3 LastModified can be backdated by
+    /// nobody, but the name is what CloudTrail's digest windows follow).
+    pub delivered_at: DateTime<Utc>,
+    /// When it was copied (seconds since the epoch).
+    pub copied_at: i64,
+}
+
+/// Digest chains and log files of one source.
+#[derive(Debug, Default)]
+pub(crate) struct Inventory {
+    /// Digests of each chain, oldest first.
+    pub chains: BTreeMap<ChainId, Vec<DigestEntry>>,
+    pub logs: Vec<LogEntry>,
+}
+
+impl Inventory {
+    /// Adds one archived object by its source key; keys that are not
+    /// CloudTrail file names are ignored here (collect reported them).
+    pub fn add(
+        &mut self,
+        source: &ArchivedSource,
+        key: &str,
+        version_id: Option<String>,
+        raw_sha256: Option<[u8; 32]>,
+        copied_at: i64,
+    ) {
+        let Ok(trail_key) = parse_trail_key(key) else {
+            return;
+        };
+        match &trail_key.file {
+            FileName::Digest { end_time, .. } => {
+                let Some(chain) = ChainId::of(&source.reader_account_id, &source.bucket, &trail_key)
+                else {
+                    return;
+                };
+                self.chains.entry(chain).or_default().push(DigestEntry {
+                    key: key.to_string(),
+                    end: end_time.and_utc(),
+                    version_id,
+                    raw_sha256,
+                });
+            }
+            FileName::Log { delivered_at, .. } => {
+                // Only the folder whose digest coverage is documented (SPEC §10.4).
+                if !matches!(&trail_key.family, Family::Log { folder } if folder == LOG_FOLDER) {
+                    return;
+                }
+                self.logs.push(LogEntry {
+                    key: key.to_string(),
+                    area: AreaId {
+                        reader: source.reader_account_id.clone(),
+                        bucket: source.bucket.clone(),
+                        prefix: trail_key.prefix.clone(),
+                        org_id: trail_key.org_id.clone(),
+                        account: trail_key.account_id.clone(),
+                        region: trail_key.region.clone(),
+                    },
+                    delivered_at: delivered_at.and_utc(),
+                    copied_at,
+                });
+            }
+        }
+    }
+
+    /// Orders every chain by end time, dropping duplicate keys.
+    pub fn finish(&mut self) {
+        for entries in self.chains.values_mut() {
+            entries.sort_by(|a, b| a.end.cmp(&b.end).then_with(|| a.key.cmp(&b.key)));
+            entries.dedup_by(|a, b| a.key == b.key);
+        }
+    }
+}
+
+/// The chain, end time and account of a digest key, for keys a digest names.
+pub(crate) fn parse_digest_key(
+    reader: &str,
+    bucket: &str,
+    key: &str,
+) -> Option<(ChainId, DateTime<Utc>)> {
+    let trail_key = parse_trail_key(key).ok()?;
+    let FileName::Digest { end_time, .. } = &trail_key.file else {
+        return None;
+    };
+    let end = end_time.and_utc();
+    Some((ChainId::of(reader, bucket, &trail_key)?, end))
+}
+
+/// `start`, `start − 1h`, … down to just after `after` (30 minutes of slack
+/// for offsets that drift), oldest first; at most `cap` entries (the newest).
+pub(crate) fn hours_back(
+    start: DateTime<Utc>,
+    after: DateTime<Utc>,
+    cap: usize,
+) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::new();
+    let mut t = start;
+    while t - after >= Duration::minutes(30) && out.len() < cap {
+        out.push(t);
+        t -= Duration::hours(1);
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_build_their_own_keys_and_state_names() {
+        let key = "org/AWSLogs/o-abcdefghij/111122223333/CloudTrail-Digest/eu-west-1/2026/03/01/111122223333_CloudTrail-Digest_eu-west-1_My_Trail_us-east-1_20260301T050504Z_backfill.json.gz";
+        let (chain, end) = parse_digest_key("999988887777", "bucket", key).unwrap();
+        assert!(chain.backfill);
+        assert_eq!(chain.trail, "My_Trail");
+        assert_eq!(chain.digest_key(end), key);
+        assert_eq!(
+            chain.state_name(),
+            "chain/999988887777/bucket/org/AWSLogs/o-abcdefghij/111122223333/CloudTrail-Digest/eu-west-1/My_Trail_us-east-1_backfill"
+        );
+        assert_eq!(
+            chain.area().state_name(),
+            "unreferenced/999988887777/bucket/org/AWSLogs/o-abcdefghij/111122223333/CloudTrail/eu-west-1/"
+        );
+        assert!(parse_digest_key("r", "b", "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/01/111122223333_CloudTrail_eu-west-1_20260301T0505Z_abc.json.gz").is_none());
+    }
+
+    #[test]
+    fn hours_back_stops_near_the_older_digest() {
+        let after = DateTime::from_timestamp(1_000_000 * 3600 + 304, 0).unwrap();
+        let three_later = after + Duration::hours(3);
+        let hours = hours_back(three_later, after, 100);
+        assert_eq!(hours, vec![after + Duration::hours(1), after + Duration::hours(2), three_later]);
+        assert_eq!(hours_back(three_later, after, 1), vec![three_later]);
+        assert!(hours_back(after + Duration::minutes(20), after, 100).is_empty());
+    }
+}

@@ -1,0 +1,328 @@
+//! Log files (SPEC §9.2 step 5): every file a valid digest lists must be
+//! archived with the listed content hash (recorded at copy time: no second
+//! download); every archived `CloudTrail/` file must be listed by some digest
+//! once its grace period has passed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::cloudtrail::digest::Digest;
+use crate::cloudtrail::keys::parse_trail_key;
+use crate::findings::{Finding, FindingKind};
+use crate::seams::SourceRef;
+
+use super::audit::Audited;
+use super::inventory::{AreaId, ChainId, Inventory, LogEntry};
+use super::state::{log_ref_id, AreaState, ChainState, Span, STATE_VERSION};
+use super::{lock, Ctx, OpError, Scope};
+
+/// Files copied this long before the previous check are judged again whatever
+/// their name: covers a collection that recorded them while that check ran.
+const COPIED_SLACK_MINUTES: i64 = 60;
+
+/// What the archive holds for a listed log file.
+struct Content {
+    content_sha256: Option<[u8; 32]>,
+    content_error: Option<String>,
+}
+
+async fn content_of(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    source: &SourceRef,
+    audited: Option<&Audited>,
+) -> Result<Option<Content>, OpError> {
+    let archived = match audited.filter(|audited| audited.bucket == source.bucket) {
+        Some(audited) => {
+            if audited.unreadable.contains(&source.key) {
+                return Err(OpError::new(
+                    &chain.account,
+                    format!("audit s3://{}/{}", source.bucket, source.key),
+                    crate::SeamError::Transient(
+                        "the archived copy could not be read during the audit".to_string(),
+                    ),
+                ));
+            }
+            audited.objects.get(&source.key).map(|object| Content {
+                content_sha256: object.content_sha256,
+                content_error: object.content_error.clone(),
+            })
+        }
+        None => ctx
+            .store
+            .object(source)
+            .map_err(|error| {
+                OpError::new(
+                    &chain.account,
+                    format!("read store s3://{}/{}", source.bucket, source.key),
+                    error,
+                )
+            })?
+            .map(|record| Content {
+                content_sha256: record.content_sha256,
+                content_error: record.content_error,
+            }),
+    };
+    if archived.is_some() {
+        return Ok(archived);
+    }
+    // Named by a digest but never listed by collection: fetch it directly.
+    let fetched = ctx.lookup.fetch_missing(source).await.map_err(|error| {
+        OpError::new(
+            &chain.account,
+            format!("fetch s3://{}/{}", source.bucket, source.key),
+            error,
+        )
+    })?;
+    Ok(fetched.map(|record| Content {
+        content_sha256: record.content_sha256,
+        content_error: record.content_error,
+    }))
+}
+
+/// Checks every log file a valid digest lists.
+pub(crate) async fn check_logs(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    digest_key: &str,
+    digest: &Digest,
+    audited: Option<&Audited>,
+) -> Result<(), OpError> {
+    for log in &digest.log_files {
+        let source = SourceRef {
+            account_id: chain.reader.clone(),
+            bucket: log.s3_bucket.clone(),
+            key: log.s3_object.clone(),
+        };
+        let content = content_of(ctx, chain, &source, audited).await?;
+        ctx.count_log_files(1);
+        let expected = hex::encode(log.hash_value);
+        let problem = match &content {
+            None => Some((
+                FindingKind::LogFileMissing,
+                format!(
+                    "digest {digest_key} lists this log file (SHA-256 {expected}), but it is neither archived nor at the source"
+                ),
+            )),
+            Some(content) => match (&content.content_error, content.content_sha256) {
+                (Some(error), _) if error == "trailing_data" => Some((
+                    FindingKind::LogFileTrailingData,
+                    format!(
+                        "bytes follow the first gzip member; digest {digest_key} vouches only for content hashing to {expected}, and readers that inflate every member see more"
+                    ),
+                )),
+                (Some(error), _) => Some((
+                    FindingKind::LogFileHashMismatch,
+                    format!(
+                        "the archived copy cannot be inflated as one gzip member ({error}), so it cannot have the content digest {digest_key} lists (SHA-256 {expected})"
+                    ),
+                )),
+                (None, None) => Some((
+                    FindingKind::LogFileHashMismatch,
+                    format!(
+                        "no content hash was recorded for the archived copy; digest {digest_key} lists SHA-256 {expected}"
+                    ),
+                )),
+                (None, Some(found)) if found != log.hash_value => Some((
+                    FindingKind::LogFileHashMismatch,
+                    format!(
+                        "inflated content hashes to SHA-256 {}, but digest {digest_key} lists {expected}: the file was altered before it was collected",
+                        hex::encode(found)
+                    ),
+                )),
+                (None, Some(_)) => None,
+            },
+        };
+        if let Some((kind, detail)) = problem {
+            let named = parse_trail_key(&log.s3_object).ok();
+            let account = named
+                .as_ref()
+                .map_or(chain.account.as_str(), |key| key.account_id.as_str());
+            let region = named
+                .as_ref()
+                .map_or(chain.region.as_str(), |key| key.region.as_str());
+            let archive_key = content
+                .is_some()
+                .then(|| source.archive_key(&ctx.settings.archive_prefix));
+            ctx.finding(
+                Finding::new(kind, account, &log.s3_bucket, &log.s3_object, detail)
+                    .with_region(Some(region))
+                    .with_trail(Some(&chain.trail))
+                    .with_archive_key(archive_key.as_deref()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Remembers the log files a digest lists (see `state::LogRefsRecord`).
+pub(crate) fn register_references(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    digest: &Digest,
+) -> Result<(), OpError> {
+    let mut cache = lock(&ctx.log_refs);
+    for log in &digest.log_files {
+        let Ok(trail_key) = parse_trail_key(&log.s3_object) else {
+            continue;
+        };
+        let Some((name, file_id)) = log_ref_id(&chain.reader, &log.s3_bucket, &trail_key) else {
+            continue;
+        };
+        cache
+            .add(ctx.store, &name, file_id)
+            .map_err(|error| OpError::new(&chain.account, format!("read state {name}"), error))?;
+    }
+    Ok(())
+}
+
+fn time_text(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// `log_file_unreferenced` for archived `CloudTrail/` files that no digest
+/// lists, named before `now − grace` inside the delivery windows of the
+/// area's validated standard digests (a file in a window whose digest is
+/// missing, or outside any chain, is not judged: that digest's absence is
+/// the finding). `lowered` holds, per area, the earliest window validated in
+/// this run, which may reopen files judged before.
+pub(crate) fn check_unreferenced(
+    ctx: &Ctx<'_>,
+    inventory: &Inventory,
+    states: &HashMap<ChainId, ChainState>,
+    lowered: &BTreeMap<AreaId, DateTime<Utc>>,
+    scope: &Scope<'_>,
+    full: bool,
+) {
+    let mut coverage: BTreeMap<AreaId, Vec<(Span, &str)>> = BTreeMap::new();
+    for (chain, state) in states {
+        if chain.backfill {
+            continue;
+        }
+        coverage
+            .entry(chain.area())
+            .or_default()
+            .extend(state.validated.spans().iter().map(|span| (*span, chain.trail.as_str())));
+    }
+    let mut by_area: BTreeMap<&AreaId, Vec<&LogEntry>> = BTreeMap::new();
+    for log in &inventory.logs {
+        by_area.entry(&log.area).or_default().push(log);
+    }
+
+    let grace_limit = ctx.now - ctx.settings.unreferenced_grace;
+    for (area, logs) in by_area {
+        if !scope.covers(&area.reader, &area.account) {
+            continue;
+        }
+        let Some(spans) = coverage.get(area).filter(|spans| !spans.is_empty()) else {
+            continue;
+        };
+        let name = area.state_name();
+        let saved = if full {
+            AreaState::default()
+        } else {
+            match ctx.store.get_state(&name) {
+                Ok(bytes) => bytes
+                    .and_then(|bytes| AreaState::decode(&bytes))
+                    .unwrap_or_default(),
+                Err(error) => {
+                    ctx.error(&OpError::new(&area.account, format!("read state {name}"), error));
+                    continue;
+                }
+            }
+        };
+        let covered_until = spans
+            .iter()
+            .filter_map(|(span, _)| DateTime::from_timestamp(span.last_end, 0))
+            .max()
+            .unwrap_or(grace_limit);
+        let horizon = grace_limit.min(covered_until);
+        let judged_from = match (saved.checked_until, lowered.get(area)) {
+            (Some(until), Some(lowered)) => Some(until.min(*lowered)),
+            (until, _) => until,
+        };
+        let recent_since = saved
+            .last_run_at
+            .map(|at| (at - Duration::minutes(COPIED_SLACK_MINUTES)).timestamp());
+
+        let mut failed = false;
+        for log in logs {
+            let delivered = log.delivered_at;
+            if delivered >= horizon {
+                continue;
+            }
+            let candidate = judged_from.is_none_or(|from| delivered >= from)
+                || recent_since.is_some_and(|since| log.copied_at >= since);
+            if !candidate {
+                continue;
+            }
+            let at = delivered.timestamp();
+            let covering = spans.iter().find(|(span, _)| {
+                span.window_start <= at && at.saturating_add(60) <= span.last_end
+            });
+            let Some((span, trail)) = covering else {
+                continue;
+            };
+            match is_referenced(ctx, log) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let window_start = DateTime::from_timestamp(span.window_start, 0)
+                        .map_or_else(String::new, time_text);
+                    let window_end = DateTime::from_timestamp(span.last_end, 0)
+                        .map_or_else(String::new, time_text);
+                    let archive_key = SourceRef {
+                        account_id: area.reader.clone(),
+                        bucket: area.bucket.clone(),
+                        key: log.key.clone(),
+                    }
+                    .archive_key(&ctx.settings.archive_prefix);
+                    ctx.finding(
+                        Finding::new(
+                            FindingKind::LogFileUnreferenced,
+                            &area.account,
+                            &area.bucket,
+                            &log.key,
+                            format!(
+                                "archived log file delivered at {} (per its name) is listed by no digest, although validated digests of trail {trail} cover {window_start} to {window_end} for this account and region and the grace period of {} hours has passed; it may have been planted in the source bucket",
+                                time_text(delivered),
+                                ctx.settings.unreferenced_grace.num_hours()
+                            ),
+                        )
+                        .with_region(Some(&area.region))
+                        .with_trail(Some(trail))
+                        .with_archive_key(Some(&archive_key)),
+                    );
+                }
+                Err(error) => {
+                    ctx.error(&error);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            continue;
+        }
+        let updated = AreaState {
+            v: STATE_VERSION,
+            checked_until: Some(saved.checked_until.map_or(horizon, |until| until.max(horizon))),
+            last_run_at: Some(ctx.now),
+        };
+        if let Err(error) = ctx.store.put_state(&name, &updated.encode()) {
+            ctx.error(&OpError::new(&area.account, format!("write state {name}"), error));
+        }
+    }
+}
+
+fn is_referenced(ctx: &Ctx<'_>, log: &LogEntry) -> Result<bool, OpError> {
+    let Ok(trail_key) = parse_trail_key(&log.key) else {
+        return Ok(true);
+    };
+    let Some((name, file_id)) = log_ref_id(&log.area.reader, &log.area.bucket, &trail_key) else {
+        return Ok(true);
+    };
+    lock(&ctx.log_refs)
+        .contains(ctx.store, &name, &file_id)
+        .map_err(|error| OpError::new(&log.area.account, format!("read state {name}"), error))
+}

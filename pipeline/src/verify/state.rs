@@ -1,0 +1,351 @@
+//! What validation remembers between runs, in the progress store's small
+//! state values (see `design.md` beside this file for why it is enough):
+//!
+//! * `chain/<reader>/<bucket>/<root>CloudTrail-Digest/<region>/<trail>_<home>[_backfill]`
+//!   — [`ChainState`]: which digests of the chain were validated (as hourly
+//!   spans, a few dozen bytes for months of history) and the newest one's link
+//!   data, so the next digest links to it without reading it again.
+//! * `logrefs/<reader>/<bucket>/<log partition prefix>` — [`LogRefsRecord`]: the
+//!   log files of one account/region/day that digests reference.
+//! * `unreferenced/<reader>/<bucket>/<root>CloudTrail/<region>/` — [`AreaState`]:
+//!   up to when the log files of one account/region were checked for references.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cloudtrail::keys::{FileName, TrailKey};
+use crate::error::SeamError;
+use crate::seams::ProgressStore;
+
+/// Record layout version of every value written here.
+pub(crate) const STATE_VERSION: u8 = 1;
+
+/// Seconds between two digests of one chain (SPEC §1.2: hourly, constant mm:ss).
+pub(crate) const HOUR_SECONDS: i64 = 3600;
+
+/// A digest as the next one links to it: the data `previousDigest*` must match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LinkInfo {
+    /// Source key of the digest.
+    pub key: String,
+    /// End time from the key (equals `digestEndTime` when `valid`).
+    pub end: DateTime<Utc>,
+    /// `digestStartTime`, when the body could be parsed.
+    pub start: Option<DateTime<Utc>>,
+    /// Hex SHA-256 of the inflated body, when it inflated.
+    pub sha256: Option<String>,
+    /// The archived copy's `signature` metadata.
+    pub signature: Option<String>,
+    /// Whether the digest passed every check of its own (format, location,
+    /// key, signature). Links to an invalid digest are not judged again: the
+    /// invalid digest already explains the mismatch.
+    pub valid: bool,
+}
+
+/// A run of validated digests `first_end, first_end + 1h, …, last_end`
+/// (epoch seconds); `window_start` is when the first one's window began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Span {
+    pub first_end: i64,
+    pub last_end: i64,
+    pub window_start: i64,
+}
+
+impl Span {
+    fn contains(&self, end: i64) -> bool {
+        self.first_end <= end
+            && end <= self.last_end
+            && (end - self.first_end).rem_euclid(HOUR_SECONDS) == 0
+    }
+}
+
+/// The set of validated digest end times of one chain, stored as hourly
+/// [`Span`]s: a chain that never broke is one span, whatever its age.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SpanSet {
+    spans: Vec<Span>,
+}
+
+impl SpanSet {
+    pub fn contains(&self, end: DateTime<Utc>) -> bool {
+        let end = end.timestamp();
+        self.spans.iter().any(|span| span.contains(end))
+    }
+
+    /// Adds one validated digest (end time and the start of its window).
+    pub fn insert(&mut self, end: DateTime<Utc>, window_start: DateTime<Utc>) {
+        let end = end.timestamp();
+        let window_start = window_start.timestamp().min(end);
+        if self.spans.iter().any(|span| span.contains(end)) {
+            return;
+        }
+        if let Some(index) = self
+            .spans
+            .iter()
+            .position(|span| span.last_end.checked_add(HOUR_SECONDS) == Some(end))
+        {
+            let merged_with = self
+                .spans
+                .iter()
+                .position(|span| end.checked_add(HOUR_SECONDS) == Some(span.first_end));
+            if let Some(span) = self.spans.get_mut(index) {
+                span.last_end = end;
+            }
+            if let Some(next_index) = merged_with {
+                if next_index != index {
+                    let next = self.spans.remove(next_index);
+                    let index = if next_index < index { index - 1 } else { index };
+                    if let Some(span) = self.spans.get_mut(index) {
+                        span.last_end = next.last_end;
+                    }
+                }
+            }
+        } else if let Some(span) = self
+            .spans
+            .iter_mut()
+            .find(|span| end.checked_add(HOUR_SECONDS) == Some(span.first_end))
+        {
+            span.first_end = end;
+            span.window_start = window_start;
+        } else {
+            self.spans.push(Span {
+                first_end: end,
+                last_end: end,
+                window_start,
+            });
+        }
+        self.spans.sort_by_key(|span| span.first_end);
+    }
+
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+}
+
+/// Per-chain validation state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChainState {
+    pub v: u8,
+    /// Digests already validated (whatever the result): never read again by
+    /// an incremental run.
+    pub validated: SpanSet,
+    /// The newest validated digest, so the next one links to it without a GET.
+    pub head: Option<LinkInfo>,
+}
+
+impl ChainState {
+    pub fn fresh() -> ChainState {
+        ChainState {
+            v: STATE_VERSION,
+            ..ChainState::default()
+        }
+    }
+
+    /// `None` for unreadable or other-version state (the chain is then
+    /// validated again from scratch, which is safe: findings are deduplicated).
+    pub fn decode(bytes: &[u8]) -> Option<ChainState> {
+        serde_json::from_slice::<ChainState>(bytes)
+            .ok()
+            .filter(|state| state.v == STATE_VERSION)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// Up to when the CloudTrail log files of one account/region were checked
+/// for references.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AreaState {
+    pub v: u8,
+    /// Every log file named before this time was judged.
+    pub checked_until: Option<DateTime<Utc>>,
+    /// When the check last ran: files copied since are judged whatever their name.
+    pub last_run_at: Option<DateTime<Utc>>,
+}
+
+impl AreaState {
+    pub fn decode(bytes: &[u8]) -> Option<AreaState> {
+        serde_json::from_slice::<AreaState>(bytes)
+            .ok()
+            .filter(|state| state.v == STATE_VERSION)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// The log files of one partition (account, folder, region, day) that some
+/// digest lists, each as `<YYYYMMDDTHHmmZ>_<unique>` (31 bytes for AWS names;
+/// the rest of the key is the partition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LogRefsRecord {
+    pub v: u8,
+    pub files: BTreeSet<String>,
+}
+
+/// State name and compact file id of a referenced log file; `None` for keys
+/// that are not CloudTrail log file names (they cannot be archived as such).
+pub(crate) fn log_ref_id(reader: &str, bucket: &str, key: &TrailKey) -> Option<(String, String)> {
+    let FileName::Log {
+        delivered_at,
+        unique,
+        ..
+    } = &key.file
+    else {
+        return None;
+    };
+    Some((
+        format!("logrefs/{reader}/{bucket}/{}", key.partition_prefix()),
+        format!("{}_{unique}", delivered_at.format("%Y%m%dT%H%MZ")),
+    ))
+}
+
+struct LogRefsEntry {
+    files: BTreeSet<String>,
+    dirty: bool,
+}
+
+/// Read-through, write-back cache of [`LogRefsRecord`]s for one run. Callers
+/// hold it under a mutex, so each read-modify-write is atomic within the run.
+#[derive(Default)]
+pub(crate) struct LogRefCache {
+    entries: HashMap<String, LogRefsEntry>,
+}
+
+/// Partitions held before the cache writes everything back and starts over
+/// (bounds memory in a full run: ~10 KB per partition).
+const MAX_CACHED_PARTITIONS: usize = 4096;
+
+impl LogRefCache {
+    fn entry(
+        &mut self,
+        store: &dyn ProgressStore,
+        name: &str,
+    ) -> Result<&mut LogRefsEntry, SeamError> {
+        if !self.entries.contains_key(name) {
+            if self.entries.len() >= MAX_CACHED_PARTITIONS {
+                self.flush(store)?;
+                self.entries.clear();
+            }
+            let files = match store.get_state(name)? {
+                Some(bytes) => serde_json::from_slice::<LogRefsRecord>(&bytes)
+                    .ok()
+                    .filter(|record| record.v == STATE_VERSION)
+                    .map(|record| record.files)
+                    .unwrap_or_default(),
+                None => BTreeSet::new(),
+            };
+            self.entries.insert(
+                name.to_string(),
+                LogRefsEntry {
+                    files,
+                    dirty: false,
+                },
+            );
+        }
+        self.entries
+            .get_mut(name)
+            .ok_or_else(|| SeamError::Permanent("log reference cache lost an entry".to_string()))
+    }
+
+    pub fn add(
+        &mut self,
+        store: &dyn ProgressStore,
+        name: &str,
+        file_id: String,
+    ) -> Result<(), SeamError> {
+        let entry = self.entry(store, name)?;
+        if entry.files.insert(file_id) {
+            entry.dirty = true;
+        }
+        Ok(())
+    }
+
+    pub fn contains(
+        &mut self,
+        store: &dyn ProgressStore,
+        name: &str,
+        file_id: &str,
+    ) -> Result<bool, SeamError> {
+        Ok(self.entry(store, name)?.files.contains(file_id))
+    }
+
+    /// Writes every changed partition back to the store.
+    pub fn flush(&mut self, store: &dyn ProgressStore) -> Result<(), SeamError> {
+        for (name, entry) in &mut self.entries {
+            if !entry.dirty {
+                continue;
+            }
+            let record = LogRefsRecord {
+                v: STATE_VERSION,
+                files: entry.files.clone(),
+            };
+            let bytes = serde_json::to_vec(&record)
+                .map_err(|error| SeamError::Permanent(error.to_string()))?;
+            store.put_state(name, &bytes)?;
+            entry.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(hours: i64, offset: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 - 1_700_000_000 % 3600 + hours * 3600 + offset, 0)
+            .unwrap()
+    }
+
+    #[test]
+    fn spans_merge_hourly_runs_and_keep_odd_ones_apart() {
+        let mut set = SpanSet::default();
+        for hour in [0, 1, 2, 5, 4, 3, 7] {
+            set.insert(at(hour, 304), at(hour - 1, 304));
+        }
+        assert_eq!(set.spans().len(), 2, "{set:?}");
+        for hour in [0, 1, 2, 3, 4, 5, 7] {
+            assert!(set.contains(at(hour, 304)), "hour {hour}");
+        }
+        assert!(!set.contains(at(6, 304)));
+        assert!(!set.contains(at(3, 305)), "other offset");
+        set.insert(at(6, 304), at(5, 304));
+        assert_eq!(set.spans().len(), 1, "{set:?}");
+        // A restart with another offset starts a span of its own.
+        set.insert(at(9, 1000), at(9, 0));
+        assert_eq!(set.spans().len(), 2);
+        assert!(set.contains(at(9, 1000)));
+        // Extending backwards moves the window start.
+        set.insert(at(-1, 304), at(-1, 0));
+        assert_eq!(set.spans()[0].window_start, at(-1, 0).timestamp());
+    }
+
+    #[test]
+    fn chain_state_round_trips_and_rejects_other_versions() {
+        let mut state = ChainState::fresh();
+        state.validated.insert(at(1, 0), at(0, 0));
+        state.head = Some(LinkInfo {
+            key: "k".into(),
+            end: at(1, 0),
+            start: Some(at(0, 0)),
+            sha256: Some("00".repeat(32)),
+            signature: Some("ab".into()),
+            valid: true,
+        });
+        assert_eq!(ChainState::decode(&state.encode()), Some(state.clone()));
+        let mut other = state;
+        other.v = 9;
+        assert_eq!(ChainState::decode(&other.encode()), None);
+        assert_eq!(ChainState::decode(b"{"), None);
+    }
+}
