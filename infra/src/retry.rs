@@ -228,7 +228,7 @@ mod tests {
     async fn cancellation_stops_the_wait() {
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let slow = RetryPolicy { initial_interval: Duration::from_secs(30), max_interval: Duration::from_secs(30), ..fast() };
+        let slow = RetryPolicy { initial_interval: Duration::from_secs(30), max_interval: Duration::from_secs(30), max_elapsed: Duration::from_secs(300), ..fast() };
         let result: Result<(), _> = retry(&slow, &cancel, |_| async { Err(SeamError::Transient("x".into())) }).await;
         assert_eq!(result, Err(SeamError::Cancelled));
     }

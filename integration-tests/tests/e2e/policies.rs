@@ -64,6 +64,12 @@ struct Principal {
     config: SdkConfig,
 }
 
+impl Debug for Principal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Principal").field("arn", &self.arn).finish_non_exhaustive()
+    }
+}
+
 impl Principal {
     fn s3(&self) -> aws_sdk_s3::Client {
         harness::s3_client(&self.config)
