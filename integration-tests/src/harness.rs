@@ -49,10 +49,7 @@ pub fn test_endpoint() -> String {
 /// `Ok` if `GET <endpoint>/_ministack/health` answers 200.
 pub fn check_health(endpoint: &str) -> anyhow::Result<()> {
     let (status, _body) = http_request(endpoint, "GET", HEALTH_PATH, HEALTH_TIMEOUT)?;
-    anyhow::ensure!(
-        status == 200,
-        "GET {HEALTH_PATH} answered HTTP {status}"
-    );
+    anyhow::ensure!(status == 200, "GET {HEALTH_PATH} answered HTTP {status}");
     Ok(())
 }
 
@@ -78,9 +75,10 @@ fn socket_address(endpoint: &str) -> anyhow::Result<(String, SocketAddr)> {
     };
     let authority = rest.split('/').next().unwrap_or_default();
     anyhow::ensure!(!authority.is_empty(), "endpoint {endpoint} has no host");
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| {
-        !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit())
-    }) {
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()))
+    {
         authority.to_owned()
     } else {
         format!("{authority}:80")

@@ -303,7 +303,8 @@ impl Render {
             .iter()
             .map(|value| Value::String((*value).to_owned()))
             .collect();
-        self.parameters.insert(name.to_owned(), Value::Array(values));
+        self.parameters
+            .insert(name.to_owned(), Value::Array(values));
         self
     }
 
@@ -445,13 +446,17 @@ impl Context<'_> {
                     .ok_or_else(|| anyhow!("Ref takes a name, not {argument}"))?;
                 self.reference(target)
             }
-            "Fn::Sub" => self.sub(argument, depth).map(|text| Some(Value::String(text))),
+            "Fn::Sub" => self
+                .sub(argument, depth)
+                .map(|text| Some(Value::String(text))),
             "Fn::GetAtt" => {
                 let (logical_id, attribute) = match argument {
                     Value::String(dotted) => dotted
                         .split_once('.')
                         .map(|(id, attribute)| (id.to_owned(), attribute.to_owned()))
-                        .ok_or_else(|| anyhow!("Fn::GetAtt {dotted:?} is not Resource.Attribute"))?,
+                        .ok_or_else(|| {
+                            anyhow!("Fn::GetAtt {dotted:?} is not Resource.Attribute")
+                        })?,
                     Value::Array(parts) if parts.len() == 2 => (
                         self.string(&parts[0], depth, "Fn::GetAtt resource")?,
                         self.string(&parts[1], depth, "Fn::GetAtt attribute")?,
@@ -498,9 +503,9 @@ impl Context<'_> {
                     .parse()
                     .context("the Fn::Select index is not a number")?;
                 let items = self.list(items, depth, "the Fn::Select list")?;
-                let item = items
-                    .get(index)
-                    .ok_or_else(|| anyhow!("Fn::Select index {index} of a list of {}", items.len()))?;
+                let item = items.get(index).ok_or_else(|| {
+                    anyhow!("Fn::Select index {index} of a list of {}", items.len())
+                })?;
                 Ok(Some(item.clone()))
             }
             "Fn::If" => {
@@ -750,7 +755,10 @@ pub fn unresolved_intrinsics(value: &Value) -> Vec<String> {
         match value {
             Value::Object(object) => {
                 for (key, item) in object {
-                    if key == "Ref" || key.starts_with("Fn::") || (key == "Condition" && item.is_string()) {
+                    if key == "Ref"
+                        || key.starts_with("Fn::")
+                        || (key == "Condition" && item.is_string())
+                    {
                         out.push(format!("{path}.{key}"));
                     }
                     walk(item, &format!("{path}.{key}"), out);
@@ -763,7 +771,9 @@ pub fn unresolved_intrinsics(value: &Value) -> Vec<String> {
             }
             // `${Name}` left in a string: a forgotten Fn::Sub. IAM policy variables
             // (`${aws:username}`, `${s3:prefix}`) always contain a colon.
-            Value::String(text) if has_sub_placeholder(text) => out.push(format!("{path} = {text:?}")),
+            Value::String(text) if has_sub_placeholder(text) => {
+                out.push(format!("{path} = {text:?}"))
+            }
             _ => {}
         }
     }
@@ -920,12 +930,13 @@ mod tests {
     }
 
     fn sid<'d>(document: &'d Value, sid: &str) -> &'d Value {
-        statement(document, sid)
-            .unwrap_or_else(|| panic!("no statement {sid} in {document:#}"))
+        statement(document, sid).unwrap_or_else(|| panic!("no statement {sid} in {document:#}"))
     }
 
     fn actions(statement: &Value) -> BTreeSet<String> {
-        string_or_list(statement.get("Action")).into_iter().collect()
+        string_or_list(statement.get("Action"))
+            .into_iter()
+            .collect()
     }
 
     fn set(items: &[&str]) -> BTreeSet<String> {
@@ -948,7 +959,10 @@ mod tests {
     fn every_template_parses_and_every_policy_renders_completely() {
         for name in ALL_TEMPLATES {
             let template = load(name);
-            assert!(!template.resource_ids().is_empty(), "{name} has no resources");
+            assert!(
+                !template.resource_ids().is_empty(),
+                "{name} has no resources"
+            );
             let documents = template.all_policy_documents().unwrap();
             assert!(!documents.is_empty(), "{name} has no policy documents");
             for (label, document) in documents {
@@ -961,9 +975,13 @@ mod tests {
                         matches!(statement["Effect"].as_str(), Some("Allow" | "Deny")),
                         "{name} {label}: {statement}"
                     );
-                    assert!(statement.get("Action").is_some(), "{name} {label}: {statement}");
                     assert!(
-                        statement.get("NotPrincipal").is_none() && statement.get("NotAction").is_none(),
+                        statement.get("Action").is_some(),
+                        "{name} {label}: {statement}"
+                    );
+                    assert!(
+                        statement.get("NotPrincipal").is_none()
+                            && statement.get("NotAction").is_none(),
                         "{name} {label}: no Not* elements: {statement}"
                     );
                 }
@@ -975,7 +993,11 @@ mod tests {
     fn archive_bucket_is_locked_versioned_encrypted_private_with_lifecycle() {
         let template = load(AUDIT_ACCOUNT);
         let render = audit_render().parameter("RetentionDays", "400");
-        let bucket = rendered(&template, &render, template.resource("ArchiveBucket").unwrap());
+        let bucket = rendered(
+            &template,
+            &render,
+            template.resource("ArchiveBucket").unwrap(),
+        );
         let properties = &bucket["Properties"];
         assert_eq!(bucket["DeletionPolicy"], "Retain");
         assert_eq!(properties["ObjectLockEnabled"], true);
@@ -985,13 +1007,23 @@ mod tests {
         assert_eq!(lock["Rule"]["DefaultRetention"]["Days"], "400");
         assert_eq!(properties["VersioningConfiguration"]["Status"], "Enabled");
         let encryption = &properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
-        assert_eq!(encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"], "aws:kms");
-        assert_eq!(encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"], KEY_ARN);
+        assert_eq!(
+            encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+            "aws:kms"
+        );
+        assert_eq!(
+            encryption["ServerSideEncryptionByDefault"]["KMSMasterKeyID"],
+            KEY_ARN
+        );
         assert_eq!(encryption["BucketKeyEnabled"], true);
-        let public_access = properties["PublicAccessBlockConfiguration"].as_object().unwrap();
+        let public_access = properties["PublicAccessBlockConfiguration"]
+            .as_object()
+            .unwrap();
         assert_eq!(public_access.len(), 4);
         assert!(public_access.values().all(|value| value == true));
-        let rules = properties["LifecycleConfiguration"]["Rules"].as_array().unwrap();
+        let rules = properties["LifecycleConfiguration"]["Rules"]
+            .as_array()
+            .unwrap();
         assert!(rules
             .iter()
             .any(|rule| rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == "730"));
@@ -999,7 +1031,9 @@ mod tests {
             .iter()
             .any(|rule| rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 1));
         assert!(rules.iter().all(|rule| rule["Status"] == "Enabled"));
-        assert!(rules.iter().all(|rule| rule.get("ExpirationInDays").is_none()));
+        assert!(rules
+            .iter()
+            .all(|rule| rule.get("ExpirationInDays").is_none()));
     }
 
     #[test]
@@ -1021,7 +1055,11 @@ mod tests {
         let deletion = sid(&policy, "DenyObjectDeletion");
         assert_eq!(
             actions(deletion),
-            set(&["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"])
+            set(&[
+                "s3:DeleteObject",
+                "s3:DeleteObjectVersion",
+                "s3:BypassGovernanceRetention"
+            ])
         );
         assert_eq!(deletion["Resource"], objects.as_str());
         assert!(deletion.get("Condition").is_none());
@@ -1035,7 +1073,10 @@ mod tests {
 
         let no_header = sid(&policy, "DenyPutsWithoutEncryptionHeader");
         assert_eq!(actions(no_header), set(&["s3:PutObject"]));
-        assert_eq!(no_header["Condition"], json!({"Null": {"s3:x-amz-server-side-encryption": "true"}}));
+        assert_eq!(
+            no_header["Condition"],
+            json!({"Null": {"s3:x-amz-server-side-encryption": "true"}})
+        );
         let not_kms = sid(&policy, "DenyPutsNotSseKms");
         assert_eq!(
             not_kms["Condition"],
@@ -1048,7 +1089,11 @@ mod tests {
         );
 
         let writers = sid(&policy, "DenyObjectWritesByAnyoneButTheCollector");
-        for action in ["s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectLegalHold"] {
+        for action in [
+            "s3:PutObject",
+            "s3:PutObjectRetention",
+            "s3:PutObjectLegalHold",
+        ] {
             assert!(actions(writers).contains(action), "{action}");
         }
         assert_eq!(
@@ -1062,7 +1107,10 @@ mod tests {
         let transport = sid(&policy, DENY_INSECURE_TRANSPORT_SID);
         assert_eq!(actions(transport), set(&["s3:*"]));
         assert_eq!(transport["Resource"], json!([bucket, objects]));
-        assert_eq!(transport["Condition"], json!({"Bool": {"aws:SecureTransport": "false"}}));
+        assert_eq!(
+            transport["Condition"],
+            json!({"Bool": {"aws:SecureTransport": "false"}})
+        );
 
         let auditors = sid(&policy, "AllowAuditorsToRead");
         assert_eq!(auditors["Effect"], "Allow");
@@ -1081,8 +1129,17 @@ mod tests {
     #[test]
     fn archive_key_rotates_and_names_no_member_principal() {
         let template = load(AUDIT_ACCOUNT);
-        assert_eq!(template.property("ArchiveKey", "EnableKeyRotation").unwrap(), true);
-        let policy = rendered(&template, &audit_render(), template.policy_document("ArchiveKey").unwrap());
+        assert_eq!(
+            template
+                .property("ArchiveKey", "EnableKeyRotation")
+                .unwrap(),
+            true
+        );
+        let policy = rendered(
+            &template,
+            &audit_render(),
+            template.policy_document("ArchiveKey").unwrap(),
+        );
         let principals = aws_principals(&policy);
         assert_eq!(
             principals,
@@ -1092,12 +1149,19 @@ mod tests {
                 AUDITOR_ARN.to_owned()
             ]
         );
-        assert!(principals.iter().all(|principal| principal.contains(&format!(":{AUDIT}:"))));
+        assert!(principals
+            .iter()
+            .all(|principal| principal.contains(&format!(":{AUDIT}:"))));
         assert!(!policy.to_string().contains(MEMBER));
         let collector = sid(&policy, "CollectorEncryptsAndReadsBack");
         assert_eq!(
             actions(collector),
-            set(&["kms:Encrypt", "kms:GenerateDataKey*", "kms:Decrypt", "kms:DescribeKey"])
+            set(&[
+                "kms:Encrypt",
+                "kms:GenerateDataKey*",
+                "kms:Decrypt",
+                "kms:DescribeKey"
+            ])
         );
         let auditors = sid(&policy, "AuditorsDecrypt");
         assert_eq!(actions(auditors), set(&["kms:Decrypt", "kms:DescribeKey"]));
@@ -1139,10 +1203,15 @@ mod tests {
                 "sns:Publish",
             ])
         );
-        assert!(statements(&policy).into_iter().all(|statement| statement["Effect"] == "Allow"));
+        assert!(statements(&policy)
+            .into_iter()
+            .all(|statement| statement["Effect"] == "Allow"));
         let assume = sid(&policy, "AssumeMemberReaderRoles");
         assert_eq!(assume["Resource"], "arn:aws:iam::*:role/TrailvaultReader");
-        assert!(assume.get("Condition").is_none(), "no organization id: no condition");
+        assert!(
+            assume.get("Condition").is_none(),
+            "no organization id: no condition"
+        );
         assert_eq!(sid(&policy, "UseArchiveKey")["Resource"], KEY_ARN);
         assert_eq!(sid(&policy, "PublishFindings")["Resource"], TOPIC_ARN);
 
@@ -1160,10 +1229,17 @@ mod tests {
     #[test]
     fn collector_trust_is_ecs_tasks_plus_an_optional_principal() {
         let template = load(AUDIT_ACCOUNT);
-        let trust = rendered(&template, &audit_render(), template.trust_policy("CollectorRole").unwrap());
+        let trust = rendered(
+            &template,
+            &audit_render(),
+            template.trust_policy("CollectorRole").unwrap(),
+        );
         assert_eq!(statement_sids(&trust), vec!["EcsTasksOfThisAccount"]);
         let ecs = sid(&trust, "EcsTasksOfThisAccount");
-        assert_eq!(ecs["Principal"], json!({"Service": "ecs-tasks.amazonaws.com"}));
+        assert_eq!(
+            ecs["Principal"],
+            json!({"Service": "ecs-tasks.amazonaws.com"})
+        );
         assert_eq!(ecs["Condition"]["StringEquals"]["aws:SourceAccount"], AUDIT);
 
         let ci = format!("arn:aws:iam::{AUDIT}:user/ci");
@@ -1183,7 +1259,11 @@ mod tests {
         let template = load(MEMBER_ACCOUNT);
         let declaration = template.parameter_declaration("ExternalId").unwrap();
         assert_eq!(declaration["NoEcho"], true);
-        let trust = rendered(&template, &member_render(), template.trust_policy("ReaderRole").unwrap());
+        let trust = rendered(
+            &template,
+            &member_render(),
+            template.trust_policy("ReaderRole").unwrap(),
+        );
         let all = statements(&trust);
         assert_eq!(all.len(), 1);
         assert_eq!(
@@ -1207,19 +1287,31 @@ mod tests {
                 "TrailBucketArns",
                 &[TRAIL_BUCKET_ARN, "arn:aws:s3:::org-trail-bucket"],
             ),
-            template.inline_policy("ReaderRole", "read-cloudtrail-files").unwrap(),
+            template
+                .inline_policy("ReaderRole", "read-cloudtrail-files")
+                .unwrap(),
         );
         let list = sid(&policy, "ListTrailBuckets");
         assert_eq!(
             actions(list),
-            set(&["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"])
+            set(&[
+                "s3:ListBucket",
+                "s3:ListBucketVersions",
+                "s3:GetBucketLocation"
+            ])
         );
-        assert_eq!(list["Resource"], json!([TRAIL_BUCKET_ARN, "arn:aws:s3:::org-trail-bucket"]));
+        assert_eq!(
+            list["Resource"],
+            json!([TRAIL_BUCKET_ARN, "arn:aws:s3:::org-trail-bucket"])
+        );
         let read = sid(&policy, "ReadTrailFiles");
         assert_eq!(actions(read), set(&["s3:GetObject", "s3:GetObjectVersion"]));
         assert_eq!(
             read["Resource"],
-            json!([format!("{TRAIL_BUCKET_ARN}/*"), "arn:aws:s3:::org-trail-bucket/*"])
+            json!([
+                format!("{TRAIL_BUCKET_ARN}/*"),
+                "arn:aws:s3:::org-trail-bucket/*"
+            ])
         );
         let decrypt = sid(&policy, "DecryptTrailFilesThroughS3");
         assert_eq!(actions(decrypt), set(&["kms:Decrypt"]));
@@ -1231,7 +1323,9 @@ mod tests {
         for statement in statements(&policy) {
             for action in actions(statement) {
                 assert!(
-                    action.starts_with("s3:Get") || action.starts_with("s3:List") || action == "kms:Decrypt",
+                    action.starts_with("s3:Get")
+                        || action.starts_with("s3:List")
+                        || action == "kms:Decrypt",
                     "not read-only: {action}"
                 );
             }
@@ -1240,9 +1334,14 @@ mod tests {
         let sse_s3 = rendered(
             &template,
             &member_render().list_parameter("TrailKmsKeyArns", &[]),
-            template.inline_policy("ReaderRole", "read-cloudtrail-files").unwrap(),
+            template
+                .inline_policy("ReaderRole", "read-cloudtrail-files")
+                .unwrap(),
         );
-        assert_eq!(statement_sids(&sse_s3), vec!["ListTrailBuckets", "ReadTrailFiles"]);
+        assert_eq!(
+            statement_sids(&sse_s3),
+            vec!["ListTrailBuckets", "ReadTrailFiles"]
+        );
     }
 
     #[test]
@@ -1321,15 +1420,39 @@ mod tests {
         let template = tiny(json!({"Thing": {"Type": "AWS::S3::Bucket"}}), json!({}));
         let render = Render::new("111111111111", "us-east-1");
         let cases = [
-            (json!({"Ref": "Thing"}), "no value given for Ref of resource Thing"),
-            (json!({"Fn::GetAtt": ["Thing", "Arn"]}), "no value given for Fn::GetAtt Thing.Arn"),
+            (
+                json!({"Ref": "Thing"}),
+                "no value given for Ref of resource Thing",
+            ),
+            (
+                json!({"Fn::GetAtt": ["Thing", "Arn"]}),
+                "no value given for Fn::GetAtt Thing.Arn",
+            ),
             (json!({"Ref": "Nope"}), "neither a parameter nor a resource"),
-            (json!({"Ref": "Required"}), "parameter Required has no value and no default"),
-            (json!({"Fn::ImportValue": "x"}), "unsupported intrinsic function Fn::ImportValue"),
-            (json!({"Fn::FindInMap": ["a", "b", "c"]}), "unsupported intrinsic function Fn::FindInMap"),
-            (json!({"Ref": "AWS::URLSuffix"}), "unsupported pseudo parameter"),
-            (json!({"Fn::Sub": "${Nope}"}), "neither a parameter nor a resource"),
-            (json!({"Fn::Sub": "${Thing.Arn}"}), "no value given for Fn::GetAtt"),
+            (
+                json!({"Ref": "Required"}),
+                "parameter Required has no value and no default",
+            ),
+            (
+                json!({"Fn::ImportValue": "x"}),
+                "unsupported intrinsic function Fn::ImportValue",
+            ),
+            (
+                json!({"Fn::FindInMap": ["a", "b", "c"]}),
+                "unsupported intrinsic function Fn::FindInMap",
+            ),
+            (
+                json!({"Ref": "AWS::URLSuffix"}),
+                "unsupported pseudo parameter",
+            ),
+            (
+                json!({"Fn::Sub": "${Nope}"}),
+                "neither a parameter nor a resource",
+            ),
+            (
+                json!({"Fn::Sub": "${Thing.Arn}"}),
+                "no value given for Fn::GetAtt",
+            ),
             (json!({"Fn::If": ["Missing", 1, 2]}), "no condition Missing"),
             (json!({"Fn::Sub": "x", "Other": 1}), "must be the only key"),
             (json!({"Ref": "AWS::NoValue"}), "renders to nothing"),
@@ -1342,7 +1465,10 @@ mod tests {
         let error = typo.render(&template, &json!("x")).unwrap_err().to_string();
         assert!(error.contains("declares no parameter Nmae"), "{error}");
         let outside = Render::new("111111111111", "us-east-1").parameter("Mode", "z");
-        let error = outside.render(&template, &json!("x")).unwrap_err().to_string();
+        let error = outside
+            .render(&template, &json!("x"))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("AllowedValues"), "{error}");
     }
 
@@ -1352,7 +1478,10 @@ mod tests {
         assert!(template.policy_document("ArchiveBucketPolicy").is_ok());
         assert!(template.policy_document("ArchiveKey").is_ok());
         assert!(template.policy_document("CollectorPermissions").is_ok());
-        let role = template.policy_document("CollectorRole").unwrap_err().to_string();
+        let role = template
+            .policy_document("CollectorRole")
+            .unwrap_err()
+            .to_string();
         assert!(role.contains("trust_policy"), "{role}");
         assert!(template.policy_document("ArchiveBucket").is_err());
         assert!(template.trust_policy("ArchiveKey").is_err());

@@ -103,6 +103,8 @@ pub enum Command {
     },
     /// Last runs, per-account lag, chain heads, open findings.
     Status,
+    /// Rebuild a lost or damaged progress store from the archive's own metadata.
+    RebuildState,
     /// Every recorded finding.
     Findings {
         /// Only findings about this account (repeatable).

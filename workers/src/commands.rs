@@ -79,6 +79,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Retention { .. } => not_implemented("retention"),
         Command::Run { .. } => not_implemented("run"),
         Command::Status => not_implemented("status"),
+        Command::RebuildState => rebuild_state(config, json).await,
     }
 }
 
@@ -246,6 +247,80 @@ async fn run_collect(config: Config, scope: &Scope, window: Window, allow_unlock
     if let Err(error) = wired.store.flush() {
         report.error("-", "flush_store", error.to_string());
     }
+    report.finished_at = Utc::now();
+    print_report(&report, json);
+    report.exit_code()
+}
+
+/// Rebuilds the store from the archive: every current archive version carries
+/// its provenance (source account in the key, source ETag, checksums, content
+/// hash) so the next collect copies nothing again.
+async fn rebuild_state(config: Config, json: bool) -> i32 {
+    use futures::StreamExt as _;
+    use trailvault_pipeline::seams::SourceRef;
+
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut report = Report::new("rebuild-state");
+    let wired = match wiring::wire(config, cancel.clone()).await {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("trailvault: {error:#}");
+            return exit::USAGE;
+        }
+    };
+    let prefix = &wired.config.archive.prefix;
+    let list_prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let versions = match wired.archive.list_versions(&list_prefix).await {
+        Ok(versions) => versions,
+        Err(error) => {
+            report.error("-", &format!("list versions of s3://{}/{list_prefix}", wired.archive.bucket()), error.to_string());
+            report.finished_at = Utc::now();
+            print_report(&report, json);
+            return report.exit_code();
+        }
+    };
+    let latest: Vec<_> = versions.into_iter().filter(|v| v.is_latest).collect();
+    report.stats.objects_listed = latest.len() as u64;
+    let now = Utc::now().timestamp();
+    let results = futures::stream::iter(latest)
+        .take_while(|_| std::future::ready(!cancel.is_cancelled()))
+        .map(|version| {
+            let archive = wired.archive.clone();
+            async move {
+                let head = archive.head(&version.key, Some(&version.version_id)).await;
+                (version, head)
+            }
+        })
+        .buffer_unordered(wired.config.collect.concurrency)
+        .collect::<Vec<_>>()
+        .await;
+    for (version, head) in results {
+        let Some(source) = SourceRef::from_archive_key(prefix, &version.key) else {
+            report.error("-", "rebuild", format!("{} is not an archive key of this configuration", version.key));
+            continue;
+        };
+        let head = match head {
+            Ok(Some(head)) => head,
+            Ok(None) => continue,
+            Err(error) => {
+                report.error(&source.account_id, "rebuild", error.to_string());
+                continue;
+            }
+        };
+        let copied_at = head.metadata.get(trailvault_pipeline::copy::meta::COPIED_AT).and_then(|t| t.parse().ok()).unwrap_or(now);
+        match trailvault_pipeline::copy::record_from_head(&head, copied_at) {
+            Some(record) => match wired.store.record_object(&source, &record) {
+                Ok(()) => report.stats.objects_copied += 1,
+                Err(error) => report.error(&source.account_id, "record_object", error.to_string()),
+            },
+            None => report.error(&source.account_id, "rebuild", format!("{} has no SHA-256 checksum; not recorded (collect will copy it again)", version.key)),
+        }
+    }
+    if let Err(error) = wired.store.flush() {
+        report.error("-", "flush_store", error.to_string());
+    }
+    info!(recorded = report.stats.objects_copied, "store rebuilt from the archive");
     report.finished_at = Utc::now();
     print_report(&report, json);
     report.exit_code()

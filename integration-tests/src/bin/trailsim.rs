@@ -19,7 +19,10 @@ use trailvault_integration_tests::sim::{
 };
 
 #[derive(Parser)]
-#[command(name = "trailsim", about = "Simulated CloudTrail organization on the local AWS emulator")]
+#[command(
+    name = "trailsim",
+    about = "Simulated CloudTrail organization on the local AWS emulator"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +33,11 @@ enum Command {
     /// Create accounts, buckets, roles, the KMS key and the locked archive.
     Provision {
         /// Emulator endpoint.
-        #[arg(long, env = "TRAILVAULT_TEST_ENDPOINT", default_value = "http://127.0.0.1:4566")]
+        #[arg(
+            long,
+            env = "TRAILVAULT_TEST_ENDPOINT",
+            default_value = "http://127.0.0.1:4566"
+        )]
         endpoint: String,
         /// Number of member accounts.
         #[arg(long, default_value_t = 3)]
@@ -78,7 +85,11 @@ enum Command {
         #[arg(long, default_value = "org.json")]
         org: PathBuf,
         /// Number of hours.
-        #[arg(long, conflicts_with = "catch_up", required_unless_present = "catch_up")]
+        #[arg(
+            long,
+            conflicts_with = "catch_up",
+            required_unless_present = "catch_up"
+        )]
         hours: Option<u32>,
         /// Deliver every hour that has ended since the last delivery.
         #[arg(long)]
@@ -145,7 +156,10 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 fn print_summary(sim: &Sim) {
     let org = &sim.org;
     println!("emulator     {}", org.endpoint);
-    println!("audit        {} (archive, KMS key, collector)", org.audit_account_id);
+    println!(
+        "audit        {} (archive, KMS key, collector)",
+        org.audit_account_id
+    );
     println!(
         "  archive    s3://{} (versioned, Object Lock COMPLIANCE {} day(s), SSE-KMS + bucket key, deny policy)",
         org.archive_bucket, org.retention_days
@@ -156,7 +170,11 @@ fn print_summary(sim: &Sim) {
         org.collector.principal_arn, org.collector.access_key_id
     );
     println!("  external id {}", org.external_id);
-    println!("members      {} (regions {})", org.members.len(), org.regions.join(", "));
+    println!(
+        "members      {} (regions {})",
+        org.members.len(),
+        org.regions.join(", ")
+    );
     for member in &org.members {
         let bucket = if org.per_account_trails {
             format!("s3://{}", member.trail_bucket)
@@ -168,7 +186,11 @@ fn print_summary(sim: &Sim) {
             member.account_id,
             bucket,
             member.role_arn,
-            if member.broken { "  (BROKEN trust policy)" } else { "" }
+            if member.broken {
+                "  (BROKEN trust policy)"
+            } else {
+                ""
+            }
         );
     }
     if let Some(org_trail) = &org.org_trail {
@@ -193,7 +215,11 @@ fn print_summary(sim: &Sim) {
         sim.deliverable_hours()
     );
     let digests: usize = org.chains.iter().map(|chain| chain.digests.len()).sum();
-    let backfill: usize = org.chains.iter().map(|chain| chain.backfill_digests.len()).sum();
+    let backfill: usize = org
+        .chains
+        .iter()
+        .map(|chain| chain.backfill_digests.len())
+        .sum();
     println!(
         "chains       {} ({} digests, {} backfill digests, {} late logs)",
         org.chains.len(),
@@ -250,7 +276,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(config_out) = &config_out {
                 // Absolute paths: trailvault may run from another directory.
                 let mut options = ConfigOptions::new(&std::path::absolute(&store)?);
-                options.public_keys_file = keys_out.as_deref().map(std::path::absolute).transpose()?;
+                options.public_keys_file =
+                    keys_out.as_deref().map(std::path::absolute).transpose()?;
                 write_file(config_out, &sim.trailvault_config_toml_with(&options))?;
                 println!("config       {}", config_out.display());
             }
@@ -294,7 +321,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("late log        s3://{}/{}", late.log.bucket, late.log.key);
             println!(
                 "backfill digest s3://{}/{} (generated {})",
-                late.backfill_digest.bucket, late.backfill_digest.key, late.backfill_generation_timestamp
+                late.backfill_digest.bucket,
+                late.backfill_digest.key,
+                late.backfill_generation_timestamp
             );
         }
         Command::Tamper { org, kind, chain } => {

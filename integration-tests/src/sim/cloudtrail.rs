@@ -190,7 +190,11 @@ impl DigestBody {
         field(&mut out, "digestS3Object", false);
         push_json_string(&mut out, &self.digest_s3_object, escape_slashes);
         field(&mut out, "digestPublicKeyFingerprint", false);
-        push_json_string(&mut out, &self.digest_public_key_fingerprint, escape_slashes);
+        push_json_string(
+            &mut out,
+            &self.digest_public_key_fingerprint,
+            escape_slashes,
+        );
         field(&mut out, "digestSignatureAlgorithm", false);
         push_json_string(&mut out, &self.digest_signature_algorithm, escape_slashes);
         field(&mut out, "newestEventTime", false);
@@ -566,9 +570,8 @@ fn api_event(
         ),
         user_agent: *rng.pick(USER_AGENTS),
         error_code: failed.then_some("AccessDenied"),
-        error_message: failed.then(|| {
-            format!("User is not authorized to perform: {source}:{name}")
-        }),
+        error_message: failed
+            .then(|| format!("User is not authorized to perform: {source}:{name}")),
         request_parameters: request,
         response_elements: if failed { Value::Null } else { response },
         request_id: rng.uuid(),
@@ -707,7 +710,9 @@ mod tests {
             && name_rest[9..13].bytes().all(|byte| byte.is_ascii_digit())
             && bytes[13] == b'Z'
             && bytes[14] == b'_'
-            && name_rest[15..].bytes().all(|byte| byte.is_ascii_alphanumeric())
+            && name_rest[15..]
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric())
     }
 
     #[test]
@@ -715,12 +720,25 @@ mod tests {
         let delivered = Utc.with_ymd_and_hms(2026, 3, 9, 7, 5, 42).unwrap();
         let root = key_root("org", Some("o-sim1234567"), "222222222201");
         assert_eq!(root, "org/AWSLogs/o-sim1234567/222222222201");
-        let key = log_key(&root, LOG_FAMILY, "222222222201", "eu-west-1", delivered, "Mu0KsOhtH1ar15ZZ");
+        let key = log_key(
+            &root,
+            LOG_FAMILY,
+            "222222222201",
+            "eu-west-1",
+            delivered,
+            "Mu0KsOhtH1ar15ZZ",
+        );
         assert_eq!(
             key,
             "org/AWSLogs/o-sim1234567/222222222201/CloudTrail/eu-west-1/2026/03/09/222222222201_CloudTrail_eu-west-1_20260309T0705Z_Mu0KsOhtH1ar15ZZ.json.gz"
         );
-        assert!(is_log_key(&key, &root, LOG_FAMILY, "222222222201", "eu-west-1"));
+        assert!(is_log_key(
+            &key,
+            &root,
+            LOG_FAMILY,
+            "222222222201",
+            "eu-west-1"
+        ));
         let insight = log_key(
             &key_root("", None, "222222222201"),
             INSIGHT_FAMILY,
@@ -738,16 +756,38 @@ mod tests {
         ));
 
         let end = Utc.with_ymd_and_hms(2026, 3, 9, 23, 4, 4).unwrap();
-        let digest = digest_key("AWSLogs/222222222201", "222222222201", "eu-west-1", PER_ACCOUNT_TRAIL_NAME, "us-east-1", end, false);
+        let digest = digest_key(
+            "AWSLogs/222222222201",
+            "222222222201",
+            "eu-west-1",
+            PER_ACCOUNT_TRAIL_NAME,
+            "us-east-1",
+            end,
+            false,
+        );
         assert_eq!(
             digest,
             "AWSLogs/222222222201/CloudTrail-Digest/eu-west-1/2026/03/09/222222222201_CloudTrail-Digest_eu-west-1_management-events_us-east-1_20260309T230404Z.json.gz"
         );
         // The CLI's fixed-slice date extraction (SPEC §1.2).
-        assert_eq!(&digest[digest.len() - 24..digest.len() - 8], "20260309T230404Z");
-        let backfill = digest_key("AWSLogs/222222222201", "222222222201", "eu-west-1", PER_ACCOUNT_TRAIL_NAME, "us-east-1", end, true);
+        assert_eq!(
+            &digest[digest.len() - 24..digest.len() - 8],
+            "20260309T230404Z"
+        );
+        let backfill = digest_key(
+            "AWSLogs/222222222201",
+            "222222222201",
+            "eu-west-1",
+            PER_ACCOUNT_TRAIL_NAME,
+            "us-east-1",
+            end,
+            true,
+        );
         assert!(backfill.ends_with("_20260309T230404Z_backfill.json.gz"));
-        assert_eq!(&backfill[backfill.len() - 33..backfill.len() - 17], "20260309T230404Z");
+        assert_eq!(
+            &backfill[backfill.len() - 33..backfill.len() - 17],
+            "20260309T230404Z"
+        );
     }
 
     #[test]

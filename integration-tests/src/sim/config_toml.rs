@@ -141,8 +141,7 @@ mod tests {
     use super::*;
     use crate::sim::signing::SigningKey;
     use crate::sim::{
-        member_account_id, CollectorIdentity, SimClock, SimMember, SimOrgTrail,
-        SIM_STATE_VERSION,
+        member_account_id, CollectorIdentity, SimClock, SimMember, SimOrgTrail, SIM_STATE_VERSION,
     };
     use chrono::Utc;
 
@@ -212,7 +211,9 @@ mod tests {
         let text = render(&org, &options);
         let config = trailvault_config::Config::from_toml_str(&text)
             .unwrap_or_else(|error| panic!("{error}\n{text}"));
-        config.validate().unwrap_or_else(|error| panic!("{error}\n{text}"));
+        config
+            .validate()
+            .unwrap_or_else(|error| panic!("{error}\n{text}"));
         assert!(text.contains("lookback_days = 3"));
         assert!(text.contains("ids = [\"222222222201\", \"222222222202\"]"));
         assert!(text.contains("kind = \"organization\""));

@@ -91,7 +91,13 @@ fn plan_log(
         generate_insight_log(rng, &chain.account_id, &chain.region, delivered_at)
     } else {
         let record_count = rng.between(1, 6) as usize;
-        generate_log(rng, &chain.account_id, &chain.region, delivered_at, record_count)
+        generate_log(
+            rng,
+            &chain.account_id,
+            &chain.region,
+            delivered_at,
+            record_count,
+        )
     };
     let unique = unique.unwrap_or_else(|| rng.alnum(16));
     let key = log_key(
@@ -195,7 +201,10 @@ fn plan_digest(
         ),
     ];
     if let Some(generated) = &backfill_generation_timestamp {
-        metadata.push(("backfill-generation-timestamp".to_owned(), generated.clone()));
+        metadata.push((
+            "backfill-generation-timestamp".to_owned(),
+            generated.clone(),
+        ));
     }
     Ok(PlannedDigest {
         record: DigestRecord {
@@ -263,9 +272,12 @@ impl Sim {
     pub fn deliverable_hours(&self) -> u32 {
         let limit = Utc::now() - chrono::Duration::seconds(PAST_MARGIN_SECONDS);
         let mut hours = 0;
-        while self.org.chains.iter().all(|chain| {
-            self.digest_end(chain, self.org.clock.hours_delivered + hours + 1) < limit
-        }) {
+        while self
+            .org
+            .chains
+            .iter()
+            .all(|chain| self.digest_end(chain, self.org.clock.hours_delivered + hours + 1) < limit)
+        {
             hours += 1;
             if hours >= 24 * 366 {
                 break;
@@ -326,11 +338,8 @@ impl Sim {
                 if digest.record.logs.is_empty() {
                     report.empty_digests += 1;
                 }
-                report.first_digest_end = Some(
-                    report
-                        .first_digest_end
-                        .map_or(end, |first| first.min(end)),
-                );
+                report.first_digest_end =
+                    Some(report.first_digest_end.map_or(end, |first| first.min(end)));
                 report.last_digest_end =
                     Some(report.last_digest_end.map_or(end, |last| last.max(end)));
                 digest_objects.push(PendingObject {
@@ -481,13 +490,21 @@ pub(crate) async fn put_object(
 /// digest yet that lies in a day partition holding delivered logs, and the earliest
 /// whole minute in it (within that day) that sorts before the partition's newest log.
 fn late_slot(chain: &ChainState) -> anyhow::Result<(DigestRecord, DateTime<Utc>)> {
-    let used: Vec<DateTime<Utc>> = chain.backfill_digests.iter().map(|digest| digest.end).collect();
+    let used: Vec<DateTime<Utc>> = chain
+        .backfill_digests
+        .iter()
+        .map(|digest| digest.end)
+        .collect();
     let mut days: Vec<DateTime<Utc>> = chain
         .digests
         .iter()
         .flat_map(|digest| &digest.logs)
         .filter(|log| log.family == LOG_FAMILY)
-        .filter_map(|log| log.delivered_at.duration_trunc(chrono::Duration::days(1)).ok())
+        .filter_map(|log| {
+            log.delivered_at
+                .duration_trunc(chrono::Duration::days(1))
+                .ok()
+        })
         .collect();
     days.sort();
     days.dedup();
@@ -623,7 +640,10 @@ mod tests {
                 for (log, entry) in logs.iter().zip(&body.log_files) {
                     logs_seen += 1;
                     assert_eq!(entry.s3_object, log.record.key);
-                    assert_eq!(entry.hash_value, sha256_hex(&gunzip_single_member(&log.body).unwrap()));
+                    assert_eq!(
+                        entry.hash_value,
+                        sha256_hex(&gunzip_single_member(&log.body).unwrap())
+                    );
                     assert!(log.record.delivered_at > end - chrono::Duration::hours(1));
                     assert!(log.record.delivered_at < end);
                     let partition = log.record.delivered_at.format("%Y/%m/%d").to_string();
@@ -660,17 +680,38 @@ mod tests {
                 .digests
                 .iter()
                 .flat_map(|digest| &digest.logs)
-                .filter(|log| log.family == LOG_FAMILY && log.delivered_at.format("%Y/%m/%d").to_string() == day)
+                .filter(|log| {
+                    log.family == LOG_FAMILY
+                        && log.delivered_at.format("%Y/%m/%d").to_string() == day
+                })
                 .map(|log| log.key.clone())
                 .max()
                 .unwrap();
-            let late_key = log_key(&state.key_root, LOG_FAMILY, &state.account_id, &state.region, at, "zzzzzzzzzzzzzzzz");
+            let late_key = log_key(
+                &state.key_root,
+                LOG_FAMILY,
+                &state.account_id,
+                &state.region,
+                at,
+                "zzzzzzzzzzzzzzzz",
+            );
             assert!(late_key < newest_in_day, "{late_key} !< {newest_in_day}");
             assert!(!windows.contains(&window.end));
             windows.push(window.end);
-            let backfill = plan_digest(&state, window.end, &[], state.backfill_digests.last(), Some(iso_time(origin)), &key).unwrap();
+            let backfill = plan_digest(
+                &state,
+                window.end,
+                &[],
+                state.backfill_digests.last(),
+                Some(iso_time(origin)),
+                &key,
+            )
+            .unwrap();
             assert!(backfill.record.key.ends_with("_backfill.json.gz"));
-            assert!(backfill.metadata.iter().any(|(name, _)| name == "backfill-generation-timestamp"));
+            assert!(backfill
+                .metadata
+                .iter()
+                .any(|(name, _)| name == "backfill-generation-timestamp"));
             state.backfill_digests.push(backfill.record);
         }
         assert!(!windows.is_empty());

@@ -30,9 +30,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use cloudtrail::{
-    digest_key, gunzip_single_member, gzip, iso_time, key_root, log_key, DigestBody,
-    LogFileEntry, PreviousDigest, DIGEST_FAMILY, HASH_ALGORITHM, INSIGHT_FAMILY, LOG_FAMILY,
-    ORG_TRAIL_NAME, PER_ACCOUNT_TRAIL_NAME,
+    digest_key, gunzip_single_member, gzip, iso_time, key_root, log_key, DigestBody, LogFileEntry,
+    PreviousDigest, DIGEST_FAMILY, HASH_ALGORITHM, INSIGHT_FAMILY, LOG_FAMILY, ORG_TRAIL_NAME,
+    PER_ACCOUNT_TRAIL_NAME,
 };
 pub use config_toml::ConfigOptions;
 pub use deliver::{DeliveryReport, LateDelivery};
@@ -344,7 +344,8 @@ impl Sim {
         let root_s3 = accounts
             .into_iter()
             .map(|account_id| {
-                let config = harness::sdk_config(&org.endpoint, &account_id, "sim-root-secret", None);
+                let config =
+                    harness::sdk_config(&org.endpoint, &account_id, "sim-root-secret", None);
                 (account_id, harness::s3_client(&config))
             })
             .collect();
@@ -381,7 +382,10 @@ impl Sim {
     /// Environment for running the `trailvault` binary as the collector.
     pub fn collector_env(&self) -> Vec<(String, String)> {
         vec![
-            ("AWS_ACCESS_KEY_ID".into(), self.org.collector.access_key_id.clone()),
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                self.org.collector.access_key_id.clone(),
+            ),
             (
                 "AWS_SECRET_ACCESS_KEY".into(),
                 self.org.collector.secret_access_key.clone(),

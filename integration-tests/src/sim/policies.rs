@@ -282,7 +282,13 @@ mod tests {
     fn trust_policy_names_one_principal_and_the_external_id() {
         let trust = reader_trust_policy("arn:aws:iam::111111111111:user/c", "ext");
         let statement = &trust["Statement"][0];
-        assert_eq!(statement["Principal"]["AWS"], "arn:aws:iam::111111111111:user/c");
-        assert_eq!(statement["Condition"]["StringEquals"]["sts:ExternalId"], "ext");
+        assert_eq!(
+            statement["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:user/c"
+        );
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["sts:ExternalId"],
+            "ext"
+        );
     }
 }

@@ -3,9 +3,8 @@
 
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    ObjectLockRetentionMode, ObjectLockRule, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
 };
 use chrono::{DurationRound as _, Utc};
 
@@ -14,10 +13,9 @@ use super::policies::{self, ArchivePolicyOptions, READER_ROLE_NAME};
 use super::rng::SimRng;
 use super::signing::SigningKey;
 use super::{
-    member_account_id, ChainState, CollectorIdentity, ProvisionOptions, Sim, SimClock,
-    SimMember, SimOrg, SimOrgTrail, TrailKind, ARCHIVE_PREFIX, AUDIT_ACCOUNT_ID,
-    COLLECTOR_USER_NAME, IMPOSTER_USER_NAME, MANAGEMENT_ACCOUNT_ID, ORG_ID,
-    ORG_TRAIL_KEY_PREFIX, SIM_STATE_VERSION,
+    member_account_id, ChainState, CollectorIdentity, ProvisionOptions, Sim, SimClock, SimMember,
+    SimOrg, SimOrgTrail, TrailKind, ARCHIVE_PREFIX, AUDIT_ACCOUNT_ID, COLLECTOR_USER_NAME,
+    IMPOSTER_USER_NAME, MANAGEMENT_ACCOUNT_ID, ORG_ID, ORG_TRAIL_KEY_PREFIX, SIM_STATE_VERSION,
 };
 use crate::harness;
 
@@ -65,7 +63,9 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
                 &format!("create IAM user {COLLECTOR_USER_NAME} in {AUDIT_ACCOUNT_ID}"),
                 error,
             );
-            anyhow::anyhow!("{error} (already provisioned? reset the emulator first: scripts/emulator reset)")
+            anyhow::anyhow!(
+                "{error} (already provisioned? reset the emulator first: scripts/emulator reset)"
+            )
         })?;
     let collector_arn = format!("arn:aws:iam::{AUDIT_ACCOUNT_ID}:user/{COLLECTOR_USER_NAME}");
     let access_key = iam
@@ -73,7 +73,12 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .user_name(COLLECTOR_USER_NAME)
         .send()
         .await
-        .map_err(|error| sdk_error(&format!("create access key for {COLLECTOR_USER_NAME}"), error))?;
+        .map_err(|error| {
+            sdk_error(
+                &format!("create access key for {COLLECTOR_USER_NAME}"),
+                error,
+            )
+        })?;
     let access_key = access_key
         .access_key()
         .ok_or_else(|| anyhow::anyhow!("CreateAccessKey returned no key"))?;
@@ -105,26 +110,19 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .key_metadata()
         .ok_or_else(|| anyhow::anyhow!("CreateKey returned no metadata"))?;
     let kms_key_id = key_metadata.key_id().to_owned();
-    let kms_key_arn = key_metadata
-        .arn()
-        .map(str::to_owned)
-        .unwrap_or_else(|| {
-            format!(
-                "arn:aws:kms:{}:{AUDIT_ACCOUNT_ID}:key/{kms_key_id}",
-                harness::TEST_REGION
-            )
-        });
+    let kms_key_arn = key_metadata.arn().map(str::to_owned).unwrap_or_else(|| {
+        format!(
+            "arn:aws:kms:{}:{AUDIT_ACCOUNT_ID}:key/{kms_key_id}",
+            harness::TEST_REGION
+        )
+    });
 
     iam.put_user_policy()
         .user_name(COLLECTOR_USER_NAME)
         .policy_name("trailvault-collector")
         .policy_document(
-            policies::collector_identity_policy(
-                &archive_bucket_name(),
-                &kms_key_arn,
-                &role_name,
-            )
-            .to_string(),
+            policies::collector_identity_policy(&archive_bucket_name(), &kms_key_arn, &role_name)
+                .to_string(),
         )
         .send()
         .await
@@ -152,7 +150,11 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
             create_bucket(&harness::s3_client(&config), &trail_bucket).await?;
             readable.push(&trail_bucket);
         }
-        let trusted = if broken { &imposter_arn } else { &collector_arn };
+        let trusted = if broken {
+            &imposter_arn
+        } else {
+            &collector_arn
+        };
         let role_arn = create_reader_role(
             &aws_sdk_iam::Client::new(&config),
             &account_id,
@@ -217,7 +219,11 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         let (bucket, root, trail_name) = match (trail, &org_trail) {
             (TrailKind::Organization, Some(org_trail)) => (
                 org_trail.bucket.clone(),
-                key_root(&org_trail.key_prefix, Some(&org_trail.org_id), &member.account_id),
+                key_root(
+                    &org_trail.key_prefix,
+                    Some(&org_trail.org_id),
+                    &member.account_id,
+                ),
                 org_trail.trail_name.clone(),
             ),
             _ => (
@@ -450,7 +456,9 @@ async fn create_reader_role(
             .policy_document(policies::reader_permissions_policy(readable_buckets).to_string())
             .send()
             .await
-            .map_err(|error| sdk_error(&format!("attach the reader policy in {account_id}"), error))?;
+            .map_err(|error| {
+                sdk_error(&format!("attach the reader policy in {account_id}"), error)
+            })?;
     }
     Ok(role_arn)
 }

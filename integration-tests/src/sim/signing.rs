@@ -296,7 +296,10 @@ mod tests {
         // SEQUENCE (len 0x010a) { INTEGER (len 0x0101) 00 <modulus> ... }: 270 bytes
         // like the real AWS keys, unlike SPKI (294 bytes, starting 30 82 01 22 30 0d).
         assert_eq!(der.len(), 270);
-        assert_eq!(&der[..9], &[0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01, 0x00]);
+        assert_eq!(
+            &der[..9],
+            &[0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01, 0x00]
+        );
         assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
         assert_eq!(key.fingerprint().len(), 32);
     }

@@ -263,7 +263,12 @@ fn log_victim(chain: &ChainState, nth: usize) -> anyhow::Result<(usize, usize)> 
 }
 
 /// The digest with a log file nearest to `around`, within `low..=high`.
-fn digest_with_logs(chain: &ChainState, around: usize, low: usize, high: usize) -> anyhow::Result<usize> {
+fn digest_with_logs(
+    chain: &ChainState,
+    around: usize,
+    low: usize,
+    high: usize,
+) -> anyhow::Result<usize> {
     (low..=high)
         .filter(|index| {
             chain.digests[*index]
@@ -401,7 +406,8 @@ impl Sim {
             Tamper::DeleteLog | Tamper::ModifyLog | Tamper::AppendGzipMember => {
                 let (digest_index, log_index) = log_victim(&chain, log_slot(tamper))?;
                 victim_log = Some((digest_index, log_index));
-                plan.touched.push(chain.digests[digest_index].logs[log_index].key.clone());
+                plan.touched
+                    .push(chain.digests[digest_index].logs[log_index].key.clone());
                 plan.relied_on.push(digest_key_at(digest_index));
             }
             Tamper::DeleteDigest => {
@@ -548,8 +554,7 @@ impl Sim {
                         raw.extend(gzip(forged.as_bytes()));
                         self.replace(&owner, &chain.bucket, &log.key, raw, Vec::new())
                             .await?;
-                        report.detail =
-                            "appended a second gzip member with a forged record".into();
+                        report.detail = "appended a second gzip member with a forged record".into();
                     }
                 }
             }
@@ -600,8 +605,7 @@ impl Sim {
                 self.replace(&owner, &chain.bucket, &newest, raw, Vec::new())
                     .await?;
                 report.key = newest;
-                report.detail =
-                    "re-uploaded the newest digest without signature metadata".into();
+                report.detail = "re-uploaded the newest digest without signature metadata".into();
             }
             Tamper::ChangeDigestBody => {
                 let victim = digest_key_at(victim_digest);
@@ -613,8 +617,14 @@ impl Sim {
                     .ok_or_else(|| anyhow::anyhow!("victim digest lists no logs"))?;
                 body.newest_event_time = Some(plus_one_second(&newest)?);
                 let changed = body.render(chain.escape_slashes);
-                self.replace(&owner, &chain.bucket, &victim, gzip(changed.as_bytes()), metadata)
-                    .await?;
+                self.replace(
+                    &owner,
+                    &chain.bucket,
+                    &victim,
+                    gzip(changed.as_bytes()),
+                    metadata,
+                )
+                .await?;
                 report.key = victim;
                 self.push_successor_link_mismatch(&chain, victim_digest, &mut report);
                 report.detail = format!(

@@ -8,9 +8,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{
-    gunzip_single_member, public_keys_from_json, sha256_hex, verify_digest_object,
-    ChainSelector, DigestBody, ProvisionOptions, Sim, Tamper, TrailKind, DIGEST_FAMILY,
-    INSIGHT_FAMILY, LOG_FAMILY,
+    gunzip_single_member, public_keys_from_json, sha256_hex, verify_digest_object, ChainSelector,
+    DigestBody, ProvisionOptions, Sim, Tamper, TrailKind, DIGEST_FAMILY, INSIGHT_FAMILY,
+    LOG_FAMILY,
 };
 
 async fn fresh_sim(options: ProvisionOptions) -> Sim {
@@ -39,7 +39,11 @@ async fn list_keys(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> V
     keys
 }
 
-async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, HashMap<String, String>) {
+async fn get(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+) -> (Vec<u8>, HashMap<String, String>) {
     let response = client
         .get_object()
         .bucket(bucket)
@@ -55,7 +59,13 @@ async fn get(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> (Vec<u8>, 
 async fn exists(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
     match client.head_object().bucket(bucket).key(key).send().await {
         Ok(_) => true,
-        Err(error) if error.as_service_error().is_some_and(|service| service.is_not_found()) => false,
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|service| service.is_not_found()) =>
+        {
+            false
+        }
         Err(error) => panic!("head s3://{bucket}/{key}: {error:?}"),
     }
 }
@@ -73,13 +83,21 @@ fn digest_key_timestamp(key: &str, root: &str, account: &str, region: &str, trai
         .strip_prefix(&format!("{root}/{DIGEST_FAMILY}/{region}/"))
         .unwrap_or_else(|| panic!("{key} is outside {root}/{DIGEST_FAMILY}/{region}/"));
     let (folder, file) = name.split_at(11);
-    assert!(folder.len() == 11 && folder.ends_with('/'), "{key}: day folder");
+    assert!(
+        folder.len() == 11 && folder.ends_with('/'),
+        "{key}: day folder"
+    );
     let stamp = file
-        .strip_prefix(&format!("{account}_CloudTrail-Digest_{region}_{trail}_us-east-1_"))
+        .strip_prefix(&format!(
+            "{account}_CloudTrail-Digest_{region}_{trail}_us-east-1_"
+        ))
         .and_then(|rest| rest.strip_suffix(".json.gz"))
         .unwrap_or_else(|| panic!("{key}: file name"));
     assert_eq!(stamp.len(), 16, "{key}: timestamp");
-    assert_eq!(folder, format!("{}/{}/{}/", &stamp[..4], &stamp[4..6], &stamp[6..8]));
+    assert_eq!(
+        folder,
+        format!("{}/{}/{}/", &stamp[..4], &stamp[4..6], &stamp[6..8])
+    );
     stamp.to_owned()
 }
 
@@ -103,12 +121,13 @@ async fn delivers_signed_chains_and_enforces_trust_boundaries() {
     // Every chain: the expected objects exist, digests carry their metadata, verify,
     // and link hour to hour.
     for chain in &sim.org.chains {
-        let owner_client = sim.root_s3(if chain.trail == TrailKind::Organization {
-            "999999999999"
-        } else {
-            &chain.account_id
-        })
-        .unwrap();
+        let owner_client = sim
+            .root_s3(if chain.trail == TrailKind::Organization {
+                "999999999999"
+            } else {
+                &chain.account_id
+            })
+            .unwrap();
         let listed = list_keys(owner_client, &chain.bucket, &format!("{}/", chain.key_root)).await;
         let digests: Vec<&String> = listed
             .iter()
@@ -139,12 +158,18 @@ async fn delivers_signed_chains_and_enforces_trust_boundaries() {
             assert_eq!(stamp, record.end.format("%Y%m%dT%H%M%SZ").to_string());
             let (raw, metadata) = get(owner_client, &chain.bucket, &record.key).await;
             assert_eq!(&raw[..2], &[0x1f, 0x8b]);
-            assert_eq!(metadata.get("signature-algorithm").map(String::as_str), Some("SHA256withRSA"));
+            assert_eq!(
+                metadata.get("signature-algorithm").map(String::as_str),
+                Some("SHA256withRSA")
+            );
             let signature = &metadata["signature"];
             assert_eq!(signature.len(), 512);
-            assert!(signature.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)));
+            assert!(signature
+                .bytes()
+                .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)));
             assert!(!metadata.contains_key("backfill-generation-timestamp"));
-            let body = verify_digest_object(&raw, signature, &public_key).expect("signature verifies");
+            let body =
+                verify_digest_object(&raw, signature, &public_key).expect("signature verifies");
             let inflated = gunzip_single_member(&raw).unwrap();
             assert_eq!(
                 String::from_utf8_lossy(&inflated).contains("\\/"),
@@ -164,9 +189,13 @@ async fn delivers_signed_chains_and_enforces_trust_boundaries() {
                 }
             }
             for entry in &body.log_files {
-                let (log_raw, log_metadata) = get(owner_client, &entry.s3_bucket, &entry.s3_object).await;
+                let (log_raw, log_metadata) =
+                    get(owner_client, &entry.s3_bucket, &entry.s3_object).await;
                 assert!(log_metadata.is_empty());
-                assert_eq!(sha256_hex(&gunzip_single_member(&log_raw).unwrap()), entry.hash_value);
+                assert_eq!(
+                    sha256_hex(&gunzip_single_member(&log_raw).unwrap()),
+                    entry.hash_value
+                );
             }
             previous = Some((inflated, body, signature.clone()));
         }
@@ -179,8 +208,14 @@ async fn delivers_signed_chains_and_enforces_trust_boundaries() {
         .assume_role_as_collector(&member.role_arn, Some(&external_id))
         .await
         .expect("assume with the ExternalId");
-    assert!(sim.assume_role_as_collector(&member.role_arn, Some("wrong-external-id")).await.is_err());
-    assert!(sim.assume_role_as_collector(&member.role_arn, None).await.is_err());
+    assert!(sim
+        .assume_role_as_collector(&member.role_arn, Some("wrong-external-id"))
+        .await
+        .is_err());
+    assert!(sim
+        .assume_role_as_collector(&member.role_arn, None)
+        .await
+        .is_err());
     let broken = &sim.org.members[2];
     assert!(broken.broken);
     let refused = sim
@@ -199,8 +234,18 @@ async fn delivers_signed_chains_and_enforces_trust_boundaries() {
     let own = list_keys(&member_s3, &member.trail_bucket, "AWSLogs/").await;
     assert!(!own.is_empty());
     let other_bucket = &sim.org.members[1].trail_bucket;
-    assert!(member_s3.list_objects_v2().bucket(other_bucket).send().await.is_err());
-    let org_listing = list_keys(&harness::s3_client(&org_reader), &org_trail.bucket, "org/AWSLogs/o-sim1234567/").await;
+    assert!(member_s3
+        .list_objects_v2()
+        .bucket(other_bucket)
+        .send()
+        .await
+        .is_err());
+    let org_listing = list_keys(
+        &harness::s3_client(&org_reader),
+        &org_trail.bucket,
+        "org/AWSLogs/o-sim1234567/",
+    )
+    .await;
     assert!(!org_listing.is_empty());
     let write_archive = member_s3
         .put_object()
@@ -211,7 +256,10 @@ async fn delivers_signed_chains_and_enforces_trust_boundaries() {
         .body(ByteStream::from_static(b"forged"))
         .send()
         .await;
-    assert!(write_archive.is_err(), "a member role must not write the archive");
+    assert!(
+        write_archive.is_err(),
+        "a member role must not write the archive"
+    );
     let write_own = member_s3
         .put_object()
         .bucket(&member.trail_bucket)
@@ -276,7 +324,10 @@ async fn late_log_sorts_before_delivered_logs_and_has_a_backfill_digest() {
         region: 1,
         trail: TrailKind::Organization,
     };
-    let late = sim.deliver_late_log(selector).await.expect("deliver a late log");
+    let late = sim
+        .deliver_late_log(selector)
+        .await
+        .expect("deliver a late log");
     let chain = sim.chain(selector).unwrap().clone();
     let client = sim.root_s3("999999999999").unwrap().clone();
     let client = &client;
@@ -294,14 +345,23 @@ async fn late_log_sorts_before_delivered_logs_and_has_a_backfill_digest() {
         Some(&late.backfill_generation_timestamp)
     );
     let body = verify_digest_object(&raw, &metadata["signature"], &exported_key(&sim)).unwrap();
-    assert!(body.previous.is_none(), "the first backfill digest starts its own chain");
+    assert!(
+        body.previous.is_none(),
+        "the first backfill digest starts its own chain"
+    );
     assert_eq!(body.log_files.len(), 1);
     assert_eq!(body.log_files[0].s3_object, late.log.key);
     let (log_raw, _) = get(client, &chain.bucket, &late.log.key).await;
-    assert_eq!(sha256_hex(&gunzip_single_member(&log_raw).unwrap()), body.log_files[0].hash_value);
+    assert_eq!(
+        sha256_hex(&gunzip_single_member(&log_raw).unwrap()),
+        body.log_files[0].hash_value
+    );
 
     // A second late delivery links to the first backfill digest.
-    let second = sim.deliver_late_log(selector).await.expect("a second late log");
+    let second = sim
+        .deliver_late_log(selector)
+        .await
+        .expect("a second late log");
     assert_ne!(second.backfill_digest.key, late.backfill_digest.key);
     let (raw, metadata) = get(client, &chain.bucket, &second.backfill_digest.key).await;
     let body = verify_digest_object(&raw, &metadata["signature"], &exported_key(&sim)).unwrap();
@@ -340,21 +400,28 @@ async fn tampers_touch_exactly_their_victims() {
     assert!(sim.tamper(Tamper::RemoveSignatureMetadata).await.is_err());
 
     for (name, report) in &reports {
-        let client = sim.root_s3(if report.bucket.starts_with("org-") {
-            "999999999999"
-        } else {
-            &report.account_id
-        })
-        .unwrap();
+        let client = sim
+            .root_s3(if report.bucket.starts_with("org-") {
+                "999999999999"
+            } else {
+                &report.account_id
+            })
+            .unwrap();
         match report.kind {
             Tamper::DeleteLog | Tamper::DeleteDigest | Tamper::DeleteTwoConsecutiveDigests => {
                 for key in &report.touched {
-                    assert!(!exists(client, &report.bucket, key).await, "{name}: {key} still exists");
+                    assert!(
+                        !exists(client, &report.bucket, key).await,
+                        "{name}: {key} still exists"
+                    );
                 }
             }
             Tamper::DeleteNewestDigest => {
                 assert!(!exists(client, &report.bucket, &report.touched[0]).await);
-                assert!(exists(client, &report.bucket, &report.key).await, "the new head stays");
+                assert!(
+                    exists(client, &report.bucket, &report.key).await,
+                    "the new head stays"
+                );
             }
             Tamper::ModifyLog => {
                 let (raw, _) = get(client, &report.bucket, &report.key).await;
@@ -377,7 +444,10 @@ async fn tampers_touch_exactly_their_victims() {
             Tamper::SignWithOtherKey => {
                 let (raw, _) = get(client, &report.bucket, &report.key).await;
                 let body = DigestBody::parse(&gunzip_single_member(&raw).unwrap()).unwrap();
-                assert_ne!(body.digest_public_key_fingerprint, sim.signing_key().fingerprint());
+                assert_ne!(
+                    body.digest_public_key_fingerprint,
+                    sim.signing_key().fingerprint()
+                );
             }
             Tamper::MoveDigest => {
                 let (raw, _) = get(client, &report.bucket, &report.key).await;
@@ -386,14 +456,24 @@ async fn tampers_touch_exactly_their_victims() {
             }
             Tamper::PlantInOtherAccount => {
                 assert_ne!(report.account_id, sim.org.members[0].account_id);
-                assert!(report.key.starts_with(&format!("AWSLogs/{}/", report.account_id)));
-                assert!(report.key.contains(&format!("/{}_CloudTrail_", sim.org.members[0].account_id)));
+                assert!(report
+                    .key
+                    .starts_with(&format!("AWSLogs/{}/", report.account_id)));
+                assert!(report
+                    .key
+                    .contains(&format!("/{}_CloudTrail_", sim.org.members[0].account_id)));
                 assert!(exists(client, &report.bucket, &report.key).await);
             }
             Tamper::GzipBomb | Tamper::NotGzip | Tamper::PlantUnreferencedLog => {
                 let (raw, _) = get(client, &report.bucket, &report.key).await;
-                assert_eq!(raw.starts_with(&[0x1f, 0x8b]), report.kind != Tamper::NotGzip);
-                assert!(sim.delivered_log(&report.key).is_none(), "planted, not delivered");
+                assert_eq!(
+                    raw.starts_with(&[0x1f, 0x8b]),
+                    report.kind != Tamper::NotGzip
+                );
+                assert!(
+                    sim.delivered_log(&report.key).is_none(),
+                    "planted, not delivered"
+                );
             }
         }
     }
@@ -419,7 +499,10 @@ async fn saved_state_continues_the_same_chains() {
     assert_eq!(chain.digests.len(), 4);
     let client = reloaded.root_s3(&chain.account_id).unwrap();
     let (raw, metadata) = get(client, &chain.bucket, &chain.digests[2].key).await;
-    let body = verify_digest_object(&raw, &metadata["signature"], &exported_key(&reloaded)).unwrap();
+    let body =
+        verify_digest_object(&raw, &metadata["signature"], &exported_key(&reloaded)).unwrap();
     assert_eq!(body.previous.unwrap().object, chain.digests[1].key);
-    assert!(reloaded.trailvault_config_toml(directory.path()).contains("kind = \"per_account\""));
+    assert!(reloaded
+        .trailvault_config_toml(directory.path())
+        .contains("kind = \"per_account\""));
 }

@@ -122,10 +122,6 @@ impl SpanSet {
     pub fn spans(&self) -> &[Span] {
         &self.spans
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
 }
 
 /// Per-chain validation state.
