@@ -873,6 +873,11 @@ mod tests {
     const TRAIL_KEY_ARN: &str =
         "arn:aws:kms:eu-west-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000002";
 
+    const RUNTIME_CLUSTER_ARN: &str =
+        "arn:aws:ecs:eu-west-1:210987654321:cluster/trailvault-Cluster-x";
+    const RUNTIME_EXECUTION_ROLE_ARN: &str =
+        "arn:aws:iam::210987654321:role/trailvault-ExecutionRole-x";
+
     fn audit_render() -> Render {
         Render::new(AUDIT, REGION)
             .parameter("ArchiveBucketName", BUCKET)
@@ -908,6 +913,8 @@ mod tests {
                 "Arn",
                 "arn:aws:logs:eu-west-1:210987654321:log-group:/trailvault/trailvault:*",
             )
+            .attribute("Cluster", "Arn", RUNTIME_CLUSTER_ARN)
+            .attribute("ExecutionRole", "Arn", RUNTIME_EXECUTION_ROLE_ARN)
     }
 
     fn render_for(name: &str) -> Render {
@@ -1341,6 +1348,72 @@ mod tests {
         assert_eq!(
             statement_sids(&sse_s3),
             vec!["ListTrailBuckets", "ReadTrailFiles"]
+        );
+    }
+
+    #[test]
+    fn runtime_runs_collect_as_the_collector_on_a_persistent_store() {
+        let template = load(COLLECTOR_RUNTIME);
+        let render = runtime_render()
+            .parameter("ContainerImage", "trailvault:test")
+            .resource("StoreFileSystem", "fs-0123")
+            .resource("StoreAccessPoint", "fsap-0123")
+            .resource("LogGroup", "/trailvault/trailvault");
+        let task = rendered(
+            &template,
+            &render,
+            template.resource("TaskDefinition").unwrap(),
+        );
+        let properties = &task["Properties"];
+        assert_eq!(properties["TaskRoleArn"], COLLECTOR_ARN);
+        let container = &properties["ContainerDefinitions"][0];
+        assert_eq!(container["Command"], json!(["collect", "--json"]));
+        assert_eq!(container["ReadonlyRootFilesystem"], true);
+        let entry_point = container["EntryPoint"][2].as_str().unwrap();
+        assert!(entry_point.contains("trailvault --config /tmp/trailvault.toml \"$@\""));
+        assert_eq!(
+            container["MountPoints"][0],
+            json!({"SourceVolume": "store", "ContainerPath": "/var/lib/trailvault", "ReadOnly": false})
+        );
+        let store = &properties["Volumes"][0]["EFSVolumeConfiguration"];
+        assert_eq!(store["TransitEncryption"], "ENABLED");
+        assert_eq!(store["AuthorizationConfig"]["IAM"], "ENABLED");
+        assert_eq!(container["LogConfiguration"]["LogDriver"], "awslogs");
+        assert_eq!(
+            template.property("StoreFileSystem", "Encrypted").unwrap(),
+            true
+        );
+
+        let file_system = rendered(
+            &template,
+            &render,
+            template.policy_document("StoreFileSystem").unwrap(),
+        );
+        assert_eq!(
+            aws_principals(&file_system),
+            vec![COLLECTOR_ARN.to_owned(), "*".to_owned()]
+        );
+        assert_eq!(sid(&file_system, "DenyInsecureTransport")["Effect"], "Deny");
+
+        let scheduler = rendered(
+            &template,
+            &render,
+            template
+                .inline_policy("SchedulerRole", "trailvault-run-task")
+                .unwrap(),
+        );
+        assert_eq!(
+            sid(&scheduler, "PassTheTaskRoles")["Resource"],
+            json!([COLLECTOR_ARN, RUNTIME_EXECUTION_ROLE_ARN])
+        );
+        assert_eq!(
+            sid(&scheduler, "RunTheCollectorTask")["Condition"],
+            json!({"ArnEquals": {"ecs:cluster": RUNTIME_CLUSTER_ARN}})
+        );
+        let schedule = template.resource("Schedule").unwrap();
+        assert_eq!(
+            schedule["Properties"]["Target"]["EcsParameters"]["TaskCount"],
+            1
         );
     }
 

@@ -39,7 +39,7 @@ use tracing::{info_span, warn, Instrument};
 use crate::cloudtrail::gzip::InflateLimits;
 use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
 use crate::error::SeamError;
-use crate::findings::Finding;
+use crate::findings::{Finding, FindingKind};
 use crate::report::{OperationError, Stats};
 use crate::seams::{Archive, Clock, ObjectRecord, ProgressStore, SourceRef};
 
@@ -340,7 +340,8 @@ pub async fn verify(
     let scope = Scope { only_accounts };
     let mut chains = 0;
     for source in unique {
-        let span = info_span!("verify", reader = %source.reader_account_id, bucket = %source.bucket);
+        let span =
+            info_span!("verify", reader = %source.reader_account_id, bucket = %source.bucket);
         chains += verify_source(&ctx, source, &scope).instrument(span).await;
     }
     if let Err(error) = store.flush() {
@@ -406,6 +407,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     }
     inventory.finish();
     drop(records);
+    set_aside_future_digests(ctx, &mut inventory, scope);
 
     // 2. What earlier runs validated.
     let states = load_states(ctx, source, &inventory);
@@ -431,7 +433,20 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
         .collect()
         .await;
 
-    // 4. Remember what was validated.
+    // 4. Remember what was validated: log references first, so that no saved
+    // chain state ever claims a digest whose listed files were not recorded.
+    let flushed = lock(&ctx.log_refs).flush(ctx.store);
+    let refs_saved = match flushed {
+        Ok(()) => true,
+        Err(error) => {
+            ctx.error(&OpError::new(
+                reader,
+                "write log references".to_string(),
+                error,
+            ));
+            false
+        }
+    };
     let mut states = states;
     let mut lowered: BTreeMap<inventory::AreaId, DateTime<Utc>> = BTreeMap::new();
     for (chain_id, result) in results {
@@ -441,7 +456,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
                 *entry = (*entry).min(earliest);
             }
         }
-        if result.changed {
+        if result.changed && refs_saved {
             if let Err(error) = ctx
                 .store
                 .put_state(&chain_id.state_name(), &result.state.encode())
@@ -464,9 +479,50 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
 
     let flushed = lock(&ctx.log_refs).flush(ctx.store);
     if let Err(error) = flushed {
-        ctx.error(&OpError::new(reader, "write log references".to_string(), error));
+        ctx.error(&OpError::new(
+            reader,
+            "write log references".to_string(),
+            error,
+        ));
     }
     chains_in_scope
+}
+
+/// Digests named for more than this after now cannot be CloudTrail's (which
+/// signs a window after it closes); they stay out of the chain order, where a
+/// far-future name would pose as the head.
+const FUTURE_TOLERANCE_HOURS: i64 = 2;
+
+fn set_aside_future_digests(ctx: &Ctx<'_>, inventory: &mut Inventory, scope: &Scope<'_>) {
+    let limit = ctx.now + Duration::hours(FUTURE_TOLERANCE_HOURS);
+    for (chain, entries) in &mut inventory.chains {
+        let split = entries.partition_point(|entry| entry.end <= limit);
+        let future = entries.split_off(split);
+        if !scope.covers_chain(chain) {
+            continue;
+        }
+        for entry in future {
+            let archive_key = chain
+                .source_ref(&entry.key)
+                .archive_key(&ctx.settings.archive_prefix);
+            ctx.finding(
+                Finding::new(
+                    FindingKind::DigestMalformed,
+                    &chain.account,
+                    &chain.bucket,
+                    &entry.key,
+                    format!(
+                        "the key names a digest ending {}, in the future: CloudTrail signs a digest after its hour ends",
+                        entry.end.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                )
+                .with_region(Some(&chain.region))
+                .with_trail(Some(&chain.trail))
+                .with_archive_key(Some(&archive_key)),
+            );
+        }
+    }
+    inventory.chains.retain(|_, entries| !entries.is_empty());
 }
 
 /// The saved state of every inventoried chain of `source` (one prefix scan).
@@ -500,7 +556,9 @@ fn load_states(
             Some(state) => {
                 states.insert(chain_id.clone(), state);
             }
-            None => warn!(chain = %chain_id.state_name(), "unreadable chain state; validating the chain again"),
+            None => {
+                warn!(chain = %chain_id.state_name(), "unreadable chain state; validating the chain again")
+            }
         }
     }
     states

@@ -568,7 +568,7 @@ fn api_event(
             rng.below(256),
             rng.between(1, 254)
         ),
-        user_agent: *rng.pick(USER_AGENTS),
+        user_agent: rng.pick::<&'static str>(USER_AGENTS),
         error_code: failed.then_some("AccessDenied"),
         error_message: failed
             .then(|| format!("User is not authorized to perform: {source}:{name}")),

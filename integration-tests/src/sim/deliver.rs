@@ -223,6 +223,11 @@ fn plan_digest(
 
 /// Hour `hour_index` of `chain`: 0–3 logs (sometimes an Insights file) delivered at
 /// whole minutes strictly inside the window, and the digest ending at `end`.
+///
+/// Insights files are listed in `logFiles` like ordinary logs. Whether real digests
+/// list them is unconfirmed (SPEC §10.4); listing them makes the validator follow
+/// `logFiles` into any folder instead of hard-coding `CloudTrail/`, and keeps them
+/// from counting as unreferenced.
 fn plan_hour(
     chain: &ChainState,
     seed: u64,

@@ -6,3 +6,5 @@
 
 mod policies;
 mod sim;
+mod cli;
+mod collect;

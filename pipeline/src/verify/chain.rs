@@ -128,6 +128,9 @@ pub(crate) async fn validate_chain(
         ctx.count_digest();
         let window_start = examined.window_start();
         state.validated.insert(entry.end, window_start);
+        if examined.lists_own_window(chain) {
+            state.listed.insert(entry.end, window_start);
+        }
         result.earliest_window_start = Some(
             result
                 .earliest_window_start
@@ -145,7 +148,9 @@ pub(crate) async fn validate_chain(
 }
 
 fn digest_finding(ctx: &Ctx<'_>, chain: &ChainId, key: &str, problem: &Problem) -> Finding {
-    let archive_key = chain.source_ref(key).archive_key(&ctx.settings.archive_prefix);
+    let archive_key = chain
+        .source_ref(key)
+        .archive_key(&ctx.settings.archive_prefix);
     Finding::new(
         problem.kind,
         &chain.account,
@@ -184,7 +189,9 @@ pub(crate) fn report_missing_hours(
             time_text(*hour)
         );
         if more > 0 && index + 1 == hours.len() {
-            detail.push_str(&format!(" ({more} more missing hours not listed)"));
+            detail.push_str(&format!(
+                " ({more} more missing hours of this gap are not listed)"
+            ));
         }
         ctx.finding(missing_digest(chain, &chain.bucket, &key, detail));
     }
@@ -205,7 +212,7 @@ async fn check_links(
     let Some(digest) = current.valid_digest() else {
         // Untrusted body: only the cadence of the archived keys themselves.
         if let (true, Some(older)) = (standard, older) {
-            let hours = hours_back(
+            let (hours, more) = hours_back(
                 current.end - Duration::hours(1),
                 older.end,
                 MAX_MISSING_PER_GAP,
@@ -214,12 +221,13 @@ async fn check_links(
                 ctx,
                 chain,
                 &hours,
-                0,
+                more,
                 &format!(
-                    "the archived digests before and after it end at {} and {} ({}), and CloudTrail delivers one digest per hour",
+                    "the archived digests around it, {} and {}, end at {} and {}, and CloudTrail delivers one digest per hour",
+                    older.key,
+                    current.key,
                     time_text(older.end),
-                    time_text(current.end),
-                    current.key
+                    time_text(current.end)
                 ),
             );
         }
@@ -254,9 +262,8 @@ async fn check_links(
         return Ok(());
     };
 
-    let links_to_older = older.is_some_and(|older| {
-        previous.s3_bucket == chain.bucket && previous.s3_object == older.key
-    });
+    let links_to_older = older
+        .is_some_and(|older| previous.s3_bucket == chain.bucket && previous.s3_object == older.key);
     let target = if links_to_older {
         before.cloned()
     } else {
@@ -298,7 +305,10 @@ async fn check_links(
                 problems.push(format!(
                     "previousDigestSignature {} differs from the previous digest's signature {}",
                     abbreviate(&previous.signature),
-                    target.signature.as_deref().map_or("(none)".to_string(), abbreviate)
+                    target
+                        .signature
+                        .as_deref()
+                        .map_or("(none)".to_string(), abbreviate)
                 ));
             }
             if !problems.is_empty() {
@@ -344,13 +354,11 @@ async fn check_links(
         let named = parse_digest_key(&chain.reader, &previous.s3_bucket, &previous.s3_object);
         if let Some((named_chain, named_end)) = named {
             if named_chain == *chain && named_end > older.end && named_end < current.end {
-                let all = hours_back(named_end, older.end, usize::MAX);
-                let more = all.len().saturating_sub(MAX_MISSING_PER_GAP);
-                let hours = all.get(more..).unwrap_or_default();
+                let (hours, more) = hours_back(named_end, older.end, MAX_MISSING_PER_GAP);
                 report_missing_hours(
                     ctx,
                     chain,
-                    hours,
+                    &hours,
                     more,
                     &format!(
                         "digest {} links back to {} while the newest archived digest before it is {}; CloudTrail delivers one digest per hour",
@@ -385,7 +393,11 @@ async fn resolve_previous(
         key: key.to_string(),
     };
     let record = ctx.store.object(&source).map_err(|error| {
-        OpError::new(&chain.account, format!("read store s3://{bucket}/{key}"), error)
+        OpError::new(
+            &chain.account,
+            format!("read store s3://{bucket}/{key}"),
+            error,
+        )
     })?;
     let archive_key = source.archive_key(&ctx.settings.archive_prefix);
     let (version_id, raw_sha256) = match record {
@@ -421,5 +433,7 @@ async fn resolve_previous(
         version_id,
         raw_sha256,
     };
-    Ok(Some(examine_digest(ctx, &named_chain, &entry).await?.link_info()))
+    Ok(Some(
+        examine_digest(ctx, &named_chain, &entry).await?.link_info(),
+    ))
 }

@@ -72,6 +72,17 @@ impl Examined {
         self.digest.as_ref().filter(|_| self.problem.is_none())
     }
 
+    /// Whether the body read is this digest's own (parsed, and found where
+    /// CloudTrail delivered it), so its log list is this window's list.
+    pub fn lists_own_window(&self, chain: &ChainId) -> bool {
+        self.digest.as_ref().is_some_and(|digest| {
+            digest.digest_s3_bucket == chain.bucket && digest.digest_s3_object == self.key
+        }) && !matches!(
+            self.problem.as_ref().map(|problem| problem.kind),
+            Some(FindingKind::ArchiveCopyInvalid)
+        )
+    }
+
     /// Start of the delivery window this digest covers.
     pub fn window_start(&self) -> DateTime<Utc> {
         match self.valid_digest() {
@@ -244,7 +255,13 @@ pub(crate) fn inspect_digest_bytes(
     if !digest.absent_fields.is_empty() {
         warn!(key = %entry.key, fields = ?digest.absent_fields, "digest lacks optional fields");
     }
-    examined.problem = body_problem(chain, entry, &digest, metadata, examined.signature.is_some());
+    examined.problem = body_problem(
+        chain,
+        entry,
+        &digest,
+        metadata,
+        examined.signature.is_some(),
+    );
     examined.digest = Some(digest);
     examined
 }
@@ -298,7 +315,9 @@ fn body_problem(
         if !algorithm.eq_ignore_ascii_case(SIGNATURE_ALGORITHM) {
             return problem(
                 FindingKind::DigestMalformed,
-                format!("digestSignatureAlgorithm is {algorithm:?}, expected {SIGNATURE_ALGORITHM}"),
+                format!(
+                    "digestSignatureAlgorithm is {algorithm:?}, expected {SIGNATURE_ALGORITHM}"
+                ),
             );
         }
     }
@@ -343,7 +362,9 @@ fn body_problem(
         Some(algorithm) if algorithm.eq_ignore_ascii_case(SIGNATURE_ALGORITHM) => None,
         Some(algorithm) => problem(
             FindingKind::DigestSignatureInvalid,
-            format!("signature-algorithm metadata is {algorithm:?}, expected {SIGNATURE_ALGORITHM}"),
+            format!(
+                "signature-algorithm metadata is {algorithm:?}, expected {SIGNATURE_ALGORITHM}"
+            ),
         ),
         None => problem(
             FindingKind::DigestSignatureInvalid,

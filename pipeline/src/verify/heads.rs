@@ -23,6 +23,9 @@ fn time_text(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// A sibling's validated head: its chain, end time and key.
+type ProvenHead<'a> = (&'a ChainId, DateTime<Utc>, &'a str);
+
 pub(crate) fn check_heads(
     ctx: &Ctx<'_>,
     inventory: &Inventory,
@@ -31,8 +34,7 @@ pub(crate) fn check_heads(
 ) {
     // Validated, valid heads per sibling group: only a digest whose signature
     // verified may prove that CloudTrail was delivering at that hour.
-    let mut proven_heads: BTreeMap<SiblingGroup, Vec<(&ChainId, DateTime<Utc>, &str)>> =
-        BTreeMap::new();
+    let mut proven_heads: BTreeMap<SiblingGroup, Vec<ProvenHead<'_>>> = BTreeMap::new();
     for (chain, state) in states {
         if chain.backfill {
             continue;
@@ -89,17 +91,20 @@ pub(crate) fn check_heads(
             continue;
         };
         let limit = (*sibling_end).min(ctx.now - ctx.delivery_grace());
-        let mut hours = Vec::new();
-        let mut more = 0usize;
-        let mut hour = head.end + Duration::hours(1);
-        while hour <= limit {
-            if hours.len() < MAX_MISSING_PER_GAP {
-                hours.push(hour);
-            } else {
-                more += 1;
-            }
-            hour += Duration::hours(1);
-        }
+        let first_missing = head.end + Duration::hours(1);
+        let total = if limit < first_missing {
+            0
+        } else {
+            usize::try_from((limit - first_missing).num_seconds() / 3600)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1)
+        };
+        let listed = total.min(MAX_MISSING_PER_GAP);
+        let hours: Vec<DateTime<Utc>> = (0..listed)
+            .filter_map(|ahead| i64::try_from(ahead).ok())
+            .map(|ahead| first_missing + Duration::hours(ahead))
+            .collect();
+        let more = total - listed;
         report_missing_hours(
             ctx,
             chain,

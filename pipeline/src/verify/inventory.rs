@@ -217,7 +217,8 @@ impl Inventory {
         };
         match &trail_key.file {
             FileName::Digest { end_time, .. } => {
-                let Some(chain) = ChainId::of(&source.reader_account_id, &source.bucket, &trail_key)
+                let Some(chain) =
+                    ChainId::of(&source.reader_account_id, &source.bucket, &trail_key)
                 else {
                     return;
                 };
@@ -274,20 +275,29 @@ pub(crate) fn parse_digest_key(
 }
 
 /// `start`, `start − 1h`, … down to just after `after` (30 minutes of slack
-/// for offsets that drift), oldest first; at most `cap` entries (the newest).
+/// for offsets that drift), oldest first: the newest `cap` of them, and how
+/// many older ones were left out. Counted, not walked: the times come from
+/// key names, which may be centuries apart.
 pub(crate) fn hours_back(
     start: DateTime<Utc>,
     after: DateTime<Utc>,
     cap: usize,
-) -> Vec<DateTime<Utc>> {
-    let mut out = Vec::new();
-    let mut t = start;
-    while t - after >= Duration::minutes(30) && out.len() < cap {
-        out.push(t);
-        t -= Duration::hours(1);
+) -> (Vec<DateTime<Utc>>, usize) {
+    let slack = Duration::minutes(30);
+    let span = start - after;
+    if span < slack {
+        return (Vec::new(), 0);
     }
+    let total = usize::try_from((span - slack).num_seconds() / 3600)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let listed = total.min(cap);
+    let mut out: Vec<DateTime<Utc>> = (0..listed)
+        .filter_map(|back| i64::try_from(back).ok())
+        .map(|back| start - Duration::hours(back))
+        .collect();
     out.reverse();
-    out
+    (out, total - listed)
 }
 
 #[cfg(test)]
@@ -316,9 +326,24 @@ mod tests {
     fn hours_back_stops_near_the_older_digest() {
         let after = DateTime::from_timestamp(1_000_000 * 3600 + 304, 0).unwrap();
         let three_later = after + Duration::hours(3);
-        let hours = hours_back(three_later, after, 100);
-        assert_eq!(hours, vec![after + Duration::hours(1), after + Duration::hours(2), three_later]);
-        assert_eq!(hours_back(three_later, after, 1), vec![three_later]);
-        assert!(hours_back(after + Duration::minutes(20), after, 100).is_empty());
+        let (hours, more) = hours_back(three_later, after, 100);
+        assert_eq!(
+            hours,
+            vec![
+                after + Duration::hours(1),
+                after + Duration::hours(2),
+                three_later
+            ]
+        );
+        assert_eq!(more, 0);
+        assert_eq!(hours_back(three_later, after, 1), (vec![three_later], 2));
+        assert_eq!(
+            hours_back(after + Duration::minutes(20), after, 100),
+            (Vec::new(), 0)
+        );
+        let ancient = DateTime::from_timestamp(-62_000_000_000, 0).unwrap();
+        let (hours, more) = hours_back(three_later, ancient, 5);
+        assert_eq!(hours.len(), 5);
+        assert!(more > 10_000_000);
     }
 }

@@ -21,6 +21,12 @@ use super::{lock, Ctx, OpError, Scope};
 /// their name: covers a collection that recorded them while that check ran.
 const COPIED_SLACK_MINUTES: i64 = 60;
 
+/// A log file is judged only when the archived digests cover at least this
+/// long after its name's minute: the name is the delivery minute, while
+/// digest windows end at any second, and a file named just before a window
+/// ends may be listed by the next digest.
+const COVERAGE_MARGIN_MINUTES: i64 = 10;
+
 /// What the archive holds for a listed log file.
 struct Content {
     content_sha256: Option<[u8; 32]>,
@@ -183,9 +189,9 @@ fn time_text(time: DateTime<Utc>) -> String {
 
 /// `log_file_unreferenced` for archived `CloudTrail/` files that no digest
 /// lists, named before `now − grace` inside the delivery windows of the
-/// area's validated standard digests (a file in a window whose digest is
-/// missing, or outside any chain, is not judged: that digest's absence is
-/// the finding). `lowered` holds, per area, the earliest window validated in
+/// area's validated standard digests whose log lists were read (a file in a
+/// window whose digest is missing or unreadable, or outside any chain, is not
+/// judged: that digest's absence or state is the finding). `lowered` holds, per area, the earliest window validated in
 /// this run, which may reopen files judged before.
 pub(crate) fn check_unreferenced(
     ctx: &Ctx<'_>,
@@ -200,10 +206,13 @@ pub(crate) fn check_unreferenced(
         if chain.backfill {
             continue;
         }
-        coverage
-            .entry(chain.area())
-            .or_default()
-            .extend(state.validated.spans().iter().map(|span| (*span, chain.trail.as_str())));
+        coverage.entry(chain.area()).or_default().extend(
+            state
+                .listed
+                .spans()
+                .iter()
+                .map(|span| (*span, chain.trail.as_str())),
+        );
     }
     let mut by_area: BTreeMap<&AreaId, Vec<&LogEntry>> = BTreeMap::new();
     for log in &inventory.logs {
@@ -227,7 +236,11 @@ pub(crate) fn check_unreferenced(
                     .and_then(|bytes| AreaState::decode(&bytes))
                     .unwrap_or_default(),
                 Err(error) => {
-                    ctx.error(&OpError::new(&area.account, format!("read state {name}"), error));
+                    ctx.error(&OpError::new(
+                        &area.account,
+                        format!("read state {name}"),
+                        error,
+                    ));
                     continue;
                 }
             }
@@ -237,7 +250,8 @@ pub(crate) fn check_unreferenced(
             .filter_map(|(span, _)| DateTime::from_timestamp(span.last_end, 0))
             .max()
             .unwrap_or(grace_limit);
-        let horizon = grace_limit.min(covered_until);
+        let margin = Duration::minutes(COVERAGE_MARGIN_MINUTES);
+        let horizon = grace_limit.min(covered_until - margin);
         let judged_from = match (saved.checked_until, lowered.get(area)) {
             (Some(until), Some(lowered)) => Some(until.min(*lowered)),
             (until, _) => until,
@@ -259,7 +273,7 @@ pub(crate) fn check_unreferenced(
             }
             let at = delivered.timestamp();
             let covering = spans.iter().find(|(span, _)| {
-                span.window_start <= at && at.saturating_add(60) <= span.last_end
+                span.window_start <= at && at.saturating_add(margin.num_seconds()) <= span.last_end
             });
             let Some((span, trail)) = covering else {
                 continue;
@@ -306,11 +320,19 @@ pub(crate) fn check_unreferenced(
         }
         let updated = AreaState {
             v: STATE_VERSION,
-            checked_until: Some(saved.checked_until.map_or(horizon, |until| until.max(horizon))),
+            checked_until: Some(
+                saved
+                    .checked_until
+                    .map_or(horizon, |until| until.max(horizon)),
+            ),
             last_run_at: Some(ctx.now),
         };
         if let Err(error) = ctx.store.put_state(&name, &updated.encode()) {
-            ctx.error(&OpError::new(&area.account, format!("write state {name}"), error));
+            ctx.error(&OpError::new(
+                &area.account,
+                format!("write state {name}"),
+                error,
+            ));
         }
     }
 }

@@ -131,6 +131,11 @@ pub(crate) struct ChainState {
     /// Digests already validated (whatever the result): never read again by
     /// an incremental run.
     pub validated: SpanSet,
+    /// Validated digests whose own log list could be read (parsed, and found
+    /// where CloudTrail delivered it): the delivery windows in which an
+    /// archived log file must be listed by some digest.
+    #[serde(default)]
+    pub listed: SpanSet,
     /// The newest validated digest, so the next one links to it without a GET.
     pub head: Option<LinkInfo>,
 }
@@ -299,8 +304,11 @@ mod tests {
     use super::*;
 
     fn at(hours: i64, offset: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_700_000_000 - 1_700_000_000 % 3600 + hours * 3600 + offset, 0)
-            .unwrap()
+        DateTime::from_timestamp(
+            1_700_000_000 - 1_700_000_000 % 3600 + hours * 3600 + offset,
+            0,
+        )
+        .unwrap()
     }
 
     #[test]

@@ -1,1 +1,939 @@
+//! Validation against the in-memory seams: a clean chain, each tamper of SPEC
+//! §9.4 (and the CLI's blind spots of §6.5), incremental runs, full audits,
+//! operational errors, and arbitrary digest content.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use proptest::prelude::*;
+use serde_json::Value;
+
+use super::inventory::{parse_digest_key, DigestEntry};
+use super::testkit::*;
+use super::*;
+use crate::cloudtrail::digest::Digest;
+use crate::findings::FindingKind;
+use crate::memory::{MemoryArchive, MemoryStore};
+use crate::seams::{LockMode, PutSpec};
+
+const HOURS: usize = 48;
+
+fn first_end() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 1, 0, 5, 4).unwrap()
+}
+
+fn last_end() -> DateTime<Utc> {
+    first_end() + Duration::hours(HOURS as i64 - 1)
+}
+
+fn now() -> DateTime<Utc> {
+    last_end() + Duration::minutes(30)
+}
+
+fn found(outcome: &VerifyOutcome) -> BTreeSet<(FindingKind, String)> {
+    outcome
+        .findings
+        .iter()
+        .map(|finding| (finding.kind, finding.key.clone()))
+        .collect()
+}
+
+fn expected(pairs: &[(FindingKind, &str)]) -> BTreeSet<(FindingKind, String)> {
+    pairs
+        .iter()
+        .map(|(kind, key)| (*kind, key.to_string()))
+        .collect()
+}
+
+fn archive_key_of(key: &str) -> String {
+    World::source_ref(key).archive_key(ARCHIVE_PREFIX)
+}
+
+/// One organization-trail chain of 48 hours (start-of-chain first, empty
+/// hours, two days), plus a backfill digest listing a late log file.
+struct Scenario {
+    world: World,
+    trail: Trail,
+    chain: Vec<SimDigest>,
+}
+
+fn scenario() -> Scenario {
+    scenario_with(|_| {})
+}
+
+/// The scenario with the genuine chain edited first (as CloudTrail itself
+/// would have signed it).
+fn scenario_with(edit: impl FnOnce(&mut Vec<SimDigest>)) -> Scenario {
+    let trail = Trail::org("eu-west-1");
+    let mut chain = build_chain(&trail, first_end(), HOURS);
+    edit(&mut chain);
+    let late_window_end = chain[10].end;
+    let late = trail.log(late_window_end - Duration::minutes(10), "LATE0000000000000");
+    let backfill = backfill_digest(&trail, late_window_end, vec![late]);
+    let world = World::new(now());
+    for digest in &chain {
+        world.put_digest(digest);
+    }
+    world.put_digest(&backfill);
+    Scenario {
+        world,
+        trail,
+        chain,
+    }
+}
+
+/// Tampers with the source before collection, archives, validates.
+async fn tampered(tamper: impl FnOnce(&Scenario)) -> (Scenario, VerifyOutcome) {
+    let scenario = scenario();
+    tamper(&scenario);
+    scenario.world.archive_all().await;
+    let outcome = scenario.world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    (scenario, outcome)
+}
+
+fn assert_only(outcome: &VerifyOutcome, pairs: &[(FindingKind, &str)]) {
+    assert_eq!(found(outcome), expected(pairs), "{:#?}", outcome.findings);
+}
+
+fn log_count(chain: &[SimDigest]) -> u64 {
+    chain.iter().map(|digest| digest.logs.len() as u64).sum()
+}
+
+#[tokio::test]
+async fn clean_chain_validates_without_findings() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let outcome = scenario.world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(&outcome, &[]);
+    assert_eq!(outcome.chains, 2);
+    assert_eq!(outcome.stats.digests_validated, HOURS as u64 + 1);
+    assert_eq!(
+        outcome.stats.log_files_validated,
+        log_count(&scenario.chain) + 1
+    );
+    assert!(scenario.chain.iter().any(|digest| digest.logs.is_empty()));
+    assert_ne!(
+        scenario.chain[0].end.date_naive(),
+        scenario.chain[HOURS - 1].end.date_naive()
+    );
+    assert!(String::from_utf8_lossy(&scenario.chain[1].inflated).contains("\\/"));
+}
+
+#[tokio::test]
+async fn modified_log_is_a_hash_mismatch() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let log = &scenario.chain[20].logs[0];
+        let mut forged = log.inflated.clone();
+        forged.extend_from_slice(b" ");
+        scenario.world.source.put(&log.key, gzip(&forged), &[]);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(
+            FindingKind::LogFileHashMismatch,
+            &scenario.chain[20].logs[0].key,
+        )],
+    );
+    let finding = &outcome.findings[0];
+    assert_eq!(finding.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(finding.trail.as_deref(), Some("Org_Trail.main"));
+    assert_eq!(finding.account_id, ACCOUNT);
+    assert_eq!(
+        finding.archive_key.as_deref(),
+        Some(archive_key_of(&scenario.chain[20].logs[0].key).as_str())
+    );
+    assert!(finding.new);
+}
+
+#[tokio::test]
+async fn log_with_an_appended_gzip_member_has_trailing_data() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let log = &scenario.chain[20].logs[0];
+        let mut appended = log.raw.clone();
+        appended.extend_from_slice(&gzip(br#"{"Records":[{"eventName":"Forged"}]}"#));
+        scenario.world.source.put(&log.key, appended, &[]);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(
+            FindingKind::LogFileTrailingData,
+            &scenario.chain[20].logs[0].key,
+        )],
+    );
+}
+
+#[tokio::test]
+async fn changed_digest_byte_invalidates_its_signature() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let digest = &scenario.chain[20];
+        let hash = sha_hex(&digest.logs[0].inflated);
+        let flipped = if hash.starts_with('0') { "1" } else { "0" };
+        let forged = replace_once(&digest.inflated, &hash, &format!("{flipped}{}", &hash[1..]));
+        put_raw_digest(scenario, digest, gzip(&forged), Some(&digest.signature));
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestSignatureInvalid, &scenario.chain[20].key)],
+    );
+}
+
+fn put_raw_digest(scenario: &Scenario, digest: &SimDigest, raw: Vec<u8>, signature: Option<&str>) {
+    let mut metadata = vec![("signature-algorithm", "SHA256withRSA")];
+    if let Some(signature) = signature {
+        metadata.push(("signature", signature));
+    }
+    scenario.world.source.put(&digest.key, raw, &metadata);
+}
+
+#[tokio::test]
+async fn digest_signed_by_another_key_has_an_unknown_public_key() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let mut forged = scenario.chain[20].clone();
+        forged.inflated = replace_once(
+            &forged.inflated,
+            aws_key().fingerprint(),
+            rogue_key().fingerprint(),
+        );
+        resign(
+            &mut forged,
+            Some(&scenario.chain[19].signature),
+            rogue_key(),
+        );
+        scenario.world.put_digest(&forged);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestPublicKeyUnknown, &scenario.chain[20].key)],
+    );
+}
+
+#[tokio::test]
+async fn digest_stored_under_another_key_was_moved() {
+    // Hour 23 is empty, so no log file loses its only digest.
+    let (scenario, outcome) = tampered(|scenario| {
+        let moved = &scenario.chain[22];
+        assert!(scenario.chain[23].logs.is_empty());
+        put_raw_digest(
+            scenario,
+            &scenario.chain[23],
+            moved.raw.clone(),
+            Some(&moved.signature),
+        );
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestMoved, &scenario.chain[23].key)],
+    );
+}
+
+#[tokio::test]
+async fn digest_without_signature_metadata_is_invalid() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let digest = &scenario.chain[20];
+        put_raw_digest(scenario, digest, digest.raw.clone(), None);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestSignatureInvalid, &scenario.chain[20].key)],
+    );
+    assert!(outcome.findings[0]
+        .detail
+        .contains("signature metadata missing"));
+}
+
+#[tokio::test]
+async fn digest_with_an_appended_gzip_member_is_malformed() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let digest = &scenario.chain[20];
+        let mut raw = digest.raw.clone();
+        raw.extend_from_slice(&gzip(b"{}"));
+        put_raw_digest(scenario, digest, raw, Some(&digest.signature));
+    })
+    .await;
+    // Its log files are not judged unreferenced: their digest is the finding.
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestMalformed, &scenario.chain[20].key)],
+    );
+    assert!(outcome.findings[0].detail.contains("after the end"));
+}
+
+async fn validate(scenario: &Scenario) -> VerifyOutcome {
+    scenario.world.archive_all().await;
+    let outcome = scenario.world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    outcome
+}
+
+#[tokio::test]
+async fn signed_digest_with_a_wrong_previous_hash_is_a_link_mismatch() {
+    let scenario = scenario_with(|chain| {
+        edit_and_resign(&mut chain[21], |object| {
+            object.insert("previousDigestHashValue".into(), "00".repeat(32).into());
+        });
+        relink(chain, 22);
+    });
+    let outcome = validate(&scenario).await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestLinkMismatch, &scenario.chain[21].key)],
+    );
+    assert!(outcome.findings[0]
+        .detail
+        .contains("previousDigestHashValue"));
+}
+
+#[tokio::test]
+async fn signed_digest_with_a_wrong_previous_signature_is_a_link_mismatch() {
+    let scenario = scenario_with(|chain| {
+        let other = chain[5].signature.clone();
+        edit_and_resign(&mut chain[21], |object| {
+            object.insert("previousDigestSignature".into(), other.into());
+        });
+        relink(chain, 22);
+    });
+    let outcome = validate(&scenario).await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestLinkMismatch, &scenario.chain[21].key)],
+    );
+}
+
+#[tokio::test]
+async fn signed_digest_starting_after_its_previous_end_is_a_gap() {
+    let scenario = scenario_with(|chain| {
+        let later = time_text(chain[20].end + Duration::minutes(5));
+        edit_and_resign(&mut chain[21], |object| {
+            object.insert("digestStartTime".into(), later.into());
+        });
+        relink(chain, 22);
+    });
+    let outcome = validate(&scenario).await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::ChainGap, &scenario.chain[21].key)],
+    );
+}
+
+#[tokio::test]
+async fn signed_digest_naming_another_account_is_an_account_mismatch() {
+    let scenario = scenario_with(|chain| {
+        edit_and_resign(&mut chain[21], |object| {
+            object.insert("awsAccountId".into(), "444455556666".into());
+        });
+        relink(chain, 22);
+    });
+    let outcome = validate(&scenario).await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::AccountMismatch, &scenario.chain[21].key)],
+    );
+}
+
+#[tokio::test]
+async fn digest_named_in_the_future_is_set_aside() {
+    let (scenario, outcome) = tampered(|scenario| {
+        let future = scenario
+            .trail
+            .digest_key(now() + Duration::days(400), false);
+        scenario
+            .world
+            .source
+            .put(&future, gzip(b"{}"), &[("signature", "00")]);
+    })
+    .await;
+    let future = scenario
+        .trail
+        .digest_key(now() + Duration::days(400), false);
+    assert_only(&outcome, &[(FindingKind::DigestMalformed, &future)]);
+    assert_eq!(outcome.stats.digests_validated, HOURS as u64 + 1);
+}
+
+#[tokio::test]
+async fn one_deleted_digest_is_missing() {
+    let (scenario, outcome) = tampered(|scenario| {
+        scenario.world.source.delete(&scenario.chain[20].key);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestMissing, &scenario.chain[20].key)],
+    );
+    assert_eq!(outcome.findings[0].archive_key, None);
+}
+
+#[tokio::test]
+async fn two_consecutive_deleted_digests_are_two_findings() {
+    let (scenario, outcome) = tampered(|scenario| {
+        scenario.world.source.delete(&scenario.chain[20].key);
+        scenario.world.source.delete(&scenario.chain[21].key);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[
+            (FindingKind::DigestMissing, &scenario.chain[20].key),
+            (FindingKind::DigestMissing, &scenario.chain[21].key),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn three_deleted_digests_across_midnight_are_three_findings() {
+    let (scenario, outcome) = tampered(|scenario| {
+        for hour in [22, 23, 24] {
+            scenario.world.source.delete(&scenario.chain[hour].key);
+        }
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[
+            (FindingKind::DigestMissing, &scenario.chain[22].key),
+            (FindingKind::DigestMissing, &scenario.chain[23].key),
+            (FindingKind::DigestMissing, &scenario.chain[24].key),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn deleted_newest_digest_is_missing_by_its_sibling_chains() {
+    let europe = Trail::org("eu-west-1");
+    let virginia = Trail::org("us-east-1");
+    let europe_chain = build_chain(&europe, first_end(), HOURS);
+    let virginia_chain = build_chain(&virginia, first_end(), HOURS);
+    let world = World::new(last_end() + Duration::minutes(90));
+    for digest in europe_chain.iter().chain(&virginia_chain) {
+        world.put_digest(digest);
+    }
+    world.source.delete(&europe_chain[HOURS - 1].key);
+    world.archive_all().await;
+    let outcome = world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(
+        &outcome,
+        &[(FindingKind::DigestMissing, &europe_chain[HOURS - 1].key)],
+    );
+    assert_eq!(outcome.findings[0].region.as_deref(), Some("eu-west-1"));
+
+    // Within the delivery grace the sibling proves nothing yet.
+    let early = World::new(last_end() + Duration::minutes(20));
+    for digest in europe_chain.iter().chain(&virginia_chain) {
+        early.put_digest(digest);
+    }
+    early.source.delete(&europe_chain[HOURS - 1].key);
+    early.archive_all().await;
+    assert_only(&early.run(&settings()).await, &[]);
+}
+
+#[tokio::test]
+async fn log_missing_from_archive_and_source_is_missing() {
+    let (scenario, outcome) = tampered(|scenario| {
+        scenario
+            .world
+            .source
+            .delete(&scenario.chain[20].logs[1].key);
+    })
+    .await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::LogFileMissing, &scenario.chain[20].logs[1].key)],
+    );
+    assert_eq!(outcome.findings[0].archive_key, None);
+}
+
+#[tokio::test]
+async fn log_missing_from_archive_but_at_source_is_fetched() {
+    let scenario = scenario();
+    let log_key = scenario.chain[20].logs[1].key.clone();
+    scenario.world.archive_all_except(&[&log_key]).await;
+    let outcome = scenario.world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(&outcome, &[]);
+    assert_eq!(scenario.world.fetched.load(Ordering::Relaxed), 1);
+    assert!(scenario
+        .world
+        .store
+        .object(&World::source_ref(&log_key))
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn planted_log_is_unreferenced_only_after_the_grace_period() {
+    let scenario = scenario();
+    let planted = scenario.trail.log(
+        scenario.chain[20].end - Duration::minutes(40),
+        "PLANTED000000000",
+    );
+    scenario.world.put_log(&planted);
+    scenario.world.archive_all().await;
+
+    let patient = VerifySettings {
+        unreferenced_grace: Duration::hours(48),
+        ..settings()
+    };
+    let before = scenario.world.run(&patient).await;
+    assert!(before.errors.is_empty(), "{:#?}", before.errors);
+    assert_only(&before, &[]);
+
+    let after = scenario.world.run(&settings()).await;
+    assert!(after.errors.is_empty(), "{:#?}", after.errors);
+    assert_eq!(after.stats.digests_validated, 0);
+    assert_only(&after, &[(FindingKind::LogFileUnreferenced, &planted.key)]);
+    let finding = &after.findings[0];
+    assert_eq!(finding.severity, crate::findings::Severity::Warning);
+    assert_eq!(
+        finding.archive_key.as_deref(),
+        Some(archive_key_of(&planted.key).as_str())
+    );
+}
+
+#[tokio::test]
+async fn planted_log_with_an_old_name_collected_later_is_still_judged() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    assert_only(&scenario.world.run(&settings()).await, &[]);
+
+    // Planted after the check moved past its (backdated) name.
+    let planted = scenario.trail.log(
+        scenario.chain[5].end - Duration::minutes(40),
+        "BACKDATED0000000",
+    );
+    scenario.world.put_log(&planted);
+    scenario.world.clock.set(now() + Duration::minutes(10));
+    scenario.world.archive_all().await;
+    let outcome = scenario.world.run(&settings()).await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::LogFileUnreferenced, &planted.key)],
+    );
+}
+
+#[tokio::test]
+async fn chain_restart_is_a_gap() {
+    let trail = Trail::org("eu-west-1");
+    let before = build_chain(&trail, first_end(), 10);
+    let restart_end = first_end() + Duration::hours(12) + Duration::minutes(25);
+    let after = build_chain(&trail, restart_end, 10);
+    let world = World::new(after[9].end + Duration::minutes(30));
+    for digest in before.iter().chain(&after) {
+        world.put_digest(digest);
+    }
+    world.archive_all().await;
+    let outcome = world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(&outcome, &[(FindingKind::ChainGap, &after[0].key)]);
+}
+
+#[tokio::test]
+async fn stale_head_is_reported() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    scenario.world.clock.set(now() + Duration::hours(5));
+    let outcome = scenario.world.run(&settings()).await;
+    assert_only(
+        &outcome,
+        &[(FindingKind::ChainHeadStale, &scenario.chain[HOURS - 1].key)],
+    );
+}
+
+#[tokio::test]
+async fn incremental_runs_read_only_new_digests() {
+    let trail = Trail::org("eu-west-1");
+    let chain = build_chain(&trail, first_end(), HOURS + 2);
+    let world = World::new(now());
+    for digest in &chain[..HOURS] {
+        world.put_digest(digest);
+    }
+    world.archive_all().await;
+
+    let first = world.run(&settings()).await;
+    assert!(first.errors.is_empty(), "{:#?}", first.errors);
+    assert_only(&first, &[]);
+    assert_eq!(first.stats.digests_validated, HOURS as u64);
+    assert_eq!(world.gets(), HOURS as u64, "each digest read once");
+
+    let steady = world.run(&settings()).await;
+    assert_only(&steady, &[]);
+    assert_eq!(steady.stats.digests_validated, 0);
+    assert_eq!(steady.stats.log_files_validated, 0);
+    assert_eq!(
+        world.gets(),
+        HOURS as u64,
+        "a steady-state run reads nothing"
+    );
+
+    for digest in &chain[HOURS..] {
+        world.put_digest(digest);
+    }
+    world.clock.set(now() + Duration::hours(2));
+    world.archive_all().await;
+    let appended = world.run(&settings()).await;
+    assert!(appended.errors.is_empty(), "{:#?}", appended.errors);
+    assert_only(&appended, &[]);
+    assert_eq!(appended.stats.digests_validated, 2);
+    assert_eq!(
+        appended.stats.log_files_validated,
+        log_count(&chain[HOURS..])
+    );
+    assert_eq!(world.gets(), HOURS as u64 + 2, "only the two new digests");
+}
+
+#[tokio::test]
+async fn late_archived_digest_is_validated_and_linked() {
+    let scenario = scenario();
+    let late = scenario.chain[20].key.clone();
+    scenario.world.archive_all_except(&[&late]).await;
+    let first = scenario.world.run(&settings()).await;
+    assert_only(&first, &[(FindingKind::DigestMissing, &late)]);
+
+    // The digest arrives later (a copy failed the first time).
+    scenario.world.archive_key(&late).await;
+    let second = scenario.world.run(&settings()).await;
+    assert!(second.errors.is_empty(), "{:#?}", second.errors);
+    assert_only(&second, &[]);
+    // The late one, and its successor whose link to it was never checked.
+    assert_eq!(second.stats.digests_validated, 2);
+}
+
+#[tokio::test]
+async fn rerun_reports_the_same_findings_as_not_new() {
+    let tamper = |scenario: &Scenario| {
+        let log = &scenario.chain[20].logs[0];
+        scenario.world.source.put(&log.key, gzip(b"{}"), &[]);
+        scenario.world.source.delete(&scenario.chain[30].key);
+    };
+    let (scenario, first) = tampered(tamper).await;
+    let wanted = [
+        (
+            FindingKind::LogFileHashMismatch,
+            scenario.chain[20].logs[0].key.as_str(),
+        ),
+        (FindingKind::DigestMissing, scenario.chain[30].key.as_str()),
+    ];
+    assert_only(&first, &wanted);
+    assert!(first.findings.iter().all(|finding| finding.new));
+
+    let full = VerifySettings {
+        full: true,
+        ..settings()
+    };
+    let again = scenario.world.run(&full).await;
+    assert!(again.errors.is_empty(), "{:#?}", again.errors);
+    assert_only(&again, &wanted);
+    assert!(again.findings.iter().all(|finding| !finding.new));
+    assert_eq!(again.stats.digests_validated, HOURS as u64); // 47 standard + backfill
+}
+
+#[tokio::test]
+async fn full_run_rebuilds_everything_from_the_archive_alone() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let lost_store = MemoryStore::default();
+    let sources = [ArchivedSource {
+        reader_account_id: READER.into(),
+        bucket: BUCKET.into(),
+    }];
+    let full = VerifySettings {
+        full: true,
+        ..settings()
+    };
+    let outcome = verify(
+        &sources,
+        &[],
+        &scenario.world.archive,
+        &lost_store,
+        &scenario.world.keys,
+        &NoSourceLookup,
+        &scenario.world.clock,
+        &full,
+    )
+    .await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(&outcome, &[]);
+    assert_eq!(outcome.stats.digests_validated, HOURS as u64 + 1);
+    assert_eq!(
+        outcome.stats.log_files_validated,
+        log_count(&scenario.chain) + 1
+    );
+}
+
+#[tokio::test]
+async fn full_run_audits_archive_bytes_against_the_store() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let log_key = scenario.chain[7].logs[0].key.clone();
+    let source = World::source_ref(&log_key);
+    let mut record = scenario.world.store.object(&source).unwrap().unwrap();
+    record.raw_sha256 = [7; 32];
+    scenario
+        .world
+        .store
+        .record_object(&source, &record)
+        .unwrap();
+
+    // The incremental run trusts the store's content hash: nothing to see.
+    assert_only(&scenario.world.run(&settings()).await, &[]);
+    let full = VerifySettings {
+        full: true,
+        ..settings()
+    };
+    let outcome = scenario.world.run(&full).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(&outcome, &[(FindingKind::ArchiveCopyInvalid, &log_key)]);
+}
+
+#[tokio::test]
+async fn failed_reads_are_errors_and_are_retried() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let failing = archive_key_of(&scenario.chain[20].key);
+    scenario
+        .world
+        .archive
+        .failing
+        .lock()
+        .unwrap()
+        .insert(failing.clone());
+    let first = scenario.world.run(&settings()).await;
+    assert_eq!(first.errors.len(), 1, "{:#?}", first.errors);
+    assert_eq!(first.stats.errors, 1);
+    assert!(first.errors[0].operation.contains(&failing));
+    assert_only(&first, &[]);
+    assert_eq!(first.stats.digests_validated, 20 + 1);
+
+    scenario.world.archive.failing.lock().unwrap().clear();
+    let second = scenario.world.run(&settings()).await;
+    assert!(second.errors.is_empty(), "{:#?}", second.errors);
+    assert_only(&second, &[]);
+    assert_eq!(second.stats.digests_validated, HOURS as u64 - 20);
+}
+
+#[tokio::test]
+async fn only_accounts_limits_the_run() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let sources = [ArchivedSource {
+        reader_account_id: READER.into(),
+        bucket: BUCKET.into(),
+    }];
+    let other = ["444455556666".to_string()];
+    let outcome = verify(
+        &sources,
+        &other,
+        &scenario.world.archive,
+        &scenario.world.store,
+        &scenario.world.keys,
+        &scenario.world,
+        &scenario.world.clock,
+        &settings(),
+    )
+    .await;
+    assert_eq!(outcome.chains, 0);
+    assert_eq!(outcome.stats.digests_validated, 0);
+    let member = [ACCOUNT.to_string()];
+    let outcome = verify(
+        &sources,
+        &member,
+        &scenario.world.archive,
+        &scenario.world.store,
+        &scenario.world.keys,
+        &scenario.world,
+        &scenario.world.clock,
+        &settings(),
+    )
+    .await;
+    assert_eq!(outcome.chains, 2);
+    assert_only(&outcome, &[]);
+}
+
+// ---- arbitrary digest content through the per-digest path ----
+
+/// Two genuine digests; the second is replaced by arbitrary content.
+fn template() -> &'static (Trail, Vec<SimDigest>) {
+    static TEMPLATE: OnceLock<(Trail, Vec<SimDigest>)> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let trail = Trail::org("eu-west-1");
+        let chain = build_chain(&trail, first_end(), 2);
+        (trail, chain)
+    })
+}
+
+fn put_archived(archive: &MemoryArchive, key: &str, raw: Vec<u8>, metadata: &[(&str, &str)]) {
+    let spec = PutSpec {
+        key: archive_key_of(key),
+        kms_key_id: "key".into(),
+        lock_mode: LockMode::Compliance,
+        retain_until: now(),
+        metadata: metadata
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+        content_type: None,
+        content_encoding: None,
+    };
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &raw);
+    let mut sha = [0u8; 32];
+    sha.copy_from_slice(digest.as_ref());
+    futures::executor::block_on(archive.put(&spec, Bytes::from(raw), sha)).expect("put");
+}
+
+/// Runs chain validation over the genuine first digest and `raw` as the
+/// second; must never panic.
+fn validate_arbitrary(raw: Vec<u8>, signature: &str) -> VerifyOutcome {
+    let (_, chain) = template();
+    let archive = MemoryArchive::new("audit-archive");
+    let store = MemoryStore::default();
+    put_archived(
+        &archive,
+        &chain[0].key,
+        chain[0].raw.clone(),
+        &[
+            ("signature", &chain[0].signature),
+            ("signature-algorithm", "SHA256withRSA"),
+        ],
+    );
+    put_archived(
+        &archive,
+        &chain[1].key,
+        raw,
+        &[
+            ("signature", signature),
+            ("signature-algorithm", "SHA256withRSA"),
+        ],
+    );
+    let keys = World::new(now()).keys;
+    let settings = settings();
+    let ctx = Ctx::new(&archive, &store, &keys, &NoSourceLookup, &settings, now());
+    let (chain_id, _) = parse_digest_key(READER, BUCKET, &chain[1].key).expect("digest key");
+    let entries: Vec<DigestEntry> = chain
+        .iter()
+        .map(|digest| DigestEntry {
+            key: digest.key.clone(),
+            end: digest.end,
+            version_id: None,
+            raw_sha256: None,
+        })
+        .collect();
+    let result =
+        futures::executor::block_on(chain::validate_chain(&ctx, &chain_id, &entries, None, None));
+    assert!(result.changed);
+    ctx.into_outcome(1)
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let (_, chain) = template();
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        "[ -~]{0,24}".prop_map(Value::from),
+        Just(Value::from("2026-03-01T00:05:04Z")),
+        Just(Value::from("2026-03-01T01:05:04.5+02:00")),
+        Just(Value::from("ab".repeat(32))),
+        Just(Value::from(BUCKET)),
+        Just(Value::from(chain[0].key.clone())),
+        Just(Value::from(chain[1].key.clone())),
+        Just(Value::from(chain[0].signature.clone())),
+        Just(Value::from("SHA-256")),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            proptest::collection::btree_map(field_name(), inner, 0..7)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    })
+}
+
+fn field_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("awsAccountId".to_owned()),
+        Just("digestStartTime".to_owned()),
+        Just("digestEndTime".to_owned()),
+        Just("digestS3Bucket".to_owned()),
+        Just("digestS3Object".to_owned()),
+        Just("digestPublicKeyFingerprint".to_owned()),
+        Just("digestSignatureAlgorithm".to_owned()),
+        Just("previousDigestS3Bucket".to_owned()),
+        Just("previousDigestS3Object".to_owned()),
+        Just("previousDigestHashValue".to_owned()),
+        Just("previousDigestHashAlgorithm".to_owned()),
+        Just("previousDigestSignature".to_owned()),
+        Just("logFiles".to_owned()),
+        Just("s3Bucket".to_owned()),
+        Just("s3Object".to_owned()),
+        Just("hashValue".to_owned()),
+        Just("hashAlgorithm".to_owned()),
+        Just("newestEventTime".to_owned()),
+        Just("oldestEventTime".to_owned()),
+        "[a-zA-Z]{1,8}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn arbitrary_digest_json_never_panics(
+        edits in proptest::collection::vec((field_name(), json_value()), 1..4),
+        sign_it in any::<bool>(),
+        remove in proptest::option::of(field_name()),
+    ) {
+        let (_, chain) = template();
+        let mut value: Value = serde_json::from_slice(&chain[1].inflated).expect("template");
+        if let Some(object) = value.as_object_mut() {
+            for (field, new_value) in edits {
+                object.insert(field, new_value);
+            }
+            if let Some(field) = remove {
+                object.remove(&field);
+            }
+        }
+        let inflated = serde_json::to_vec(&value).expect("json");
+        // Signed: the content passes the signature check and reaches the
+        // link and log checks.
+        let signature = match Digest::parse(&inflated, 1 << 20) {
+            Ok(digest) if sign_it => aws_key().sign(
+                digest
+                    .string_to_sign(&crate::cloudtrail::digest::sha256(&inflated))
+                    .as_bytes(),
+            ),
+            _ => chain[1].signature.clone(),
+        };
+        let _ = validate_arbitrary(gzip(&inflated), &signature);
+    }
+
+    #[test]
+    fn arbitrary_digest_bytes_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..600),
+        compress in any::<bool>(),
+    ) {
+        let raw = if compress { gzip(&bytes) } else { bytes };
+        let outcome = validate_arbitrary(raw, "zz");
+        let kinds: BTreeSet<FindingKind> = outcome.findings.iter().map(|f| f.kind).collect();
+        prop_assert!(kinds.contains(&FindingKind::DigestMalformed), "{:?}", kinds);
+    }
+}
+
+#[test]
+fn signed_template_digest_validates() {
+    let (_, chain) = template();
+    let outcome = validate_arbitrary(chain[1].raw.clone(), &chain[1].signature);
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    // Its log files are not archived in this bare setup.
+    let kinds: BTreeSet<FindingKind> = outcome.findings.iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, BTreeSet::from([FindingKind::LogFileMissing]));
+}
