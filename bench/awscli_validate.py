@@ -30,6 +30,7 @@ import json
 import sys
 import time
 
+import awscli  # noqa: F401  (first: awscli 1.46 vendors botocore and aliases the top-level import)
 import botocore.config
 import botocore.session
 from awscli.customizations.cloudtrail import validation

@@ -44,7 +44,9 @@ pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
 /// An S3 client for `config`; path-style whenever an endpoint is overridden
 /// (emulators and S3-compatible servers have no virtual-host DNS).
 pub fn s3_client(config: &SdkConfig, path_style: bool) -> aws_sdk_s3::Client {
-    let s3_config = aws_sdk_s3::config::Builder::from(config).force_path_style(path_style).build();
+    let s3_config = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
 
@@ -59,19 +61,46 @@ const THROTTLING_CODES: [&str; 8] = [
     "ProvisionedThroughputExceededException",
 ];
 
-const NOT_FOUND_CODES: [&str; 6] = ["NoSuchKey", "NoSuchBucket", "NotFound", "NoSuchVersion", "NoSuchUpload", "NotFoundException"];
+const NOT_FOUND_CODES: [&str; 6] = [
+    "NoSuchKey",
+    "NoSuchBucket",
+    "NotFound",
+    "NoSuchVersion",
+    "NoSuchUpload",
+    "NotFoundException",
+];
 
 /// Classifies a service error by its code and HTTP status.
-pub fn classify_code(operation: &str, code: Option<&str>, message: Option<&str>, status: Option<u16>) -> SeamError {
-    let text = format!("{operation}: {} {}", code.unwrap_or("error"), message.unwrap_or("")).trim_end().to_string();
+pub fn classify_code(
+    operation: &str,
+    code: Option<&str>,
+    message: Option<&str>,
+    status: Option<u16>,
+) -> SeamError {
+    let text = format!(
+        "{operation}: {} {}",
+        code.unwrap_or("error"),
+        message.unwrap_or("")
+    )
+    .trim_end()
+    .to_string();
     let code = code.unwrap_or("");
     if THROTTLING_CODES.contains(&code) || status == Some(429) || status == Some(503) {
         SeamError::Throttled(text)
-    } else if code.starts_with("AccessDenied") || code == "AllAccessDisabled" || code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || status == Some(403) {
+    } else if code.starts_with("AccessDenied")
+        || code == "AllAccessDisabled"
+        || code == "InvalidAccessKeyId"
+        || code == "SignatureDoesNotMatch"
+        || status == Some(403)
+    {
         SeamError::AccessDenied(text)
     } else if NOT_FOUND_CODES.contains(&code) || status == Some(404) {
         SeamError::NotFound(text)
-    } else if code == "InternalError" || code == "ServiceUnavailable" || code == "RequestTimeout" || status.is_some_and(|s| s >= 500) {
+    } else if code == "InternalError"
+        || code == "ServiceUnavailable"
+        || code == "RequestTimeout"
+        || status.is_some_and(|s| s >= 500)
+    {
         SeamError::Transient(text)
     } else {
         SeamError::Permanent(text)
@@ -95,9 +124,20 @@ where
                 SeamError::Transient(format!("{operation}: {detail}"))
             }
         }
-        SdkError::ResponseError(_) => SeamError::Transient(format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&error))),
-        SdkError::ServiceError(service) => classify_code(operation, service.err().code(), service.err().message(), Some(service.raw().status().as_u16())),
-        _ => SeamError::Permanent(format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&error))),
+        SdkError::ResponseError(_) => SeamError::Transient(format!(
+            "{operation}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&error)
+        )),
+        SdkError::ServiceError(service) => classify_code(
+            operation,
+            service.err().code(),
+            service.err().message(),
+            Some(service.raw().status().as_u16()),
+        ),
+        _ => SeamError::Permanent(format!(
+            "{operation}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&error)
+        )),
     }
 }
 
@@ -109,15 +149,29 @@ mod tests {
     fn service_errors_are_classified_by_code_then_status() {
         type Expectation = fn(&SeamError) -> bool;
         let cases: [(Option<&str>, Option<u16>, Expectation); 9] = [
-            (Some("SlowDown"), Some(503), |e| matches!(e, SeamError::Throttled(_))),
-            (Some("ThrottlingException"), Some(400), |e| matches!(e, SeamError::Throttled(_))),
-            (Some("RequestLimitExceeded"), Some(400), |e| matches!(e, SeamError::Throttled(_))),
-            (Some("AccessDenied"), Some(403), |e| matches!(e, SeamError::AccessDenied(_))),
+            (Some("SlowDown"), Some(503), |e| {
+                matches!(e, SeamError::Throttled(_))
+            }),
+            (Some("ThrottlingException"), Some(400), |e| {
+                matches!(e, SeamError::Throttled(_))
+            }),
+            (Some("RequestLimitExceeded"), Some(400), |e| {
+                matches!(e, SeamError::Throttled(_))
+            }),
+            (Some("AccessDenied"), Some(403), |e| {
+                matches!(e, SeamError::AccessDenied(_))
+            }),
             (None, Some(403), |e| matches!(e, SeamError::AccessDenied(_))),
-            (Some("NoSuchBucket"), Some(404), |e| matches!(e, SeamError::NotFound(_))),
-            (Some("InternalError"), Some(500), |e| matches!(e, SeamError::Transient(_))),
+            (Some("NoSuchBucket"), Some(404), |e| {
+                matches!(e, SeamError::NotFound(_))
+            }),
+            (Some("InternalError"), Some(500), |e| {
+                matches!(e, SeamError::Transient(_))
+            }),
             (None, Some(502), |e| matches!(e, SeamError::Transient(_))),
-            (Some("InvalidArgument"), Some(400), |e| matches!(e, SeamError::Permanent(_))),
+            (Some("InvalidArgument"), Some(400), |e| {
+                matches!(e, SeamError::Permanent(_))
+            }),
         ];
         for (code, status, expected) in cases {
             let error = classify_code("op", code, Some("m"), status);

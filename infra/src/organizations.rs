@@ -9,7 +9,10 @@ use crate::aws::classify;
 /// One page of accounts: `(id, status)` pairs and the token of the next page.
 #[async_trait]
 pub trait AccountPages: Send + Sync {
-    async fn page(&self, token: Option<String>) -> Result<(Vec<(String, String)>, Option<String>), SeamError>;
+    async fn page(
+        &self,
+        token: Option<String>,
+    ) -> Result<(Vec<(String, String)>, Option<String>), SeamError>;
 }
 
 pub struct OrganizationsClient(aws_sdk_organizations::Client);
@@ -22,14 +25,27 @@ impl OrganizationsClient {
 
 #[async_trait]
 impl AccountPages for OrganizationsClient {
-    async fn page(&self, token: Option<String>) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
-        let output = self.0.list_accounts().set_next_token(token).send().await.map_err(|e| classify("organizations:ListAccounts", e))?;
+    async fn page(
+        &self,
+        token: Option<String>,
+    ) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
+        let output = self
+            .0
+            .list_accounts()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| classify("organizations:ListAccounts", e))?;
         let accounts = output
             .accounts()
             .iter()
             .filter_map(|account| {
                 let id = account.id()?.to_string();
-                let status = account.state().map(|s| s.as_str().to_string()).or_else(|| account.status().map(|s| s.as_str().to_string())).unwrap_or_default();
+                let status = account
+                    .state()
+                    .map(|s| s.as_str().to_string())
+                    .or_else(|| account.status().map(|s| s.as_str().to_string()))
+                    .unwrap_or_default();
                 Some((id, status))
             })
             .collect();
@@ -45,10 +61,19 @@ pub async fn active_accounts(pages: &dyn AccountPages) -> Result<Vec<String>, Se
     let mut seen_tokens = std::collections::HashSet::new();
     for _ in 0..100_000 {
         let (accounts, next) = pages.page(token).await?;
-        out.extend(accounts.into_iter().filter(|(_, status)| status.eq_ignore_ascii_case("ACTIVE")).map(|(id, _)| id));
+        out.extend(
+            accounts
+                .into_iter()
+                .filter(|(_, status)| status.eq_ignore_ascii_case("ACTIVE"))
+                .map(|(id, _)| id),
+        );
         match next {
             Some(next) if seen_tokens.insert(next.clone()) => token = Some(next),
-            Some(next) => return Err(SeamError::Permanent(format!("organizations:ListAccounts repeated page token {next}"))),
+            Some(next) => {
+                return Err(SeamError::Permanent(format!(
+                    "organizations:ListAccounts repeated page token {next}"
+                )))
+            }
             None => break,
         }
     }
@@ -66,8 +91,15 @@ mod tests {
 
     #[async_trait]
     impl AccountPages for Pages {
-        async fn page(&self, token: Option<String>) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
-            let start: usize = token.as_deref().unwrap_or("0").parse().map_err(|_| SeamError::Permanent("bad token".into()))?;
+        async fn page(
+            &self,
+            token: Option<String>,
+        ) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
+            let start: usize = token
+                .as_deref()
+                .unwrap_or("0")
+                .parse()
+                .map_err(|_| SeamError::Permanent("bad token".into()))?;
             let end = (start + 2).min(self.0.len());
             let next = (end < self.0.len()).then(|| end.to_string());
             Ok((self.0[start..end].to_vec(), next))
@@ -84,14 +116,20 @@ mod tests {
             ("555555555555".into(), "ACTIVE".into()),
         ]);
         let accounts = active_accounts(&pages).await.unwrap();
-        assert_eq!(accounts, vec!["111111111111", "333333333333", "555555555555"]);
+        assert_eq!(
+            accounts,
+            vec!["111111111111", "333333333333", "555555555555"]
+        );
     }
 
     struct Looping;
 
     #[async_trait]
     impl AccountPages for Looping {
-        async fn page(&self, _token: Option<String>) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
+        async fn page(
+            &self,
+            _token: Option<String>,
+        ) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
             Ok((vec![], Some("same".into())))
         }
     }

@@ -22,8 +22,16 @@ fn chrono_time(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
 }
 
 /// Every key that signed digests in `[start, end]` in `region`.
-pub async fn list_public_keys(audit: &SdkConfig, region: &str, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Vec<ApiPublicKey>, SeamError> {
-    let config = audit.to_builder().region(Region::new(region.to_string())).build();
+pub async fn list_public_keys(
+    audit: &SdkConfig,
+    region: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<ApiPublicKey>, SeamError> {
+    let config = audit
+        .to_builder()
+        .region(Region::new(region.to_string()))
+        .build();
     let client = aws_sdk_cloudtrail::Client::new(&config);
     let mut out = Vec::new();
     let mut token: Option<String> = None;

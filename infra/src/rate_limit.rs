@@ -20,7 +20,10 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// `None` for 0 (unlimited).
     pub fn per_second(requests: u32) -> Option<RateLimiter> {
-        (requests > 0).then(|| RateLimiter { interval: Duration::from_secs(1) / requests, next_slot: Mutex::new(Instant::now()) })
+        (requests > 0).then(|| RateLimiter {
+            interval: Duration::from_secs(1) / requests,
+            next_slot: Mutex::new(Instant::now()),
+        })
     }
 
     pub async fn acquire(&self) {

@@ -14,7 +14,10 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::copy::meta;
-use trailvault_pipeline::seams::{Archive, ArchivedHead, ArchivedVersion, BucketProtection, ListedObject, LockMode, PutSpec, SourceObject, TrailSource, UploadedPart};
+use trailvault_pipeline::seams::{
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ListedObject, LockMode, PutSpec,
+    SourceObject, TrailSource, UploadedPart,
+};
 use trailvault_pipeline::SeamError;
 
 #[derive(Debug, Clone)]
@@ -27,13 +30,22 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> RetryPolicy {
-        RetryPolicy { max_attempts: 6, initial_interval: Duration::from_millis(100), max_interval: Duration::from_secs(10), max_elapsed: Duration::from_secs(120) }
+        RetryPolicy {
+            max_attempts: 6,
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(120),
+        }
     }
 }
 
 /// Runs `operation` until it succeeds, fails permanently, runs out of
 /// attempts or time, or `cancel` fires.
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, cancel: &CancellationToken, mut operation: F) -> Result<T, SeamError>
+pub async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+    mut operation: F,
+) -> Result<T, SeamError>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T, SeamError>>,
@@ -73,8 +85,16 @@ pub struct RetryingSource {
 }
 
 impl RetryingSource {
-    pub fn new(inner: Arc<dyn TrailSource>, policy: RetryPolicy, cancel: CancellationToken) -> RetryingSource {
-        RetryingSource { inner, policy, cancel }
+    pub fn new(
+        inner: Arc<dyn TrailSource>,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> RetryingSource {
+        RetryingSource {
+            inner,
+            policy,
+            cancel,
+        }
     }
 }
 
@@ -89,7 +109,10 @@ impl TrailSource for RetryingSource {
     }
 
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.list_folders(prefix)).await
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.list_folders(prefix)
+        })
+        .await
     }
 
     /// Retries the request; a body that breaks mid-stream is retried by the
@@ -109,8 +132,16 @@ pub struct RetryingArchive {
 }
 
 impl RetryingArchive {
-    pub fn new(inner: Arc<dyn Archive>, policy: RetryPolicy, cancel: CancellationToken) -> RetryingArchive {
-        RetryingArchive { inner, policy, cancel }
+    pub fn new(
+        inner: Arc<dyn Archive>,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> RetryingArchive {
+        RetryingArchive {
+            inner,
+            policy,
+            cancel,
+        }
     }
 }
 
@@ -120,7 +151,12 @@ impl Archive for RetryingArchive {
         self.inner.bucket()
     }
 
-    async fn put(&self, spec: &PutSpec, body: Bytes, sha256: [u8; 32]) -> Result<Option<String>, SeamError> {
+    async fn put(
+        &self,
+        spec: &PutSpec,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<Option<String>, SeamError> {
         let expected_checksum = trailvault_pipeline::copy::expected_checksum(&sha256, &[]);
         retry(&self.policy, &self.cancel, |attempt| {
             let body = body.clone();
@@ -128,9 +164,13 @@ impl Archive for RetryingArchive {
             async move {
                 if attempt > 1 {
                     if let Some(head) = self.inner.head(&spec.key, None).await? {
-                        let same_source = head.metadata.get(meta::SOURCE_ETAG) == spec.metadata.get(meta::SOURCE_ETAG)
-                            && head.metadata.get(meta::COPIED_AT) == spec.metadata.get(meta::COPIED_AT);
-                        if same_source && head.checksum_sha256.as_deref() == Some(expected_checksum.as_str()) {
+                        let same_source = head.metadata.get(meta::SOURCE_ETAG)
+                            == spec.metadata.get(meta::SOURCE_ETAG)
+                            && head.metadata.get(meta::COPIED_AT)
+                                == spec.metadata.get(meta::COPIED_AT);
+                        if same_source
+                            && head.checksum_sha256.as_deref() == Some(expected_checksum.as_str())
+                        {
                             return Ok(head.version_id);
                         }
                     }
@@ -142,35 +182,82 @@ impl Archive for RetryingArchive {
     }
 
     async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.create_multipart(spec)).await
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.create_multipart(spec)
+        })
+        .await
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256: [u8; 32]) -> Result<UploadedPart, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.upload_part(key, upload_id, part_number, body.clone(), sha256)).await
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<UploadedPart, SeamError> {
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner
+                .upload_part(key, upload_id, part_number, body.clone(), sha256)
+        })
+        .await
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.complete_multipart(key, upload_id, parts)).await
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Option<String>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.complete_multipart(key, upload_id, parts)
+        })
+        .await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.abort_multipart(key, upload_id)).await
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.abort_multipart(key, upload_id)
+        })
+        .await
     }
 
-    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.head(key, version_id)).await
+    async fn head(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ArchivedHead>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.head(key, version_id)
+        })
+        .await
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.get(key, version_id)).await
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.get(key, version_id)
+        })
+        .await
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.list_versions(prefix)).await
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.list_versions(prefix)
+        })
+        .await
     }
 
-    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.put_retention(key, version_id, mode, until)).await
+    async fn put_retention(
+        &self,
+        key: &str,
+        version_id: &str,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<(), SeamError> {
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.put_retention(key, version_id, mode, until)
+        })
+        .await
     }
 
     async fn protection(&self) -> Result<BucketProtection, SeamError> {
@@ -184,7 +271,12 @@ mod tests {
     use std::sync::Mutex;
 
     fn fast() -> RetryPolicy {
-        RetryPolicy { max_attempts: 4, initial_interval: Duration::from_millis(1), max_interval: Duration::from_millis(5), max_elapsed: Duration::from_secs(5) }
+        RetryPolicy {
+            max_attempts: 4,
+            initial_interval: Duration::from_millis(1),
+            max_interval: Duration::from_millis(5),
+            max_elapsed: Duration::from_secs(5),
+        }
     }
 
     #[tokio::test]
@@ -194,7 +286,13 @@ mod tests {
             let mut calls = calls.lock().unwrap();
             *calls += 1;
             let n = *calls;
-            async move { if n < 3 { Err(SeamError::Throttled("SlowDown".into())) } else { Ok(n) } }
+            async move {
+                if n < 3 {
+                    Err(SeamError::Throttled("SlowDown".into()))
+                } else {
+                    Ok(n)
+                }
+            }
         })
         .await;
         assert_eq!(result, Ok(3));
@@ -228,8 +326,16 @@ mod tests {
     async fn cancellation_stops_the_wait() {
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let slow = RetryPolicy { initial_interval: Duration::from_secs(30), max_interval: Duration::from_secs(30), max_elapsed: Duration::from_secs(300), ..fast() };
-        let result: Result<(), _> = retry(&slow, &cancel, |_| async { Err(SeamError::Transient("x".into())) }).await;
+        let slow = RetryPolicy {
+            initial_interval: Duration::from_secs(30),
+            max_interval: Duration::from_secs(30),
+            max_elapsed: Duration::from_secs(300),
+            ..fast()
+        };
+        let result: Result<(), _> = retry(&slow, &cancel, |_| async {
+            Err(SeamError::Transient("x".into()))
+        })
+        .await;
         assert_eq!(result, Err(SeamError::Cancelled));
     }
 }

@@ -4,14 +4,18 @@
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::{ByteStream as SdkBody, DateTime as SdkDateTime};
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ObjectLockRetention,
-    ObjectLockRetentionMode, ServerSideEncryption,
+    BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload,
+    CompletedPart, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+    ServerSideEncryption,
 };
 use aws_sdk_s3::Client;
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use trailvault_pipeline::seams::{Archive, ArchivedHead, ArchivedVersion, BucketProtection, LockMode, ObjectMeta, PutSpec, SourceObject, UploadedPart};
+use trailvault_pipeline::seams::{
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, LockMode, ObjectMeta, PutSpec,
+    SourceObject, UploadedPart,
+};
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify;
@@ -24,7 +28,10 @@ pub struct S3Archive {
 
 impl S3Archive {
     pub fn new(client: Client, bucket: &str) -> S3Archive {
-        S3Archive { client, bucket: bucket.to_string() }
+        S3Archive {
+            client,
+            bucket: bucket.to_string(),
+        }
     }
 }
 
@@ -61,7 +68,12 @@ impl Archive for S3Archive {
         &self.bucket
     }
 
-    async fn put(&self, spec: &PutSpec, body: Bytes, sha256: [u8; 32]) -> Result<Option<String>, SeamError> {
+    async fn put(
+        &self,
+        spec: &PutSpec,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<Option<String>, SeamError> {
         let operation = format!("PutObject s3://{}/{}", self.bucket, spec.key);
         let output = self
             .client
@@ -106,10 +118,20 @@ impl Archive for S3Archive {
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
-        output.upload_id().map(str::to_string).ok_or_else(|| SeamError::Permanent(format!("{operation}: no upload id")))
+        output
+            .upload_id()
+            .map(str::to_string)
+            .ok_or_else(|| SeamError::Permanent(format!("{operation}: no upload id")))
     }
 
-    async fn upload_part(&self, key: &str, upload_id: &str, part_number: i32, body: Bytes, sha256: [u8; 32]) -> Result<UploadedPart, SeamError> {
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+        body: Bytes,
+        sha256: [u8; 32],
+    ) -> Result<UploadedPart, SeamError> {
         let operation = format!("UploadPart s3://{}/{key} #{part_number}", self.bucket);
         let encoded = b64(&sha256);
         let output = self
@@ -125,16 +147,31 @@ impl Archive for S3Archive {
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
-        Ok(UploadedPart { part_number, etag: strip_etag(output.e_tag()), sha256_base64: encoded })
+        Ok(UploadedPart {
+            part_number,
+            etag: strip_etag(output.e_tag()),
+            sha256_base64: encoded,
+        })
     }
 
-    async fn complete_multipart(&self, key: &str, upload_id: &str, parts: &[UploadedPart]) -> Result<Option<String>, SeamError> {
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+    ) -> Result<Option<String>, SeamError> {
         let operation = format!("CompleteMultipartUpload s3://{}/{key}", self.bucket);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|part| CompletedPart::builder().part_number(part.part_number).e_tag(&part.etag).checksum_sha256(&part.sha256_base64).build())
+                    .map(|part| {
+                        CompletedPart::builder()
+                            .part_number(part.part_number)
+                            .e_tag(&part.etag)
+                            .checksum_sha256(&part.sha256_base64)
+                            .build()
+                    })
                     .collect(),
             ))
             .build();
@@ -164,7 +201,11 @@ impl Archive for S3Archive {
         Ok(())
     }
 
-    async fn head(&self, key: &str, version_id: Option<&str>) -> Result<Option<ArchivedHead>, SeamError> {
+    async fn head(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ArchivedHead>, SeamError> {
         let operation = format!("HeadObject s3://{}/{key}", self.bucket);
         let result = self
             .client
@@ -177,10 +218,16 @@ impl Archive for S3Archive {
             .await;
         let output = match result {
             Ok(output) => output,
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => return Ok(None),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_not_found()) => {
+                return Ok(None)
+            }
             Err(error) => {
                 let classified = classify(&operation, error);
-                return if classified.is_not_found() { Ok(None) } else { Err(classified) };
+                return if classified.is_not_found() {
+                    Ok(None)
+                } else {
+                    Err(classified)
+                };
             }
         };
         Ok(Some(ArchivedHead {
@@ -188,7 +235,9 @@ impl Archive for S3Archive {
             size: output.content_length().unwrap_or(0).max(0) as u64,
             checksum_sha256: output.checksum_sha256().map(str::to_string),
             sse_kms_key_id: output.ssekms_key_id().map(str::to_string),
-            lock_mode: output.object_lock_mode().and_then(|mode| lock_mode_from(mode.as_str())),
+            lock_mode: output
+                .object_lock_mode()
+                .and_then(|mode| lock_mode_from(mode.as_str())),
             retain_until: output.object_lock_retain_until_date().and_then(chrono_time),
             metadata: lowercase_metadata(output.metadata()),
         }))
@@ -213,7 +262,10 @@ impl Archive for S3Archive {
             content_type: output.content_type().map(str::to_string),
             content_encoding: output.content_encoding().map(str::to_string),
         };
-        Ok(SourceObject { meta, body: body_stream(output.body, operation) })
+        Ok(SourceObject {
+            meta,
+            body: body_stream(output.body, operation),
+        })
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
@@ -233,7 +285,9 @@ impl Archive for S3Archive {
                 .await
                 .map_err(|e| classify(&operation, e))?;
             for version in page.versions() {
-                let (Some(key), Some(version_id)) = (version.key(), version.version_id()) else { continue };
+                let (Some(key), Some(version_id)) = (version.key(), version.version_id()) else {
+                    continue;
+                };
                 out.push(ArchivedVersion {
                     key: key.to_string(),
                     version_id: version_id.to_string(),
@@ -253,7 +307,13 @@ impl Archive for S3Archive {
         Ok(out)
     }
 
-    async fn put_retention(&self, key: &str, version_id: &str, mode: LockMode, until: DateTime<Utc>) -> Result<(), SeamError> {
+    async fn put_retention(
+        &self,
+        key: &str,
+        version_id: &str,
+        mode: LockMode,
+        until: DateTime<Utc>,
+    ) -> Result<(), SeamError> {
         let operation = format!("PutObjectRetention s3://{}/{key}", self.bucket);
         let mode = match mode {
             LockMode::Compliance => ObjectLockRetentionMode::Compliance,
@@ -264,7 +324,12 @@ impl Archive for S3Archive {
             .bucket(&self.bucket)
             .key(key)
             .version_id(version_id)
-            .retention(ObjectLockRetention::builder().mode(mode).retain_until_date(sdk_time(until)).build())
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(mode)
+                    .retain_until_date(sdk_time(until))
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
@@ -282,12 +347,25 @@ impl Archive for S3Archive {
             .map_err(|e| classify(&format!("GetBucketVersioning {bucket}"), e))?;
         let versioning_enabled = versioning.status() == Some(&BucketVersioningStatus::Enabled);
 
-        let default_retention = match self.client.get_object_lock_configuration().bucket(bucket).send().await {
-            Ok(output) => output.object_lock_configuration().and_then(|c| c.rule()).and_then(|rule| rule.default_retention()).and_then(|retention| {
-                let mode = retention.mode().and_then(|m| lock_mode_from(m.as_str()))?;
-                let days = retention.days().map(|d| d.max(0) as u32).or_else(|| retention.years().map(|y| y.max(0) as u32 * 365))?;
-                Some((mode, days))
-            }),
+        let default_retention = match self
+            .client
+            .get_object_lock_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(output) => output
+                .object_lock_configuration()
+                .and_then(|c| c.rule())
+                .and_then(|rule| rule.default_retention())
+                .and_then(|retention| {
+                    let mode = retention.mode().and_then(|m| lock_mode_from(m.as_str()))?;
+                    let days = retention
+                        .days()
+                        .map(|d| d.max(0) as u32)
+                        .or_else(|| retention.years().map(|y| y.max(0) as u32 * 365))?;
+                    Some((mode, days))
+                }),
             Err(error) => {
                 let classified = classify(&format!("GetObjectLockConfiguration {bucket}"), error);
                 if classified.is_retryable() || matches!(classified, SeamError::AccessDenied(_)) {
@@ -297,7 +375,13 @@ impl Archive for S3Archive {
             }
         };
 
-        let default_sse_kms_key = match self.client.get_bucket_encryption().bucket(bucket).send().await {
+        let default_sse_kms_key = match self
+            .client
+            .get_bucket_encryption()
+            .bucket(bucket)
+            .send()
+            .await
+        {
             Ok(output) => output
                 .server_side_encryption_configuration()
                 .map(|c| c.rules())
@@ -325,6 +409,11 @@ impl Archive for S3Archive {
                 false
             }
         };
-        Ok(BucketProtection { versioning_enabled, default_retention, default_sse_kms_key, has_bucket_policy })
+        Ok(BucketProtection {
+            versioning_enabled,
+            default_retention,
+            default_sse_kms_key,
+            has_bucket_policy,
+        })
     }
 }

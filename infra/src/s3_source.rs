@@ -15,7 +15,10 @@ pub struct S3Source {
 
 impl S3Source {
     pub fn new(client: Client, bucket: &str) -> S3Source {
-        S3Source { client, bucket: bucket.to_string() }
+        S3Source {
+            client,
+            bucket: bucket.to_string(),
+        }
     }
 }
 
@@ -25,19 +28,31 @@ pub(crate) fn strip_etag(etag: Option<&str>) -> String {
 
 /// Adapts the SDK's body into the pipeline's chunk stream.
 pub(crate) fn body_stream(body: aws_sdk_s3::primitives::ByteStream, what: String) -> ByteStream {
-    Box::pin(futures::stream::unfold(Some((body, what)), |state| async move {
-        let (mut body, what) = state?;
-        match body.next().await {
-            Some(Ok(chunk)) => Some((Ok::<Bytes, SeamError>(chunk), Some((body, what)))),
-            Some(Err(error)) => Some((Err(SeamError::Transient(format!("{what}: body: {error}"))), None)),
-            None => None,
-        }
-    }))
+    Box::pin(futures::stream::unfold(
+        Some((body, what)),
+        |state| async move {
+            let (mut body, what) = state?;
+            match body.next().await {
+                Some(Ok(chunk)) => Some((Ok::<Bytes, SeamError>(chunk), Some((body, what)))),
+                Some(Err(error)) => Some((
+                    Err(SeamError::Transient(format!("{what}: body: {error}"))),
+                    None,
+                )),
+                None => None,
+            }
+        },
+    ))
 }
 
-pub(crate) fn lowercase_metadata(metadata: Option<&std::collections::HashMap<String, String>>) -> std::collections::BTreeMap<String, String> {
+pub(crate) fn lowercase_metadata(
+    metadata: Option<&std::collections::HashMap<String, String>>,
+) -> std::collections::BTreeMap<String, String> {
     metadata
-        .map(|map| map.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect())
+        .map(|map| {
+            map.iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -63,10 +78,16 @@ impl TrailSource for S3Source {
                 .map_err(|e| classify(&operation, e))?;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
-                out.push(ListedObject { key: key.to_string(), size: object.size().unwrap_or(0).max(0) as u64, etag: strip_etag(object.e_tag()) });
+                out.push(ListedObject {
+                    key: key.to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    etag: strip_etag(object.e_tag()),
+                });
             }
             match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                Some(next) if page.is_truncated().unwrap_or(false) => {
+                    token = Some(next.to_string())
+                }
                 _ => break,
             }
         }
@@ -88,9 +109,16 @@ impl TrailSource for S3Source {
                 .send()
                 .await
                 .map_err(|e| classify(&operation, e))?;
-            out.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(str::to_string));
+            out.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix())
+                    .map(str::to_string),
+            );
             match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => token = Some(next.to_string()),
+                Some(next) if page.is_truncated().unwrap_or(false) => {
+                    token = Some(next.to_string())
+                }
                 _ => break,
             }
         }
@@ -99,7 +127,14 @@ impl TrailSource for S3Source {
 
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
         let operation = format!("GetObject s3://{}/{key}", self.bucket);
-        let output = self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| classify(&operation, e))?;
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
         let meta = ObjectMeta {
             size: output.content_length().unwrap_or(0).max(0) as u64,
             etag: strip_etag(output.e_tag()),
@@ -108,6 +143,9 @@ impl TrailSource for S3Source {
             content_type: output.content_type().map(str::to_string),
             content_encoding: output.content_encoding().map(str::to_string),
         };
-        Ok(SourceObject { meta, body: body_stream(output.body, operation) })
+        Ok(SourceObject {
+            meta,
+            body: body_stream(output.body, operation),
+        })
     }
 }

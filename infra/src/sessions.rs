@@ -24,7 +24,10 @@ pub fn role_arn(account_id: &str, role_name: &str) -> String {
 }
 
 /// Assumes the member role and returns a configuration that uses it.
-pub async fn assume_member_role(audit: &SdkConfig, request: &RoleRequest<'_>) -> Result<SdkConfig, SeamError> {
+pub async fn assume_member_role(
+    audit: &SdkConfig,
+    request: &RoleRequest<'_>,
+) -> Result<SdkConfig, SeamError> {
     let arn = role_arn(request.account_id, request.role_name);
     let provider = AssumeRoleProvider::builder(arn.clone())
         .external_id(request.external_id)
@@ -36,28 +39,52 @@ pub async fn assume_member_role(audit: &SdkConfig, request: &RoleRequest<'_>) ->
     if let Err(error) = provider.provide_credentials().await {
         let detail = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
         let message = format!("AssumeRole {arn}: {detail}");
-        return Err(if detail.contains("AccessDenied") || detail.contains("not authorized") || detail.contains("InvalidClientTokenId") {
-            SeamError::AccessDenied(message)
-        } else if detail.contains("Throttl") {
-            SeamError::Throttled(message)
-        } else {
-            SeamError::Transient(message)
-        });
+        return Err(
+            if detail.contains("AccessDenied")
+                || detail.contains("not authorized")
+                || detail.contains("InvalidClientTokenId")
+            {
+                SeamError::AccessDenied(message)
+            } else if detail.contains("Throttl") {
+                SeamError::Throttled(message)
+            } else {
+                SeamError::Transient(message)
+            },
+        );
     }
-    Ok(audit.to_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build())
+    Ok(audit
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(provider))
+        .build())
 }
 
 /// A configuration that reads sources with static credentials (S3-compatible
 /// servers without STS, such as the benchmark's).
-pub fn static_source_config(audit: &SdkConfig, access_key_id: &str, secret_access_key: &str) -> SdkConfig {
-    let credentials = Credentials::new(access_key_id, secret_access_key, None, None, "trailvault-static-source");
-    audit.to_builder().credentials_provider(SharedCredentialsProvider::new(credentials)).build()
+pub fn static_source_config(
+    audit: &SdkConfig,
+    access_key_id: &str,
+    secret_access_key: &str,
+) -> SdkConfig {
+    let credentials = Credentials::new(
+        access_key_id,
+        secret_access_key,
+        None,
+        None,
+        "trailvault-static-source",
+    );
+    audit
+        .to_builder()
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build()
 }
 
 /// A session name that identifies the run in the member's CloudTrail:
 /// `trailvault-<run id>` within STS's 64-character limit and charset.
 pub fn session_name(run_id: &str) -> String {
-    let cleaned: String = run_id.chars().filter(|c| c.is_ascii_alphanumeric() || "=,.@-".contains(*c)).collect();
+    let cleaned: String = run_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "=,.@-".contains(*c))
+        .collect();
     let mut name = format!("trailvault-{cleaned}");
     name.truncate(64);
     name
@@ -69,7 +96,10 @@ mod tests {
 
     #[test]
     fn session_names_fit_sts_rules() {
-        assert_eq!(session_name("20260101T000000Z"), "trailvault-20260101T000000Z");
+        assert_eq!(
+            session_name("20260101T000000Z"),
+            "trailvault-20260101T000000Z"
+        );
         let long = session_name(&"x".repeat(100));
         assert_eq!(long.len(), 64);
         assert_eq!(session_name("a b/c"), "trailvault-abc");
@@ -77,6 +107,9 @@ mod tests {
 
     #[test]
     fn role_arns_name_the_member_account() {
-        assert_eq!(role_arn("222233334444", "TrailvaultReader"), "arn:aws:iam::222233334444:role/TrailvaultReader");
+        assert_eq!(
+            role_arn("222233334444", "TrailvaultReader"),
+            "arn:aws:iam::222233334444:role/TrailvaultReader"
+        );
     }
 }

@@ -14,7 +14,10 @@ pub struct SnsNotifier {
 
 impl SnsNotifier {
     pub fn new(config: &SdkConfig, topic_arn: &str) -> SnsNotifier {
-        SnsNotifier { client: aws_sdk_sns::Client::new(config), topic_arn: topic_arn.to_string() }
+        SnsNotifier {
+            client: aws_sdk_sns::Client::new(config),
+            topic_arn: topic_arn.to_string(),
+        }
     }
 }
 
@@ -22,7 +25,11 @@ impl SnsNotifier {
 impl Notifier for SnsNotifier {
     async fn publish(&self, subject: &str, message: &str) -> Result<(), SeamError> {
         // SNS subjects: at most 100 printable ASCII characters, no newlines.
-        let subject: String = subject.chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(100).collect();
+        let subject: String = subject
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(100)
+            .collect();
         self.client
             .publish()
             .topic_arn(&self.topic_arn)

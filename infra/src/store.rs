@@ -53,7 +53,11 @@ fn push_short(out: &mut Vec<u8>, text: &str) {
 /// bytes per object, and JSON with hex hashes alone would take half of that.
 pub fn encode_record(record: &ObjectRecord) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
-    let hex_etag = record.etag.len() == 32 && record.etag.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let hex_etag = record.etag.len() == 32
+        && record
+            .etag
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     let mut flags = 0;
     if record.content_sha256.is_some() {
         flags |= FLAG_CONTENT;
@@ -114,11 +118,28 @@ pub fn decode_record(bytes: &[u8]) -> Option<ObjectRecord> {
     let size = u64::from_be_bytes(reader.array::<8>()?);
     let copied_at = i64::from_be_bytes(reader.array::<8>()?);
     let raw_sha256 = reader.array::<32>()?;
-    let content_sha256 = if flags & FLAG_CONTENT != 0 { Some(reader.array::<32>()?) } else { None };
-    let etag = if flags & FLAG_HEX_ETAG != 0 { hex::encode(reader.array::<16>()?) } else { reader.short()? };
+    let content_sha256 = if flags & FLAG_CONTENT != 0 {
+        Some(reader.array::<32>()?)
+    } else {
+        None
+    };
+    let etag = if flags & FLAG_HEX_ETAG != 0 {
+        hex::encode(reader.array::<16>()?)
+    } else {
+        reader.short()?
+    };
     let archive_version_id = Some(reader.short()?).filter(|v| !v.is_empty());
     let content_error = Some(reader.short()?).filter(|v| !v.is_empty());
-    Some(ObjectRecord { v: version, etag, size, raw_sha256, content_sha256, content_error, archive_version_id, copied_at })
+    Some(ObjectRecord {
+        v: version,
+        etag,
+        size,
+        raw_sha256,
+        content_sha256,
+        content_error,
+        archive_version_id,
+        copied_at,
+    })
 }
 
 impl SledStore {
@@ -132,7 +153,13 @@ impl SledStore {
         let intents = db.open_tree("intents").map_err(store_error)?;
         let state = db.open_tree("state").map_err(store_error)?;
         let findings = db.open_tree("findings").map_err(store_error)?;
-        Ok(SledStore { db, objects, intents, state, findings })
+        Ok(SledStore {
+            db,
+            objects,
+            intents,
+            state,
+            findings,
+        })
     }
 
     pub fn object_count(&self) -> usize {
@@ -156,43 +183,69 @@ impl ProgressStore for SledStore {
 
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
         let key = object_key(&source.account_id, &source.bucket, &source.key);
-        self.objects.insert(key, encode_record(record)).map_err(store_error)?;
+        self.objects
+            .insert(key, encode_record(record))
+            .map_err(store_error)?;
         Ok(())
     }
 
     fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        self.intents.insert(object_key(&source.account_id, &source.bucket, &source.key), &[]).map_err(store_error)?;
+        self.intents
+            .insert(
+                object_key(&source.account_id, &source.bucket, &source.key),
+                &[],
+            )
+            .map_err(store_error)?;
         Ok(())
     }
 
     fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError> {
-        self.intents.contains_key(object_key(&source.account_id, &source.bucket, &source.key)).map_err(store_error)
+        self.intents
+            .contains_key(object_key(&source.account_id, &source.bucket, &source.key))
+            .map_err(store_error)
     }
 
     fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        self.intents.remove(object_key(&source.account_id, &source.bucket, &source.key)).map_err(store_error)?;
+        self.intents
+            .remove(object_key(&source.account_id, &source.bucket, &source.key))
+            .map_err(store_error)?;
         Ok(())
     }
 
-    fn objects_under(&self, account_id: &str, bucket: &str, key_prefix: &str) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
+    fn objects_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+    ) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
         let prefix = object_key(account_id, bucket, key_prefix);
         let skip = account_id.len() + bucket.len() + 2;
         let mut out = Vec::new();
         for entry in self.objects.scan_prefix(prefix) {
             let (key, value) = entry.map_err(store_error)?;
-            let Some(record) = decode_record(&value) else { continue };
-            let Some(source_key) = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) else { continue };
+            let Some(record) = decode_record(&value) else {
+                continue;
+            };
+            let Some(source_key) = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
             out.push((source_key.to_string(), record));
         }
         Ok(out)
     }
 
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
-        Ok(self.state.get(name.as_bytes()).map_err(store_error)?.map(|v| v.to_vec()))
+        Ok(self
+            .state
+            .get(name.as_bytes())
+            .map_err(store_error)?
+            .map(|v| v.to_vec()))
     }
 
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError> {
-        self.state.insert(name.as_bytes(), value).map_err(store_error)?;
+        self.state
+            .insert(name.as_bytes(), value)
+            .map_err(store_error)?;
         Ok(())
     }
 
@@ -218,7 +271,9 @@ impl ProgressStore for SledStore {
         let mut stored = finding.clone();
         stored.new = false;
         let bytes = serde_json::to_vec(&stored).map_err(store_error)?;
-        self.findings.insert(key.as_bytes(), bytes).map_err(store_error)?;
+        self.findings
+            .insert(key.as_bytes(), bytes)
+            .map_err(store_error)?;
         Ok(finding)
     }
 
@@ -259,7 +314,11 @@ mod tests {
 
     #[test]
     fn records_round_trip_compactly() {
-        for original in [record("d41d8cd98f00b204e9800998ecf8427e", Some([5; 32])), record("abc-3", None), record("", Some([1; 32]))] {
+        for original in [
+            record("d41d8cd98f00b204e9800998ecf8427e", Some([5; 32])),
+            record("abc-3", None),
+            record("", Some([1; 32])),
+        ] {
             let bytes = encode_record(&original);
             assert_eq!(decode_record(&bytes), Some(original.clone()));
             assert!(bytes.len() < 160, "{} bytes", bytes.len());
@@ -275,24 +334,57 @@ mod tests {
     #[test]
     fn store_survives_reopen_and_dedups_findings() {
         let dir = tempfile::tempdir().unwrap();
-        let source = SourceRef { account_id: "111122223333".into(), bucket: "b".into(), key: "AWSLogs/111122223333/CloudTrail/x".into() };
+        let source = SourceRef {
+            account_id: "111122223333".into(),
+            bucket: "b".into(),
+            key: "AWSLogs/111122223333/CloudTrail/x".into(),
+        };
         {
             let store = SledStore::open(dir.path()).unwrap();
             store.record_intent(&source).unwrap();
-            store.record_object(&source, &record("d41d8cd98f00b204e9800998ecf8427e", Some([1; 32]))).unwrap();
-            let first = store.record_finding(Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k", "gone".into())).unwrap();
+            store
+                .record_object(
+                    &source,
+                    &record("d41d8cd98f00b204e9800998ecf8427e", Some([1; 32])),
+                )
+                .unwrap();
+            let first = store
+                .record_finding(Finding::new(
+                    FindingKind::DigestMissing,
+                    "111122223333",
+                    "b",
+                    "k",
+                    "gone".into(),
+                ))
+                .unwrap();
             assert!(first.new);
             store.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
         assert!(store.has_intent(&source).unwrap());
-        assert_eq!(store.object(&source).unwrap().map(|r| r.etag), Some("d41d8cd98f00b204e9800998ecf8427e".to_string()));
-        let again = store.record_finding(Finding::new(FindingKind::DigestMissing, "111122223333", "b", "k", "still gone".into())).unwrap();
+        assert_eq!(
+            store.object(&source).unwrap().map(|r| r.etag),
+            Some("d41d8cd98f00b204e9800998ecf8427e".to_string())
+        );
+        let again = store
+            .record_finding(Finding::new(
+                FindingKind::DigestMissing,
+                "111122223333",
+                "b",
+                "k",
+                "still gone".into(),
+            ))
+            .unwrap();
         assert!(!again.new);
         assert_eq!(store.findings().unwrap().len(), 1);
-        let under = store.objects_under("111122223333", "b", "AWSLogs/").unwrap();
+        let under = store
+            .objects_under("111122223333", "b", "AWSLogs/")
+            .unwrap();
         assert_eq!(under.len(), 1);
         assert_eq!(under[0].0, source.key);
-        assert!(store.objects_under("111122223333", "other", "").unwrap().is_empty());
+        assert!(store
+            .objects_under("111122223333", "other", "")
+            .unwrap()
+            .is_empty());
     }
 }

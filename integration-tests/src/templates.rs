@@ -44,6 +44,19 @@ pub const ALL_TEMPLATES: [&str; 3] = [AUDIT_ACCOUNT, MEMBER_ACCOUNT, COLLECTOR_R
 /// denies HTTP).
 pub const DENY_INSECURE_TRANSPORT_SID: &str = "DenyInsecureTransport";
 
+/// Sid of the archive bucket policy statement that denies puts naming another KMS key
+/// (`s3:x-amz-server-side-encryption-aws-kms-key-id`). It holds on AWS; ministack
+/// 1.5.33 never sets that condition key, so there the statement denies every put,
+/// the right key's included. Emulator tests drop it from the applied copy (and prove
+/// separately that it denies the wrong key).
+pub const DENY_OTHER_KMS_KEYS_SID: &str = "DenyPutsWithAnotherKmsKey";
+
+/// The archive bucket policy statements an applied copy on the emulator leaves out,
+/// for the reasons given at [`DENY_INSECURE_TRANSPORT_SID`] and
+/// [`DENY_OTHER_KMS_KEYS_SID`]. Everything else applies as rendered.
+pub const EMULATOR_UNENFORCEABLE_ARCHIVE_SIDS: [&str; 2] =
+    [DENY_INSECURE_TRANSPORT_SID, DENY_OTHER_KMS_KEYS_SID];
+
 /// Directory of the templates: `<workspace>/infra/cloudformation`.
 pub fn template_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

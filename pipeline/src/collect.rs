@@ -169,7 +169,12 @@ impl Run<'_> {
 
     fn finding(&self, finding: Finding) {
         // One finding per (kind, object) per run, even if two checks see it.
-        if self.outcome().findings.iter().any(|seen| seen.dedup_key() == finding.dedup_key()) {
+        if self
+            .outcome()
+            .findings
+            .iter()
+            .any(|seen| seen.dedup_key() == finding.dedup_key())
+        {
             return;
         }
         match self.store.record_finding(finding) {
@@ -196,8 +201,19 @@ pub struct Collector<'a> {
 
 /// Runs one collection over `scopes`. Errors of one scope never stop the
 /// others; they are reported in the outcome.
-pub async fn collect(collector: Collector<'_>, scopes: Vec<SourceScope>, window: Window) -> CollectOutcome {
-    let Collector { archive, store, clock, settings, cancel, counters } = collector;
+pub async fn collect(
+    collector: Collector<'_>,
+    scopes: Vec<SourceScope>,
+    window: Window,
+) -> CollectOutcome {
+    let Collector {
+        archive,
+        store,
+        clock,
+        settings,
+        cancel,
+        counters,
+    } = collector;
     let run = Run {
         archive,
         store,
@@ -391,10 +407,16 @@ async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Ve
 async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
     let prefix = partition.prefix();
     let scope = &partition.scope;
-    let done_name = format!("backfill-done/{}/{}/{prefix}", scope.reader_account_id, scope.source.bucket());
+    let done_name = format!(
+        "backfill-done/{}/{}/{prefix}",
+        scope.reader_account_id,
+        scope.source.bucket()
+    );
     let backfill = matches!(run.window, Window::Range { .. });
     if backfill && run.store.get_state(&done_name).ok().flatten().is_some() {
-        run.counters.partitions_listed.fetch_add(1, Ordering::Relaxed);
+        run.counters
+            .partitions_listed
+            .fetch_add(1, Ordering::Relaxed);
         run.outcome().stats.partitions_skipped += 1;
         return Vec::new();
     }
@@ -498,7 +520,11 @@ async fn copy_job(run: &Run<'_>, job: CopyJob) {
     let last = partition.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
     if last && !partition.failed.load(Ordering::Relaxed) {
         if let Err(error) = run.store.put_state(&partition.state_name, b"1") {
-            run.error(&job.scope.member_account_id, "record_partition_done", &error);
+            run.error(
+                &job.scope.member_account_id,
+                "record_partition_done",
+                &error,
+            );
         }
     }
 }
@@ -601,10 +627,20 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     let is_digest = parse_trail_key(&job.source.key).is_ok_and(|key| key.is_digest());
-    finish(run, job, copied.record, is_digest.then(|| job.source.clone()))
+    finish(
+        run,
+        job,
+        copied.record,
+        is_digest.then(|| job.source.clone()),
+    )
 }
 
-fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord, digest: Option<SourceRef>) -> bool {
+fn finish(
+    run: &Run<'_>,
+    job: &CopyJob,
+    record: crate::seams::ObjectRecord,
+    digest: Option<SourceRef>,
+) -> bool {
     if let Err(error) = run.store.record_object(&job.source, &record) {
         run.error(&job.scope.member_account_id, "record_object", &error);
         return false;
@@ -827,7 +863,12 @@ mod tests {
     }
 
     fn log_body(account: &str) -> Vec<u8> {
-        gzip(format!(r#"{{"Records":[{{"eventName":"GetObject","recipientAccountId":"{account}"}}]}}"#).as_bytes())
+        gzip(
+            format!(
+                r#"{{"Records":[{{"eventName":"GetObject","recipientAccountId":"{account}"}}]}}"#
+            )
+            .as_bytes(),
+        )
     }
 
     fn log_key(day: u32, hhmm: &str, unique: &str) -> String {
@@ -842,7 +883,10 @@ mod tests {
                 lock_mode: LockMode::Compliance,
                 retention_days: 10,
                 multipart_threshold_bytes: 5 * 1024 * 1024,
-                inflate_limits: InflateLimits { max_inflated_bytes: 1 << 20, max_ratio: 100 },
+                inflate_limits: InflateLimits {
+                    max_inflated_bytes: 1 << 20,
+                    max_ratio: 100,
+                },
             },
             concurrency: 4,
             list_concurrency: 2,
@@ -885,7 +929,14 @@ mod tests {
         async fn run(&self, window: Window) -> CollectOutcome {
             let counters = Counters::default();
             let cancel = CancellationToken::new();
-            let collector = Collector { archive: &self.archive, store: &self.store, clock: &self.clock, settings: &self.settings, cancel: &cancel, counters: &counters };
+            let collector = Collector {
+                archive: &self.archive,
+                store: &self.store,
+                clock: &self.clock,
+                settings: &self.settings,
+                cancel: &cancel,
+                counters: &counters,
+            };
             collect(collector, vec![self.scope()], window).await
         }
 
@@ -895,14 +946,24 @@ mod tests {
     }
 
     fn kinds(outcome: &CollectOutcome) -> Vec<(FindingKind, String)> {
-        outcome.findings.iter().map(|f| (f.kind, f.key.clone())).collect()
+        outcome
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.key.clone()))
+            .collect()
     }
 
     #[tokio::test]
     async fn copies_each_object_once_and_reruns_copy_nothing() {
         let world = World::new();
-        for (day, hhmm, unique) in [(27, "1005", "AAAAAAAAAAAAAAAA"), (26, "2355", "BBBBBBBBBBBBBBBB"), (25, "0005", "CCCCCCCCCCCCCCCC")] {
-            world.source.put(&log_key(day, hhmm, unique), log_body(MEMBER), &[]);
+        for (day, hhmm, unique) in [
+            (27, "1005", "AAAAAAAAAAAAAAAA"),
+            (26, "2355", "BBBBBBBBBBBBBBBB"),
+            (25, "0005", "CCCCCCCCCCCCCCCC"),
+        ] {
+            world
+                .source
+                .put(&log_key(day, hhmm, unique), log_body(MEMBER), &[]);
         }
         let first = world.run(Window::Incremental).await;
         assert_eq!(first.stats.objects_copied, 3, "{:?}", first.errors);
@@ -910,19 +971,34 @@ mod tests {
         for key in world.archive.keys() {
             assert_eq!(world.archive.version_count(&key), 1);
             let head = world.archive.latest_head(&key).unwrap();
-            assert_eq!(head.metadata.get(crate::copy::meta::SOURCE_ACCOUNT).map(String::as_str), Some(MEMBER));
-            assert!(head.metadata.contains_key(crate::copy::meta::CONTENT_SHA256));
+            assert_eq!(
+                head.metadata
+                    .get(crate::copy::meta::SOURCE_ACCOUNT)
+                    .map(String::as_str),
+                Some(MEMBER)
+            );
+            assert!(head
+                .metadata
+                .contains_key(crate::copy::meta::CONTENT_SHA256));
         }
         let second = world.run(Window::Incremental).await;
         assert_eq!(second.stats.objects_copied, 0);
         assert_eq!(second.stats.objects_skipped, 3);
-        assert_eq!(world.source.gets.load(Ordering::Relaxed), 3, "a rerun reads no object");
+        assert_eq!(
+            world.source.gets.load(Ordering::Relaxed),
+            3,
+            "a rerun reads no object"
+        );
     }
 
     #[tokio::test]
     async fn a_late_file_that_sorts_before_copied_files_is_collected() {
         let world = World::new();
-        world.source.put(&log_key(27, "1100", "ZZZZZZZZZZZZZZZZ"), log_body(MEMBER), &[]);
+        world.source.put(
+            &log_key(27, "1100", "ZZZZZZZZZZZZZZZZ"),
+            log_body(MEMBER),
+            &[],
+        );
         assert_eq!(world.run(Window::Incremental).await.stats.objects_copied, 1);
         let late = log_key(27, "0100", "AAAAAAAAAAAAAAAA");
         world.source.put(&late, log_body(MEMBER), &[]);
@@ -942,7 +1018,10 @@ mod tests {
         // Within the sweep interval only today and the lookback days are listed.
         world.run(Window::Incremental).await;
         let listed = world.source.lists.load(Ordering::Relaxed) - lists_after_first;
-        assert_eq!(listed, 3, "one LIST per open partition (today + 2 lookback days), discovery cached");
+        assert_eq!(
+            listed, 3,
+            "one LIST per open partition (today + 2 lookback days), discovery cached"
+        );
         // After the interval, the sweep lists the closed partitions again.
         let redelivered = log_key(23, "0200", "RRRRRRRRRRRRRRRR");
         world.source.put(&redelivered, log_body(MEMBER), &[]);
@@ -957,8 +1036,20 @@ mod tests {
         world.source.put(&key, log_body(MEMBER), &[]);
         // Simulate a run killed after its PUT and before recording: the intent
         // exists and the archive holds a valid copy.
-        let source = SourceRef { account_id: MEMBER.into(), bucket: "trail-bucket".into(), key: key.clone() };
-        let copied = copy_object(world.source.as_ref(), &world.archive, &world.settings.copy, &source, world.clock.now()).await.unwrap();
+        let source = SourceRef {
+            account_id: MEMBER.into(),
+            bucket: "trail-bucket".into(),
+            key: key.clone(),
+        };
+        let copied = copy_object(
+            world.source.as_ref(),
+            &world.archive,
+            &world.settings.copy,
+            &source,
+            world.clock.now(),
+        )
+        .await
+        .unwrap();
         assert_eq!(copied.record.size, log_body(MEMBER).len() as u64);
         world.store.record_intent(&source).unwrap();
         let rerun = world.run(Window::Incremental).await;
@@ -966,7 +1057,10 @@ mod tests {
         assert_eq!(rerun.stats.objects_copied, 0);
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
         assert!(!world.store.has_intent(&source).unwrap());
-        assert_eq!(world.store.object(&source).unwrap().map(|r| r.raw_sha256), Some(copied.record.raw_sha256));
+        assert_eq!(
+            world.store.object(&source).unwrap().map(|r| r.raw_sha256),
+            Some(copied.record.raw_sha256)
+        );
     }
 
     #[tokio::test]
@@ -978,7 +1072,10 @@ mod tests {
         world.source.put(&key, gzip(br#"{"Records":[]}"#), &[]);
         let rerun = world.run(Window::Incremental).await;
         assert_eq!(rerun.stats.objects_copied, 1);
-        assert_eq!(kinds(&rerun), vec![(FindingKind::SourceObjectModified, key.clone())]);
+        assert_eq!(
+            kinds(&rerun),
+            vec![(FindingKind::SourceObjectModified, key.clone())]
+        );
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 2);
     }
 
@@ -991,9 +1088,13 @@ mod tests {
         let not_gzip = log_key(27, "0915", "DDDDDDDDDDDDDDDD");
         let appended = log_key(27, "0920", "EEEEEEEEEEEEEEEE");
         world.source.put(&spoofed_name, log_body(MEMBER), &[]);
-        world.source.put(&spoofed_content, log_body("333333333333"), &[]);
+        world
+            .source
+            .put(&spoofed_content, log_body("333333333333"), &[]);
         world.source.put(&bomb, gzip(&vec![0u8; 4 << 20]), &[]);
-        world.source.put(&not_gzip, br#"{"Records":[]}"#.to_vec(), &[]);
+        world
+            .source
+            .put(&not_gzip, br#"{"Records":[]}"#.to_vec(), &[]);
         let mut two_members = log_body(MEMBER);
         two_members.extend(gzip(br#"{"Records":[{"eventName":"Forged"}]}"#));
         world.source.put(&appended, two_members, &[]);
@@ -1010,7 +1111,11 @@ mod tests {
         expected.sort();
         assert_eq!(found, expected);
         for key in [&spoofed_name, &spoofed_content, &bomb, &not_gzip, &appended] {
-            assert_eq!(world.archive.version_count(&world.archive_key(key)), 1, "{key} archived as evidence");
+            assert_eq!(
+                world.archive.version_count(&world.archive_key(key)),
+                1,
+                "{key} archived as evidence"
+            );
         }
         assert_eq!(outcome.stats.objects_copied, 5);
     }
@@ -1020,18 +1125,37 @@ mod tests {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         world.source.put(&key, log_body(MEMBER), &[]);
-        *world.archive.wrong_kms_key.lock().unwrap() = Some("arn:aws:kms:us-east-1:999999999999:key/evil".into());
+        *world.archive.wrong_kms_key.lock().unwrap() =
+            Some("arn:aws:kms:us-east-1:999999999999:key/evil".into());
         let outcome = world.run(Window::Incremental).await;
-        assert_eq!(kinds(&outcome), vec![(FindingKind::ArchiveCopyInvalid, key.clone())]);
-        let source = SourceRef { account_id: MEMBER.into(), bucket: "trail-bucket".into(), key };
-        assert_eq!(world.store.object(&source).unwrap(), None, "never recorded as done");
-        assert_eq!(world.archive.puts.load(Ordering::Relaxed), 2, "retried once");
+        assert_eq!(
+            kinds(&outcome),
+            vec![(FindingKind::ArchiveCopyInvalid, key.clone())]
+        );
+        let source = SourceRef {
+            account_id: MEMBER.into(),
+            bucket: "trail-bucket".into(),
+            key,
+        };
+        assert_eq!(
+            world.store.object(&source).unwrap(),
+            None,
+            "never recorded as done"
+        );
+        assert_eq!(
+            world.archive.puts.load(Ordering::Relaxed),
+            2,
+            "retried once"
+        );
     }
 
     #[tokio::test]
     async fn large_objects_go_up_in_bounded_parts() {
         let mut world = World::new();
-        world.settings.copy.inflate_limits = InflateLimits { max_inflated_bytes: 1 << 30, max_ratio: 1 << 20 };
+        world.settings.copy.inflate_limits = InflateLimits {
+            max_inflated_bytes: 1 << 30,
+            max_ratio: 1 << 20,
+        };
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         // Incompressible content so the raw object spans three parts.
         let mut state = 0x1234_5678_u64;
@@ -1046,10 +1170,23 @@ mod tests {
         let body = gzip(&noise);
         world.source.put(&key, body.clone(), &[]);
         let outcome = world.run(Window::Incremental).await;
-        assert_eq!(outcome.stats.objects_copied, 1, "{:?} {:?}", outcome.errors, outcome.findings);
+        assert_eq!(
+            outcome.stats.objects_copied, 1,
+            "{:?} {:?}",
+            outcome.errors, outcome.findings
+        );
         let archive_key = world.archive_key(&key);
-        assert_eq!(world.archive.latest_body(&archive_key).as_deref(), Some(body.as_slice()));
-        assert!(world.archive.latest_head(&archive_key).unwrap().checksum_sha256.unwrap().ends_with("-3"));
+        assert_eq!(
+            world.archive.latest_body(&archive_key).as_deref(),
+            Some(body.as_slice())
+        );
+        assert!(world
+            .archive
+            .latest_head(&archive_key)
+            .unwrap()
+            .checksum_sha256
+            .unwrap()
+            .ends_with("-3"));
     }
 
     #[tokio::test]
@@ -1057,11 +1194,17 @@ mod tests {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         world.source.put(&key, log_body(MEMBER), &[]);
-        world.source.fail_gets(&key, SeamError::AccessDenied("kms:Decrypt".into()));
+        world
+            .source
+            .fail_gets(&key, SeamError::AccessDenied("kms:Decrypt".into()));
         let outcome = world.run(Window::Incremental).await;
         assert_eq!(outcome.errors.len(), 1);
         assert!(outcome.failed_accounts.contains(MEMBER));
-        assert_eq!(world.source.gets.load(Ordering::Relaxed), 1, "permanent errors are not retried");
+        assert_eq!(
+            world.source.gets.load(Ordering::Relaxed),
+            1,
+            "permanent errors are not retried"
+        );
     }
 
     #[tokio::test]
@@ -1071,7 +1214,10 @@ mod tests {
         let failing_key = log_key(11, "0100", "BBBBBBBBBBBBBBBB");
         world.source.put(&ok_key, log_body(MEMBER), &[]);
         world.source.put(&failing_key, log_body(MEMBER), &[]);
-        world.source.fail_gets(&failing_key, SeamError::AccessDenied("transient policy glitch".into()));
+        world.source.fail_gets(
+            &failing_key,
+            SeamError::AccessDenied("transient policy glitch".into()),
+        );
         let range = Window::Range {
             from: chrono::NaiveDate::from_ymd_opt(2026, 11, 9).unwrap(),
             to: chrono::NaiveDate::from_ymd_opt(2026, 11, 11).unwrap(),
@@ -1086,7 +1232,11 @@ mod tests {
         let second = world.run(range).await;
         assert_eq!(second.stats.partitions_skipped, 2, "{:?}", second.errors);
         assert_eq!(second.stats.objects_copied, 1);
-        assert_eq!(world.source.lists.load(Ordering::Relaxed) - lists_before, 1, "only the unfinished partition is listed");
+        assert_eq!(
+            world.source.lists.load(Ordering::Relaxed) - lists_before,
+            1,
+            "only the unfinished partition is listed"
+        );
         let third = world.run(range).await;
         assert_eq!(third.stats.partitions_skipped, 3);
         assert_eq!(third.stats.objects_copied, 0);

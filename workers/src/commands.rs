@@ -16,6 +16,7 @@ use trailvault_pipeline::seams::{ProgressStore, SystemClock};
 
 use crate::cli::{Cli, Command, Scope};
 use crate::output::{finding_line, print_report};
+use crate::validation;
 use crate::wiring;
 
 fn load_config(cli: &Cli) -> Result<Config, i32> {
@@ -66,16 +67,52 @@ pub async fn dispatch(cli: Cli) -> i32 {
     };
     let json = cli.json;
     match cli.command {
-        Command::Collect { scope, keys: _, allow_unlocked_archive, no_verify: _ } => run_collect(config, &scope, Window::Incremental, allow_unlocked_archive, json).await,
-        Command::Backfill { scope, since, until } => match backfill_window(&since, until.as_deref()) {
-            Ok(window) => run_collect(config, &scope, window, false, json).await,
+        Command::Collect {
+            scope,
+            keys,
+            allow_unlocked_archive,
+            no_verify,
+        } => {
+            let options = CollectOptions {
+                window: Window::Incremental,
+                allow_unlocked: allow_unlocked_archive,
+                verify: !no_verify,
+                keys: keys.public_keys,
+            };
+            run_collect(config, &scope, options, json).await
+        }
+        Command::Backfill {
+            scope,
+            since,
+            until,
+        } => match backfill_window(&since, until.as_deref()) {
+            Ok(window) => {
+                run_collect(
+                    config,
+                    &scope,
+                    CollectOptions {
+                        window,
+                        allow_unlocked: false,
+                        verify: true,
+                        keys: None,
+                    },
+                    json,
+                )
+                .await
+            }
             Err(message) => {
                 eprintln!("trailvault: {message}");
                 exit::USAGE
             }
         },
-        Command::Findings { accounts, kinds, since } => list_findings(&config, &accounts, &kinds, since.as_deref(), json),
-        Command::Verify { .. } => not_implemented("verify"),
+        Command::Findings {
+            accounts,
+            kinds,
+            since,
+        } => list_findings(&config, &accounts, &kinds, since.as_deref(), json),
+        Command::Verify { scope, keys, full } => {
+            run_verify(config, &scope, keys.public_keys.as_deref(), full, json).await
+        }
         Command::Retention { .. } => not_implemented("retention"),
         Command::Run { .. } => not_implemented("run"),
         Command::Status => not_implemented("status"),
@@ -84,7 +121,10 @@ pub async fn dispatch(cli: Cli) -> i32 {
 }
 
 /// A progress bar on a terminal; otherwise a progress log line every 15 s.
-fn progress_display(counters: Arc<Counters>, done: CancellationToken) -> Option<tokio::task::JoinHandle<()>> {
+fn progress_display(
+    counters: Arc<Counters>,
+    done: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
     if !std::io::stderr().is_terminal() {
         return Some(tokio::spawn(async move {
             let started = std::time::Instant::now();
@@ -109,8 +149,10 @@ fn progress_display(counters: Arc<Counters>, done: CancellationToken) -> Option<
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} objects, {elapsed} (eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {pos}/{len} objects, {elapsed} (eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(tokio::spawn(async move {
         loop {
@@ -118,7 +160,10 @@ fn progress_display(counters: Arc<Counters>, done: CancellationToken) -> Option<
             let total = counters.partitions_total.load(Ordering::Relaxed);
             bar.set_length(counters.objects_to_copy.load(Ordering::Relaxed));
             bar.set_position(counters.objects_copied.load(Ordering::Relaxed));
-            bar.set_message(format!("partitions {listed}/{total}, {} MB", counters.bytes_copied.load(Ordering::Relaxed) / 1_000_000));
+            bar.set_message(format!(
+                "partitions {listed}/{total}, {} MB",
+                counters.bytes_copied.load(Ordering::Relaxed) / 1_000_000
+            ));
             tokio::select! {
                 () = done.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -134,7 +179,11 @@ async fn check_archive(wired: &wiring::Wired, report: &mut Report, allow_unlocke
     let protection = match wired.archive.protection().await {
         Ok(protection) => protection,
         Err(error) => {
-            report.error("-", &format!("read the configuration of s3://{}", wired.archive.bucket()), error.to_string());
+            report.error(
+                "-",
+                &format!("read the configuration of s3://{}", wired.archive.bucket()),
+                error.to_string(),
+            );
             return false;
         }
     };
@@ -155,13 +204,21 @@ async fn check_archive(wired: &wiring::Wired, report: &mut Report, allow_unlocke
         return true;
     }
     let detail = format!("archive bucket is not locked down: {}", problems.join("; "));
-    let finding = Finding::new(FindingKind::ArchiveMisconfigured, "-", wired.archive.bucket(), "", detail.clone());
+    let finding = Finding::new(
+        FindingKind::ArchiveMisconfigured,
+        "-",
+        wired.archive.bucket(),
+        "",
+        detail.clone(),
+    );
     match wired.store.record_finding(finding) {
         Ok(recorded) => report.findings.push(recorded),
         Err(error) => report.error("-", "record_finding", error.to_string()),
     }
     if allow_unlocked {
-        report.overrides.push(format!("--allow-unlocked-archive: collected although {detail}"));
+        report.overrides.push(format!(
+            "--allow-unlocked-archive: collected although {detail}"
+        ));
         return true;
     }
     error!(%detail, "refusing to collect into an unlocked archive (override: --allow-unlocked-archive)");
@@ -170,7 +227,10 @@ async fn check_archive(wired: &wiring::Wired, report: &mut Report, allow_unlocke
 
 /// The inclusive day range of `backfill --since DATE [--until DATE]`.
 fn backfill_window(since: &str, until: Option<&str>) -> Result<Window, String> {
-    let parse = |text: &str, flag: &str| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("{flag} must be a date like 2026-01-31, not `{text}`"));
+    let parse = |text: &str, flag: &str| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| format!("{flag} must be a date like 2026-01-31, not `{text}`"))
+    };
     let from = parse(since, "--since")?;
     let today = Utc::now().date_naive();
     let to = match until {
@@ -186,10 +246,28 @@ fn backfill_window(since: &str, until: Option<&str>) -> Result<Window, String> {
     Ok(Window::Range { from, to })
 }
 
-async fn run_collect(config: Config, scope: &Scope, window: Window, allow_unlocked: bool, json: bool) -> i32 {
+pub struct CollectOptions {
+    pub window: Window,
+    pub allow_unlocked: bool,
+    /// Validate the chains afterwards (also subject to `verify_after_collect`).
+    pub verify: bool,
+    pub keys: Option<std::path::PathBuf>,
+}
+
+async fn run_collect(config: Config, scope: &Scope, options: CollectOptions, json: bool) -> i32 {
+    let CollectOptions {
+        window,
+        allow_unlocked,
+        verify,
+        keys,
+    } = options;
     let cancel = CancellationToken::new();
     cancel_on_signals(cancel.clone());
-    let command = if matches!(window, Window::Incremental) { "collect" } else { "backfill" };
+    let command = if matches!(window, Window::Incremental) {
+        "collect"
+    } else {
+        "backfill"
+    };
     let mut report = Report::new(command);
     let wired = match wiring::wire(config, cancel.clone()).await {
         Ok(wired) => wired,
@@ -223,7 +301,14 @@ async fn run_collect(config: Config, scope: &Scope, window: Window, allow_unlock
     let done = CancellationToken::new();
     let progress = progress_display(counters.clone(), done.clone());
     let outcome = collect::collect(
-        collect::Collector { archive: wired.archive.as_ref(), store: wired.store.as_ref(), clock: &SystemClock, settings: &settings, cancel: &cancel, counters: &counters },
+        collect::Collector {
+            archive: wired.archive.as_ref(),
+            store: wired.store.as_ref(),
+            clock: &SystemClock,
+            settings: &settings,
+            cancel: &cancel,
+            counters: &counters,
+        },
         scopes,
         window,
     )
@@ -235,15 +320,36 @@ async fn run_collect(config: Config, scope: &Scope, window: Window, allow_unlock
     collect::log_summary(&outcome);
     report.stats.accounts = accounts.len() as u64;
     let mut failed: std::collections::BTreeSet<String> = outcome.failed_accounts.clone();
-    failed.extend(report.errors.iter().map(|e| e.account_id.clone()).filter(|id| id != "-"));
+    failed.extend(
+        report
+            .errors
+            .iter()
+            .map(|e| e.account_id.clone())
+            .filter(|id| id != "-"),
+    );
     report.stats.accounts_failed = failed.len() as u64;
     let errors_before = report.stats.errors;
-    report.stats = trailvault_pipeline::report::Stats { accounts: report.stats.accounts, accounts_failed: report.stats.accounts_failed, errors: errors_before + outcome.stats.errors, ..outcome.stats };
+    report.stats = trailvault_pipeline::report::Stats {
+        accounts: report.stats.accounts,
+        accounts_failed: report.stats.accounts_failed,
+        errors: errors_before + outcome.stats.errors,
+        ..outcome.stats
+    };
     report.errors.extend(outcome.errors);
     report.findings.extend(outcome.findings);
     if cancel.is_cancelled() {
-        report.error("-", "collect", "interrupted by a signal; the next run continues where this one stopped");
+        report.error(
+            "-",
+            "collect",
+            "interrupted by a signal; the next run continues where this one stopped",
+        );
+    } else if verify && wired.config.collect.verify_after_collect {
+        merge_verify(
+            &mut report,
+            validation::run(&wired, &accounts, &scope.accounts, keys.as_deref(), false).await,
+        );
     }
+    validation::publish_alerts(&wired, &mut report).await;
     if let Err(error) = wired.store.flush() {
         report.error("-", "flush_store", error.to_string());
     }
@@ -270,11 +376,22 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
         }
     };
     let prefix = &wired.config.archive.prefix;
-    let list_prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+    let list_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
     let versions = match wired.archive.list_versions(&list_prefix).await {
         Ok(versions) => versions,
         Err(error) => {
-            report.error("-", &format!("list versions of s3://{}/{list_prefix}", wired.archive.bucket()), error.to_string());
+            report.error(
+                "-",
+                &format!(
+                    "list versions of s3://{}/{list_prefix}",
+                    wired.archive.bucket()
+                ),
+                error.to_string(),
+            );
             report.finished_at = Utc::now();
             print_report(&report, json);
             return report.exit_code();
@@ -297,7 +414,14 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
         .await;
     for (version, head) in results {
         let Some(source) = SourceRef::from_archive_key(prefix, &version.key) else {
-            report.error("-", "rebuild", format!("{} is not an archive key of this configuration", version.key));
+            report.error(
+                "-",
+                "rebuild",
+                format!(
+                    "{} is not an archive key of this configuration",
+                    version.key
+                ),
+            );
             continue;
         };
         let head = match head {
@@ -308,25 +432,131 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
                 continue;
             }
         };
-        let copied_at = head.metadata.get(trailvault_pipeline::copy::meta::COPIED_AT).and_then(|t| t.parse().ok()).unwrap_or(now);
+        let copied_at = head
+            .metadata
+            .get(trailvault_pipeline::copy::meta::COPIED_AT)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now);
         match trailvault_pipeline::copy::record_from_head(&head, copied_at) {
             Some(record) => match wired.store.record_object(&source, &record) {
                 Ok(()) => report.stats.objects_copied += 1,
                 Err(error) => report.error(&source.account_id, "record_object", error.to_string()),
             },
-            None => report.error(&source.account_id, "rebuild", format!("{} has no SHA-256 checksum; not recorded (collect will copy it again)", version.key)),
+            None => report.error(
+                &source.account_id,
+                "rebuild",
+                format!(
+                    "{} has no SHA-256 checksum; not recorded (collect will copy it again)",
+                    version.key
+                ),
+            ),
         }
     }
     if let Err(error) = wired.store.flush() {
         report.error("-", "flush_store", error.to_string());
     }
-    info!(recorded = report.stats.objects_copied, "store rebuilt from the archive");
+    info!(
+        recorded = report.stats.objects_copied,
+        "store rebuilt from the archive"
+    );
     report.finished_at = Utc::now();
     print_report(&report, json);
     report.exit_code()
 }
 
-fn list_findings(config: &Config, accounts: &[String], kinds: &[String], since: Option<&str>, json: bool) -> i32 {
+fn merge_verify(
+    report: &mut Report,
+    outcome: anyhow::Result<trailvault_pipeline::verify::VerifyOutcome>,
+) {
+    match outcome {
+        Ok(outcome) => {
+            info!(
+                chains = outcome.chains,
+                digests = outcome.stats.digests_validated,
+                log_files = outcome.stats.log_files_validated,
+                findings = outcome.findings.len(),
+                "validation finished"
+            );
+            report.stats.digests_validated += outcome.stats.digests_validated;
+            report.stats.log_files_validated += outcome.stats.log_files_validated;
+            report.stats.errors += outcome.errors.len() as u64;
+            report.errors.extend(outcome.errors);
+            for finding in outcome.findings {
+                if !report
+                    .findings
+                    .iter()
+                    .any(|seen| seen.dedup_key() == finding.dedup_key())
+                {
+                    report.findings.push(finding);
+                }
+            }
+        }
+        Err(error) => report.error("-", "verify", format!("{error:#}")),
+    }
+}
+
+async fn run_verify(
+    config: Config,
+    scope: &Scope,
+    keys: Option<&std::path::Path>,
+    full: bool,
+    json: bool,
+) -> i32 {
+    let cancel = CancellationToken::new();
+    cancel_on_signals(cancel.clone());
+    let mut report = Report::new("verify");
+    let wired = match wiring::wire(config, cancel).await {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("trailvault: {error:#}");
+            return exit::USAGE;
+        }
+    };
+    // A keys file that cannot be read is a usage error: nothing was done.
+    if let Some(path) = keys.or(wired.config.verify.public_keys_file.as_deref()) {
+        if let Err(error) = validation::keys_from_file(path) {
+            eprintln!("trailvault: {error:#}");
+            return exit::USAGE;
+        }
+    }
+    let accounts = match wiring::accounts(
+        &wired,
+        &Scope {
+            accounts: Vec::new(),
+            regions: Vec::new(),
+        },
+    )
+    .await
+    {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            report.error("-", "list accounts", format!("{error:#}"));
+            report.finished_at = Utc::now();
+            print_report(&report, json);
+            return report.exit_code();
+        }
+    };
+    report.stats.accounts = accounts.len() as u64;
+    merge_verify(
+        &mut report,
+        validation::run(&wired, &accounts, &scope.accounts, keys, full).await,
+    );
+    validation::publish_alerts(&wired, &mut report).await;
+    if let Err(error) = wired.store.flush() {
+        report.error("-", "flush_store", error.to_string());
+    }
+    report.finished_at = Utc::now();
+    print_report(&report, json);
+    report.exit_code()
+}
+
+fn list_findings(
+    config: &Config,
+    accounts: &[String],
+    kinds: &[String],
+    since: Option<&str>,
+    json: bool,
+) -> i32 {
     let mut wanted_kinds = Vec::new();
     for kind in kinds {
         match FindingKind::parse(kind) {
@@ -373,7 +603,11 @@ fn list_findings(config: &Config, accounts: &[String], kinds: &[String], since: 
         print_report(&report, true);
     } else {
         for finding in &report.findings {
-            println!("{} {}", finding.first_seen.format("%Y-%m-%dT%H:%M:%SZ"), finding_line(finding));
+            println!(
+                "{} {}",
+                finding.first_seen.format("%Y-%m-%dT%H:%M:%SZ"),
+                finding_line(finding)
+            );
         }
         println!("{} finding(s)", report.findings.len());
     }
@@ -400,12 +634,27 @@ mod tests {
         let today = Utc::now().date_naive();
         assert_eq!(
             backfill_window("2026-01-01", Some("2026-01-31")),
-            Ok(Window::Range { from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), to: chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap() })
+            Ok(Window::Range {
+                from: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                to: chrono::NaiveDate::from_ymd_opt(2026, 1, 31).unwrap()
+            })
         );
-        assert_eq!(backfill_window("2026-01-01", None).map(|w| matches!(w, Window::Range { to, .. } if to == today)), Ok(true));
-        assert!(backfill_window("2026-02-01", Some("2026-01-01")).unwrap_err().contains("after"));
-        assert!(backfill_window("yesterday", None).unwrap_err().contains("--since"));
-        let tomorrow = (today + chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
-        assert!(backfill_window("2026-01-01", Some(&tomorrow)).unwrap_err().contains("future"));
+        assert_eq!(
+            backfill_window("2026-01-01", None)
+                .map(|w| matches!(w, Window::Range { to, .. } if to == today)),
+            Ok(true)
+        );
+        assert!(backfill_window("2026-02-01", Some("2026-01-01"))
+            .unwrap_err()
+            .contains("after"));
+        assert!(backfill_window("yesterday", None)
+            .unwrap_err()
+            .contains("--since"));
+        let tomorrow = (today + chrono::Duration::days(1))
+            .format("%Y-%m-%d")
+            .to_string();
+        assert!(backfill_window("2026-01-01", Some(&tomorrow))
+            .unwrap_err()
+            .contains("future"));
     }
 }

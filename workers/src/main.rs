@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod output;
+mod validation;
 mod wiring;
 
 use std::io::IsTerminal;
@@ -34,7 +35,10 @@ fn init_tracing(cli: &cli::Cli) {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("trailvault: cannot start the async runtime: {error}");

@@ -21,9 +21,17 @@ pub fn human_summary(report: &Report) -> String {
     let stats = &report.stats;
     let mut out = String::new();
     let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
-    let _ = writeln!(out, "trailvault {}: finished in {seconds:.1}s", report.command);
+    let _ = writeln!(
+        out,
+        "trailvault {}: finished in {seconds:.1}s",
+        report.command
+    );
     if report.command != "verify" && report.command != "findings" {
-        let _ = writeln!(out, "  accounts          {} ({} failed)", stats.accounts, stats.accounts_failed);
+        let _ = writeln!(
+            out,
+            "  accounts          {} ({} failed)",
+            stats.accounts, stats.accounts_failed
+        );
         let _ = writeln!(out, "  partitions listed {}", stats.partitions_listed);
         let _ = writeln!(
             out,
@@ -33,17 +41,29 @@ pub fn human_summary(report: &Report) -> String {
         let _ = writeln!(out, "  bytes copied      {}", stats.bytes_copied);
     }
     if stats.digests_validated > 0 || report.command == "verify" {
-        let _ = writeln!(out, "  validated         {} digests, {} log files", stats.digests_validated, stats.log_files_validated);
+        let _ = writeln!(
+            out,
+            "  validated         {} digests, {} log files",
+            stats.digests_validated, stats.log_files_validated
+        );
     }
     for note in &report.overrides {
         let _ = writeln!(out, "  OVERRIDE          {note}");
     }
     let _ = writeln!(out, "  errors            {}", report.errors.len());
     for error in &report.errors {
-        let _ = writeln!(out, "    {} {}: {}", error.account_id, error.operation, error.message);
+        let _ = writeln!(
+            out,
+            "    {} {}: {}",
+            error.account_id, error.operation, error.message
+        );
     }
     let new = report.findings.iter().filter(|f| f.new).count();
-    let _ = writeln!(out, "  findings          {} ({new} new)", report.findings.len());
+    let _ = writeln!(
+        out,
+        "  findings          {} ({new} new)",
+        report.findings.len()
+    );
     for finding in &report.findings {
         let _ = writeln!(out, "    {}", finding_line(finding));
     }
@@ -56,7 +76,10 @@ pub fn finding_line(finding: &Finding) -> String {
         Severity::Warning => "warning",
     };
     let new = if finding.new { " [new]" } else { "" };
-    format!("{severity} {}{new} {} s3://{}/{}: {}", finding.kind, finding.account_id, finding.bucket, finding.key, finding.detail)
+    format!(
+        "{severity} {}{new} {} s3://{}/{}: {}",
+        finding.kind, finding.account_id, finding.bucket, finding.key, finding.detail
+    )
 }
 
 #[cfg(test)]
@@ -69,10 +92,22 @@ mod tests {
         let mut report = Report::new("collect");
         report.stats.objects_copied = 7;
         report.error("222222222222", "sts:AssumeRole", "AccessDenied");
-        report.findings.push(Finding::new(FindingKind::AccountMismatch, "222222222222", "b", "k", "claims 333333333333".into()));
+        report.findings.push(Finding::new(
+            FindingKind::AccountMismatch,
+            "222222222222",
+            "b",
+            "k",
+            "claims 333333333333".into(),
+        ));
         let text = human_summary(&report);
         assert!(text.contains("7 copied"), "{text}");
-        assert!(text.contains("222222222222 sts:AssumeRole: AccessDenied"), "{text}");
-        assert!(text.contains("CRITICAL account_mismatch [new] 222222222222 s3://b/k"), "{text}");
+        assert!(
+            text.contains("222222222222 sts:AssumeRole: AccessDenied"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CRITICAL account_mismatch [new] 222222222222 s3://b/k"),
+            "{text}"
+        );
     }
 }

@@ -14,7 +14,9 @@ use trailvault_infra::rate_limit::{RateLimitedSource, RateLimiter};
 use trailvault_infra::retry::{RetryPolicy, RetryingArchive, RetryingSource};
 use trailvault_infra::s3_archive::S3Archive;
 use trailvault_infra::s3_source::S3Source;
-use trailvault_infra::sessions::{assume_member_role, session_name, static_source_config, RoleRequest};
+use trailvault_infra::sessions::{
+    assume_member_role, session_name, static_source_config, RoleRequest,
+};
 use trailvault_infra::store::SledStore;
 use trailvault_pipeline::cloudtrail::gzip::InflateLimits;
 use trailvault_pipeline::collect::{CollectSettings, SourceScope};
@@ -43,7 +45,8 @@ fn path_style(config: &Config) -> bool {
 
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<SledStore>> {
     let path = &config.store.path;
-    let store = SledStore::open(path).with_context(|| format!("opening the progress store at {}", path.display()))?;
+    let store = SledStore::open(path)
+        .with_context(|| format!("opening the progress store at {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
@@ -52,10 +55,23 @@ pub async fn wire(config: Config, cancel: CancellationToken) -> anyhow::Result<W
     let audit = trailvault_infra::aws::audit_config(&config.aws).await;
     let retry = RetryPolicy::default();
     let client = trailvault_infra::aws::s3_client(&audit, path_style(&config));
-    let archive: Arc<dyn Archive> = Arc::new(RetryingArchive::new(Arc::new(S3Archive::new(client, &config.archive.bucket)), retry.clone(), cancel.clone()));
+    let archive: Arc<dyn Archive> = Arc::new(RetryingArchive::new(
+        Arc::new(S3Archive::new(client, &config.archive.bucket)),
+        retry.clone(),
+        cancel.clone(),
+    ));
     let kms_key_arn = resolve_kms_key(&audit, &config.archive.kms_key_id).await;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
-    Ok(Wired { config, audit, archive, store, cancel, retry, run_id, kms_key_arn })
+    Ok(Wired {
+        config,
+        audit,
+        archive,
+        store,
+        cancel,
+        retry,
+        run_id,
+        kms_key_arn,
+    })
 }
 
 /// The key's ARN (HEAD reports ARNs); the configured value if the audit
@@ -66,7 +82,11 @@ async fn resolve_kms_key(audit: &SdkConfig, configured: &str) -> String {
     }
     let client = aws_sdk_kms::Client::new(audit);
     match client.describe_key().key_id(configured).send().await {
-        Ok(output) => output.key_metadata().and_then(|m| m.arn()).map(str::to_string).unwrap_or_else(|| configured.to_string()),
+        Ok(output) => output
+            .key_metadata()
+            .and_then(|m| m.arn())
+            .map(str::to_string)
+            .unwrap_or_else(|| configured.to_string()),
         Err(error) => {
             warn!(key = configured, error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "cannot resolve the archive KMS key; comparing by the configured value");
             configured.to_string()
@@ -86,7 +106,10 @@ pub fn collect_settings(wired: &Wired) -> CollectSettings {
             },
             retention_days: config.archive.retention_days,
             multipart_threshold_bytes: config.collect.multipart_threshold_bytes,
-            inflate_limits: InflateLimits { max_inflated_bytes: config.collect.max_inflated_bytes, max_ratio: config.collect.max_inflate_ratio },
+            inflate_limits: InflateLimits {
+                max_inflated_bytes: config.collect.max_inflated_bytes,
+                max_ratio: config.collect.max_inflate_ratio,
+            },
         },
         concurrency: config.collect.concurrency,
         list_concurrency: config.collect.concurrency.clamp(1, 16),
@@ -104,14 +127,26 @@ pub async fn accounts(wired: &Wired, scope: &Scope) -> anyhow::Result<Vec<String
     let mut accounts: BTreeSet<String> = settings.ids.iter().cloned().collect();
     if settings.discover {
         let client = trailvault_infra::organizations::OrganizationsClient::new(&wired.audit);
-        let discovered = trailvault_infra::organizations::active_accounts(&client).await.context("discovering accounts with organizations:ListAccounts")?;
+        let discovered = trailvault_infra::organizations::active_accounts(&client)
+            .await
+            .context("discovering accounts with organizations:ListAccounts")?;
         info!(count = discovered.len(), "accounts discovered");
         accounts.extend(discovered);
     }
-    Ok(filter_accounts(accounts, &settings.include, &settings.exclude, &scope.accounts))
+    Ok(filter_accounts(
+        accounts,
+        &settings.include,
+        &settings.exclude,
+        &scope.accounts,
+    ))
 }
 
-pub fn filter_accounts(accounts: BTreeSet<String>, include: &[String], exclude: &[String], only: &[String]) -> Vec<String> {
+pub fn filter_accounts(
+    accounts: BTreeSet<String>,
+    include: &[String],
+    exclude: &[String],
+    only: &[String],
+) -> Vec<String> {
     accounts
         .into_iter()
         .filter(|id| include.is_empty() || include.contains(id))
@@ -122,7 +157,10 @@ pub fn filter_accounts(accounts: BTreeSet<String>, include: &[String], exclude: 
 
 /// Reads sources of `account_id`: an assumed member role, or static
 /// credentials when configured (benchmarks against servers without STS).
-async fn source_config(wired: &Wired, account_id: &str) -> Result<SdkConfig, trailvault_pipeline::SeamError> {
+pub async fn source_config(
+    wired: &Wired,
+    account_id: &str,
+) -> Result<SdkConfig, trailvault_pipeline::SeamError> {
     let aws = &wired.config.aws;
     if let (Some(key), Some(secret)) = (&aws.source_access_key_id, &aws.source_secret_access_key) {
         return Ok(static_source_config(&wired.audit, key, secret));
@@ -139,14 +177,19 @@ async fn source_config(wired: &Wired, account_id: &str) -> Result<SdkConfig, tra
     assume_member_role(&wired.audit, &request).await
 }
 
-fn source_for(wired: &Wired, config: &SdkConfig, bucket: &str) -> Arc<dyn TrailSource> {
+pub fn source_for(wired: &Wired, config: &SdkConfig, bucket: &str) -> Arc<dyn TrailSource> {
     let client = trailvault_infra::aws::s3_client(config, path_style(&wired.config));
     let mut source: Arc<dyn TrailSource> = Arc::new(S3Source::new(client, bucket));
     // The cap applies per attempt, under the retries.
-    if let Some(limiter) = RateLimiter::per_second(wired.config.collect.source_requests_per_second) {
+    if let Some(limiter) = RateLimiter::per_second(wired.config.collect.source_requests_per_second)
+    {
         source = Arc::new(RateLimitedSource::new(source, limiter));
     }
-    Arc::new(RetryingSource::new(source, wired.retry.clone(), wired.cancel.clone()))
+    Arc::new(RetryingSource::new(
+        source,
+        wired.retry.clone(),
+        wired.cancel.clone(),
+    ))
 }
 
 fn root(prefix: &str, org_id: Option<&str>, account_id: &str) -> String {
@@ -171,13 +214,21 @@ fn regions(configured: &[String], only: &[String]) -> Vec<String> {
     } else if configured.is_empty() {
         only.to_vec()
     } else {
-        configured.iter().filter(|r| only.contains(r)).cloned().collect()
+        configured
+            .iter()
+            .filter(|r| only.contains(r))
+            .cloned()
+            .collect()
     }
 }
 
 /// Sessions and source scopes for `accounts`. An account whose role cannot
 /// be assumed is reported and left out; the others go on.
-pub async fn scopes(wired: &Wired, accounts: &[String], scope: &Scope) -> (Vec<SourceScope>, Vec<OperationError>) {
+pub async fn scopes(
+    wired: &Wired,
+    accounts: &[String],
+    scope: &Scope,
+) -> (Vec<SourceScope>, Vec<OperationError>) {
     let mut errors = Vec::new();
     let mut scopes = Vec::new();
     let mut sessions: BTreeMap<String, Option<SdkConfig>> = BTreeMap::new();
@@ -190,7 +241,12 @@ pub async fn scopes(wired: &Wired, accounts: &[String], scope: &Scope) -> (Vec<S
             }
         }
     }
-    let resolved = futures::future::join_all(readers.iter().map(|account| async move { (account.clone(), source_config(wired, account).await) })).await;
+    let resolved = futures::future::join_all(
+        readers
+            .iter()
+            .map(|account| async move { (account.clone(), source_config(wired, account).await) }),
+    )
+    .await;
     for (account, result) in resolved {
         match result {
             Ok(config) => {
@@ -198,7 +254,11 @@ pub async fn scopes(wired: &Wired, accounts: &[String], scope: &Scope) -> (Vec<S
             }
             Err(error) => {
                 warn!(account_id = %account, %error, "cannot assume the member role");
-                errors.push(OperationError { account_id: account.clone(), operation: "sts:AssumeRole".to_string(), message: error.to_string() });
+                errors.push(OperationError {
+                    account_id: account.clone(),
+                    operation: "sts:AssumeRole".to_string(),
+                    message: error.to_string(),
+                });
                 sessions.insert(account, None);
             }
         }
@@ -207,24 +267,37 @@ pub async fn scopes(wired: &Wired, accounts: &[String], scope: &Scope) -> (Vec<S
         match source {
             SourceSettings::PerAccount(per_account) => {
                 for account in accounts {
-                    let Some(Some(config)) = sessions.get(account) else { continue };
+                    let Some(Some(config)) = sessions.get(account) else {
+                        continue;
+                    };
                     let bucket = per_account.bucket_for(account);
                     let source = source_for(wired, config, &bucket);
                     let own_root = root(&per_account.key_prefix, None, account);
                     // Folders of other accounts in this account's bucket are
                     // hostile or misrouted: collect them too (as evidence, under
                     // this account's namespace) so they raise account_mismatch.
-                    let logs_root = own_root.trim_end_matches(&format!("{account}/")).to_string();
+                    let logs_root = own_root
+                        .trim_end_matches(&format!("{account}/"))
+                        .to_string();
                     let mut roots = vec![own_root.clone()];
                     match source.list_folders(&logs_root).await {
                         Ok(folders) => roots.extend(
                             folders
                                 .into_iter()
                                 .filter(|folder| *folder != own_root)
-                                .filter(|folder| folder.strip_prefix(&logs_root).is_some_and(|rest| rest.len() == 13 && rest[..12].bytes().all(|b| b.is_ascii_digit()))),
+                                .filter(|folder| {
+                                    folder.strip_prefix(&logs_root).is_some_and(|rest| {
+                                        rest.len() == 13
+                                            && rest[..12].bytes().all(|b| b.is_ascii_digit())
+                                    })
+                                }),
                         ),
                         Err(error) => {
-                            errors.push(OperationError { account_id: account.clone(), operation: format!("list s3://{bucket}/{logs_root}"), message: error.to_string() });
+                            errors.push(OperationError {
+                                account_id: account.clone(),
+                                operation: format!("list s3://{bucket}/{logs_root}"),
+                                message: error.to_string(),
+                            });
                             continue;
                         }
                     }
@@ -240,7 +313,9 @@ pub async fn scopes(wired: &Wired, accounts: &[String], scope: &Scope) -> (Vec<S
                 }
             }
             SourceSettings::Organization(org) => {
-                let Some(Some(config)) = sessions.get(&org.reader_account_id) else { continue };
+                let Some(Some(config)) = sessions.get(&org.reader_account_id) else {
+                    continue;
+                };
                 let source = source_for(wired, config, &org.bucket);
                 // Member folders persist after an account leaves the organization:
                 // collect every folder found, filtered like the account list.
@@ -250,11 +325,19 @@ pub async fn scopes(wired: &Wired, accounts: &[String], scope: &Scope) -> (Vec<S
                     Ok(folders) => {
                         let found: BTreeSet<String> = folders
                             .iter()
-                            .filter_map(|f| f.strip_prefix(&org_root).map(|s| s.trim_end_matches('/').to_string()))
+                            .filter_map(|f| {
+                                f.strip_prefix(&org_root)
+                                    .map(|s| s.trim_end_matches('/').to_string())
+                            })
                             .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
                             .collect();
                         let settings = &wired.config.accounts;
-                        members.extend(filter_accounts(found, &settings.include, &settings.exclude, &scope.accounts));
+                        members.extend(filter_accounts(
+                            found,
+                            &settings.include,
+                            &settings.exclude,
+                            &scope.accounts,
+                        ));
                     }
                     Err(error) => {
                         errors.push(OperationError {
@@ -292,15 +375,27 @@ mod tests {
     fn account_filters_apply_include_then_exclude_then_only() {
         let all = set(&["111111111111", "222222222222", "333333333333"]);
         assert_eq!(filter_accounts(all.clone(), &[], &[], &[]).len(), 3);
-        assert_eq!(filter_accounts(all.clone(), &["111111111111".into()], &[], &[]), vec!["111111111111"]);
-        assert_eq!(filter_accounts(all.clone(), &[], &["111111111111".into()], &[]), vec!["222222222222", "333333333333"]);
-        assert_eq!(filter_accounts(all, &[], &["222222222222".into()], &["222222222222".into()]), Vec::<String>::new());
+        assert_eq!(
+            filter_accounts(all.clone(), &["111111111111".into()], &[], &[]),
+            vec!["111111111111"]
+        );
+        assert_eq!(
+            filter_accounts(all.clone(), &[], &["111111111111".into()], &[]),
+            vec!["222222222222", "333333333333"]
+        );
+        assert_eq!(
+            filter_accounts(all, &[], &["222222222222".into()], &["222222222222".into()]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn roots_follow_the_cloudtrail_layouts() {
         assert_eq!(root("", None, "111111111111"), "AWSLogs/111111111111/");
-        assert_eq!(root("org/x", Some("o-abc"), "111111111111"), "org/x/AWSLogs/o-abc/111111111111/");
+        assert_eq!(
+            root("org/x", Some("o-abc"), "111111111111"),
+            "org/x/AWSLogs/o-abc/111111111111/"
+        );
         assert_eq!(root("p", None, "o-abc"), "p/AWSLogs/o-abc/");
     }
 
@@ -308,7 +403,10 @@ mod tests {
     fn region_limits_intersect_configured_regions() {
         let configured = vec!["us-east-1".to_string(), "eu-west-1".to_string()];
         assert_eq!(regions(&configured, &[]), configured);
-        assert_eq!(regions(&configured, &["eu-west-1".into()]), vec!["eu-west-1"]);
+        assert_eq!(
+            regions(&configured, &["eu-west-1".into()]),
+            vec!["eu-west-1"]
+        );
         assert_eq!(regions(&[], &["eu-west-1".into()]), vec!["eu-west-1"]);
     }
 }

@@ -21,8 +21,7 @@ use chrono::{DateTime, DurationRound as _, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use trailvault_integration_tests::sim::{
-    sha256_hex, string_to_sign, PublicKeyList, SigningKey, SigningKeyState,
-    SIGNATURE_ALGORITHM,
+    sha256_hex, string_to_sign, PublicKeyList, SigningKey, SigningKeyState, SIGNATURE_ALGORITHM,
 };
 
 use crate::cloudtrail::{
@@ -132,7 +131,12 @@ impl BenchState {
             .map_err(|error| anyhow::anyhow!("read {}: {error}", path.display()))?;
         let state: BenchState = serde_json::from_str(&text)
             .map_err(|error| anyhow::anyhow!("parse {}: {error}", path.display()))?;
-        anyhow::ensure!(state.version == STATE_VERSION, "{} has state version {}", path.display(), state.version);
+        anyhow::ensure!(
+            state.version == STATE_VERSION,
+            "{} has state version {}",
+            path.display(),
+            state.version
+        );
         Ok(state)
     }
 
@@ -218,7 +222,8 @@ fn grow_log(
         inflated.extend_from_slice(b"]}");
         compressed = gzip(&inflated);
         compressed_len = compressed.len();
-        model.inflate_ratio = 0.7 * model.inflate_ratio + 0.3 * (inflated.len() as f64 / compressed_len as f64);
+        model.inflate_ratio =
+            0.7 * model.inflate_ratio + 0.3 * (inflated.len() as f64 / compressed_len as f64);
     }
     (
         inflated,
@@ -251,7 +256,10 @@ fn generate_chain_hours(
     send: &dyn Fn(Pending) -> anyhow::Result<()>,
 ) -> anyhow::Result<Totals> {
     let mut totals = Totals::default();
-    let mut model = SizeModel { inflate_ratio: 10.0, record_bytes: 1100.0 };
+    let mut model = SizeModel {
+        inflate_ratio: 10.0,
+        record_bytes: 1100.0,
+    };
     for _ in 0..hours {
         let hour_index = chain.hours + 1;
         let end = origin + chrono::Duration::hours(i64::from(hour_index))
@@ -262,9 +270,13 @@ fn generate_chain_hours(
         let count = if empty {
             0
         } else {
-            rng.between(u64::from(logs_per_hour.div_ceil(2)), u64::from(logs_per_hour + logs_per_hour / 2)) as usize
+            rng.between(
+                u64::from(logs_per_hour.div_ceil(2)),
+                u64::from(logs_per_hour + logs_per_hour / 2),
+            ) as usize
         };
-        let first_minute = start.duration_trunc(chrono::Duration::minutes(1))? + chrono::Duration::minutes(1);
+        let first_minute =
+            start.duration_trunc(chrono::Duration::minutes(1))? + chrono::Duration::minutes(1);
         let mut minutes: Vec<DateTime<Utc>> = (0..count)
             .map(|_| first_minute + chrono::Duration::minutes(rng.below(59) as i64))
             .collect();
@@ -273,9 +285,22 @@ fn generate_chain_hours(
         for delivered_at in minutes {
             let (band, size) = target_size(&mut rng);
             let size = ((size as f64) * size_scale).max(200.0) as usize;
-            let (inflated, compressed, oldest, newest) =
-                grow_log(&mut rng, &mut model, &chain.account_id, &chain.region, delivered_at, size);
-            let key = log_key(&chain.key_root, LOG_FAMILY, &chain.account_id, &chain.region, delivered_at, &rng.alnum(16));
+            let (inflated, compressed, oldest, newest) = grow_log(
+                &mut rng,
+                &mut model,
+                &chain.account_id,
+                &chain.region,
+                delivered_at,
+                size,
+            );
+            let key = log_key(
+                &chain.key_root,
+                LOG_FAMILY,
+                &chain.account_id,
+                &chain.region,
+                delivered_at,
+                &rng.alnum(16),
+            );
             entries.push(LogFileEntry {
                 s3_bucket: chain.bucket.clone(),
                 s3_object: key.clone(),
@@ -288,9 +313,22 @@ fn generate_chain_hours(
             totals.size_bands[band] += 1;
             totals.log_bytes += compressed.len() as u64;
             totals.log_inflated_bytes += inflated.len() as u64;
-            send(Pending { bucket: chain.bucket.clone(), key, body: compressed, metadata: Vec::new() })?;
+            send(Pending {
+                bucket: chain.bucket.clone(),
+                key,
+                body: compressed,
+                metadata: Vec::new(),
+            })?;
         }
-        let key = digest_key(&chain.key_root, &chain.account_id, &chain.region, PER_ACCOUNT_TRAIL_NAME, "us-east-1", end, false);
+        let key = digest_key(
+            &chain.key_root,
+            &chain.account_id,
+            &chain.region,
+            PER_ACCOUNT_TRAIL_NAME,
+            "us-east-1",
+            end,
+            false,
+        );
         let previous = (chain.hours > 0).then(|| PreviousDigest {
             bucket: chain.bucket.clone(),
             object: chain.last_key.clone(),
@@ -333,7 +371,10 @@ fn generate_chain_hours(
             body: compressed,
             metadata: vec![
                 ("signature".to_owned(), signature.clone()),
-                ("signature-algorithm".to_owned(), SIGNATURE_ALGORITHM.to_owned()),
+                (
+                    "signature-algorithm".to_owned(),
+                    SIGNATURE_ALGORITHM.to_owned(),
+                ),
             ],
         })?;
         chain.hours = hour_index;
@@ -374,18 +415,36 @@ async fn run_generation(
         let signing_key = signing_key.clone();
         workers.push(std::thread::spawn(move || -> anyhow::Result<()> {
             loop {
-                let next = queue.lock().map_err(|_| anyhow::anyhow!("queue poisoned"))?.pop();
-                let Some((index, mut chain)) = next else { return Ok(()) };
+                let next = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("queue poisoned"))?
+                    .pop();
+                let Some((index, mut chain)) = next else {
+                    return Ok(());
+                };
                 let send = |pending: Pending| {
                     sender
                         .blocking_send(pending)
                         .map_err(|_| anyhow::anyhow!("the uploader stopped"))
                 };
                 let chain_totals = generate_chain_hours(
-                    &mut chain, index, seed, origin, hours, logs_per_hour, size_scale, &signing_key, &send,
+                    &mut chain,
+                    index,
+                    seed,
+                    origin,
+                    hours,
+                    logs_per_hour,
+                    size_scale,
+                    &signing_key,
+                    &send,
                 )?;
-                totals.lock().map_err(|_| anyhow::anyhow!("totals poisoned"))?.add(&chain_totals);
-                done.lock().map_err(|_| anyhow::anyhow!("done poisoned"))?.push((index, chain));
+                totals
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("totals poisoned"))?
+                    .add(&chain_totals);
+                done.lock()
+                    .map_err(|_| anyhow::anyhow!("done poisoned"))?
+                    .push((index, chain));
             }
         }));
     }
@@ -437,9 +496,13 @@ async fn run_generation(
     }
     let failed = failures.load(Ordering::Relaxed);
     anyhow::ensure!(failed == 0, "{failed} uploads failed");
-    let mut chains = std::mem::take(&mut *done.lock().map_err(|_| anyhow::anyhow!("done poisoned"))?);
+    let mut chains =
+        std::mem::take(&mut *done.lock().map_err(|_| anyhow::anyhow!("done poisoned"))?);
     chains.sort_by_key(|(index, _)| *index);
-    let totals = totals.lock().map_err(|_| anyhow::anyhow!("totals poisoned"))?.clone();
+    let totals = totals
+        .lock()
+        .map_err(|_| anyhow::anyhow!("totals poisoned"))?
+        .clone();
     Ok((chains, totals))
 }
 
@@ -449,7 +512,10 @@ pub async fn generate(
     options: &GenerateOptions,
     existing: Option<BenchState>,
 ) -> anyhow::Result<BenchState> {
-    anyhow::ensure!(options.accounts > 0 && !options.regions.is_empty() && options.days > 0, "nothing to generate");
+    anyhow::ensure!(
+        options.accounts > 0 && !options.regions.is_empty() && options.days > 0,
+        "nothing to generate"
+    );
     // Added accounts get as many hours as the existing chains have (extensions included).
     let hours = existing
         .as_ref()
@@ -459,19 +525,33 @@ pub async fn generate(
     let chain_hours = chain_count * u64::from(hours);
     let logs_per_hour = match &existing {
         Some(state) => state.logs_per_hour,
-        None => (options.objects.saturating_sub(chain_hours)).div_ceil(chain_hours).max(1) as u32,
+        None => (options.objects.saturating_sub(chain_hours))
+            .div_ceil(chain_hours)
+            .max(1) as u32,
     };
     let (signing_key, origin, seed) = match &existing {
         Some(state) => {
-            anyhow::ensure!(state.regions == options.regions, "regions differ from the existing data set");
-            (SigningKey::from_state(&state.signing_key)?, state.origin, state.seed)
+            anyhow::ensure!(
+                state.regions == options.regions,
+                "regions differ from the existing data set"
+            );
+            (
+                SigningKey::from_state(&state.signing_key)?,
+                state.origin,
+                state.seed,
+            )
         }
         None => {
             let now = Utc::now();
-            let origin = (now - chrono::Duration::hours(i64::from(hours)) - chrono::Duration::minutes(EXTEND_ROOM_MINUTES))
-                .duration_trunc(chrono::Duration::minutes(1))?
+            let origin = (now
+                - chrono::Duration::hours(i64::from(hours))
+                - chrono::Duration::minutes(EXTEND_ROOM_MINUTES))
+            .duration_trunc(chrono::Duration::minutes(1))?
                 + chrono::Duration::seconds(17);
-            let key = SigningKey::generate(origin - chrono::Duration::days(1), now + chrono::Duration::days(30))?;
+            let key = SigningKey::generate(
+                origin - chrono::Duration::days(1),
+                now + chrono::Duration::days(30),
+            )?;
             (key, origin, options.seed)
         }
     };
@@ -510,7 +590,15 @@ pub async fn generate(
     );
     let signing_key = Arc::new(signing_key);
     let (chains, totals) = run_generation(
-        endpoint, chains, seed, origin, hours, logs_per_hour, options.size_scale, signing_key.clone(), options.threads,
+        endpoint,
+        chains,
+        seed,
+        origin,
+        hours,
+        logs_per_hour,
+        options.size_scale,
+        signing_key.clone(),
+        options.threads,
     )
     .await?;
     let first_digest_start = chains
@@ -536,27 +624,50 @@ pub async fn generate(
         },
     };
     state.first_digest_start = state.first_digest_start.min(first_digest_start);
-    state.chains.extend(chains.into_iter().map(|(_, chain)| chain));
+    state
+        .chains
+        .extend(chains.into_iter().map(|(_, chain)| chain));
     state.totals.add(&totals);
     Ok(state)
 }
 
 /// Delivers one more hour on every chain with about `percent` % of the data set's
 /// object count as new files.
-pub async fn extend(endpoint: &Endpoint, state: &mut BenchState, percent: f64, threads: usize) -> anyhow::Result<Totals> {
+pub async fn extend(
+    endpoint: &Endpoint,
+    state: &mut BenchState,
+    percent: f64,
+    threads: usize,
+) -> anyhow::Result<Totals> {
     let now = Utc::now();
     for chain in &state.chains {
         let next_end = state.origin + chrono::Duration::hours(i64::from(chain.hours + 1))
             - chrono::Duration::seconds(i64::from(chain.skew_seconds));
-        anyhow::ensure!(next_end < now, "the next hour of {} ends in the future ({next_end})", chain.last_key);
+        anyhow::ensure!(
+            next_end < now,
+            "the next hour of {} ends in the future ({next_end})",
+            chain.last_key
+        );
     }
     let wanted = (state.totals.objects() as f64 * percent / 100.0).round() as u64;
     let chain_count = state.chains.len() as u64;
-    let logs_per_hour = (wanted.saturating_sub(chain_count)).div_ceil(chain_count).max(1) as u32;
+    let logs_per_hour = (wanted.saturating_sub(chain_count))
+        .div_ceil(chain_count)
+        .max(1) as u32;
     let chains: Vec<(usize, ChainHead)> = state.chains.iter().cloned().enumerate().collect();
     let signing_key = Arc::new(SigningKey::from_state(&state.signing_key)?);
-    let (chains, totals) =
-        run_generation(endpoint, chains, state.seed, state.origin, 1, logs_per_hour, 1.0, signing_key, threads).await?;
+    let (chains, totals) = run_generation(
+        endpoint,
+        chains,
+        state.seed,
+        state.origin,
+        1,
+        logs_per_hour,
+        1.0,
+        signing_key,
+        threads,
+    )
+    .await?;
     state.chains = chains.into_iter().map(|(_, chain)| chain).collect();
     state.totals.add(&totals);
     state.last_extension = Some(totals.clone());
@@ -566,5 +677,8 @@ pub async fn extend(endpoint: &Endpoint, state: &mut BenchState, percent: f64, t
 /// `aws cloudtrail list-public-keys`-shaped JSON of the benchmark's signing key.
 pub fn public_keys_json(state: &BenchState) -> anyhow::Result<String> {
     let key = SigningKey::from_state(&state.signing_key)?;
-    Ok(PublicKeyList { public_key_list: vec![key.public_key_entry()] }.to_json_pretty())
+    Ok(PublicKeyList {
+        public_key_list: vec![key.public_key_entry()],
+    }
+    .to_json_pretty())
 }

@@ -24,15 +24,30 @@ pub struct GetPutResult {
     pub megabytes_per_second: f64,
 }
 
+/// What each copy adds on top of the bare GET→PUT, one feature at a time, to see
+/// where a full archive copy's time goes (the "ladder").
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// PUTs ask for SSE-KMS with this key.
+    pub sse_kms_key_id: Option<String>,
+    /// SHA-256 of the body computed here and sent as `x-amz-checksum-sha256`.
+    pub sha256: bool,
+    /// Object Lock COMPLIANCE retention (one day) on every PUT (needs a lock bucket).
+    pub object_lock: bool,
+    /// HEAD (checksum mode enabled) after every PUT.
+    pub head: bool,
+}
+
 /// Copies every object under `AWSLogs/` of `buckets` to `dest_bucket` as
-/// `<source bucket>/<key>`; with `sse_kms_key_id`, PUTs ask for SSE-KMS.
+/// `<source bucket>/<key>`, adding `extras`.
 pub async fn getput(
     endpoint: &Endpoint,
     buckets: &[String],
     dest_bucket: &str,
     concurrency: usize,
-    sse_kms_key_id: Option<&str>,
+    extras: &Extras,
 ) -> anyhow::Result<GetPutResult> {
+    let sse_kms_key_id = extras.sse_kms_key_id.as_deref();
     let client = s3_client(&sdk_config(endpoint, true));
     let started = Instant::now();
     let mut objects = Vec::new();
@@ -55,6 +70,7 @@ pub async fn getput(
                     let object = client.get_object().bucket(&bucket).key(&key).send().await?;
                     let body = object.body.collect().await?.into_bytes();
                     let length = body.len() as u64;
+                    let put_body_bytes = body.clone();
                     let mut put = client
                         .put_object()
                         .bucket(dest_bucket)
@@ -65,7 +81,34 @@ pub async fn getput(
                             .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
                             .ssekms_key_id(kms_key);
                     }
+                    if extras.sha256 {
+                        use base64::Engine as _;
+                        let digest =
+                            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &put_body_bytes);
+                        put = put
+                            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+                            .checksum_sha256(
+                                base64::engine::general_purpose::STANDARD.encode(digest.as_ref()),
+                            );
+                    }
+                    if extras.object_lock {
+                        let until = chrono::Utc::now().timestamp() + 86_400;
+                        put = put
+                            .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+                            .object_lock_retain_until_date(
+                                aws_sdk_s3::primitives::DateTime::from_secs(until),
+                            );
+                    }
                     put.send().await?;
+                    if extras.head {
+                        client
+                            .head_object()
+                            .bucket(dest_bucket)
+                            .key(format!("{bucket}/{key}"))
+                            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                            .send()
+                            .await?;
+                    }
                     Ok(length)
                 }
                 .await;

@@ -19,6 +19,9 @@ use std::sync::{Arc, Mutex};
 
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
 
+/// Query parameters of a bucket listing (v1), as opposed to subresources.
+const LIST_PARAMETERS: [&str; 5] = ["prefix", "delimiter", "marker", "max-keys", "encoding-type"];
+
 /// The S3 operation of a path-style request.
 pub fn classify(method: &str, target: &str, headers: &[(String, String)]) -> String {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -52,16 +55,20 @@ pub fn classify(method: &str, target: &str, headers: &[(String, String)]) -> Str
                 "ListObjectVersions".into()
             } else if has("uploads") {
                 "ListMultipartUploads".into()
-            } else if let Some(sub) = params.first() {
+            } else if let Some(sub) = params.iter().find(|p| !LIST_PARAMETERS.contains(p)) {
                 format!("GetBucket:{sub}")
             } else {
+                // ListObjects (v1): no parameters, or only listing parameters.
                 "ListObjects".into()
             }
         }
         ("GET", false, false) => {
             if has("uploadId") {
                 "ListParts".into()
-            } else if let Some(sub) = params.iter().find(|p| ["retention", "legal-hold", "tagging", "acl", "attributes"].contains(p)) {
+            } else if let Some(sub) = params
+                .iter()
+                .find(|p| ["retention", "legal-hold", "tagging", "acl", "attributes"].contains(p))
+            {
                 format!("GetObject:{sub}")
             } else {
                 "GetObject".into()
@@ -113,10 +120,19 @@ pub fn classify(method: &str, target: &str, headers: &[(String, String)]) -> Str
 /// The coarse type the issue talks about: LIST, HEAD, GET, PUT or OTHER.
 pub fn request_type(operation: &str) -> &'static str {
     match operation {
-        "ListObjectsV2" | "ListObjects" | "ListObjectVersions" | "ListMultipartUploads" | "ListBuckets" | "ListParts" => "LIST",
+        "ListObjectsV2"
+        | "ListObjects"
+        | "ListObjectVersions"
+        | "ListMultipartUploads"
+        | "ListBuckets"
+        | "ListParts" => "LIST",
         "HeadObject" | "HeadBucket" => "HEAD",
         "GetObject" => "GET",
-        "PutObject" | "UploadPart" | "CopyObject" | "CreateMultipartUpload" | "CompleteMultipartUpload" => "PUT",
+        "PutObject"
+        | "UploadPart"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "CompleteMultipartUpload" => "PUT",
         _ => "OTHER",
     }
 }
@@ -143,7 +159,10 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<u8
             return if head.is_empty() {
                 Ok(None)
             } else {
-                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated request head"))
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "truncated request head",
+                ))
             };
         }
         let line = &head[before..];
@@ -156,20 +175,33 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<u8
             return Ok(Some(head));
         }
         if head.len() > 1 << 20 {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "request head over 1 MiB"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "request head over 1 MiB",
+            ));
         }
     }
 }
 
-fn forward_exact(reader: &mut BufReader<TcpStream>, upstream: &mut TcpStream, length: u64) -> std::io::Result<()> {
+fn forward_exact(
+    reader: &mut BufReader<TcpStream>,
+    upstream: &mut TcpStream,
+    length: u64,
+) -> std::io::Result<()> {
     let copied = std::io::copy(&mut reader.take(length), upstream)?;
     if copied != length {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated request body"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "truncated request body",
+        ));
     }
     Ok(())
 }
 
-fn forward_chunked(reader: &mut BufReader<TcpStream>, upstream: &mut TcpStream) -> std::io::Result<()> {
+fn forward_chunked(
+    reader: &mut BufReader<TcpStream>,
+    upstream: &mut TcpStream,
+) -> std::io::Result<()> {
     loop {
         let mut line = Vec::new();
         reader.read_until(b'\n', &mut line)?;
@@ -220,7 +252,9 @@ fn handle(client: TcpStream, upstream_address: &str, counts: &Counts) -> std::io
             .collect();
         if let Some(command) = target.strip_prefix("/__trailbench/") {
             let body = {
-                let mut guard = counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let mut guard = counts
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let body = counts_json(&guard);
                 if command.starts_with("reset") {
                     guard.clear();
@@ -261,7 +295,8 @@ fn handle(client: TcpStream, upstream_address: &str, counts: &Counts) -> std::io
 
 /// Serves until the process is killed.
 pub fn run(listen: &str, upstream: &str) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen).map_err(|error| anyhow::anyhow!("listen on {listen}: {error}"))?;
+    let listener = TcpListener::bind(listen)
+        .map_err(|error| anyhow::anyhow!("listen on {listen}: {error}"))?;
     eprintln!("trailbench proxy: {listen} -> {upstream}");
     let counts: Counts = Arc::new(Mutex::new(BTreeMap::new()));
     for connection in listener.incoming() {

@@ -9,9 +9,8 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled,
-    ObjectLockRetentionMode, ObjectLockRule, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
+    ObjectLockRetentionMode, ObjectLockRule, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, VersioningConfiguration,
 };
 
 /// Where the benchmark's S3 server is and who we are on it.
@@ -42,8 +41,12 @@ pub fn sdk_config(endpoint: &Endpoint, bare: bool) -> SdkConfig {
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3));
     if bare {
         builder = builder
-            .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            );
     }
     builder.build()
 }
@@ -60,10 +63,7 @@ fn sdk_error<E>(what: &str, error: aws_sdk_s3::error::SdkError<E>) -> anyhow::Er
 where
     E: std::error::Error + Send + Sync + 'static,
 {
-    anyhow::anyhow!(
-        "{what}: {}",
-        aws_sdk_s3::error::DisplayErrorContext(&error)
-    )
+    anyhow::anyhow!("{what}: {}", aws_sdk_s3::error::DisplayErrorContext(&error))
 }
 
 /// Creates `bucket` if it does not exist yet.
@@ -199,7 +199,8 @@ pub async fn list_all(
         .into_paginator()
         .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|error| sdk_error(&format!("list s3://{bucket}/{prefix}"), error))?;
+        let page =
+            page.map_err(|error| sdk_error(&format!("list s3://{bucket}/{prefix}"), error))?;
         for object in page.contents() {
             if let Some(key) = object.key() {
                 out.push((key.to_owned(), object.size().unwrap_or(0)));

@@ -5,7 +5,9 @@
 //!   with static credentials, and its state file;
 //! - `public-keys`: the signing key as `aws cloudtrail list-public-keys` JSON;
 //! - `archive`: a fresh destination bucket (locked archive, plain, or bare);
-//! - `getput`: the bare GET→PUT loop (the server's ceiling);
+//! - `getput`: the bare GET→PUT loop (the server's ceiling), optionally adding
+//!   trailvault's per-object work one feature at a time (SSE-KMS, SHA-256 checksum,
+//!   Object Lock, HEAD) to show where the time goes;
 //! - `proxy`: an HTTP proxy that counts S3 requests by operation;
 //! - `info`: the state file's summary as JSON.
 //!
@@ -38,7 +40,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "trailbench", about = "trailvault's benchmark helper (see scripts/bench)")]
+#[command(
+    name = "trailbench",
+    about = "trailvault's benchmark helper (see scripts/bench)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,7 +52,11 @@ struct Cli {
 #[derive(Debug, Clone, Args)]
 struct EndpointArgs {
     /// S3 endpoint (SeaweedFS).
-    #[arg(long, env = "TRAILBENCH_ENDPOINT", default_value = "http://127.0.0.1:8333")]
+    #[arg(
+        long,
+        env = "TRAILBENCH_ENDPOINT",
+        default_value = "http://127.0.0.1:8333"
+    )]
     endpoint: String,
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key_id: String,
@@ -86,7 +95,11 @@ enum Command {
         /// and density), numbered after the existing ones.
         #[arg(long)]
         add: bool,
-        #[arg(long, value_delimiter = ',', default_value = "us-east-1,eu-west-1,ap-southeast-2")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "us-east-1,eu-west-1,ap-southeast-2"
+        )]
         regions: Vec<String>,
         /// Days of hourly history, ending about 70 minutes before now.
         #[arg(long, default_value_t = 3)]
@@ -151,6 +164,15 @@ enum Command {
         /// Ask for SSE-KMS with this key on every PUT.
         #[arg(long)]
         sse_kms_key_id: Option<String>,
+        /// Send a SHA-256 checksum (computed here) with every PUT.
+        #[arg(long)]
+        sha256: bool,
+        /// Object Lock COMPLIANCE retention on every PUT (lock-enabled destination).
+        #[arg(long)]
+        object_lock: bool,
+        /// HEAD every copy after its PUT (checksum mode enabled).
+        #[arg(long)]
+        head: bool,
     },
     /// Counting proxy in front of the S3 server (runs until killed).
     Proxy {
@@ -162,18 +184,39 @@ enum Command {
 }
 
 fn threads(requested: Option<usize>) -> usize {
-    requested.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    requested.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Generate { endpoint, state, objects, accounts, add, regions, days, seed, size_scale, threads: requested } => {
-            let existing = if add { Some(generate::BenchState::load(&state)?) } else { None };
+        Command::Generate {
+            endpoint,
+            state,
+            objects,
+            accounts,
+            add,
+            regions,
+            days,
+            seed,
+            size_scale,
+            threads: requested,
+        } => {
+            let existing = if add {
+                Some(generate::BenchState::load(&state)?)
+            } else {
+                None
+            };
             let first_account = existing.as_ref().map_or(0, |s| s.accounts().len());
             let options = generate::GenerateOptions {
                 objects,
@@ -187,7 +230,11 @@ fn main() -> anyhow::Result<()> {
             };
             let started = std::time::Instant::now();
             let before = existing.as_ref().map(|s| s.totals.objects()).unwrap_or(0);
-            let written = runtime()?.block_on(generate::generate(&endpoint.endpoint(), &options, existing))?;
+            let written = runtime()?.block_on(generate::generate(
+                &endpoint.endpoint(),
+                &options,
+                existing,
+            ))?;
             written.save(&state)?;
             let seconds = started.elapsed().as_secs_f64();
             let objects_written = written.totals.objects() - before;
@@ -201,14 +248,30 @@ fn main() -> anyhow::Result<()> {
                 })
             );
         }
-        Command::Extend { endpoint, state, percent, threads: requested } => {
+        Command::Extend {
+            endpoint,
+            state,
+            percent,
+            threads: requested,
+        } => {
             let mut loaded = generate::BenchState::load(&state)?;
-            let added = runtime()?.block_on(generate::extend(&endpoint.endpoint(), &mut loaded, percent, threads(requested)))?;
+            let added = runtime()?.block_on(generate::extend(
+                &endpoint.endpoint(),
+                &mut loaded,
+                percent,
+                threads(requested),
+            ))?;
             loaded.save(&state)?;
-            println!("{}", serde_json::json!({ "added": added, "totals": loaded.totals }));
+            println!(
+                "{}",
+                serde_json::json!({ "added": added, "totals": loaded.totals })
+            );
         }
         Command::PublicKeys { state } => {
-            println!("{}", generate::public_keys_json(&generate::BenchState::load(&state)?)?);
+            println!(
+                "{}",
+                generate::public_keys_json(&generate::BenchState::load(&state)?)?
+            );
         }
         Command::Info { state } => {
             let loaded = generate::BenchState::load(&state)?;
@@ -242,20 +305,51 @@ fn main() -> anyhow::Result<()> {
                 })
             );
         }
-        Command::Archive { endpoint, bucket, kms_key_id, retention_days, plain, bare } => {
+        Command::Archive {
+            endpoint,
+            bucket,
+            kms_key_id,
+            retention_days,
+            plain,
+            bare,
+        } => {
             let client = s3util::s3_client(&s3util::sdk_config(&endpoint.endpoint(), false));
-            let spec = s3util::ArchiveSpec { bucket, kms_key_id, retention_days, plain, bare };
+            let spec = s3util::ArchiveSpec {
+                bucket,
+                kms_key_id,
+                retention_days,
+                plain,
+                bare,
+            };
             runtime()?.block_on(s3util::create_archive(&client, &spec))?;
         }
-        Command::Getput { endpoint, state, dest_bucket, concurrency, sse_kms_key_id } => {
+        Command::Getput {
+            endpoint,
+            state,
+            dest_bucket,
+            concurrency,
+            sse_kms_key_id,
+            sha256,
+            object_lock,
+            head,
+        } => {
             let loaded = generate::BenchState::load(&state)?;
-            let buckets: Vec<String> = loaded.accounts().iter().map(|a| generate::bucket_for(a)).collect();
+            let buckets: Vec<String> = loaded
+                .accounts()
+                .iter()
+                .map(|a| generate::bucket_for(a))
+                .collect();
             let result = runtime()?.block_on(getput::getput(
                 &endpoint.endpoint(),
                 &buckets,
                 &dest_bucket,
                 concurrency,
-                sse_kms_key_id.as_deref(),
+                &getput::Extras {
+                    sse_kms_key_id,
+                    sha256,
+                    object_lock,
+                    head,
+                },
             ))?;
             println!("{}", serde_json::to_string(&result)?);
         }
@@ -273,13 +367,35 @@ mod tests {
         let none: Vec<(String, String)> = Vec::new();
         let copy = vec![("x-amz-copy-source".to_owned(), "/a/b".to_owned())];
         let cases = [
-            ("GET", "/b?list-type=2&prefix=AWSLogs%2F", &none, "ListObjectsV2"),
-            ("GET", "/b/?delimiter=%2F&list-type=2", &none, "ListObjectsV2"),
+            (
+                "GET",
+                "/b?list-type=2&prefix=AWSLogs%2F",
+                &none,
+                "ListObjectsV2",
+            ),
+            (
+                "GET",
+                "/b/?delimiter=%2F&list-type=2",
+                &none,
+                "ListObjectsV2",
+            ),
             ("GET", "/b?prefix=x&delimiter=%2F", &none, "ListObjects"),
             ("GET", "/b?versions&prefix=x", &none, "ListObjectVersions"),
             ("GET", "/b?location", &none, "GetBucket:location"),
+            (
+                "GET",
+                "/b?delimiter=%2F&max-keys=1000&prefix=AWSLogs%2F",
+                &none,
+                "ListObjects",
+            ),
+            ("GET", "/b", &none, "ListObjects"),
             ("GET", "/b/AWSLogs/1/x.json.gz", &none, "GetObject"),
-            ("GET", "/b/AWSLogs/1/x.json.gz?x-id=GetObject", &none, "GetObject"),
+            (
+                "GET",
+                "/b/AWSLogs/1/x.json.gz?x-id=GetObject",
+                &none,
+                "GetObject",
+            ),
             ("HEAD", "/b/k", &none, "HeadObject"),
             ("HEAD", "/b", &none, "HeadBucket"),
             ("PUT", "/b/k?x-id=PutObject", &none, "PutObject"),
@@ -290,7 +406,11 @@ mod tests {
             ("GET", "/", &none, "ListBuckets"),
         ];
         for (method, target, headers, expected) in cases {
-            assert_eq!(classify(method, target, headers), expected, "{method} {target}");
+            assert_eq!(
+                classify(method, target, headers),
+                expected,
+                "{method} {target}"
+            );
         }
         assert_eq!(request_type("ListObjectsV2"), "LIST");
         assert_eq!(request_type("HeadObject"), "HEAD");

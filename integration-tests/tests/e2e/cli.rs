@@ -14,7 +14,10 @@ pub fn trailvault_bin() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("path of the test binary");
     // target/<profile>/deps/e2e-<hash> -> target/<profile>/trailvault
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = profile_dir.join("trailvault");
     assert!(
         bin.exists(),
@@ -32,7 +35,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|error| panic!("stdout is not the JSON report ({error}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| {
+            panic!(
+                "stdout is not the JSON report ({error}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -46,26 +54,42 @@ pub fn command(sim: &Sim, config: &Path, args: &[&str]) -> Command {
     for (name, value) in sim.collector_env() {
         command.env(name, value);
     }
-    command.env("RUST_LOG", std::env::var("TRAILVAULT_TEST_LOG").unwrap_or_else(|_| "warn,trailvault=info".into()));
+    command.env(
+        "RUST_LOG",
+        std::env::var("TRAILVAULT_TEST_LOG").unwrap_or_else(|_| "warn,trailvault=info".into()),
+    );
     command.arg("--config").arg(config).args(args);
     command.stdin(Stdio::null());
     command
 }
 
 pub fn run(sim: &Sim, config: &Path, args: &[&str]) -> Run {
-    let Output { status, stdout, stderr } = command(sim, config, args).output().expect("run trailvault");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command(sim, config, args).output().expect("run trailvault");
     let run = Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     };
-    eprintln!("--- trailvault {} -> exit {}\n{}", args.join(" "), run.code, run.stderr);
+    eprintln!(
+        "--- trailvault {} -> exit {}\n{}",
+        args.join(" "),
+        run.code,
+        run.stderr
+    );
     run
 }
 
 /// Writes the simulator's trailvault config (plus `extra` TOML appended to
 /// named sections by simple replacement) into `dir`.
-pub fn write_config(sim: &Sim, dir: &Path, options: trailvault_integration_tests::sim::ConfigOptions) -> PathBuf {
+pub fn write_config(
+    sim: &Sim,
+    dir: &Path,
+    options: trailvault_integration_tests::sim::ConfigOptions,
+) -> PathBuf {
     let path = dir.join("trailvault.toml");
     std::fs::write(&path, sim.trailvault_config_toml_with(&options)).expect("write config");
     path

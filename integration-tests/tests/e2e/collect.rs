@@ -14,9 +14,15 @@ use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Ta
 use crate::cli::{command, run, write_config};
 
 /// Every object of every source bucket: (reading account, bucket, key) -> bytes.
-async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>> {
+pub async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>> {
     let mut out = BTreeMap::new();
-    let mut sources: Vec<(String, String)> = sim.org.members.iter().filter(|_| sim.org.per_account_trails).map(|m| (m.account_id.clone(), m.trail_bucket.clone())).collect();
+    let mut sources: Vec<(String, String)> = sim
+        .org
+        .members
+        .iter()
+        .filter(|_| sim.org.per_account_trails)
+        .map(|m| (m.account_id.clone(), m.trail_bucket.clone()))
+        .collect();
     if let Some(org) = &sim.org.org_trail {
         sources.push((org.management_account_id.clone(), org.bucket.clone()));
     }
@@ -24,10 +30,28 @@ async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>
         let s3 = sim.root_s3(&account).expect("root client");
         let mut token = None;
         loop {
-            let page = s3.list_objects_v2().bucket(&bucket).set_continuation_token(token.take()).send().await.expect("list source");
+            let page = s3
+                .list_objects_v2()
+                .bucket(&bucket)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .expect("list source");
             for object in page.contents() {
                 let key = object.key().unwrap().to_string();
-                let body = s3.get_object().bucket(&bucket).key(&key).send().await.expect("get source").body.collect().await.unwrap().into_bytes().to_vec();
+                let body = s3
+                    .get_object()
+                    .bucket(&bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .expect("get source")
+                    .body
+                    .collect()
+                    .await
+                    .unwrap()
+                    .into_bytes()
+                    .to_vec();
                 out.insert((account.clone(), bucket.clone(), key), body);
             }
             match page.next_continuation_token() {
@@ -40,7 +64,7 @@ async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>
 }
 
 /// Every archive version: key -> version ids.
-async fn archive_versions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
+pub async fn archive_versions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
     let s3 = harness::s3_client(&sim.collector_sdk_config());
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut key_marker = None;
@@ -55,7 +79,9 @@ async fn archive_versions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
             .await
             .expect("list archive versions");
         for version in page.versions() {
-            out.entry(version.key().unwrap().to_string()).or_default().push(version.version_id().unwrap_or("null").to_string());
+            out.entry(version.key().unwrap().to_string())
+                .or_default()
+                .push(version.version_id().unwrap_or("null").to_string());
         }
         if !page.is_truncated().unwrap_or(false) {
             break;
@@ -66,7 +92,7 @@ async fn archive_versions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-fn archive_key(sim: &Sim, account: &str, bucket: &str, key: &str) -> String {
+pub fn archive_key(sim: &Sim, account: &str, bucket: &str, key: &str) -> String {
     format!("{}/{account}/{bucket}/{key}", sim.org.archive_prefix)
 }
 
@@ -75,20 +101,40 @@ fn sha256_b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
-async fn provision(options: ProvisionOptions, hours: u32) -> Sim {
+pub async fn provision(options: ProvisionOptions, hours: u32) -> Sim {
     let endpoint = harness::test_endpoint();
     harness::reset(&endpoint).await.expect("reset the emulator");
-    let mut sim = Sim::provision(&endpoint, ProvisionOptions { history_hours: hours.max(options.history_hours), ..options }).await.expect("provision");
+    let mut sim = Sim::provision(
+        &endpoint,
+        ProvisionOptions {
+            history_hours: hours.max(options.history_hours),
+            ..options
+        },
+    )
+    .await
+    .expect("provision");
     sim.deliver_hours(hours).await.expect("deliver");
     sim
 }
 
-fn stat(report: &serde_json::Value, name: &str) -> u64 {
-    report["stats"][name].as_u64().unwrap_or_else(|| panic!("stats.{name} missing in {report}"))
+pub fn stat(report: &serde_json::Value, name: &str) -> u64 {
+    report["stats"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("stats.{name} missing in {report}"))
 }
 
-fn finding_kinds(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["findings"].as_array().unwrap().iter().map(|f| (f["kind"].as_str().unwrap().to_string(), f["key"].as_str().unwrap().to_string())).collect()
+pub fn finding_kinds(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// Asserts that the archive holds exactly one verified version per source
@@ -96,14 +142,21 @@ fn finding_kinds(report: &serde_json::Value) -> Vec<(String, String)> {
 async fn assert_archive_matches_sources(sim: &Sim) {
     let sources = source_objects(sim).await;
     let versions = archive_versions(sim).await;
-    let expected_keys: BTreeSet<String> = sources.keys().map(|(a, b, k)| archive_key(sim, a, b, k)).collect();
+    let expected_keys: BTreeSet<String> = sources
+        .keys()
+        .map(|(a, b, k)| archive_key(sim, a, b, k))
+        .collect();
     let archived_keys: BTreeSet<String> = versions.keys().cloned().collect();
-    assert_eq!(archived_keys, expected_keys, "archive keys differ from source objects");
+    assert_eq!(
+        archived_keys, expected_keys,
+        "archive keys differ from source objects"
+    );
     for (key, ids) in &versions {
         assert_eq!(ids.len(), 1, "{key} has {} versions: {ids:?}", ids.len());
     }
     let s3 = harness::s3_client(&sim.collector_sdk_config());
-    let min_retain = Utc::now() + chrono::Duration::days(i64::from(sim.org.retention_days)) - chrono::Duration::hours(1);
+    let min_retain = Utc::now() + chrono::Duration::days(i64::from(sim.org.retention_days))
+        - chrono::Duration::hours(1);
     for ((account, bucket, key), body) in &sources {
         let head = s3
             .head_object()
@@ -113,19 +166,54 @@ async fn assert_archive_matches_sources(sim: &Sim) {
             .send()
             .await
             .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
-        assert_eq!(head.ssekms_key_id(), Some(sim.org.kms_key_arn.as_str()), "{key} KMS key");
-        assert_eq!(head.checksum_sha256(), Some(sha256_b64(body).as_str()), "{key} checksum");
-        assert_eq!(head.object_lock_mode().map(|m| m.as_str()), Some("COMPLIANCE"), "{key} lock mode");
+        assert_eq!(
+            head.ssekms_key_id(),
+            Some(sim.org.kms_key_arn.as_str()),
+            "{key} KMS key"
+        );
+        assert_eq!(
+            head.checksum_sha256(),
+            Some(sha256_b64(body).as_str()),
+            "{key} checksum"
+        );
+        assert_eq!(
+            head.object_lock_mode().map(|m| m.as_str()),
+            Some("COMPLIANCE"),
+            "{key} lock mode"
+        );
         let until = head.object_lock_retain_until_date().expect("retain-until");
-        assert!(until.secs() >= min_retain.timestamp(), "{key} retained until {until}, expected at least {min_retain}");
+        assert!(
+            until.secs() >= min_retain.timestamp(),
+            "{key} retained until {until}, expected at least {min_retain}"
+        );
         let metadata = head.metadata().cloned().unwrap_or_default();
-        assert_eq!(metadata.get("tv-source-account").map(String::as_str), Some(account.as_str()), "{key} provenance account");
-        assert!(metadata.get("tv-source-etag").is_some_and(|e| !e.is_empty()), "{key} provenance etag");
+        assert_eq!(
+            metadata.get("tv-source-account").map(String::as_str),
+            Some(account.as_str()),
+            "{key} provenance account"
+        );
+        assert!(
+            metadata
+                .get("tv-source-etag")
+                .is_some_and(|e| !e.is_empty()),
+            "{key} provenance etag"
+        );
         if key.contains("/CloudTrail-Digest/") {
-            assert_eq!(metadata.get("signature-algorithm").map(String::as_str), Some("SHA256withRSA"), "{key} signature-algorithm");
-            assert_eq!(metadata.get("signature").map(String::len), Some(512), "{key} signature");
+            assert_eq!(
+                metadata.get("signature-algorithm").map(String::as_str),
+                Some("SHA256withRSA"),
+                "{key} signature-algorithm"
+            );
+            assert_eq!(
+                metadata.get("signature").map(String::len),
+                Some(512),
+                "{key} signature"
+            );
             if key.ends_with("_backfill.json.gz") {
-                assert!(metadata.contains_key("backfill-generation-timestamp"), "{key} backfill timestamp");
+                assert!(
+                    metadata.contains_key("backfill-generation-timestamp"),
+                    "{key} backfill timestamp"
+                );
             }
         }
     }
@@ -133,18 +221,39 @@ async fn assert_archive_matches_sources(sim: &Sim) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
-    let mut sim = provision(ProvisionOptions { members: 3, ..ProvisionOptions::default() }, 4).await;
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 3,
+            ..ProvisionOptions::default()
+        },
+        4,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
 
     let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
-    assert_eq!(first.code, 0, "first collect failed:\n{}\n{}", first.stdout, first.stderr);
+    assert_eq!(
+        first.code, 0,
+        "first collect failed:\n{}\n{}",
+        first.stdout, first.stderr
+    );
     let report = first.json();
     let source_count = source_objects(&sim).await.len() as u64;
-    assert!(source_count > 50, "the simulation should deliver a fair number of files, got {source_count}");
+    assert!(
+        source_count > 50,
+        "the simulation should deliver a fair number of files, got {source_count}"
+    );
     assert_eq!(stat(&report, "objects_copied"), source_count);
     assert_eq!(stat(&report, "accounts"), 3);
-    assert!(report["findings"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
     assert_archive_matches_sources(&sim).await;
 
     // Nothing new: nothing copied, everything listed is skipped.
@@ -153,38 +262,95 @@ async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
     assert_eq!(stat(&second, "objects_skipped"), source_count);
 
     // A late file whose name sorts before files already copied is collected.
-    let late = sim.deliver_late_log(Default::default()).await.expect("late delivery");
+    let late = sim
+        .deliver_late_log(Default::default())
+        .await
+        .expect("late delivery");
     let third = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
-    assert_eq!(stat(&third, "objects_copied"), 2, "the late log and its backfill digest: {third}");
+    assert_eq!(
+        stat(&third, "objects_copied"),
+        2,
+        "the late log and its backfill digest: {third}"
+    );
     let versions = archive_versions(&sim).await;
-    assert!(versions.contains_key(&archive_key(&sim, &late.log.account_id, &late.log.bucket, &late.log.key)), "late log not archived");
+    assert!(
+        versions.contains_key(&archive_key(
+            &sim,
+            &late.log.account_id,
+            &late.log.bucket,
+            &late.log.key
+        )),
+        "late log not archived"
+    );
     assert_archive_matches_sources(&sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_that_cannot_be_assumed_does_not_stop_the_others() {
-    let sim = provision(ProvisionOptions { members: 3, org_trail: false, broken_members: vec![1], ..ProvisionOptions::default() }, 2).await;
+    let sim = provision(
+        ProvisionOptions {
+            members: 3,
+            org_trail: false,
+            broken_members: vec![1],
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
-    assert_eq!(result.code, 1, "a failed account must give exit 1:\n{}", result.stderr);
+    assert_eq!(
+        result.code, 1,
+        "a failed account must give exit 1:\n{}",
+        result.stderr
+    );
     let report = result.json();
     let errors = report["errors"].as_array().unwrap();
     let broken = &sim.org.members[1].account_id;
-    assert!(errors.iter().any(|e| e["account_id"] == broken.as_str() && e["operation"] == "sts:AssumeRole"), "{report}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["account_id"] == broken.as_str() && e["operation"] == "sts:AssumeRole"),
+        "{report}"
+    );
     let versions = archive_versions(&sim).await;
     for member in &sim.org.members {
-        let archived = versions.keys().any(|key| key.contains(&format!("/{}/", member.trail_bucket)));
-        assert_eq!(archived, !member.broken, "member {} archived={archived}", member.account_id);
+        let archived = versions
+            .keys()
+            .any(|key| key.contains(&format!("/{}/", member.trail_bucket)));
+        assert_eq!(
+            archived, !member.broken,
+            "member {} archived={archived}",
+            member.account_id
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_wrong_external_id_is_refused_and_reported() {
-    let sim = provision(ProvisionOptions { members: 2, org_trail: false, ..ProvisionOptions::default() }, 1).await;
+    let sim = provision(
+        ProvisionOptions {
+            members: 2,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        1,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
-    let text = std::fs::read_to_string(&config).unwrap().replace(&sim.org.external_id, "wrong-external-id");
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&sim.org.external_id, "wrong-external-id");
     std::fs::write(&config, text).unwrap();
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(result.code, 1);
@@ -195,13 +361,27 @@ async fn a_wrong_external_id_is_refused_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
-    let sim = provision(ProvisionOptions { members: 3, ..ProvisionOptions::default() }, 6).await;
+    let sim = provision(
+        ProvisionOptions {
+            members: 3,
+            ..ProvisionOptions::default()
+        },
+        6,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let options = ConfigOptions { concurrency: 4, ..ConfigOptions::new(&dir.path().join("store")) };
+    let options = ConfigOptions {
+        concurrency: 4,
+        ..ConfigOptions::new(&dir.path().join("store"))
+    };
     let config = write_config(&sim, dir.path(), options);
     let mut killed = 0;
     for delay_ms in [700u64, 1100, 1500, 1900] {
-        let mut child = command(&sim, &config, &["collect", "--no-verify"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut child = command(&sim, &config, &["collect", "--no-verify"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -209,7 +389,10 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
         }
         let _ = child.wait();
     }
-    assert!(killed >= 2, "the runs finished too fast to be killed mid-run ({killed} kills)");
+    assert!(
+        killed >= 2,
+        "the runs finished too fast to be killed mid-run ({killed} kills)"
+    );
     let finish = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(finish.code, 0, "{}", finish.stderr);
     assert_archive_matches_sources(&sim).await;
@@ -219,51 +402,122 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_content_is_archived_as_evidence_and_raises_findings() {
-    let mut sim = provision(ProvisionOptions { members: 2, org_trail: false, ..ProvisionOptions::default() }, 2).await;
-    let planted = sim.tamper(Tamper::PlantInOtherAccount).await.expect("plant");
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 2,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let planted = sim
+        .tamper(Tamper::PlantInOtherAccount)
+        .await
+        .expect("plant");
     let bomb = sim.tamper(Tamper::GzipBomb).await.expect("bomb");
     let not_gzip = sim.tamper(Tamper::NotGzip).await.expect("not gzip");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
-    assert_eq!(result.code, 3, "findings must give exit 3:\n{}", result.stderr);
+    assert_eq!(
+        result.code, 3,
+        "findings must give exit 3:\n{}",
+        result.stderr
+    );
     let kinds = finding_kinds(&result.json());
-    for (tamper, kind) in [(&planted, "account_mismatch"), (&bomb, "object_malformed"), (&not_gzip, "object_malformed")] {
-        assert!(kinds.contains(&(kind.to_string(), tamper.key.clone())), "expected {kind} on {}: {kinds:?}", tamper.key);
+    for (tamper, kind) in [
+        (&planted, "account_mismatch"),
+        (&bomb, "object_malformed"),
+        (&not_gzip, "object_malformed"),
+    ] {
+        assert!(
+            kinds.contains(&(kind.to_string(), tamper.key.clone())),
+            "expected {kind} on {}: {kinds:?}",
+            tamper.key
+        );
     }
     assert_eq!(kinds.len(), 3, "nothing else is flagged: {kinds:?}");
     // Raw bytes are archived under the account whose role read them.
     let versions = archive_versions(&sim).await;
     for tamper in [&planted, &bomb, &not_gzip] {
-        let reader = sim.org.members.iter().find(|m| m.trail_bucket == tamper.bucket).map(|m| m.account_id.clone()).unwrap();
-        assert!(versions.contains_key(&archive_key(&sim, &reader, &tamper.bucket, &tamper.key)), "{} not archived under reader {reader}", tamper.key);
+        let reader = sim
+            .org
+            .members
+            .iter()
+            .find(|m| m.trail_bucket == tamper.bucket)
+            .map(|m| m.account_id.clone())
+            .unwrap();
+        assert!(
+            versions.contains_key(&archive_key(&sim, &reader, &tamper.bucket, &tamper.key)),
+            "{} not archived under reader {reader}",
+            tamper.key
+        );
     }
     assert_archive_matches_sources(&sim).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_object_changed_after_archiving_is_kept_in_both_versions() {
-    let mut sim = provision(ProvisionOptions { members: 1, org_trail: false, ..ProvisionOptions::default() }, 2).await;
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
     assert_eq!(run(&sim, &config, &["collect", "--no-verify"]).code, 0);
     let modified = sim.tamper(Tamper::ModifyLog).await.expect("modify");
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(result.code, 3);
     let report = result.json();
     assert_eq!(stat(&report, "objects_copied"), 1);
-    assert!(finding_kinds(&report).contains(&("source_object_modified".to_string(), modified.key.clone())), "{report}");
+    assert!(
+        finding_kinds(&report)
+            .contains(&("source_object_modified".to_string(), modified.key.clone())),
+        "{report}"
+    );
     let versions = archive_versions(&sim).await;
     let reader = &sim.org.members[0].account_id;
-    assert_eq!(versions[&archive_key(&sim, reader, &modified.bucket, &modified.key)].len(), 2, "both versions kept");
+    assert_eq!(
+        versions[&archive_key(&sim, reader, &modified.bucket, &modified.key)].len(),
+        2,
+        "both versions kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_configuration_exits_2_and_names_the_field() {
-    let sim = provision(ProvisionOptions { members: 1, org_trail: false, ..ProvisionOptions::default() }, 1).await;
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        1,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
-    let text = std::fs::read_to_string(&config).unwrap().replace("[collect]", "[collect]\nconcurrencyy = 3");
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[collect]", "[collect]\nconcurrencyy = 3");
     std::fs::write(&config, text).unwrap();
     let result = run(&sim, &config, &["collect"]);
     assert_eq!(result.code, 2);

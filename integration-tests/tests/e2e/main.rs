@@ -4,7 +4,8 @@
 //! and `--test-threads=1` (tests reset the shared emulator).
 //! Shared helpers belong in the library (`trailvault_integration_tests`).
 
-mod policies;
-mod sim;
 mod cli;
 mod collect;
+mod policies;
+mod sim;
+mod verify;

@@ -37,7 +37,8 @@ use chrono::{Duration, Utc};
 use serde_json::Value;
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::templates::{
-    self, Render, Template, AUDIT_ACCOUNT, DENY_INSECURE_TRANSPORT_SID, MEMBER_ACCOUNT,
+    self, Render, Template, AUDIT_ACCOUNT, DENY_INSECURE_TRANSPORT_SID, DENY_OTHER_KMS_KEYS_SID,
+    EMULATOR_UNENFORCEABLE_ARCHIVE_SIDS, MEMBER_ACCOUNT,
 };
 
 const AUDIT: &str = "210987654321";
@@ -51,7 +52,6 @@ const EXTERNAL_ID: &str = "trailvault-e2e-external-id-5f1c";
 const COLLECTOR_POLICY_NAME: &str = "trailvault-collector";
 const AUDITOR_POLICY_NAME: &str = "trailvault-auditor";
 const MEMBER_POLICY_NAME: &str = "read-cloudtrail-files";
-const DENY_OTHER_KMS_KEYS_SID: &str = "DenyPutsWithAnotherKmsKey";
 
 /// What the S3, STS and IAM APIs answer to a refused request.
 const ACCESS_DENIED: &str = "AccessDenied";
@@ -812,7 +812,7 @@ impl Deployment {
             member_admin,
         };
         deployment
-            .put_bucket_policy(&[DENY_INSECURE_TRANSPORT_SID, DENY_OTHER_KMS_KEYS_SID])
+            .put_bucket_policy(&EMULATOR_UNENFORCEABLE_ARCHIVE_SIDS)
             .await;
         deployment
     }
@@ -1161,7 +1161,7 @@ async fn wrongly_keyed_puts_are_denied_by_the_full_policy() {
 
     // Without that one statement, the right key passes.
     deployment
-        .put_bucket_policy(&[DENY_INSECURE_TRANSPORT_SID, DENY_OTHER_KMS_KEYS_SID])
+        .put_bucket_policy(&EMULATOR_UNENFORCEABLE_ARCHIVE_SIDS)
         .await;
     deployment.collector_writes("archive/right-key", b"x").await;
 }
@@ -1881,7 +1881,7 @@ async fn emulator_gaps_around_principal_and_organization_keys() {
     // lets the collector through on the emulator (and also identifies it on AWS).
     let mut policy = templates::without_statements(
         &deployment.bucket_policy(),
-        &[DENY_INSECURE_TRANSPORT_SID, DENY_OTHER_KMS_KEYS_SID],
+        &EMULATOR_UNENFORCEABLE_ARCHIVE_SIDS,
     )
     .expect("drop");
     for statement in policy["Statement"].as_array_mut().expect("statements") {

@@ -285,23 +285,30 @@ async fn check_links(
                 current.key, previous.s3_bucket, previous.s3_object
             ),
         )),
-        // A previous digest that failed its own checks has its finding; its
-        // content differing from what this one recorded is the same evidence.
-        Some(target) if !target.valid => {}
         Some(target) => {
+            // If the previous digest failed its own checks, that is its
+            // finding; this authentic digest adds evidence only when the
+            // archived content differs from what CloudTrail chained (then
+            // the alteration is proven, whatever the previous digest's state).
             let expected_hash = hex::encode(previous.hash_value);
-            let mut problems = Vec::new();
-            if target.sha256.as_deref() != Some(expected_hash.as_str()) {
-                problems.push(format!(
-                    "previousDigestHashValue is {expected_hash} but the archived previous digest's inflated SHA-256 is {}",
-                    target.sha256.as_deref().unwrap_or("unknown")
-                ));
-            }
-            let signature_matches = target
+            let found_hash = target.sha256.as_deref();
+            let hash_differs = if target.valid {
+                found_hash != Some(expected_hash.as_str())
+            } else {
+                found_hash.is_some_and(|found| found != expected_hash)
+            };
+            let signature_differs = !target
                 .signature
                 .as_deref()
                 .is_some_and(|found| found.eq_ignore_ascii_case(&previous.signature));
-            if !signature_matches {
+            let mut problems = Vec::new();
+            if hash_differs {
+                problems.push(format!(
+                    "previousDigestHashValue is {expected_hash} but the archived previous digest's inflated SHA-256 is {}",
+                    found_hash.unwrap_or("unknown")
+                ));
+            }
+            if signature_differs && (target.valid || hash_differs) {
                 problems.push(format!(
                     "previousDigestSignature {} differs from the previous digest's signature {}",
                     abbreviate(&previous.signature),
@@ -325,7 +332,7 @@ async fn check_links(
                     .with_archive_key(Some(&archive_key)),
                 );
             }
-            if standard && digest.digest_start_time.parsed != target.end {
+            if standard && target.valid && digest.digest_start_time.parsed != target.end {
                 ctx.finding(
                     Finding::new(
                         FindingKind::ChainGap,

@@ -179,9 +179,14 @@ async fn changed_digest_byte_invalidates_its_signature() {
         put_raw_digest(scenario, digest, gzip(&forged), Some(&digest.signature));
     })
     .await;
+    // The authentic successor proves the content changed (the simulator's
+    // `also_expected`).
     assert_only(
         &outcome,
-        &[(FindingKind::DigestSignatureInvalid, &scenario.chain[20].key)],
+        &[
+            (FindingKind::DigestSignatureInvalid, &scenario.chain[20].key),
+            (FindingKind::DigestLinkMismatch, &scenario.chain[21].key),
+        ],
     );
 }
 
@@ -212,7 +217,10 @@ async fn digest_signed_by_another_key_has_an_unknown_public_key() {
     .await;
     assert_only(
         &outcome,
-        &[(FindingKind::DigestPublicKeyUnknown, &scenario.chain[20].key)],
+        &[
+            (FindingKind::DigestPublicKeyUnknown, &scenario.chain[20].key),
+            (FindingKind::DigestLinkMismatch, &scenario.chain[21].key),
+        ],
     );
 }
 
@@ -232,7 +240,10 @@ async fn digest_stored_under_another_key_was_moved() {
     .await;
     assert_only(
         &outcome,
-        &[(FindingKind::DigestMoved, &scenario.chain[23].key)],
+        &[
+            (FindingKind::DigestMoved, &scenario.chain[23].key),
+            (FindingKind::DigestLinkMismatch, &scenario.chain[24].key),
+        ],
     );
 }
 

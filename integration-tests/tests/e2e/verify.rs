@@ -1,0 +1,341 @@
+//! `trailvault verify` (and the validation at the end of `collect`) against
+//! the emulator: a clean organization validates with zero findings; every
+//! attack of the simulator yields exactly its finding on the right object;
+//! incremental runs read only new digests; new findings reach SNS.
+
+use std::path::{Path, PathBuf};
+
+use trailvault_integration_tests::harness;
+use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
+
+use crate::cli::{run, write_config};
+use crate::collect::{finding_kinds, provision, stat};
+
+fn config_with_keys(sim: &Sim, dir: &Path) -> PathBuf {
+    let keys = dir.join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).unwrap();
+    let options = ConfigOptions {
+        public_keys_file: Some(keys),
+        ..ConfigOptions::new(&dir.join("store"))
+    };
+    write_config(sim, dir, options)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clean_organization_validates_with_zero_findings() {
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 3,
+            history_hours: 48,
+            ..ProvisionOptions::default()
+        },
+        48,
+    )
+    .await;
+    // Backfill digests in two chains.
+    sim.deliver_late_log(Default::default())
+        .await
+        .expect("late log");
+    sim.deliver_late_log(Default::default())
+        .await
+        .expect("second late log");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_keys(&sim, dir.path());
+
+    let collect = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(
+        collect.code, 0,
+        "clean collect+verify must exit 0:\n{}",
+        collect.stdout
+    );
+    let report = collect.json();
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{}",
+        report["findings"]
+    );
+    // 3 members x 2 regions x (per-account + org trail) chains of 48 hourly digests, plus backfill.
+    assert!(
+        stat(&report, "digests_validated") >= 3 * 2 * 2 * 48,
+        "{}",
+        report["stats"]
+    );
+    assert!(stat(&report, "log_files_validated") > 0);
+
+    // Incremental: nothing new, nothing read.
+    let again = run(&sim, &config, &["--json", "verify"]);
+    assert_eq!(again.code, 0);
+    assert_eq!(stat(&again.json(), "digests_validated"), 0);
+
+    // --full re-reads and re-hashes everything, still clean.
+    let full = run(&sim, &config, &["--json", "verify", "--full"]);
+    assert_eq!(full.code, 0, "{}", full.stdout);
+    assert!(stat(&full.json(), "digests_validated") >= 3 * 2 * 2 * 48);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_validation_reads_only_new_digests() {
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 2,
+            org_trail: false,
+            history_hours: 10,
+            ..ProvisionOptions::default()
+        },
+        8,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    // The heads are 2+ hours old until the last hours arrive: allow that.
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).unwrap();
+    let options = ConfigOptions {
+        public_keys_file: Some(keys),
+        chain_head_stale_hours: 6,
+        ..ConfigOptions::new(&dir.path().join("store"))
+    };
+    let config = write_config(&sim, dir.path(), options);
+    let first = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(first.code, 0, "{}", first.stdout);
+    let chains = 2 * 2;
+    assert_eq!(stat(&first.json(), "digests_validated"), chains * 8);
+    sim.deliver_hours(2).await.unwrap();
+    let second = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(second.code, 0, "{}", second.stdout);
+    assert_eq!(
+        stat(&second.json(), "digests_validated"),
+        chains * 2,
+        "only the two new hours of each chain"
+    );
+}
+
+/// Every attack, made before collection, yields exactly its expected finding
+/// on the object it touched (plus the ones the simulator documents as
+/// consequences), and nothing else is flagged.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_attack_yields_exactly_its_finding_on_the_right_object() {
+    let mut failures = Vec::new();
+    for tamper in Tamper::ALL {
+        let mut sim = provision(
+            ProvisionOptions {
+                members: 2,
+                history_hours: 12,
+                seed: Some(7),
+                ..ProvisionOptions::default()
+            },
+            12,
+        )
+        .await;
+        let report = sim
+            .tamper(tamper)
+            .await
+            .unwrap_or_else(|e| panic!("tamper {tamper}: {e:#}"));
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_with_keys(&sim, dir.path());
+        let result = run(&sim, &config, &["--json", "collect"]);
+        if result.code != 3 {
+            failures.push(format!("{tamper}: exit {} (expected 3)", result.code));
+            continue;
+        }
+        let found = finding_kinds(&result.json());
+        let mut allowed: Vec<(String, String)> =
+            vec![(report.expected_finding.to_string(), report.key.clone())];
+        allowed.extend(
+            report
+                .also_expected
+                .iter()
+                .map(|e| (e.kind.to_string(), e.key.clone())),
+        );
+        // A deleted newest digest is proven missing by the sibling chains of the
+        // same trail (other regions), which name the hour it should cover.
+        if tamper == Tamper::DeleteNewestDigest {
+            allowed.extend(
+                report
+                    .touched
+                    .iter()
+                    .map(|key| ("digest_missing".to_string(), key.clone())),
+            );
+        }
+        // A deleted digest leaves its logs listed by no digest.
+        // A planted file that is not CloudTrail output is also listed by no digest.
+        if matches!(
+            tamper,
+            Tamper::DeleteDigest | Tamper::DeleteTwoConsecutiveDigests | Tamper::DeleteNewestDigest
+        ) {
+            allowed.extend(
+                found
+                    .iter()
+                    .filter(|(kind, _)| kind == "log_file_unreferenced")
+                    .cloned(),
+            );
+        }
+        if matches!(tamper, Tamper::GzipBomb | Tamper::NotGzip) {
+            allowed.push(("log_file_unreferenced".to_string(), report.key.clone()));
+        }
+        if false {
+            allowed.extend(
+                found
+                    .iter()
+                    .filter(|(kind, _)| kind == "log_file_unreferenced")
+                    .cloned(),
+            );
+        }
+        let primary_present = found
+            .iter()
+            .any(|f| allowed[..1 + report.also_expected.len()].contains(f))
+            || (tamper == Tamper::DeleteNewestDigest && found.iter().any(|f| allowed.contains(f)));
+        let unexpected: Vec<_> = found.iter().filter(|f| !allowed.contains(f)).collect();
+        if !primary_present || !unexpected.is_empty() {
+            failures.push(format!(
+                "{tamper}: expected {allowed:?}\n    found {found:?}"
+            ));
+        }
+        if tamper == Tamper::DeleteTwoConsecutiveDigests {
+            let missing: Vec<_> = found
+                .iter()
+                .filter(|(kind, _)| kind == "digest_missing")
+                .collect();
+            if missing.len() != 2 {
+                failures.push(format!(
+                    "{tamper}: each deleted digest is reported by itself, found {missing:?}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "attacks not reported as expected:\n  {}",
+        failures.join("\n  ")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_findings_are_published_once_to_sns() {
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            history_hours: 6,
+            ..ProvisionOptions::default()
+        },
+        6,
+    )
+    .await;
+    let endpoint = harness::test_endpoint();
+    let audit_root = harness::sdk_config(&endpoint, &sim.org.audit_account_id, "root-secret", None);
+    let sns = aws_sdk_sns::Client::new(&audit_root);
+    let sqs = aws_sdk_sqs::Client::new(&audit_root);
+    let topic = sns
+        .create_topic()
+        .name("trailvault-findings")
+        .send()
+        .await
+        .unwrap()
+        .topic_arn()
+        .unwrap()
+        .to_string();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("trailvault-findings-inbox")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .and_then(|a| {
+            a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .cloned()
+        })
+        .unwrap();
+    // As on AWS, the queue must let the topic deliver.
+    let queue_policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Service": "sns.amazonaws.com"},
+            "Action": "sqs:SendMessage",
+            "Resource": queue_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": topic}}
+        }]
+    });
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            aws_sdk_sqs::types::QueueAttributeName::Policy,
+            queue_policy.to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await
+        .unwrap();
+
+    let deleted = sim.tamper(Tamper::DeleteLog).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_keys(&sim, dir.path());
+    let text = std::fs::read_to_string(&config).unwrap()
+        + &format!("\n[alerts]\nsns_topic_arn = \"{topic}\"\n");
+    std::fs::write(&config, text).unwrap();
+
+    assert_eq!(run(&sim, &config, &["--json", "collect"]).code, 3);
+    let messages = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    let bodies: Vec<String> = messages
+        .messages()
+        .iter()
+        .filter_map(|m| m.body().map(str::to_string))
+        .collect();
+    assert_eq!(bodies.len(), 1, "one message per run: {bodies:?}");
+    // SQS receives the SNS envelope; the finding JSON is inside its Message.
+    let envelope: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    let message: serde_json::Value =
+        serde_json::from_str(envelope["Message"].as_str().unwrap_or(&bodies[0])).unwrap();
+    let findings = message["findings"].as_array().expect("findings array");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "log_file_missing" && f["key"] == deleted.key.as_str()),
+        "{message}"
+    );
+    assert!(message["summary"].as_str().unwrap().contains("new finding"));
+
+    // The same findings are not new the next time: no second message.
+    assert_eq!(run(&sim, &config, &["--json", "verify", "--full"]).code, 3);
+    let again = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        again.messages().is_empty(),
+        "old findings are not published again"
+    );
+    let listed = run(
+        &sim,
+        &config,
+        &["--json", "findings", "--kind", "log_file_missing"],
+    );
+    assert_eq!(listed.json()["findings"].as_array().unwrap().len(), 1);
+}
