@@ -209,6 +209,32 @@ def build(results, info):
     if tv and tv.get("exit_code") not in (0, 3):
         notes.append(f"trailvault collect exit {tv.get('exit_code')}: {(tv.get('stderr_tail') or '')[-400:]}")
     report.table("1. Copy", ["tool", "objects", "seconds", "objects/s", "MB/s", "peak RSS", "exit"], rows, notes)
+    ladder = []
+    for path in sorted(glob.glob(os.path.join(results, "ladder_*.json"))):
+        with open(path) as handle:
+            record = json.load(handle)
+        result = record.get("stdout_json") or {}
+        if result.get("objects"):
+            ladder.append((record["name"], result["objects"] / record["seconds"], result.get("errors"), record))
+    if ladder:
+        labels = {
+            "sse_kms": "+ SSE-KMS (bare bucket)",
+            "locked_bucket": "+ destination = locked archive bucket (versioning, Object Lock default, default SSE-KMS)",
+            "sha256": "+ SHA-256 computed and sent as x-amz-checksum-sha256",
+            "object_lock": "+ explicit Object Lock COMPLIANCE retain-until per PUT",
+            "head": "+ HEAD (checksum mode) after every PUT",
+        }
+        rows = [["bare GET->PUT", fmt(gp_rate), "100%", ""]]
+        for name, rate, errors, _ in ladder:
+            label = labels.get(name.split("_", 2)[2], name)
+            rows.append([label, fmt(rate), f"{100 * rate / gp_rate:.0f}%" if gp_rate else "n/a", f"{errors} errors" if errors else ""])
+        if tv_rate:
+            rows.append(["trailvault collect (all of the above + store, gzip inspection, listing per partition)", fmt(tv_rate), f"{100 * tv_rate / gp_rate:.0f}%" if gp_rate else "n/a", ""])
+        report.table(
+            "1b. Where the copy time goes (GET->PUT loop, same SDK and concurrency, adding trailvault's per-object work step by step)",
+            ["step", "objects/s", "of bare", "notes"],
+            rows,
+        )
     if tv_rate and best_rate:
         ratio = tv_rate / best_rate
         report.target("copy >= 1.3x rclone's best objects/s", "PASS" if ratio >= 1.3 else "FAIL", f"{tv_rate:.0f} vs {best_rate:.0f} obj/s = {ratio:.2f}x")
