@@ -34,6 +34,9 @@ pub struct SourceScope {
     pub root: String,
     /// Empty: discovered from the bucket's folders.
     pub regions: Vec<String>,
+    /// Also collect other accounts' folders found beside `root` (per-account
+    /// buckets: such files are hostile or misrouted and raise `account_mismatch`).
+    pub foreign_accounts: bool,
 }
 
 impl SourceScope {
@@ -95,13 +98,18 @@ pub struct CollectOutcome {
 #[derive(Serialize, Deserialize)]
 struct Discovery {
     at: i64,
-    /// family folder name -> regions
-    families: BTreeMap<String, Vec<String>>,
+    /// root -> family folder name -> regions
+    roots: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
+
+/// Family folder name -> regions.
+type Families = BTreeMap<String, Vec<String>>;
 
 #[derive(Clone)]
 struct Partition {
     scope: SourceScope,
+    /// The scope's root, or a foreign account's folder found beside it.
+    root: String,
     family: String,
     region: String,
     date: NaiveDate,
@@ -111,7 +119,7 @@ impl Partition {
     fn prefix(&self) -> String {
         format!(
             "{}{}/{}/{}/",
-            self.scope.root,
+            self.root,
             self.family,
             self.region,
             self.date.format("%Y/%m/%d")
@@ -284,25 +292,72 @@ pub async fn collect(
 async fn discover(
     run: &Run<'_>,
     scope: &SourceScope,
-) -> Result<BTreeMap<String, Vec<String>>, SeamError> {
+) -> Result<BTreeMap<String, Families>, SeamError> {
     let name = scope.state_name("discovery");
     if let Some(bytes) = run.store.get_state(&name)? {
         if let Ok(cached) = serde_json::from_slice::<Discovery>(&bytes) {
             let fresh = run.now.timestamp() - cached.at < run.settings.sweep_interval.num_seconds();
             let regions_match = scope.regions.is_empty()
                 || cached
-                    .families
+                    .roots
                     .values()
+                    .flat_map(|families| families.values())
                     .all(|regions| *regions == scope.regions);
             if fresh && regions_match {
-                return Ok(cached.families);
+                return Ok(cached.roots);
             }
         }
     }
+    let mut roots = BTreeMap::new();
+    roots.insert(
+        scope.root.clone(),
+        families_under(scope, &scope.root).await?,
+    );
+    if scope.foreign_accounts {
+        for root in foreign_account_roots(scope).await? {
+            let families = families_under(scope, &root).await?;
+            roots.insert(root, families);
+        }
+    }
+    let cached = Discovery {
+        at: run.now.timestamp(),
+        roots: roots.clone(),
+    };
+    if let Ok(bytes) = serde_json::to_vec(&cached) {
+        run.store.put_state(&name, &bytes)?;
+    }
+    Ok(roots)
+}
+
+/// Folders of other accounts beside the scope's own (`AWSLogs/<other>/` in a
+/// per-account bucket): hostile or misrouted, collected as evidence.
+async fn foreign_account_roots(scope: &SourceScope) -> Result<Vec<String>, SeamError> {
+    let Some(parent) = scope
+        .root
+        .strip_suffix(&format!("{}/", scope.member_account_id))
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(scope
+        .source
+        .list_folders(parent)
+        .await?
+        .into_iter()
+        .filter(|folder| *folder != scope.root)
+        .filter(|folder| {
+            folder
+                .strip_prefix(parent)
+                .and_then(|rest| rest.strip_suffix('/'))
+                .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect())
+}
+
+async fn families_under(scope: &SourceScope, root: &str) -> Result<Families, SeamError> {
     let mut families = BTreeMap::new();
-    for folder in scope.source.list_folders(&scope.root).await? {
+    for folder in scope.source.list_folders(root).await? {
         let family = folder
-            .trim_start_matches(&scope.root)
+            .trim_start_matches(root)
             .trim_end_matches('/')
             .to_string();
         // CloudTrail, CloudTrail-Digest, CloudTrail-Insight and any other sibling.
@@ -310,7 +365,7 @@ async fn discover(
             continue;
         }
         let regions = if scope.regions.is_empty() {
-            let family_root = format!("{}{}/", scope.root, family);
+            let family_root = format!("{root}{family}/");
             scope
                 .source
                 .list_folders(&family_root)
@@ -327,13 +382,6 @@ async fn discover(
             scope.regions.clone()
         };
         families.insert(family, regions);
-    }
-    let cached = Discovery {
-        at: run.now.timestamp(),
-        families: families.clone(),
-    };
-    if let Ok(bytes) = serde_json::to_vec(&cached) {
-        run.store.put_state(&name, &bytes)?;
     }
     Ok(families)
 }
@@ -362,8 +410,8 @@ fn incremental_dates(run: &Run<'_>, scope: &SourceScope) -> Result<Vec<NaiveDate
 }
 
 async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Vec<Partition> {
-    let families = match discover(run, scope).await {
-        Ok(families) => families,
+    let roots = match discover(run, scope).await {
+        Ok(roots) => roots,
         Err(error) => {
             run.error(
                 &scope.member_account_id,
@@ -384,20 +432,23 @@ async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Ve
         Window::Range { from, to } => from.iter_days().take_while(|day| *day <= to).collect(),
     };
     debug!(
-        families = families.len(),
+        roots = roots.len(),
         dates = dates.len(),
         "partitions planned"
     );
     let mut partitions = Vec::new();
-    for (family, regions) in &families {
-        for region in regions {
-            for date in &dates {
-                partitions.push(Partition {
-                    scope: scope.clone(),
-                    family: family.clone(),
-                    region: region.clone(),
-                    date: *date,
-                });
+    for (root, families) in &roots {
+        for (family, regions) in families {
+            for region in regions {
+                for date in &dates {
+                    partitions.push(Partition {
+                        scope: scope.clone(),
+                        root: root.clone(),
+                        family: family.clone(),
+                        region: region.clone(),
+                        date: *date,
+                    });
+                }
             }
         }
     }
@@ -923,6 +974,7 @@ mod tests {
                 source: self.source.clone(),
                 root: format!("AWSLogs/{MEMBER}/"),
                 regions: vec!["us-east-1".into()],
+                foreign_accounts: true,
             }
         }
 
@@ -1240,5 +1292,30 @@ mod tests {
         let third = world.run(range).await;
         assert_eq!(third.stats.partitions_skipped, 3);
         assert_eq!(third.stats.objects_copied, 0);
+    }
+
+    #[tokio::test]
+    async fn another_accounts_folder_in_a_member_bucket_is_collected_as_evidence() {
+        let world = World::new();
+        let foreign = "AWSLogs/333333333333/CloudTrail/us-east-1/2026/11/27/333333333333_CloudTrail_us-east-1_20261127T0900Z_AAAAAAAAAAAAAAAA.json.gz";
+        world.source.put(foreign, log_body("333333333333"), &[]);
+        world.source.put(
+            &log_key(27, "0900", "BBBBBBBBBBBBBBBB"),
+            log_body(MEMBER),
+            &[],
+        );
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.stats.objects_copied, 2);
+        assert_eq!(
+            kinds(&outcome),
+            vec![(FindingKind::AccountMismatch, foreign.to_string())]
+        );
+        // Archived under the account whose role read it, never the claimed one.
+        assert_eq!(world.archive.version_count(&world.archive_key(foreign)), 1);
+        // Discovery (including the foreign folder scan) is cached: a rerun makes
+        // one LIST per open partition of each root and nothing else.
+        let before = world.source.lists.load(Ordering::Relaxed);
+        world.run(Window::Incremental).await;
+        assert_eq!(world.source.lists.load(Ordering::Relaxed) - before, 2 * 3);
     }
 }

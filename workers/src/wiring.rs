@@ -271,45 +271,14 @@ pub async fn scopes(
                         continue;
                     };
                     let bucket = per_account.bucket_for(account);
-                    let source = source_for(wired, config, &bucket);
-                    let own_root = root(&per_account.key_prefix, None, account);
-                    // Folders of other accounts in this account's bucket are
-                    // hostile or misrouted: collect them too (as evidence, under
-                    // this account's namespace) so they raise account_mismatch.
-                    let logs_root = own_root
-                        .trim_end_matches(&format!("{account}/"))
-                        .to_string();
-                    let mut roots = vec![own_root.clone()];
-                    match source.list_folders(&logs_root).await {
-                        Ok(folders) => roots.extend(
-                            folders
-                                .into_iter()
-                                .filter(|folder| *folder != own_root)
-                                .filter(|folder| {
-                                    folder.strip_prefix(&logs_root).is_some_and(|rest| {
-                                        rest.len() == 13
-                                            && rest[..12].bytes().all(|b| b.is_ascii_digit())
-                                    })
-                                }),
-                        ),
-                        Err(error) => {
-                            errors.push(OperationError {
-                                account_id: account.clone(),
-                                operation: format!("list s3://{bucket}/{logs_root}"),
-                                message: error.to_string(),
-                            });
-                            continue;
-                        }
-                    }
-                    for root in roots {
-                        scopes.push(SourceScope {
-                            reader_account_id: account.clone(),
-                            member_account_id: account.clone(),
-                            source: source.clone(),
-                            root,
-                            regions: regions(&per_account.regions, &scope.regions),
-                        });
-                    }
+                    scopes.push(SourceScope {
+                        reader_account_id: account.clone(),
+                        member_account_id: account.clone(),
+                        source: source_for(wired, config, &bucket),
+                        root: root(&per_account.key_prefix, None, account),
+                        regions: regions(&per_account.regions, &scope.regions),
+                        foreign_accounts: true,
+                    });
                 }
             }
             SourceSettings::Organization(org) => {
@@ -355,6 +324,7 @@ pub async fn scopes(
                         source: source.clone(),
                         root: root(&org.key_prefix, Some(&org.org_id), &member),
                         regions: regions(&org.regions, &scope.regions),
+                        foreign_accounts: false,
                     });
                 }
             }
