@@ -9,7 +9,9 @@ use aws_sdk_s3::types::{
 use chrono::{DurationRound as _, Utc};
 
 use super::cloudtrail::{key_root, ORG_TRAIL_NAME, PER_ACCOUNT_TRAIL_NAME};
-use super::policies::{self, ArchivePolicyOptions, READER_ROLE_NAME};
+use super::policies::{
+    self, Archive, ArchivePolicyOptions, CollectorPrincipal, AUDITOR_ROLE_NAME, READER_ROLE_NAME,
+};
 use super::rng::SimRng;
 use super::signing::SigningKey;
 use super::{
@@ -51,10 +53,13 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
     let external_id = format!("trailvault-sim-{}", rng.hex(16));
     let role_name = READER_ROLE_NAME.to_owned();
 
-    // Audit account: collector user first (the key and bucket policies name it).
+    // Audit account, from the audit template's documents (see `policies`): the
+    // collector user and the auditor role first (the key and bucket policies name
+    // them), then the key, their permissions (which name the key), the bucket.
     let audit = harness::sdk_config(&endpoint, AUDIT_ACCOUNT_ID, "sim-root-secret", None);
     let iam = aws_sdk_iam::Client::new(&audit);
-    iam.create_user()
+    let created_user = iam
+        .create_user()
         .user_name(COLLECTOR_USER_NAME)
         .send()
         .await
@@ -67,7 +72,20 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
                 "{error} (already provisioned? reset the emulator first: scripts/emulator reset)"
             )
         })?;
-    let collector_arn = format!("arn:aws:iam::{AUDIT_ACCOUNT_ID}:user/{COLLECTOR_USER_NAME}");
+    let created_user = created_user
+        .user()
+        .ok_or_else(|| anyhow::anyhow!("CreateUser returned no user"))?;
+    let collector_arn = created_user.arn().to_owned();
+    let collector_unique_id = created_user.user_id().to_owned();
+    // It renders the bucket policy's aws:userid pattern `<id>:*`: never empty.
+    anyhow::ensure!(
+        !collector_unique_id.is_empty(),
+        "CreateUser returned no UserId for {COLLECTOR_USER_NAME}"
+    );
+    let collector_principal = CollectorPrincipal {
+        arn: &collector_arn,
+        unique_id: &collector_unique_id,
+    };
     let access_key = iam
         .create_access_key()
         .user_name(COLLECTOR_USER_NAME)
@@ -97,8 +115,16 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         .map_err(|error| sdk_error(&format!("create IAM user {IMPOSTER_USER_NAME}"), error))?;
     let imposter_arn = format!("arn:aws:iam::{AUDIT_ACCOUNT_ID}:user/{IMPOSTER_USER_NAME}");
 
+    iam.create_role()
+        .role_name(AUDITOR_ROLE_NAME)
+        .assume_role_policy_document(policies::auditor_trust_policy(AUDIT_ACCOUNT_ID)?.to_string())
+        .description("trailvault auditors: read the archive, decrypt with the archive key")
+        .send()
+        .await
+        .map_err(|error| sdk_error(&format!("create role {AUDITOR_ROLE_NAME}"), error))?;
+
     let kms = aws_sdk_kms::Client::new(&audit);
-    let key_policy = policies::archive_kms_key_policy(AUDIT_ACCOUNT_ID, &collector_arn);
+    let key_policy = policies::archive_kms_key_policy(AUDIT_ACCOUNT_ID, collector_principal)?;
     let key = kms
         .create_key()
         .description("trailvault archive (simulated audit account)")
@@ -117,23 +143,31 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         )
     });
 
+    let archive_bucket = archive_bucket_name();
+    let archive = Archive {
+        audit_account_id: AUDIT_ACCOUNT_ID,
+        bucket: &archive_bucket,
+        kms_key_arn: &kms_key_arn,
+    };
     iam.put_user_policy()
         .user_name(COLLECTOR_USER_NAME)
         .policy_name("trailvault-collector")
-        .policy_document(
-            policies::collector_identity_policy(&archive_bucket_name(), &kms_key_arn, &role_name)
-                .to_string(),
-        )
+        .policy_document(policies::collector_identity_policy(archive, &role_name)?.to_string())
         .send()
         .await
         .map_err(|error| sdk_error("attach the collector policy", error))?;
+    iam.put_role_policy()
+        .role_name(AUDITOR_ROLE_NAME)
+        .policy_name("trailvault-auditor")
+        .policy_document(policies::auditor_permissions_policy(archive)?.to_string())
+        .send()
+        .await
+        .map_err(|error| sdk_error("attach the auditor policy", error))?;
 
-    let archive_bucket = archive_bucket_name();
     create_archive_bucket(
         &harness::s3_client(&audit),
-        &archive_bucket,
-        &kms_key_arn,
-        &collector_arn,
+        archive,
+        collector_principal,
         options.retention_days,
     )
     .await?;
@@ -349,14 +383,19 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<
 }
 
 /// Versioned, Object Lock COMPLIANCE default retention, SSE-KMS with a bucket key,
-/// and the deny policy of [`policies::archive_bucket_policy`].
+/// and the template's bucket policy ([`policies::archive_bucket_policy`]) without
+/// what the emulator cannot enforce ([`ArchivePolicyOptions::EMULATOR`]).
 async fn create_archive_bucket(
     s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    kms_key_arn: &str,
-    collector_arn: &str,
+    archive: Archive<'_>,
+    collector: CollectorPrincipal<'_>,
     retention_days: i32,
 ) -> anyhow::Result<()> {
+    let Archive {
+        bucket,
+        kms_key_arn,
+        ..
+    } = archive;
     s3.create_bucket()
         .bucket(bucket)
         .object_lock_enabled_for_bucket(true)
@@ -413,12 +452,12 @@ async fn create_archive_bucket(
         .send()
         .await
         .map_err(|error| sdk_error("set the archive's default encryption", error))?;
-    let policy = policies::archive_bucket_policy(
-        bucket,
-        kms_key_arn,
-        collector_arn,
-        ArchivePolicyOptions::EMULATOR,
-    );
+    // Dropped for the emulator, kept in the template: DenyInsecureTransport (plain
+    // HTTP: aws:SecureTransport is always false) and DenyPutsWithAnotherKmsKey
+    // (ministack never sets s3:x-amz-server-side-encryption-aws-kms-key-id, so the
+    // statement would deny every put). See `policies`.
+    let policy =
+        policies::archive_bucket_policy(archive, collector, ArchivePolicyOptions::EMULATOR)?;
     s3.put_bucket_policy()
         .bucket(bucket)
         .policy(policy.to_string())
@@ -436,7 +475,7 @@ async fn create_reader_role(
     external_id: &str,
     readable_buckets: &[&str],
 ) -> anyhow::Result<String> {
-    let trust = policies::reader_trust_policy(trusted_principal_arn, external_id);
+    let trust = policies::reader_trust_policy(account_id, trusted_principal_arn, external_id)?;
     let created = iam
         .create_role()
         .role_name(role_name)
@@ -452,8 +491,10 @@ async fn create_reader_role(
     if !readable_buckets.is_empty() {
         iam.put_role_policy()
             .role_name(role_name)
-            .policy_name("trailvault-read-trail-buckets")
-            .policy_document(policies::reader_permissions_policy(readable_buckets).to_string())
+            .policy_name("read-cloudtrail-files")
+            .policy_document(
+                policies::reader_permissions_policy(account_id, readable_buckets)?.to_string(),
+            )
             .send()
             .await
             .map_err(|error| {
