@@ -13,6 +13,7 @@ pub mod error;
 pub mod findings;
 pub mod memory;
 pub mod report;
+pub mod retention;
 pub mod seams;
 pub mod verify;
 

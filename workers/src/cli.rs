@@ -86,22 +86,34 @@ pub enum Command {
         #[arg(long, value_name = "DATE")]
         until: Option<String>,
     },
-    /// Check (default) or enforce retention on the archive.
+    /// Check (default: a dry run that prints the plan) or enforce retention on the archive.
+    ///
+    /// Every archived version must be locked until at least its file's date plus
+    /// `retention_days`; the bucket needs versioning, an Object Lock default retention of at
+    /// least `retention_days` and default SSE-KMS. What cannot be fixed becomes a finding.
     Retention {
-        /// Extend short Object Lock retention (never shortens).
+        /// Extend short Object Lock retention (PutObjectRetention; never shortens).
         #[arg(long)]
         apply: bool,
-        /// List the archive's versions instead of trusting the store.
+        /// Check every version the archive lists instead of the store's records.
         #[arg(long)]
         full: bool,
     },
     /// Collect and verify on a schedule until SIGTERM/SIGINT.
+    ///
+    /// Runs never overlap: the next run starts one interval after the previous one started,
+    /// or right after it when it overran. SIGTERM/SIGINT: no new work is started, in-flight
+    /// copies finish, the store is flushed, exit 0 (a second signal abandons in-flight requests).
     Run {
-        /// Time between runs, e.g. 5m, 30s, 1h.
-        #[arg(long, value_name = "DURATION")]
-        interval: String,
+        /// Time between run starts: 30s, 5m, 1h, 1h30m, 1d.
+        #[arg(long, value_name = "DURATION", value_parser = crate::daemon::parse_interval)]
+        interval: std::time::Duration,
+        #[command(flatten)]
+        scope: Scope,
+        #[command(flatten)]
+        keys: KeySource,
     },
-    /// Last runs, per-account lag, chain heads, open findings.
+    /// Last runs, per-account lag, chain heads, open findings (always exit 0; 2 on config errors).
     Status,
     /// Rebuild a lost or damaged progress store from the archive's own metadata.
     RebuildState,

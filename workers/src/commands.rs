@@ -15,7 +15,9 @@ use trailvault_pipeline::report::{exit, Report};
 use trailvault_pipeline::seams::{ProgressStore, SystemClock};
 
 use crate::cli::{Cli, Command, Scope};
+use crate::daemon::{self, Shutdown};
 use crate::output::{finding_line, print_report};
+use crate::status::{self, LagTracker, RunRecord, StatusView};
 use crate::validation;
 use crate::wiring;
 
@@ -28,36 +30,6 @@ fn load_config(cli: &Cli) -> Result<Config, i32> {
         eprintln!("trailvault: {}: {error}", path.display());
         exit::USAGE
     })
-}
-
-fn not_implemented(command: &str) -> i32 {
-    eprintln!("trailvault: `{command}` is not implemented yet; nothing was done");
-    exit::USAGE
-}
-
-/// Cancels `token` on SIGINT or SIGTERM: stop taking work, let in-flight
-/// copies finish, flush the store.
-fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        let interrupt = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = interrupt => {}
-            () = terminate => {}
-        }
-        warn!("shutdown requested: finishing in-flight copies");
-        token.cancel();
-    });
 }
 
 pub async fn dispatch(cli: Cli) -> i32 {
@@ -113,9 +85,13 @@ pub async fn dispatch(cli: Cli) -> i32 {
         Command::Verify { scope, keys, full } => {
             run_verify(config, &scope, keys.public_keys.as_deref(), full, json).await
         }
-        Command::Retention { .. } => not_implemented("retention"),
-        Command::Run { .. } => not_implemented("run"),
-        Command::Status => not_implemented("status"),
+        Command::Retention { apply, full } => run_retention(config, apply, full, json).await,
+        Command::Run {
+            interval,
+            scope,
+            keys,
+        } => daemon::run(config, interval, scope, keys.public_keys, json).await,
+        Command::Status => show_status(&config, json),
         Command::RebuildState => rebuild_state(config, json).await,
     }
 }
@@ -254,59 +230,51 @@ pub struct CollectOptions {
     pub keys: Option<std::path::PathBuf>,
 }
 
-async fn run_collect(config: Config, scope: &Scope, options: CollectOptions, json: bool) -> i32 {
-    let CollectOptions {
-        window,
-        allow_unlocked,
-        verify,
-        keys,
-    } = options;
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
+/// One collection run (and the validation of the chains it touched) over an
+/// already wired store and archive: what `collect`, `backfill` and each run
+/// of the daemon do. Stops taking work when `shutdown.stop` fires.
+pub async fn collect_once(
+    wired: &wiring::Wired,
+    scope: &Scope,
+    options: &CollectOptions,
+    shutdown: &Shutdown,
+) -> Report {
+    let window = options.window;
     let command = if matches!(window, Window::Incremental) {
         "collect"
     } else {
         "backfill"
     };
     let mut report = Report::new(command);
-    let wired = match wiring::wire(config, cancel.clone()).await {
-        Ok(wired) => wired,
-        Err(error) => {
-            eprintln!("trailvault: {error:#}");
-            return exit::USAGE;
-        }
-    };
-    if !check_archive(&wired, &mut report, allow_unlocked).await {
-        report.finished_at = Utc::now();
-        print_report(&report, json);
-        return report.exit_code();
+    if !check_archive(wired, &mut report, options.allow_unlocked).await {
+        return report;
     }
-    let accounts = match wiring::accounts(&wired, scope).await {
+    let accounts = match wiring::accounts(wired, scope).await {
         Ok(accounts) => accounts,
         Err(error) => {
             report.error("-", "list accounts", format!("{error:#}"));
-            report.finished_at = Utc::now();
-            print_report(&report, json);
-            return report.exit_code();
+            return report;
         }
     };
     info!(accounts = accounts.len(), run_id = %wired.run_id, "collection started");
-    let (scopes, session_errors) = wiring::scopes(&wired, &accounts, scope).await;
+    let (scopes, session_errors) = wiring::scopes(wired, &accounts, scope).await;
     for error in session_errors {
         report.stats.errors += 1;
         report.errors.push(error);
     }
-    let settings = wiring::collect_settings(&wired);
+    let settings = wiring::collect_settings(wired);
     let counters = Arc::new(Counters::default());
     let done = CancellationToken::new();
     let progress = progress_display(counters.clone(), done.clone());
+    // Notes the newest file per account as copies are recorded (`lag/…`).
+    let tracker = LagTracker::new(wired.store.as_ref(), Utc::now());
     let outcome = collect::collect(
         collect::Collector {
             archive: wired.archive.as_ref(),
-            store: wired.store.as_ref(),
+            store: &tracker,
             clock: &SystemClock,
             settings: &settings,
-            cancel: &cancel,
+            cancel: &shutdown.stop,
             counters: &counters,
         },
         scopes,
@@ -318,6 +286,9 @@ async fn run_collect(config: Config, scope: &Scope, options: CollectOptions, jso
         let _ = progress.await;
     }
     collect::log_summary(&outcome);
+    if let Err(error) = tracker.save() {
+        report.error("-", "record_lag", error.to_string());
+    }
     report.stats.accounts = accounts.len() as u64;
     let mut failed: std::collections::BTreeSet<String> = outcome.failed_accounts.clone();
     failed.extend(
@@ -337,25 +308,312 @@ async fn run_collect(config: Config, scope: &Scope, options: CollectOptions, jso
     };
     report.errors.extend(outcome.errors);
     report.findings.extend(outcome.findings);
-    if cancel.is_cancelled() {
+    if shutdown.stop.is_cancelled() {
         report.error(
             "-",
             "collect",
             "interrupted by a signal; the next run continues where this one stopped",
         );
-    } else if verify && wired.config.collect.verify_after_collect {
+    } else if options.verify && wired.config.collect.verify_after_collect {
+        // No copies are in flight any more: a signal now abandons validation
+        // (it resumes from its state next time).
+        let abort = shutdown.abort_on_stop();
         merge_verify(
             &mut report,
-            validation::run(&wired, &accounts, &scope.accounts, keys.as_deref(), false).await,
+            validation::run(
+                wired,
+                &accounts,
+                &scope.accounts,
+                options.keys.as_deref(),
+                false,
+            )
+            .await,
         );
+        abort.abort();
     }
-    validation::publish_alerts(&wired, &mut report).await;
+    validation::publish_alerts(wired, &mut report).await;
+    report
+}
+
+/// Ends a run: flushes the store, records the run's summary (`run/…`) and
+/// writes the status snapshot beside the store.
+pub fn finish_run(wired: &wiring::Wired, report: &mut Report, interrupted: bool) {
     if let Err(error) = wired.store.flush() {
         report.error("-", "flush_store", error.to_string());
     }
     report.finished_at = Utc::now();
+    let store = wired.store.as_ref();
+    let record = RunRecord::from_report(report, interrupted);
+    if let Err(error) = status::record_run(store, &record, status::RUN_SLOTS) {
+        warn!(%error, "cannot record the run summary");
+    }
+    if let Err(error) = store.flush() {
+        warn!(%error, "cannot flush the progress store");
+    }
+    write_status_snapshot(&wired.config, store);
+}
+
+fn write_status_snapshot(config: &Config, store: &dyn ProgressStore) {
+    match StatusView::from_store(store, &config.accounts.ids, Utc::now()) {
+        Ok(view) => {
+            if let Err(error) = status::write_snapshot(&config.store.path, &view) {
+                warn!(%error, path = %status::snapshot_path(&config.store.path).display(), "cannot write the status snapshot");
+            }
+        }
+        Err(error) => warn!(%error, "cannot read the status from the store"),
+    }
+}
+
+async fn run_collect(config: Config, scope: &Scope, options: CollectOptions, json: bool) -> i32 {
+    let shutdown = Shutdown::on_signals();
+    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("trailvault: {error:#}");
+            return exit::USAGE;
+        }
+    };
+    let mut report = collect_once(&wired, scope, &options, &shutdown).await;
+    finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
     print_report(&report, json);
     report.exit_code()
+}
+
+/// `retention [--apply] [--full]`: checks (and extends) every archived
+/// version's Object Lock and the bucket's settings.
+async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i32 {
+    use trailvault_pipeline::retention::{self, RetentionSettings};
+
+    let shutdown = Shutdown::on_signals();
+    let mut report = Report::new("retention");
+    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("trailvault: {error:#}");
+            return exit::USAGE;
+        }
+    };
+    let settings = RetentionSettings {
+        archive_prefix: wired.config.archive.prefix.clone(),
+        lock_mode: wiring::collect_settings(&wired).copy.lock_mode,
+        retention_days: wired.config.archive.retention_days,
+        concurrency: wired.config.collect.concurrency,
+        apply,
+    };
+    let targets = if full {
+        retention::targets_from_archive(wired.archive.as_ref(), &settings.archive_prefix)
+            .await
+            .map_err(|error| {
+                (
+                    format!("list versions of s3://{}", wired.archive.bucket()),
+                    error.to_string(),
+                )
+            })
+    } else {
+        match wiring::accounts(&wired, &Scope::default()).await {
+            Ok(accounts) => retention::targets_from_store(
+                wired.store.as_ref(),
+                &validation::archived_sources(&wired.config, &accounts),
+                &settings.archive_prefix,
+            )
+            .map_err(|error| ("read_store".to_string(), error.to_string())),
+            Err(error) => Err(("list accounts".to_string(), format!("{error:#}"))),
+        }
+    };
+    let mut outcome = retention::RetentionOutcome::default();
+    retention::check_bucket(
+        wired.archive.as_ref(),
+        wired.store.as_ref(),
+        &settings,
+        &mut outcome,
+    )
+    .await;
+    match targets {
+        Ok(targets) => {
+            info!(
+                versions = targets.len(),
+                apply, full, "retention check started"
+            );
+            let checked = retention::enforce(
+                wired.archive.as_ref(),
+                wired.store.as_ref(),
+                &settings,
+                targets,
+                Utc::now(),
+                &shutdown.stop,
+            )
+            .await;
+            let bucket_problems = std::mem::take(&mut outcome.bucket_problems);
+            let bucket_findings = std::mem::take(&mut outcome.findings);
+            let bucket_errors = std::mem::take(&mut outcome.errors);
+            outcome = checked;
+            outcome.bucket_problems = bucket_problems;
+            outcome.findings.splice(0..0, bucket_findings);
+            outcome.errors.splice(0..0, bucket_errors);
+        }
+        Err((operation, message)) => report.error("-", &operation, message),
+    }
+    report.stats.objects_listed = outcome.checked;
+    report.stats.errors += outcome.errors.len() as u64;
+    report.errors.extend(std::mem::take(&mut outcome.errors));
+    report
+        .findings
+        .extend(std::mem::take(&mut outcome.findings));
+    if shutdown.stop.is_cancelled() {
+        report.error(
+            "-",
+            "retention",
+            "interrupted by a signal; versions not reached were not checked",
+        );
+    }
+    finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
+    print_retention(&report, &outcome, apply, json);
+    report.exit_code()
+}
+
+/// The retention report: the contract's report with a `retention` object
+/// (checked, compliant, extended, bucket problems and the plan).
+fn print_retention(
+    report: &Report,
+    outcome: &trailvault_pipeline::retention::RetentionOutcome,
+    apply: bool,
+    json: bool,
+) {
+    if json {
+        let mut value = match serde_json::to_value(report) {
+            Ok(value) => value,
+            Err(error) => {
+                eprintln!("trailvault: cannot serialize the report: {error}");
+                return;
+            }
+        };
+        let mut section = serde_json::to_value(outcome).unwrap_or_default();
+        section["applied"] = serde_json::Value::Bool(apply);
+        value["retention"] = section;
+        match serde_json::to_string_pretty(&value) {
+            Ok(text) => println!("{text}"),
+            Err(error) => eprintln!("trailvault: cannot serialize the report: {error}"),
+        }
+        return;
+    }
+    let time = |t: Option<chrono::DateTime<Utc>>| {
+        t.map_or_else(
+            || "none".to_string(),
+            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
+    };
+    println!(
+        "trailvault retention ({}): {} versions checked, {} compliant, {} short{}",
+        if apply { "applied" } else { "dry run" },
+        outcome.checked,
+        outcome.compliant,
+        outcome.changes.len(),
+        if apply {
+            format!(", {} extended", outcome.extended)
+        } else {
+            String::new()
+        }
+    );
+    for problem in &outcome.bucket_problems {
+        println!("  bucket: {problem}");
+    }
+    for change in &outcome.changes {
+        let current_mode = change
+            .current_mode
+            .map_or("no lock", trailvault_pipeline::seams::LockMode::as_str);
+        let state = if change.applied {
+            "extended"
+        } else if apply {
+            "NOT extended"
+        } else {
+            "would extend"
+        };
+        println!(
+            "  {state} {} (version {}): {} {} -> {} {} (required {})",
+            change.archive_key,
+            change.version_id,
+            current_mode,
+            time(change.current_until),
+            change.mode.as_str(),
+            time(Some(change.until)),
+            time(Some(change.required_until)),
+        );
+    }
+    if !apply && !outcome.changes.is_empty() {
+        println!("  dry run: nothing was changed; run `trailvault retention --apply` to extend");
+    }
+    println!("  errors            {}", report.errors.len());
+    for error in &report.errors {
+        println!(
+            "    {} {}: {}",
+            error.account_id, error.operation, error.message
+        );
+    }
+    let new = report.findings.iter().filter(|f| f.new).count();
+    println!("  findings          {} ({new} new)", report.findings.len());
+    for finding in &report.findings {
+        println!("    {}", finding_line(finding));
+    }
+}
+
+/// `status [--json]`: last runs, per-account lag, chain heads, open findings.
+/// Reads the store, or the snapshot the last run wrote when a running
+/// trailvault holds the store. Always exit 0 once the config is valid
+/// (status is informational), 1 when nothing can be read.
+fn show_status(config: &Config, json: bool) -> i32 {
+    let now = Utc::now();
+    if !config.store.path.exists() {
+        // Never run: show the empty status without creating a store.
+        let empty = trailvault_pipeline::memory::MemoryStore::default();
+        return match StatusView::from_store(&empty, &config.accounts.ids, now) {
+            Ok(view) => print_status(&view, json),
+            Err(error) => {
+                eprintln!("trailvault: {error}");
+                exit::OPERATIONAL_ERRORS
+            }
+        };
+    }
+    let view = match wiring::open_store(config) {
+        Ok(store) => {
+            let view = StatusView::from_store(store.as_ref(), &config.accounts.ids, now);
+            drop(store);
+            match view {
+                Ok(view) => view,
+                Err(error) => {
+                    eprintln!("trailvault: cannot read the status from the store: {error}");
+                    return exit::OPERATIONAL_ERRORS;
+                }
+            }
+        }
+        Err(error) => match status::read_snapshot(&config.store.path) {
+            Some(mut view) => {
+                info!(error = %format!("{error:#}"), "the store is in use; showing the snapshot of the last run");
+                view.source = "snapshot".to_string();
+                view.refresh_ages(now);
+                view
+            }
+            None => {
+                eprintln!("trailvault: {error:#}");
+                return exit::OPERATIONAL_ERRORS;
+            }
+        },
+    };
+    print_status(&view, json)
+}
+
+fn print_status(view: &StatusView, json: bool) -> i32 {
+    if json {
+        match serde_json::to_string_pretty(view) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("trailvault: cannot serialize the status: {error}");
+                return exit::OPERATIONAL_ERRORS;
+            }
+        }
+    } else {
+        print!("{}", status::human(view));
+    }
+    exit::OK
 }
 
 /// Rebuilds the store from the archive: every current archive version carries
@@ -365,10 +623,10 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
     use futures::StreamExt as _;
     use trailvault_pipeline::seams::SourceRef;
 
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
+    let shutdown = Shutdown::on_signals();
+    let cancel = shutdown.stop.clone();
     let mut report = Report::new("rebuild-state");
-    let wired = match wiring::wire(config, cancel.clone()).await {
+    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
         Err(error) => {
             eprintln!("trailvault: {error:#}");
@@ -392,7 +650,7 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
                 ),
                 error.to_string(),
             );
-            report.finished_at = Utc::now();
+            finish_run(&wired, &mut report, cancel.is_cancelled());
             print_report(&report, json);
             return report.exit_code();
         }
@@ -412,6 +670,8 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
         .buffer_unordered(wired.config.collect.concurrency)
         .collect::<Vec<_>>()
         .await;
+    // The rebuilt store also knows each account's newest file (`lag/…`).
+    let tracker = LagTracker::new(wired.store.as_ref(), Utc::now());
     for (version, head) in results {
         let Some(source) = SourceRef::from_archive_key(prefix, &version.key) else {
             report.error(
@@ -438,7 +698,7 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
             .and_then(|t| t.parse().ok())
             .unwrap_or(now);
         match trailvault_pipeline::copy::record_from_head(&head, copied_at) {
-            Some(record) => match wired.store.record_object(&source, &record) {
+            Some(record) => match tracker.record_object(&source, &record) {
                 Ok(()) => report.stats.objects_copied += 1,
                 Err(error) => report.error(&source.account_id, "record_object", error.to_string()),
             },
@@ -452,14 +712,14 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
             ),
         }
     }
-    if let Err(error) = wired.store.flush() {
-        report.error("-", "flush_store", error.to_string());
+    if let Err(error) = tracker.save() {
+        report.error("-", "record_lag", error.to_string());
     }
     info!(
         recorded = report.stats.objects_copied,
         "store rebuilt from the archive"
     );
-    report.finished_at = Utc::now();
+    finish_run(&wired, &mut report, cancel.is_cancelled());
     print_report(&report, json);
     report.exit_code()
 }
@@ -502,10 +762,12 @@ async fn run_verify(
     full: bool,
     json: bool,
 ) -> i32 {
-    let cancel = CancellationToken::new();
-    cancel_on_signals(cancel.clone());
+    // Nothing worth finishing is in flight: a signal abandons validation
+    // (it resumes from its state next time).
+    let shutdown = Shutdown::on_signals();
+    let _abort = shutdown.abort_on_stop();
     let mut report = Report::new("verify");
-    let wired = match wiring::wire(config, cancel).await {
+    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
         Err(error) => {
             eprintln!("trailvault: {error:#}");
@@ -531,7 +793,7 @@ async fn run_verify(
         Ok(accounts) => accounts,
         Err(error) => {
             report.error("-", "list accounts", format!("{error:#}"));
-            report.finished_at = Utc::now();
+            finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
             print_report(&report, json);
             return report.exit_code();
         }
@@ -542,10 +804,7 @@ async fn run_verify(
         validation::run(&wired, &accounts, &scope.accounts, keys, full).await,
     );
     validation::publish_alerts(&wired, &mut report).await;
-    if let Err(error) = wired.store.flush() {
-        report.error("-", "flush_store", error.to_string());
-    }
-    report.finished_at = Utc::now();
+    finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
     print_report(&report, json);
     report.exit_code()
 }

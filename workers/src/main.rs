@@ -2,7 +2,9 @@
 
 mod cli;
 mod commands;
+mod daemon;
 mod output;
+mod status;
 mod validation;
 mod wiring;
 

@@ -139,7 +139,7 @@ pub fn finding_kinds(report: &serde_json::Value) -> Vec<(String, String)> {
 
 /// Asserts that the archive holds exactly one verified version per source
 /// object, with the required encryption, checksum, lock and provenance.
-async fn assert_archive_matches_sources(sim: &Sim) {
+pub async fn assert_archive_matches_sources(sim: &Sim) {
     let sources = source_objects(sim).await;
     let versions = archive_versions(sim).await;
     let expected_keys: BTreeSet<String> = sources
@@ -527,20 +527,34 @@ async fn bad_configuration_exits_2_and_names_the_field() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unlocked_archive_is_refused_unless_overridden() {
-    let sim = provision(ProvisionOptions { members: 1, org_trail: false, ..ProvisionOptions::default() }, 1).await;
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        1,
+    )
+    .await;
     // The audit account's root removes the archive's default retention.
     let audit_root = sim.root_s3(&sim.org.audit_account_id).expect("audit root");
     audit_root
         .put_object_lock_configuration()
         .bucket(&sim.org.archive_bucket)
         .object_lock_configuration(
-            aws_sdk_s3::types::ObjectLockConfiguration::builder().object_lock_enabled(aws_sdk_s3::types::ObjectLockEnabled::Enabled).build(),
+            aws_sdk_s3::types::ObjectLockConfiguration::builder()
+                .object_lock_enabled(aws_sdk_s3::types::ObjectLockEnabled::Enabled)
+                .build(),
         )
         .send()
         .await
         .expect("remove the default retention");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&dir.path().join("store")));
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
 
     let refused = run(&sim, &config, &["--json", "collect"]);
     assert_eq!(refused.code, 3, "{}", refused.stderr);
@@ -548,12 +562,35 @@ async fn an_unlocked_archive_is_refused_unless_overridden() {
     let findings = report["findings"].as_array().unwrap();
     assert_eq!(findings.len(), 1, "{report}");
     assert_eq!(findings[0]["kind"], "archive_misconfigured");
-    assert!(findings[0]["detail"].as_str().unwrap().contains("Object Lock default retention"), "{report}");
-    assert!(archive_versions(&sim).await.is_empty(), "nothing may be written to an unlocked archive");
+    assert!(
+        findings[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Object Lock default retention"),
+        "{report}"
+    );
+    assert!(
+        archive_versions(&sim).await.is_empty(),
+        "nothing may be written to an unlocked archive"
+    );
 
-    let overridden = run(&sim, &config, &["--json", "collect", "--allow-unlocked-archive"]);
-    assert_eq!(overridden.code, 3, "the finding stays: {}", overridden.stderr);
+    let overridden = run(
+        &sim,
+        &config,
+        &["--json", "collect", "--allow-unlocked-archive"],
+    );
+    assert_eq!(
+        overridden.code, 3,
+        "the finding stays: {}",
+        overridden.stderr
+    );
     let report = overridden.json();
-    assert!(report["overrides"][0].as_str().unwrap().contains("--allow-unlocked-archive"), "{report}");
+    assert!(
+        report["overrides"][0]
+            .as_str()
+            .unwrap()
+            .contains("--allow-unlocked-archive"),
+        "{report}"
+    );
     assert!(stat(&report, "objects_copied") > 0);
 }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod collect;
+mod ops;
 mod policies;
 mod sim;
 mod verify;

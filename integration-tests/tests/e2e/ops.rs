@@ -1,0 +1,484 @@
+//! Running trailvault unattended, against the emulator: `retention` extends
+//! short locks and never shortens them, the `run` daemon stops cleanly on
+//! SIGTERM mid-copy with nothing lost, and `status` shows runs, lag and chain
+//! heads.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::primitives::DateTime as SdkDateTime;
+use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
+use chrono::{DateTime, NaiveTime, Utc};
+use trailvault_integration_tests::harness;
+use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim};
+
+use crate::cli::{command, run, trailvault_bin, write_config};
+use crate::collect::{archive_versions, assert_archive_matches_sources, provision, stat};
+
+/// Retain-until of every archive version: (key, version id) -> date.
+async fn locks(sim: &Sim) -> BTreeMap<(String, String), DateTime<Utc>> {
+    let s3 = harness::s3_client(&sim.collector_sdk_config());
+    let mut out = BTreeMap::new();
+    for (key, versions) in archive_versions(sim).await {
+        for version in versions {
+            let head = s3
+                .head_object()
+                .bucket(&sim.org.archive_bucket)
+                .key(&key)
+                .version_id(&version)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("head {key}: {e:?}"));
+            let until = head
+                .object_lock_retain_until_date()
+                .unwrap_or_else(|| panic!("{key} has no retain-until"));
+            let until = DateTime::from_timestamp(until.secs(), 0).unwrap();
+            out.insert((key.clone(), version), until);
+        }
+    }
+    out
+}
+
+/// The day folder of an archive key (`.../YYYY/MM/DD/<file>`), midnight UTC.
+fn day_folder(key: &str) -> DateTime<Utc> {
+    let parts: Vec<&str> = key.rsplit('/').skip(1).take(3).collect();
+    let date = chrono::NaiveDate::parse_from_str(
+        &format!("{}-{}-{}", parts[2], parts[1], parts[0]),
+        "%Y-%m-%d",
+    )
+    .unwrap_or_else(|e| panic!("{key}: {e}"));
+    date.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// A copy of `config` with another `retention_days`.
+fn with_retention_days(config: &Path, days: u32, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    let (before, after) = text
+        .split_once("retention_days = ")
+        .expect("retention_days");
+    let rest = after.split_once('\n').map_or("", |(_, rest)| rest);
+    let path = config.with_file_name(name);
+    std::fs::write(&path, format!("{before}retention_days = {days}\n{rest}")).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_extends_short_locks_and_never_shortens() {
+    // The bucket's default retention is 3 days; the copies are made with 1,
+    // of files from the last two hours.
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            retention_days: 3,
+            history_hours: 2,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let three_days = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions::new(&dir.path().join("store")),
+    );
+    let one_day = with_retention_days(&three_days, 1, "one-day.toml");
+    let collect = run(&sim, &one_day, &["--json", "collect", "--no-verify"]);
+    assert_eq!(collect.code, 0, "{}", collect.stdout);
+    let copied = stat(&collect.json(), "objects_copied");
+    assert!(copied > 4, "only {copied} objects copied");
+    let before = locks(&sim).await;
+    assert_eq!(before.len() as u64, copied);
+    let now = Utc::now();
+    for ((key, _), until) in &before {
+        assert!(
+            *until < now + chrono::Duration::days(2),
+            "{key} should be locked for about one day, is until {until}"
+        );
+    }
+
+    // Dry run: the plan names every version, nothing changes.
+    let dry = run(&sim, &three_days, &["--json", "retention"]);
+    assert_eq!(dry.code, 0, "{}", dry.stdout);
+    let report = dry.json();
+    assert_eq!(report["command"], "retention");
+    assert_eq!(report["retention"]["checked"], copied);
+    assert_eq!(report["retention"]["extended"], 0);
+    assert_eq!(report["retention"]["applied"], false);
+    let plan = report["retention"]["changes"].as_array().unwrap();
+    assert_eq!(plan.len() as u64, copied, "{report}");
+    assert!(plan.iter().all(|change| change["applied"] == false));
+    assert_eq!(locks(&sim).await, before, "a dry run changes nothing");
+    let human = run(&sim, &three_days, &["retention"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.contains("would extend"), "{}", human.stdout);
+
+    // One version already locked far longer than required.
+    let long_key = before.keys().next().unwrap().clone();
+    let long_until = (now + chrono::Duration::days(10)).timestamp();
+    harness::s3_client(&sim.collector_sdk_config())
+        .put_object_retention()
+        .bucket(&sim.org.archive_bucket)
+        .key(&long_key.0)
+        .version_id(&long_key.1)
+        .retention(
+            ObjectLockRetention::builder()
+                .mode(ObjectLockRetentionMode::Compliance)
+                .retain_until_date(SdkDateTime::from_secs(long_until))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("extend one lock by hand");
+
+    let applied = run(&sim, &three_days, &["--json", "retention", "--apply"]);
+    assert_eq!(applied.code, 0, "{}", applied.stdout);
+    let report = applied.json();
+    assert_eq!(report["retention"]["extended"], copied - 1, "{report}");
+    assert_eq!(report["retention"]["compliant"], 1);
+    let after = locks(&sim).await;
+    for ((key, version), until) in &after {
+        if (key, version) == (&long_key.0, &long_key.1) {
+            assert_eq!(until.timestamp(), long_until, "{key} was shortened");
+            continue;
+        }
+        let required = day_folder(key) + chrono::Duration::days(3);
+        assert!(
+            *until >= required,
+            "{key} locked until {until}, required {required}"
+        );
+        assert!(*until > before[&(key.clone(), version.clone())]);
+    }
+
+    // Nothing is short any more; a smaller period shortens nothing.
+    let again = run(&sim, &three_days, &["--json", "retention", "--apply"]).json();
+    assert_eq!(again["retention"]["changes"].as_array().unwrap().len(), 0);
+    let shorter = run(
+        &sim,
+        &one_day,
+        &["--json", "retention", "--apply", "--full"],
+    );
+    assert_eq!(shorter.code, 0, "{}", shorter.stdout);
+    let report = shorter.json();
+    assert_eq!(
+        report["retention"]["checked"], copied,
+        "--full lists every version"
+    );
+    assert_eq!(report["retention"]["changes"].as_array().unwrap().len(), 0);
+    assert_eq!(locks(&sim).await, after, "never shortened");
+
+    // The bucket's default retention is shorter than a 30-day requirement:
+    // a finding, exit 3.
+    let thirty = with_retention_days(&three_days, 30, "thirty.toml");
+    let misconfigured = run(&sim, &thirty, &["--json", "retention"]);
+    assert_eq!(misconfigured.code, 3, "{}", misconfigured.stdout);
+    let report = misconfigured.json();
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "archive_misconfigured"
+                && f["detail"].as_str().unwrap().contains("3 days")),
+        "{report}"
+    );
+}
+
+/// Sends SIGTERM to `child`.
+fn terminate(child: &Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM failed");
+}
+
+/// Waits for `child` to exit, at most `limit`.
+fn wait_for_exit(child: &mut Child, limit: Duration) -> i32 {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("trailvault did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The daemon's stdout, line by line, on a channel.
+fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_stops_cleanly_on_sigterm_mid_copy_with_nothing_lost() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 3,
+            ..ProvisionOptions::default()
+        },
+        6,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions {
+            concurrency: 4,
+            ..ConfigOptions::new(&dir.path().join("store"))
+        },
+    );
+    let mut daemon = command(&sim, &config, &["--json", "run", "--interval", "1h"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = stdout_lines(&mut daemon);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the daemon exited before SIGTERM"
+    );
+    terminate(&daemon);
+    let code = wait_for_exit(&mut daemon, Duration::from_secs(120));
+    assert_eq!(code, 0, "SIGTERM must end the daemon with exit 0");
+    let reports: Vec<serde_json::Value> = lines
+        .try_iter()
+        .map(|line| serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(reports.len(), 1, "one run, interrupted: {reports:?}");
+    let interrupted = &reports[0];
+    assert!(
+        interrupted["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("interrupted")),
+        "the run finished before SIGTERM (make the simulation larger): {interrupted}"
+    );
+    // In-flight copies finished rather than failing.
+    assert!(
+        interrupted["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["operation"] == "collect"),
+        "{interrupted}"
+    );
+    let copied_before = stat(interrupted, "objects_copied");
+
+    // The store was flushed: what was recorded stays recorded, and the next
+    // collect finishes the job with exactly one verified version per object.
+    let status = run(&sim, &config, &["--json", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let view = status.json();
+    assert_eq!(view["runs"][0]["command"], "collect");
+    assert_eq!(view["runs"][0]["interrupted"], true);
+    let finish = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    assert_eq!(finish.code, 0, "{}", finish.stdout);
+    let report = finish.json();
+    assert_eq!(
+        stat(&report, "objects_copied") + stat(&report, "objects_adopted") + copied_before,
+        archive_versions(&sim).await.len() as u64,
+        "nothing copied twice: {report}"
+    );
+    assert_archive_matches_sources(&sim).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_runs_on_schedule_and_exits_at_once_when_idle() {
+    // Usage errors need no emulator and do nothing.
+    for interval in ["0", "0s", "5x", "1h1h", ""] {
+        let output = std::process::Command::new(trailvault_bin())
+            .env_clear()
+            .args([
+                "--config",
+                "/nonexistent.toml",
+                "run",
+                "--interval",
+                interval,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "--interval {interval:?}");
+    }
+
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            history_hours: 2,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).unwrap();
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions {
+            public_keys_file: Some(keys),
+            ..ConfigOptions::new(&dir.path().join("store"))
+        },
+    );
+    let started = Instant::now();
+    let mut daemon = command(&sim, &config, &["--json", "run", "--interval", "3s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = stdout_lines(&mut daemon);
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(60)).unwrap()).unwrap();
+    let second: serde_json::Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(60)).unwrap()).unwrap();
+    assert!(stat(&first, "objects_copied") > 0, "{first}");
+    assert!(first["findings"].as_array().unwrap().is_empty(), "{first}");
+    assert!(stat(&first, "digests_validated") > 0, "validated: {first}");
+    assert_eq!(stat(&second, "objects_copied"), 0, "{second}");
+    let first_started: DateTime<Utc> = first["started_at"].as_str().unwrap().parse().unwrap();
+    let second_started: DateTime<Utc> = second["started_at"].as_str().unwrap().parse().unwrap();
+    let first_finished: DateTime<Utc> = first["finished_at"].as_str().unwrap().parse().unwrap();
+    assert!(second_started >= first_finished, "runs overlapped");
+    assert!(
+        second_started - first_started >= chrono::Duration::milliseconds(2900),
+        "the second run started {} after the first",
+        second_started - first_started
+    );
+    assert!(started.elapsed() >= Duration::from_secs(3));
+
+    // While the daemon holds the store, status reads the snapshot of its last run.
+    let status = run(&sim, &config, &["--json", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let view = status.json();
+    assert_eq!(view["source"], "snapshot");
+    assert!(!view["runs"].as_array().unwrap().is_empty(), "{view}");
+
+    // Idle between runs: a signal ends it at once.
+    let signalled = Instant::now();
+    terminate(&daemon);
+    let code = wait_for_exit(&mut daemon, Duration::from_secs(10));
+    assert_eq!(code, 0);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
+    let status = run(&sim, &config, &["--json", "status"]).json();
+    assert_eq!(status["source"], "store");
+    assert!(status["runs"].as_array().unwrap().len() >= 2, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_the_last_runs_lag_chain_heads_and_findings() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 2,
+            org_trail: false,
+            history_hours: 3,
+            ..ProvisionOptions::default()
+        },
+        3,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).unwrap();
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions {
+            public_keys_file: Some(keys),
+            ..ConfigOptions::new(&dir.path().join("store"))
+        },
+    );
+    let empty = run(&sim, &config, &["--json", "status"]);
+    assert_eq!(empty.code, 0);
+    assert!(empty.json()["runs"].as_array().unwrap().is_empty());
+
+    let collect = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(collect.code, 0, "{}", collect.stdout);
+    let collected = collect.json();
+    let status = run(&sim, &config, &["--json", "status"]);
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let view = status.json();
+    assert_eq!(view["source"], "store");
+    let runs = view["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["command"], "collect");
+    assert_eq!(runs[0]["exit_code"], 0);
+    assert_eq!(runs[0]["interrupted"], false);
+    assert_eq!(runs[0]["started_at"], collected["started_at"]);
+    assert_eq!(
+        runs[0]["stats"]["objects_copied"],
+        collected["stats"]["objects_copied"]
+    );
+    // Every member: files at most a couple of hours old.
+    let accounts = view["accounts"].as_array().unwrap();
+    assert_eq!(accounts.len(), 2, "{view}");
+    for account in accounts {
+        let lag = account["lag_seconds"].as_i64().unwrap_or(i64::MAX);
+        assert!((0..3 * 3600).contains(&lag), "{account}");
+    }
+    // 2 members x 2 regions: one chain each, heads under an hour old.
+    let chains = view["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 4, "{view}");
+    for chain in chains {
+        assert_eq!(chain["head_valid"], true, "{chain}");
+        assert_eq!(chain["backfill"], false, "{chain}");
+        let age = chain["age_seconds"].as_i64().unwrap();
+        assert!((0..3600).contains(&age), "{chain}");
+        assert!(chain["head_key"]
+            .as_str()
+            .unwrap()
+            .contains("/CloudTrail-Digest/"));
+    }
+    assert_eq!(view["findings"]["open"], 0);
+
+    // Verify is recorded too; the human table names the sections.
+    assert_eq!(run(&sim, &config, &["verify"]).code, 0);
+    let human = run(&sim, &config, &["status"]);
+    assert_eq!(human.code, 0);
+    for section in [
+        "last runs (2 recorded)",
+        "accounts",
+        "chain heads",
+        "open findings: 0",
+    ] {
+        assert!(
+            human.stdout.contains(section),
+            "{section}:\n{}",
+            human.stdout
+        );
+    }
+    assert!(human.stdout.contains("verify"), "{}", human.stdout);
+
+    // Config errors are exit 2.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[store]", "[store]\nbogus = 1");
+    std::fs::write(&config, text).unwrap();
+    assert_eq!(run(&sim, &config, &["status"]).code, 2);
+}
