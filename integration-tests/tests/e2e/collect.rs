@@ -594,3 +594,35 @@ async fn an_unlocked_archive_is_refused_unless_overridden() {
     );
     assert!(stat(&report, "objects_copied") > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_store_is_rebuilt_from_the_archive_and_nothing_is_copied_again() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 2,
+            ..ProvisionOptions::default()
+        },
+        3,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let config = write_config(&sim, dir.path(), ConfigOptions::new(&store));
+    let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let copied = stat(&first.json(), "objects_copied");
+
+    std::fs::remove_dir_all(&store).expect("delete the store");
+    let rebuilt = run(&sim, &config, &["--json", "rebuild-state"]);
+    assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    assert_eq!(
+        stat(&rebuilt.json(), "objects_copied"),
+        copied,
+        "every archived object is recorded again"
+    );
+
+    let after = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
+    assert_eq!(stat(&after, "objects_copied"), 0, "{after}");
+    assert_eq!(stat(&after, "objects_skipped"), copied);
+    assert_archive_matches_sources(&sim).await;
+}
