@@ -626,3 +626,58 @@ async fn a_lost_store_is_rebuilt_from_the_archive_and_nothing_is_copied_again() 
     assert_eq!(stat(&after, "objects_skipped"), copied);
     assert_archive_matches_sources(&sim).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 3,
+            history_hours: 72,
+            ..ProvisionOptions::default()
+        },
+        72,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).unwrap();
+    let options = ConfigOptions {
+        concurrency: 2,
+        public_keys_file: Some(keys),
+        ..ConfigOptions::new(&dir.path().join("store"))
+    };
+    let config = write_config(&sim, dir.path(), options);
+    let since = (Utc::now() - chrono::Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+
+    let mut child = command(&sim, &config, &["backfill", "--since", &since])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let killed = child.try_wait().unwrap().is_none();
+    if killed {
+        child.kill().unwrap();
+    }
+    let _ = child.wait();
+    assert!(
+        killed,
+        "the backfill finished before it could be killed; make the data set larger"
+    );
+
+    let resumed = run(&sim, &config, &["--json", "backfill", "--since", &since]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let report = resumed.json();
+    assert!(
+        stat(&report, "partitions_skipped") > 0,
+        "completed partitions are not listed again: {}",
+        report["stats"]
+    );
+    assert!(
+        stat(&report, "digests_validated") > 0,
+        "the backfill validates the chains it covered"
+    );
+    assert_archive_matches_sources(&sim).await;
+}
