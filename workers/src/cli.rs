@@ -34,10 +34,10 @@ pub struct Cli {
 #[derive(Debug, Clone, Default, Args)]
 pub struct Scope {
     /// Limit the run to this account (repeatable).
-    #[arg(long = "account", value_name = "ID")]
+    #[arg(long = "account", value_name = "ID", value_parser = parse_account_id)]
     pub accounts: Vec<String>,
     /// Limit the run to this region (repeatable).
-    #[arg(long = "region", value_name = "REGION")]
+    #[arg(long = "region", value_name = "REGION", value_parser = parse_region)]
     pub regions: Vec<String>,
 }
 
@@ -120,7 +120,7 @@ pub enum Command {
     /// Every recorded finding.
     Findings {
         /// Only findings about this account (repeatable).
-        #[arg(long = "account", value_name = "ID")]
+        #[arg(long = "account", value_name = "ID", value_parser = parse_account_id)]
         accounts: Vec<String>,
         /// Only this kind, e.g. digest_missing (repeatable).
         #[arg(long = "kind", value_name = "KIND")]
@@ -129,4 +129,57 @@ pub enum Command {
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
     },
+}
+
+/// `--account`: a 12-digit AWS account id.
+fn parse_account_id(text: &str) -> Result<String, String> {
+    if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!("`{text}` is not a 12-digit AWS account id"))
+    }
+}
+
+/// `--region`: a region name such as `us-east-1` or `us-gov-west-1`.
+fn parse_region(text: &str) -> Result<String, String> {
+    if trailvault_pipeline::cloudtrail::keys::is_region(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not an AWS region name (like us-east-1)"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn accounts_and_regions_are_checked_when_parsed() {
+        assert!(Cli::try_parse_from([
+            "trailvault",
+            "collect",
+            "--account",
+            "111122223333",
+            "--region",
+            "eu-west-1"
+        ])
+        .is_ok());
+        for bad in [
+            ["--account", "1234"],
+            ["--account", "11112222333x"],
+            ["--region", "mars"],
+            ["--region", "US-EAST-1"],
+        ] {
+            let error = Cli::try_parse_from(["trailvault", "collect", bad[0], bad[1]]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{bad:?}");
+        }
+    }
 }
