@@ -60,6 +60,11 @@ chain_head_stale_hours = 3                 # default 3
 unreferenced_grace_hours = 24              # default 24
 public_keys_file = "keys.json"             # optional; else CloudTrail ListPublicKeys
 
+[retention]
+source_retention_days = 90                 # optional, 0..=36500; absent = source expiry off (default). With
+                                           # `retention --apply`, deletes source files named more than N days ago
+                                           # once archived unchanged and chain-validated (needs AllowSourceExpiry)
+
 [alerts]
 sns_topic_arn = "arn:aws:sns:us-east-1:111111111111:trailvault-alerts"   # optional
 "#;

@@ -19,8 +19,8 @@ pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
 pub use settings::{
     AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings,
-    OrganizationSource, PerAccountSource, RetentionMode, SourceSettings, StoreSettings,
-    VerifySettings, ACCOUNT_ID_PLACEHOLDER,
+    OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, SourceSettings,
+    StoreSettings, VerifySettings, ACCOUNT_ID_PLACEHOLDER,
 };
 
 /// The whole configuration file. `[archive]` and `[accounts]` are required; every
@@ -40,6 +40,7 @@ pub struct Config {
     pub collect: CollectSettings,
     pub store: StoreSettings,
     pub verify: VerifySettings,
+    pub retention: RetentionSettings,
     pub alerts: AlertSettings,
 }
 
@@ -162,6 +163,9 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 unreferenced_grace_hours: 24,
                 public_keys_file: None,
             },
+            retention: RetentionSettings {
+                source_retention_days: None,
+            },
             alerts: AlertSettings {
                 sns_topic_arn: None,
             },
@@ -207,6 +211,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             }),
         ];
         expected.verify.public_keys_file = Some(PathBuf::from("keys.json"));
+        expected.retention.source_retention_days = Some(90);
         expected.alerts.sns_topic_arn =
             Some("arn:aws:sns:us-east-1:111111111111:trailvault-alerts".to_owned());
         assert_eq!(config, expected);
@@ -271,12 +276,24 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         assert_eq!(config.collect, CollectSettings::default());
         assert_eq!(config.store, StoreSettings::default());
         assert_eq!(config.verify, VerifySettings::default());
+        assert_eq!(config.retention, RetentionSettings::default());
+        assert_eq!(
+            config.retention.source_retention_days, None,
+            "source expiry is off"
+        );
         assert_eq!(config.alerts, AlertSettings::default());
     }
 
     #[test]
     fn minimal_config_with_empty_sections_gets_all_defaults() {
-        let text = document(&["[aws]", "[collect]", "[store]", "[verify]", "[alerts]"]);
+        let text = document(&[
+            "[aws]",
+            "[collect]",
+            "[store]",
+            "[verify]",
+            "[retention]",
+            "[alerts]",
+        ]);
         assert_eq!(Config::from_toml_str(&text).unwrap(), minimal_config());
     }
 
@@ -415,6 +432,11 @@ public_keys_file = "/etc/trailvault/keys.json"
                 },
             ),
             (
+                "retention",
+                "[retention]\nsource_retention_days = 0\n",
+                |config| config.retention.source_retention_days = Some(0),
+            ),
+            (
                 "alerts",
                 "[alerts]\nsns_topic_arn = \"arn:aws-us-gov:sns:us-gov-west-1:111111111111:alerts\"\n",
                 |config| {
@@ -449,6 +471,7 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("collect", document(&["[collect]\nbogus_field = 1\n"])),
             ("store", document(&["[store]\nbogus_field = 1\n"])),
             ("verify", document(&["[verify]\nbogus_field = 1\n"])),
+            ("retention", document(&["[retention]\nbogus_field = 1\n"])),
             ("alerts", document(&["[alerts]\nbogus_field = 1\n"])),
         ];
         for (section, text) in cases {
@@ -564,6 +587,16 @@ public_keys_file = "/etc/trailvault/keys.json"
                 "negative number",
                 document(&["[collect]\nlookback_days = -1\n"]),
                 "lookback_days",
+            ),
+            (
+                "negative source_retention_days",
+                document(&["[retention]\nsource_retention_days = -1\n"]),
+                "source_retention_days",
+            ),
+            (
+                "fractional source_retention_days",
+                document(&["[retention]\nsource_retention_days = 0.5\n"]),
+                "source_retention_days",
             ),
             ("not toml", "[archive\n".to_owned(), "line 1"),
         ];
@@ -737,6 +770,9 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("verify.public_keys_file", |c| {
                 c.verify.public_keys_file = Some(PathBuf::new())
             }),
+            ("retention.source_retention_days", |c| {
+                c.retention.source_retention_days = Some(36_501)
+            }),
             ("alerts.sns_topic_arn", |c| {
                 c.alerts.sns_topic_arn = Some("arn:aws:sns:...".to_owned())
             }),
@@ -797,6 +833,8 @@ public_keys_file = "/etc/trailvault/keys.json"
             |c| c.aws.endpoint_url = Some("https://s3.example.com".to_owned()),
             |c| c.aws.region = "ap-northeast-1".to_owned(),
             |c| c.store.path = PathBuf::from("../elsewhere/store"),
+            |c| c.retention.source_retention_days = Some(0),
+            |c| c.retention.source_retention_days = Some(36_500),
         ];
         for (index, adjust) in cases.iter().enumerate() {
             let mut config = minimal_config();

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 use crate::settings::{
     default_key_prefix, default_regions, AccountSettings, AlertSettings, ArchiveSettings,
-    AwsSettings, CollectSettings, OrganizationSource, PerAccountSource, SourceSettings,
-    StoreSettings, VerifySettings,
+    AwsSettings, CollectSettings, OrganizationSource, PerAccountSource, RetentionSettings,
+    SourceSettings, StoreSettings, VerifySettings,
 };
 use crate::Config;
 
@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     verify: VerifySettings,
     #[serde(default)]
+    retention: RetentionSettings,
+    #[serde(default)]
     alerts: AlertSettings,
 }
 
@@ -53,6 +55,7 @@ impl RawConfig {
             collect: self.collect,
             store: self.store,
             verify: self.verify,
+            retention: self.retention,
             alerts: self.alerts,
         })
     }

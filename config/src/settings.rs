@@ -345,6 +345,18 @@ fn default_unreferenced_grace_hours() -> u32 {
     24
 }
 
+/// `[retention]`: what `trailvault retention` does besides the archive's locks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Source expiry: with `retention --apply`, delete trail files from the
+    /// source buckets once their name is more than this many days old and they
+    /// are archived unchanged and chain-validated. `None` (the default): off.
+    /// 0 deletes as soon as those conditions hold.
+    #[serde(default)]
+    pub source_retention_days: Option<u32>,
+}
+
 /// `[alerts]`: where problems are published.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

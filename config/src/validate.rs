@@ -7,8 +7,8 @@ use std::fmt::Display;
 use crate::error::ConfigError;
 use crate::settings::{
     AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings,
-    OrganizationSource, PerAccountSource, SourceSettings, StoreSettings, VerifySettings,
-    ACCOUNT_ID_PLACEHOLDER, GIB, MIB,
+    OrganizationSource, PerAccountSource, RetentionSettings, SourceSettings, StoreSettings,
+    VerifySettings, ACCOUNT_ID_PLACEHOLDER, GIB, MIB,
 };
 use crate::Config;
 
@@ -26,6 +26,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_collect(&config.collect)?;
     validate_store(&config.store)?;
     validate_verify(&config.verify)?;
+    validate_retention(&config.retention)?;
     validate_alerts(&config.alerts)
 }
 
@@ -195,6 +196,13 @@ fn validate_verify(verify: &VerifySettings) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+fn validate_retention(retention: &RetentionSettings) -> Result<(), ConfigError> {
+    match retention.source_retention_days {
+        Some(days) => at("retention.source_retention_days", in_range(days, 0, 36_500)),
+        None => Ok(()),
+    }
 }
 
 fn validate_alerts(alerts: &AlertSettings) -> Result<(), ConfigError> {

@@ -68,6 +68,11 @@ impl TrailSource for RateLimitedSource {
         self.limiter.acquire().await;
         self.inner.get(key).await
     }
+
+    async fn delete(&self, key: &str) -> Result<(), SeamError> {
+        self.limiter.acquire().await;
+        self.inner.delete(key).await
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +88,20 @@ mod tests {
         }
         // The first slot is immediate; 20 more at 100 ms each.
         assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deletes_take_a_slot_too() {
+        use trailvault_pipeline::memory::MemorySource;
+
+        let memory = Arc::new(MemorySource::new("trail-bucket"));
+        let source = RateLimitedSource::new(memory.clone(), RateLimiter::per_second(10).unwrap());
+        let start = Instant::now();
+        for index in 0..3 {
+            source.delete(&format!("AWSLogs/{index}")).await.unwrap();
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
+        assert_eq!(memory.deletes.load(std::sync::atomic::Ordering::Relaxed), 3);
     }
 
     #[test]

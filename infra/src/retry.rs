@@ -120,6 +120,12 @@ impl TrailSource for RetryingSource {
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
         retry(&self.policy, &self.cancel, |_| self.inner.get(key)).await
     }
+
+    /// Retried like every call: `DeleteObject` is idempotent (deleting a key
+    /// that is already gone succeeds).
+    async fn delete(&self, key: &str) -> Result<(), SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.delete(key)).await
+    }
 }
 
 /// An [`Archive`] whose calls are retried. A PUT is retried only after
@@ -320,6 +326,32 @@ mod tests {
         .await;
         assert!(matches!(result, Err(SeamError::Transient(_))));
         assert_eq!(*calls.lock().unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn source_deletes_are_forwarded_and_retried_only_when_transient() {
+        use trailvault_pipeline::memory::MemorySource;
+
+        let memory = Arc::new(MemorySource::new("trail-bucket"));
+        memory.put("AWSLogs/a.json.gz", &b"x"[..], &[]);
+        let source = RetryingSource::new(memory.clone(), fast(), CancellationToken::new());
+        memory.fail_deletes(SeamError::Transient("reset".into()));
+        assert!(matches!(
+            source.delete("AWSLogs/a.json.gz").await,
+            Err(SeamError::Transient(_))
+        ));
+        assert_eq!(memory.deletes.load(Ordering::Relaxed), 4);
+        memory.fail_deletes(SeamError::AccessDenied("DeleteObject".into()));
+        assert!(matches!(
+            source.delete("AWSLogs/a.json.gz").await,
+            Err(SeamError::AccessDenied(_))
+        ));
+        assert_eq!(memory.deletes.load(Ordering::Relaxed), 5, "not retried");
+        memory.clear_failures();
+        source.delete("AWSLogs/a.json.gz").await.unwrap();
+        assert!(memory.keys().is_empty());
+        // Deleting what is gone succeeds, as S3 does.
+        source.delete("AWSLogs/a.json.gz").await.unwrap();
     }
 
     #[tokio::test]

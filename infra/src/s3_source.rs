@@ -148,4 +148,16 @@ impl TrailSource for S3Source {
             body: body_stream(output.body, operation),
         })
     }
+
+    async fn delete(&self, key: &str) -> Result<(), SeamError> {
+        let operation = format!("DeleteObject s3://{}/{key}", self.bucket);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        Ok(())
+    }
 }

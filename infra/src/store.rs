@@ -3,12 +3,11 @@
 //! Layout (one sled instance per process, one tree per kind of record):
 //! - `objects`: `<account>\0<bucket>\0<key>` → compact binary [`ObjectRecord`]
 //!   (version byte first; see [`encode_record`]);
-//! - `intents`: same key → empty;
 //! - `state`: name → bytes (cursors, sweep times, chain heads, cached keys);
 //! - `findings`: dedup key → JSON finding.
 //!
 //! Durability: sled fsyncs by itself only every 500 ms; [`ProgressStore::flush`]
-//! is called where it matters (before copying a partition, at the end of a run).
+//! is called where it matters (before the first copy of a run, at its end).
 
 use std::path::Path;
 
@@ -23,7 +22,6 @@ const FLAG_HEX_ETAG: u8 = 2;
 pub struct SledStore {
     db: sled::Db,
     objects: sled::Tree,
-    intents: sled::Tree,
     state: sled::Tree,
     findings: sled::Tree,
 }
@@ -150,13 +148,11 @@ impl SledStore {
             .open()
             .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
         let objects = db.open_tree("objects").map_err(store_error)?;
-        let intents = db.open_tree("intents").map_err(store_error)?;
         let state = db.open_tree("state").map_err(store_error)?;
         let findings = db.open_tree("findings").map_err(store_error)?;
         Ok(SledStore {
             db,
             objects,
-            intents,
             state,
             findings,
         })
@@ -185,29 +181,6 @@ impl ProgressStore for SledStore {
         let key = object_key(&source.account_id, &source.bucket, &source.key);
         self.objects
             .insert(key, encode_record(record))
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        self.intents
-            .insert(
-                object_key(&source.account_id, &source.bucket, &source.key),
-                &[],
-            )
-            .map_err(store_error)?;
-        Ok(())
-    }
-
-    fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError> {
-        self.intents
-            .contains_key(object_key(&source.account_id, &source.bucket, &source.key))
-            .map_err(store_error)
-    }
-
-    fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        self.intents
-            .remove(object_key(&source.account_id, &source.bucket, &source.key))
             .map_err(store_error)?;
         Ok(())
     }
@@ -341,7 +314,6 @@ mod tests {
         };
         {
             let store = SledStore::open(dir.path()).unwrap();
-            store.record_intent(&source).unwrap();
             store
                 .record_object(
                     &source,
@@ -361,7 +333,6 @@ mod tests {
             store.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
-        assert!(store.has_intent(&source).unwrap());
         assert_eq!(
             store.object(&source).unwrap().map(|r| r.etag),
             Some("d41d8cd98f00b204e9800998ecf8427e".to_string())

@@ -153,8 +153,18 @@ struct Run<'a> {
     now: DateTime<Utc>,
     counters: &'a Counters,
     window: Window,
+    /// The previous run did not end cleanly: look in the archive before
+    /// copying anything (see `collect/design.md`).
+    recovering: bool,
+    /// Copies that did not end recorded: they may have left an unrecorded
+    /// archive version, so the next run must look before copying.
+    jobs_failed: AtomicU64,
     outcome: Mutex<CollectOutcome>,
 }
+
+/// Store state naming a run that may have copies in flight; durable before
+/// the first PUT, cleared only by a run that ended cleanly.
+const IN_FLIGHT: &str = "collect/in-flight";
 
 impl Run<'_> {
     fn outcome(&self) -> std::sync::MutexGuard<'_, CollectOutcome> {
@@ -222,13 +232,39 @@ pub async fn collect(
         cancel,
         counters,
     } = collector;
+    let now = clock.now();
+    // A previous run that did not end cleanly may have left copies in the
+    // archive that it never recorded: this run looks before it copies.
+    let recovering = match store.get_state(IN_FLIGHT) {
+        Ok(marker) => marker.is_some_and(|value| !value.is_empty()),
+        Err(_) => true,
+    };
+    // Durable before the first PUT of this run.
+    if let Err(error) = store
+        .put_state(IN_FLIGHT, now.to_rfc3339().as_bytes())
+        .and_then(|()| store.flush())
+    {
+        let mut outcome = CollectOutcome::default();
+        outcome.stats.errors = 1;
+        outcome.errors.push(OperationError {
+            account_id: "-".to_string(),
+            operation: "record the run in the progress store".to_string(),
+            message: format!("{error}; nothing was copied"),
+        });
+        return outcome;
+    }
+    if recovering {
+        info!("the previous run did not end cleanly: checking the archive before each copy");
+    }
     let run = Run {
         archive,
         store,
         settings,
-        now: clock.now(),
+        now,
         counters,
         window,
+        recovering,
+        jobs_failed: AtomicU64::new(0),
         outcome: Mutex::new(CollectOutcome::default()),
     };
     let run = &run;
@@ -276,6 +312,12 @@ pub async fn collect(
                     run.now.timestamp().to_string().as_bytes(),
                 );
             }
+        }
+    }
+    // Clean only if every copy this run started ended recorded.
+    if !cancel.is_cancelled() && run.jobs_failed.load(Ordering::Relaxed) == 0 {
+        if let Err(error) = store.put_state(IN_FLIGHT, b"") {
+            run.error("-", "record the end of the run", &error);
         }
     }
     if let Err(error) = store.flush() {
@@ -513,7 +555,7 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
             skipped += 1;
             continue;
         }
-        let adopt_first = run.store.has_intent(&source).unwrap_or(true);
+        let adopt_first = run.recovering;
         jobs.push(CopyJob {
             partition: None,
             scope: scope.clone(),
@@ -522,20 +564,6 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
             previous,
             adopt_first,
         });
-    }
-    // Intents are durable before the first byte is written, so a crash
-    // anywhere after this point makes the rerun look in the archive first.
-    let mut intent_failed = false;
-    for job in jobs.iter().filter(|job| !job.adopt_first) {
-        intent_failed |= run.store.record_intent(&job.source).is_err();
-    }
-    if intent_failed || (!jobs.is_empty() && run.store.flush().is_err()) {
-        run.error(
-            &scope.member_account_id,
-            "record_intent",
-            &"the progress store refused a write",
-        );
-        return Vec::new();
     }
     if backfill {
         if jobs.is_empty() {
@@ -562,6 +590,9 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
 
 async fn copy_job(run: &Run<'_>, job: CopyJob) {
     let succeeded = copy_one(run, &job).await;
+    if !succeeded {
+        run.jobs_failed.fetch_add(1, Ordering::Relaxed);
+    }
     let Some(partition) = &job.partition else {
         return;
     };
@@ -696,7 +727,6 @@ fn finish(
         run.error(&job.scope.member_account_id, "record_object", &error);
         return false;
     }
-    let _ = run.store.clear_intent(&job.source);
     if let Some(digest) = digest {
         run.outcome().digests_copied.insert(digest);
     }
@@ -1086,8 +1116,8 @@ mod tests {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         world.source.put(&key, log_body(MEMBER), &[]);
-        // Simulate a run killed after its PUT and before recording: the intent
-        // exists and the archive holds a valid copy.
+        // Simulate a run killed after its PUT and before recording: its
+        // in-flight marker is still set and the archive holds a valid copy.
         let source = SourceRef {
             account_id: MEMBER.into(),
             bucket: "trail-bucket".into(),
@@ -1103,12 +1133,32 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(copied.record.size, log_body(MEMBER).len() as u64);
-        world.store.record_intent(&source).unwrap();
+        world
+            .store
+            .put_state(IN_FLIGHT, b"2026-11-27T11:00:00Z")
+            .unwrap();
         let rerun = world.run(Window::Incremental).await;
         assert_eq!(rerun.stats.objects_adopted, 1);
         assert_eq!(rerun.stats.objects_copied, 0);
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
-        assert!(!world.store.has_intent(&source).unwrap());
+        assert_eq!(
+            world.store.get_state(IN_FLIGHT).unwrap().as_deref(),
+            Some(&b""[..]),
+            "a clean run clears the marker"
+        );
+        // A clean run's successor copies without looking first.
+        let heads_before = world.archive.heads.load(Ordering::Relaxed);
+        world.source.put(
+            &log_key(27, "0901", "CCCCCCCCCCCCCCCC"),
+            log_body(MEMBER),
+            &[],
+        );
+        assert_eq!(world.run(Window::Incremental).await.stats.objects_copied, 1);
+        assert_eq!(
+            world.archive.heads.load(Ordering::Relaxed) - heads_before,
+            1,
+            "only the verification HEAD"
+        );
         assert_eq!(
             world.store.object(&source).unwrap().map(|r| r.raw_sha256),
             Some(copied.record.raw_sha256)
@@ -1257,6 +1307,13 @@ mod tests {
             1,
             "permanent errors are not retried"
         );
+        // A run with a failed copy is not clean: the next one looks in the
+        // archive before copying.
+        assert!(world
+            .store
+            .get_state(IN_FLIGHT)
+            .unwrap()
+            .is_some_and(|v| !v.is_empty()));
     }
 
     #[tokio::test]

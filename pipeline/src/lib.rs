@@ -10,6 +10,7 @@ pub mod cloudtrail;
 pub mod collect;
 pub mod copy;
 pub mod error;
+pub mod expiry;
 pub mod findings;
 pub mod memory;
 pub mod report;

@@ -3,7 +3,7 @@
 //! the real services where the stages depend on it: versioned archive,
 //! checksums, lock dates, prefix listings, deduplicated findings.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -50,8 +50,13 @@ pub struct MemorySource {
     objects: Mutex<BTreeMap<String, StoredObject>>,
     /// Keys whose GET fails with this error (fault injection).
     failing: Mutex<BTreeMap<String, SeamError>>,
+    /// Every `TrailSource::delete` fails with this error (fault injection:
+    /// a member role without delete permission).
+    failing_deletes: Mutex<Option<SeamError>>,
     pub gets: AtomicU64,
     pub lists: AtomicU64,
+    /// `TrailSource::delete` calls, failed ones included.
+    pub deletes: AtomicU64,
 }
 
 impl MemorySource {
@@ -80,6 +85,17 @@ impl MemorySource {
 
     pub fn clear_failures(&self) {
         lock(&self.failing).clear();
+        *lock(&self.failing_deletes) = None;
+    }
+
+    /// Makes every `TrailSource::delete` fail with `error`.
+    pub fn fail_deletes(&self, error: SeamError) {
+        *lock(&self.failing_deletes) = Some(error);
+    }
+
+    /// Every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
     }
 
     fn etag(body: &[u8]) -> String {
@@ -140,6 +156,15 @@ impl TrailSource for MemorySource {
             meta,
             body: chunked(body, 1000),
         })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), SeamError> {
+        self.deletes.fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = lock(&self.failing_deletes).clone() {
+            return Err(error);
+        }
+        lock(&self.objects).remove(key);
+        Ok(())
     }
 }
 
@@ -417,7 +442,6 @@ impl Archive for MemoryArchive {
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<SourceRef, ObjectRecord>>,
-    intents: Mutex<HashSet<SourceRef>>,
     state: Mutex<BTreeMap<String, Vec<u8>>>,
     findings: Mutex<BTreeMap<String, Finding>>,
 }
@@ -429,20 +453,6 @@ impl ProgressStore for MemoryStore {
 
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
         lock(&self.objects).insert(source.clone(), record.clone());
-        Ok(())
-    }
-
-    fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        lock(&self.intents).insert(source.clone());
-        Ok(())
-    }
-
-    fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError> {
-        Ok(lock(&self.intents).contains(source))
-    }
-
-    fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        lock(&self.intents).remove(source);
         Ok(())
     }
 

@@ -15,6 +15,8 @@
 //!
 //! Which versions: the store's records (one current version per source
 //! object) by default, or every version the archive lists with `--full`.
+//!
+//! The same command runs source expiry when configured ([`crate::expiry`]).
 
 use std::collections::BTreeMap;
 
@@ -87,6 +89,8 @@ pub struct RetentionOutcome {
     pub extended: u64,
     /// Bucket-level problems (also raised as one `archive_misconfigured`).
     pub bucket_problems: Vec<String>,
+    /// Source expiry (`[retention] source_retention_days`); `None` when off.
+    pub source_expiry: Option<crate::expiry::ExpiryOutcome>,
     #[serde(skip)]
     pub findings: Vec<Finding>,
     #[serde(skip)]

@@ -53,6 +53,11 @@ pub trait TrailSource: Send + Sync {
     /// The "folders" directly under `prefix` (delimiter `/`), each ending in `/`.
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError>;
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError>;
+    /// Deletes the current version of `key` (S3 `DeleteObject` without a
+    /// version id: a versioned bucket keeps the data behind a delete marker).
+    /// Deleting a key that is already gone succeeds. Only source expiry calls
+    /// this, and only with the member role's explicit delete permission.
+    async fn delete(&self, key: &str) -> Result<(), SeamError>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,11 +284,6 @@ pub trait ProgressStore: Send + Sync {
     fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError>;
     /// Records a verified copy. Called only after the archive confirmed it.
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError>;
-    /// Marks that a copy of `source` may be in flight, so that a rerun after a
-    /// crash checks the archive before copying again.
-    fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError>;
-    fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError>;
-    fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError>;
     /// Every record under one source prefix (account + bucket + key prefix).
     fn objects_under(
         &self,

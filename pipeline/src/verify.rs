@@ -24,7 +24,7 @@ mod logs;
 mod state;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 #[cfg(test)]
 mod tests;
 
@@ -44,7 +44,9 @@ use crate::report::{OperationError, Stats};
 use crate::seams::{Archive, Clock, ObjectRecord, ProgressStore, SourceRef};
 
 use inventory::{ChainId, Inventory};
-use state::{ChainState, LogRefCache};
+use state::{ChainState, LogRefCache, ValidatedCache};
+
+pub(crate) use state::{read_validated, validated_id};
 
 /// How a validation run behaves; fixed for a run.
 #[derive(Debug, Clone)]
@@ -196,6 +198,8 @@ pub(crate) struct Ctx<'a> {
     collected: Mutex<Collected>,
     key_cache: Mutex<KeyCache>,
     pub log_refs: Mutex<LogRefCache>,
+    /// What cleanly validated digests vouch for (read by source expiry).
+    pub validated: Mutex<ValidatedCache>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,7 +227,14 @@ impl<'a> Ctx<'a> {
             collected: Mutex::default(),
             key_cache: Mutex::default(),
             log_refs: Mutex::default(),
+            validated: Mutex::default(),
         }
+    }
+
+    /// Writes the log references and the validation evidence gathered so far.
+    pub fn flush_caches(&self) -> Result<(), SeamError> {
+        lock(&self.log_refs).flush(self.store)?;
+        lock(&self.validated).flush(self.store)
     }
 
     /// Records a finding (once per run) and keeps what the store returns.
@@ -433,9 +444,10 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
         .collect()
         .await;
 
-    // 4. Remember what was validated: log references first, so that no saved
-    // chain state ever claims a digest whose listed files were not recorded.
-    let flushed = lock(&ctx.log_refs).flush(ctx.store);
+    // 4. Remember what was validated: log references (and validation
+    // evidence) first, so that no saved chain state ever claims a digest whose
+    // listed files were not recorded.
+    let flushed = ctx.flush_caches();
     let refs_saved = match flushed {
         Ok(()) => true,
         Err(error) => {
@@ -477,7 +489,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     // 6. Archived log files that no digest lists.
     logs::check_unreferenced(ctx, &inventory, &states, &lowered, scope, audited.is_some());
 
-    let flushed = lock(&ctx.log_refs).flush(ctx.store);
+    let flushed = ctx.flush_caches();
     if let Err(error) = flushed {
         ctx.error(&OpError::new(
             reader,

@@ -91,8 +91,13 @@ pub enum Command {
     /// Every archived version must be locked until at least its file's date plus
     /// `retention_days`; the bucket needs versioning, an Object Lock default retention of at
     /// least `retention_days` and default SSE-KMS. What cannot be fixed becomes a finding.
+    ///
+    /// With `[retention] source_retention_days` set, also source expiry: source files named
+    /// more than that many days ago, archived unchanged and chain-validated, are deleted from
+    /// the member buckets (the member role needs the template's AllowSourceExpiry=true).
     Retention {
-        /// Extend short Object Lock retention (PutObjectRetention; never shortens).
+        /// Extend short Object Lock retention (PutObjectRetention; never shortens) and, when
+        /// configured, delete expired source files.
         #[arg(long)]
         apply: bool,
         /// Check every version the archive lists instead of the store's records.

@@ -380,7 +380,8 @@ async fn run_collect(config: Config, scope: &Scope, options: CollectOptions, jso
 }
 
 /// `retention [--apply] [--full]`: checks (and extends) every archived
-/// version's Object Lock and the bucket's settings.
+/// version's Object Lock and the bucket's settings; with `[retention]
+/// source_retention_days`, also plans (and deletes) expired source files.
 async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i32 {
     use trailvault_pipeline::retention::{self, RetentionSettings};
 
@@ -400,6 +401,14 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
         concurrency: wired.config.collect.concurrency,
         apply,
     };
+    let expiry_days = wired.config.retention.source_retention_days;
+    let accounts: Result<Vec<String>, String> = if !full || expiry_days.is_some() {
+        wiring::accounts(&wired, &Scope::default())
+            .await
+            .map_err(|error| format!("{error:#}"))
+    } else {
+        Ok(Vec::new())
+    };
     let targets = if full {
         retention::targets_from_archive(wired.archive.as_ref(), &settings.archive_prefix)
             .await
@@ -410,14 +419,14 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
                 )
             })
     } else {
-        match wiring::accounts(&wired, &Scope::default()).await {
+        match &accounts {
             Ok(accounts) => retention::targets_from_store(
                 wired.store.as_ref(),
-                &validation::archived_sources(&wired.config, &accounts),
+                &validation::archived_sources(&wired.config, accounts),
                 &settings.archive_prefix,
             )
             .map_err(|error| ("read_store".to_string(), error.to_string())),
-            Err(error) => Err(("list accounts".to_string(), format!("{error:#}"))),
+            Err(message) => Err(("list accounts".to_string(), message.clone())),
         }
     };
     let mut outcome = retention::RetentionOutcome::default();
@@ -428,6 +437,9 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
         &mut outcome,
     )
     .await;
+    // Source expiry only runs when this run confirmed the archive is locked
+    // down: bucket settings and every version's lock read without a failure.
+    let mut archive_confirmed = outcome.errors.is_empty() && outcome.bucket_problems.is_empty();
     match targets {
         Ok(targets) => {
             info!(
@@ -443,6 +455,7 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
                 &shutdown.stop,
             )
             .await;
+            archive_confirmed &= checked.errors.is_empty();
             let bucket_problems = std::mem::take(&mut outcome.bucket_problems);
             let bucket_findings = std::mem::take(&mut outcome.findings);
             let bucket_errors = std::mem::take(&mut outcome.errors);
@@ -451,7 +464,31 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
             outcome.findings.splice(0..0, bucket_findings);
             outcome.errors.splice(0..0, bucket_errors);
         }
-        Err((operation, message)) => report.error("-", &operation, message),
+        Err((operation, message)) => {
+            archive_confirmed = false;
+            report.error("-", &operation, message);
+        }
+    }
+    if let Some(days) = expiry_days {
+        if shutdown.stop.is_cancelled() {
+            // Reported as interrupted below.
+        } else if !archive_confirmed {
+            report.error(
+                "-",
+                "source expiry",
+                "skipped: this run could not confirm that the archive is locked down (see the bucket problems and errors); nothing was deleted from the sources",
+            );
+        } else {
+            match &accounts {
+                Ok(accounts) => {
+                    let expired =
+                        source_expiry(&wired, accounts, days, apply, &shutdown.stop).await;
+                    outcome.errors.extend(expired.1);
+                    outcome.source_expiry = Some(expired.0);
+                }
+                Err(message) => report.error("-", "list accounts", message.clone()),
+            }
+        }
     }
     report.stats.objects_listed = outcome.checked;
     report.stats.errors += outcome.errors.len() as u64;
@@ -469,6 +506,54 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
     finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
     print_retention(&report, &outcome, apply, json);
     report.exit_code()
+}
+
+/// Source expiry over every source of `accounts`, each read (and deleted)
+/// with its member session: the outcome, and the operational errors
+/// (accounts out of reach included).
+async fn source_expiry(
+    wired: &wiring::Wired,
+    accounts: &[String],
+    days: u32,
+    apply: bool,
+    cancel: &CancellationToken,
+) -> (
+    trailvault_pipeline::expiry::ExpiryOutcome,
+    Vec<trailvault_pipeline::report::OperationError>,
+) {
+    use trailvault_pipeline::expiry::{self, ExpiryScope, ExpirySettings};
+
+    let (scopes, mut errors) = wiring::scopes(wired, accounts, &Scope::default()).await;
+    let expiry_scopes: Vec<ExpiryScope<'_>> = scopes
+        .iter()
+        .map(|scope| ExpiryScope {
+            reader_account_id: scope.reader_account_id.clone(),
+            source: scope.source.as_ref(),
+            root: scope.root.clone(),
+            regions: scope.regions.clone(),
+        })
+        .collect();
+    let settings = ExpirySettings {
+        source_retention_days: days,
+        concurrency: wired.config.collect.concurrency,
+        apply,
+    };
+    info!(
+        scopes = expiry_scopes.len(),
+        source_retention_days = days,
+        apply,
+        "source expiry started"
+    );
+    let mut outcome = expiry::expire(
+        &expiry_scopes,
+        wired.store.as_ref(),
+        &settings,
+        Utc::now(),
+        cancel,
+    )
+    .await;
+    errors.append(&mut outcome.errors);
+    (outcome, errors)
 }
 
 /// The retention report: the contract's report with a `retention` object
@@ -542,6 +627,9 @@ fn print_retention(
     if !apply && !outcome.changes.is_empty() {
         println!("  dry run: nothing was changed; run `trailvault retention --apply` to extend");
     }
+    if let Some(expiry) = &outcome.source_expiry {
+        print_source_expiry(expiry, apply);
+    }
     println!("  errors            {}", report.errors.len());
     for error in &report.errors {
         println!(
@@ -553,6 +641,58 @@ fn print_retention(
     println!("  findings          {} ({new} new)", report.findings.len());
     for finding in &report.findings {
         println!("    {}", finding_line(finding));
+    }
+}
+
+/// Source files listed one per line in the human report, at most.
+const MAX_EXPIRY_LINES: usize = 100;
+
+/// The source expiry part of the human retention report.
+fn print_source_expiry(expiry: &trailvault_pipeline::expiry::ExpiryOutcome, apply: bool) {
+    let kept: Vec<String> = expiry
+        .kept
+        .iter()
+        .map(|(reason, count)| format!("{count} {}", reason.as_str()))
+        .collect();
+    println!(
+        "  source expiry (source_retention_days = {}: files named before {}): {} {}, {} already gone, kept: {}",
+        expiry.source_retention_days,
+        expiry.cutoff.format("%Y-%m-%dT%H:%M:%SZ"),
+        if apply {
+            expiry.deleted
+        } else {
+            expiry.changes.len() as u64
+        },
+        if apply { "deleted" } else { "to delete" },
+        expiry.already_gone,
+        if kept.is_empty() {
+            "none".to_string()
+        } else {
+            kept.join(", ")
+        }
+    );
+    for change in expiry.changes.iter().take(MAX_EXPIRY_LINES) {
+        println!(
+            "    {} s3://{}/{}",
+            if change.applied {
+                "deleted"
+            } else {
+                "would delete"
+            },
+            change.bucket,
+            change.key
+        );
+    }
+    if expiry.changes.len() > MAX_EXPIRY_LINES {
+        println!(
+            "    ... and {} more (--json lists every one)",
+            expiry.changes.len() - MAX_EXPIRY_LINES
+        );
+    }
+    if !apply && !expiry.changes.is_empty() {
+        println!(
+            "  dry run: no source file was deleted; run `trailvault retention --apply` to delete"
+        );
     }
 }
 

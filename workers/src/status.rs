@@ -221,18 +221,6 @@ impl ProgressStore for LagTracker<'_> {
         Ok(())
     }
 
-    fn record_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        self.inner.record_intent(source)
-    }
-
-    fn has_intent(&self, source: &SourceRef) -> Result<bool, SeamError> {
-        self.inner.has_intent(source)
-    }
-
-    fn clear_intent(&self, source: &SourceRef) -> Result<(), SeamError> {
-        self.inner.clear_intent(source)
-    }
-
     fn objects_under(
         &self,
         account_id: &str,

@@ -480,7 +480,7 @@ async fn run_generation(
                     );
                 }
                 let count = uploaded.fetch_add(1, Ordering::Relaxed) + 1;
-                if count % 5000 == 0 {
+                if count.is_multiple_of(5000) {
                     eprintln!(
                         "trailbench: {count} objects written ({:.0}/s)",
                         count as f64 / started.elapsed().as_secs_f64()
@@ -573,7 +573,7 @@ pub async fn generate(
                     bucket: bucket.clone(),
                     key_root: key_root("", None, &account_id),
                     skew_seconds: rng.below(3000) as u32,
-                    escape_slashes: index % 2 == 0,
+                    escape_slashes: index.is_multiple_of(2),
                     hours: 0,
                     last_key: String::new(),
                     last_end: origin,

@@ -266,10 +266,29 @@ pub fn reader_trust_policy(
 
 /// Permissions of a member's reader role (`read-cloudtrail-files`): list and read the
 /// trail buckets, nothing else. The simulated trails are SSE-S3, so `TrailKmsKeyArns`
-/// is empty and the template leaves out its `kms:Decrypt` statement.
+/// is empty and the template leaves out its `kms:Decrypt` statement; `AllowSourceExpiry`
+/// keeps its default, false.
 pub fn reader_permissions_policy(
     member_account_id: &str,
     trail_buckets: &[&str],
+) -> anyhow::Result<Value> {
+    reader_permissions(member_account_id, trail_buckets, false)
+}
+
+/// [`reader_permissions_policy`] as the member template deploys it with
+/// `AllowSourceExpiry=true`: also delete trail files (`s3:DeleteObject` on keys under
+/// `AWSLogs/`), for source expiry.
+pub fn reader_expiry_permissions_policy(
+    member_account_id: &str,
+    trail_buckets: &[&str],
+) -> anyhow::Result<Value> {
+    reader_permissions(member_account_id, trail_buckets, true)
+}
+
+fn reader_permissions(
+    member_account_id: &str,
+    trail_buckets: &[&str],
+    allow_source_expiry: bool,
 ) -> anyhow::Result<Value> {
     anyhow::ensure!(
         !trail_buckets.is_empty(),
@@ -284,7 +303,11 @@ pub fn reader_permissions_policy(
         MEMBER_ACCOUNT,
         &member_render(member_account_id)
             .list_parameter("TrailBucketArns", &bucket_arns)
-            .list_parameter("TrailKmsKeyArns", &[]),
+            .list_parameter("TrailKmsKeyArns", &[])
+            .parameter(
+                "AllowSourceExpiry",
+                if allow_source_expiry { "true" } else { "false" },
+            ),
         |template| template.inline_policy("ReaderRole", "read-cloudtrail-files"),
     )
 }
@@ -490,5 +513,34 @@ mod tests {
             json!(["arn:aws:s3:::a/*", "arn:aws:s3:::b/*"])
         );
         assert!(reader_permissions_policy(MEMBER, &[]).is_err());
+    }
+
+    #[test]
+    fn reader_permissions_with_source_expiry_also_delete_trail_files() {
+        let policy = reader_expiry_permissions_policy(MEMBER, &["a", "b"]).unwrap();
+        assert_rendered(&policy);
+        assert_eq!(
+            statement_sids(&policy),
+            vec![
+                "ListTrailBuckets",
+                "ReadTrailFiles",
+                "ExpireArchivedTrailFiles"
+            ]
+        );
+        assert_eq!(
+            statement(&policy, "ExpireArchivedTrailFiles").unwrap(),
+            &json!({
+                "Sid": "ExpireArchivedTrailFiles",
+                "Effect": "Allow",
+                "Action": "s3:DeleteObject",
+                "Resource": ["arn:aws:s3:::a/*AWSLogs/*", "arn:aws:s3:::b/*AWSLogs/*"]
+            })
+        );
+        // The default is read-only.
+        let template = Template::load(MEMBER_ACCOUNT).unwrap();
+        assert_eq!(
+            template.body()["Parameters"]["AllowSourceExpiry"]["Default"],
+            "false"
+        );
     }
 }

@@ -467,6 +467,48 @@ async fn create_archive_bucket(
     Ok(())
 }
 
+impl Sim {
+    /// Lets member `index`'s reader role delete trail files from its trail bucket, as
+    /// the member template deploys it with `AllowSourceExpiry=true` (source expiry):
+    /// replaces the role's `read-cloudtrail-files` policy with that rendering.
+    pub async fn allow_source_expiry(&self, index: usize) -> anyhow::Result<()> {
+        let member = self.org.members.get(index).ok_or_else(|| {
+            anyhow::anyhow!(
+                "member {index} does not exist (the simulation has {})",
+                self.org.members.len()
+            )
+        })?;
+        anyhow::ensure!(
+            self.org.per_account_trails,
+            "source expiry is simulated on per-account trail buckets only"
+        );
+        let config = harness::sdk_config(
+            &self.org.endpoint,
+            &member.account_id,
+            "sim-root-secret",
+            None,
+        );
+        let policy = policies::reader_expiry_permissions_policy(
+            &member.account_id,
+            &[&member.trail_bucket],
+        )?;
+        aws_sdk_iam::Client::new(&config)
+            .put_role_policy()
+            .role_name(&self.org.role_name)
+            .policy_name("read-cloudtrail-files")
+            .policy_document(policy.to_string())
+            .send()
+            .await
+            .map_err(|error| {
+                sdk_error(
+                    &format!("attach the expiry reader policy in {}", member.account_id),
+                    error,
+                )
+            })?;
+        Ok(())
+    }
+}
+
 async fn create_reader_role(
     iam: &aws_sdk_iam::Client,
     account_id: &str,

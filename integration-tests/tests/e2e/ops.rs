@@ -1,9 +1,9 @@
 //! Running trailvault unattended, against the emulator: `retention` extends
-//! short locks and never shortens them, the `run` daemon stops cleanly on
-//! SIGTERM mid-copy with nothing lost, and `status` shows runs, lag and chain
-//! heads.
+//! short locks and never shortens them, source expiry removes only validated
+//! objects, the `run` daemon stops cleanly on SIGTERM mid-copy with nothing
+//! lost, and `status` shows runs, lag and chain heads.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -17,7 +17,9 @@ use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim};
 
 use crate::cli::{command, run, trailvault_bin, write_config};
-use crate::collect::{archive_versions, assert_archive_matches_sources, provision, stat};
+use crate::collect::{
+    archive_versions, assert_archive_matches_sources, provision, source_objects, stat,
+};
 
 /// Retain-until of every archive version: (key, version id) -> date.
 async fn locks(sim: &Sim) -> BTreeMap<(String, String), DateTime<Utc>> {
@@ -187,6 +189,215 @@ async fn retention_extends_short_locks_and_never_shortens() {
                 && f["detail"].as_str().unwrap().contains("3 days")),
         "{report}"
     );
+}
+
+/// A copy of `config` with source expiry on.
+fn with_source_retention_days(config: &Path, days: u32, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    let path = config.with_file_name(name);
+    std::fs::write(
+        &path,
+        format!("{text}\n[retention]\nsource_retention_days = {days}\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// The keys of `account`'s trail bucket, with their bodies.
+async fn trail_files(sim: &Sim, account: &str) -> BTreeMap<String, Vec<u8>> {
+    source_objects(sim)
+        .await
+        .into_iter()
+        .filter(|((owner, _, _), _)| owner == account)
+        .map(|((_, _, key), body)| (key, body))
+        .collect()
+}
+
+fn planned_keys(report: &serde_json::Value) -> BTreeSet<String> {
+    report["retention"]["source_expiry"]["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no source expiry plan in {report}"))
+        .iter()
+        .map(|change| change["key"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn kept(report: &serde_json::Value, reason: &str) -> u64 {
+    report["retention"]["source_expiry"]["kept"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_expiry_removes_only_validated_objects() {
+    // Two members with their own trails; only member 0's role may delete
+    // (the member template with AllowSourceExpiry=true).
+    let sim = provision(
+        ProvisionOptions {
+            members: 2,
+            org_trail: false,
+            history_hours: 3,
+            ..ProvisionOptions::default()
+        },
+        3,
+    )
+    .await;
+    sim.allow_source_expiry(0)
+        .await
+        .expect("grant member 0 delete");
+    let may_delete = sim.org.members[0].account_id.clone();
+    let read_only = sim.org.members[1].account_id.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).unwrap();
+    let config = write_config(
+        &sim,
+        dir.path(),
+        ConfigOptions {
+            public_keys_file: Some(keys),
+            ..ConfigOptions::new(&dir.path().join("store"))
+        },
+    );
+    let collect = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(collect.code, 0, "{}", collect.stdout);
+    assert!(stat(&collect.json(), "digests_validated") > 0);
+
+    // Off unless configured: no plan, nothing listed for it.
+    let off = run(&sim, &config, &["--json", "retention"]);
+    assert_eq!(off.code, 0, "{}", off.stdout);
+    assert!(off.json()["retention"]["source_expiry"].is_null());
+
+    // Every file the simulator delivered is named in the past and listed by
+    // a validly signed digest: with 0 days, all are old enough.
+    let expiring = with_source_retention_days(&config, 0, "expiring.toml");
+    let deletable = trail_files(&sim, &may_delete).await;
+    let denied = trail_files(&sim, &read_only).await;
+    assert!(deletable.len() > 4, "{} files", deletable.len());
+
+    // At member 0's source: one archived log file changed after it was
+    // archived, and one file that was never archived.
+    let changed = deletable
+        .keys()
+        .find(|key| key.contains("/CloudTrail/"))
+        .unwrap()
+        .clone();
+    let original = deletable[&changed].clone();
+    let planted = format!(
+        "{}_PLANTED000000000.json.gz",
+        changed.rsplit_once('_').unwrap().0
+    );
+    let bucket = &sim.org.members[0].trail_bucket;
+    let member_s3 = sim.root_s3(&may_delete).unwrap();
+    for (key, body) in [
+        (&changed, b"changed".to_vec()),
+        (&planted, b"planted".to_vec()),
+    ] {
+        member_s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .expect("change the source");
+    }
+    let archived = archive_versions(&sim).await;
+
+    // Dry run: the plan names every validated, unchanged file, deletes nothing.
+    let dry = run(&sim, &expiring, &["--json", "retention"]);
+    assert_eq!(dry.code, 0, "{}", dry.stdout);
+    let report = dry.json();
+    let expected: BTreeSet<String> = deletable
+        .keys()
+        .chain(denied.keys())
+        .filter(|key| **key != changed)
+        .cloned()
+        .collect();
+    assert_eq!(planned_keys(&report), expected, "{report}");
+    let expiry = &report["retention"]["source_expiry"];
+    assert_eq!(expiry["source_retention_days"], 0);
+    assert_eq!(expiry["deleted"], 0);
+    assert_eq!(kept(&report, "source_changed"), 1, "{expiry}");
+    assert_eq!(kept(&report, "not_archived"), 1, "{expiry}");
+    assert!(expiry["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|change| change["applied"] == false));
+    assert_eq!(
+        trail_files(&sim, &may_delete).await.len(),
+        deletable.len() + 1
+    );
+    let human = run(&sim, &expiring, &["retention"]);
+    assert_eq!(human.code, 0);
+    assert!(human.stdout.contains("would delete"), "{}", human.stdout);
+
+    // Applied: member 0 loses exactly the plan; member 1's role may not
+    // delete, which is one error with a hint, and its files stay.
+    let applied = run(&sim, &expiring, &["--json", "retention", "--apply"]);
+    assert_eq!(applied.code, 1, "{}", applied.stdout);
+    let report = applied.json();
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["account_id"], read_only.as_str());
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("AllowSourceExpiry"),
+        "{report}"
+    );
+    let expiry = &report["retention"]["source_expiry"];
+    let gone: BTreeSet<String> = deletable
+        .keys()
+        .filter(|key| **key != changed)
+        .cloned()
+        .collect();
+    assert_eq!(expiry["deleted"], gone.len() as u64, "{expiry}");
+    assert_eq!(planned_keys(&report), gone);
+    assert_eq!(kept(&report, "delete_denied"), denied.len() as u64);
+    let remaining: BTreeSet<String> = trail_files(&sim, &may_delete).await.into_keys().collect();
+    assert_eq!(
+        remaining,
+        BTreeSet::from([changed.clone(), planted.clone()]),
+        "only the changed and the unarchived file stay"
+    );
+    assert_eq!(trail_files(&sim, &read_only).await, denied);
+    // The archive keeps everything.
+    assert_eq!(archive_versions(&sim).await, archived);
+
+    // Put the source back as it was archived: the next collect copies
+    // nothing, verify finds nothing (deleted sources are no evidence of
+    // anything), and the restored file is expired in turn.
+    member_s3
+        .put_object()
+        .bucket(bucket)
+        .key(&changed)
+        .body(aws_sdk_s3::primitives::ByteStream::from(original))
+        .send()
+        .await
+        .expect("restore");
+    member_s3
+        .delete_object()
+        .bucket(bucket)
+        .key(&planted)
+        .send()
+        .await
+        .expect("remove the planted file");
+    let again = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+    assert_eq!(stat(&again.json(), "objects_copied"), 0);
+    let verify = run(&sim, &config, &["--json", "verify", "--full"]);
+    assert_eq!(verify.code, 0, "{}", verify.stdout);
+    let last = run(&sim, &expiring, &["--json", "retention", "--apply"]).json();
+    let expiry = &last["retention"]["source_expiry"];
+    assert_eq!(
+        planned_keys(&last),
+        BTreeSet::from([changed.clone()]),
+        "{expiry}"
+    );
+    assert_eq!(expiry["already_gone"], gone.len() as u64, "{expiry}");
+    assert!(trail_files(&sim, &may_delete).await.is_empty());
 }
 
 /// Sends SIGTERM to `child`.

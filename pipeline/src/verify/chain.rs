@@ -4,15 +4,16 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::cloudtrail::keys::parse_trail_key;
 use crate::findings::{Finding, FindingKind};
 use crate::seams::SourceRef;
 
 use super::audit::Audited;
 use super::digest_check::{examine_digest, Examined, Problem};
 use super::inventory::{hours_back, parse_digest_key, ChainId, DigestEntry};
-use super::logs;
+use super::logs::{self, Matched};
 use super::state::{ChainState, LinkInfo};
-use super::{Ctx, OpError, MAX_MISSING_PER_GAP};
+use super::{lock, Ctx, OpError, MAX_MISSING_PER_GAP};
 
 /// What validating one chain changed.
 pub(crate) struct ChainResult {
@@ -109,21 +110,32 @@ pub(crate) async fn validate_chain(
             before.as_ref().filter(|_| older.is_some()),
         )
         .await;
-        if let Err(error) = linked {
-            ctx.error(&error);
-            break;
-        }
+        let links_clean = match linked {
+            Ok(clean) => clean,
+            Err(error) => {
+                ctx.error(&error);
+                break;
+            }
+        };
         if let Some(digest) = &examined.digest {
             if let Err(error) = logs::register_references(ctx, chain, digest) {
                 ctx.error(&error);
                 break;
             }
         }
+        let mut matched = Vec::new();
         if let Some(digest) = examined.valid_digest() {
-            if let Err(error) = logs::check_logs(ctx, chain, &entry.key, digest, audited).await {
-                ctx.error(&error);
-                break;
+            match logs::check_logs(ctx, chain, &entry.key, digest, audited).await {
+                Ok(found) => matched = found,
+                Err(error) => {
+                    ctx.error(&error);
+                    break;
+                }
             }
+        }
+        if let Err(error) = record_evidence(ctx, chain, &examined, links_clean, &matched) {
+            ctx.error(&error);
+            break;
         }
         ctx.count_digest();
         let window_start = examined.window_start();
@@ -145,6 +157,70 @@ pub(crate) async fn validate_chain(
     }
     result.state = state;
     result
+}
+
+/// Remembers what a digest judged just now vouches for (see
+/// `state::ValidatedRecord`): a cleanly validated digest (valid on its own,
+/// links without findings) vouches for itself and for the listed log files
+/// whose archived copies matched. A digest found wanting (judged again after a
+/// late predecessor arrived, say) withdraws that, and a validly signed one also
+/// withdraws its log files; an invalid body's list is not trusted to withdraw
+/// anything.
+fn record_evidence(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    examined: &Examined,
+    links_clean: bool,
+    matched: &[Matched<'_>],
+) -> Result<(), OpError> {
+    let Ok(digest_key) = parse_trail_key(&examined.key) else {
+        return Ok(());
+    };
+    let failed = |error| {
+        OpError::new(
+            &chain.account,
+            format!("record the validation of {}", examined.key),
+            error,
+        )
+    };
+    let mut cache = lock(&ctx.validated);
+    match examined.content_sha256 {
+        Some(sha256) if links_clean && examined.valid() => {
+            cache
+                .vouch(
+                    ctx.store,
+                    &chain.reader,
+                    &chain.bucket,
+                    &digest_key,
+                    &sha256,
+                )
+                .map_err(failed)?;
+            for log in matched {
+                let Ok(log_key) = parse_trail_key(log.key) else {
+                    continue;
+                };
+                cache
+                    .vouch(ctx.store, &chain.reader, log.bucket, &log_key, &log.sha256)
+                    .map_err(failed)?;
+            }
+        }
+        _ => {
+            cache
+                .withdraw(ctx.store, &chain.reader, &chain.bucket, &digest_key)
+                .map_err(failed)?;
+            if let Some(digest) = examined.valid_digest() {
+                for log in &digest.log_files {
+                    let Ok(log_key) = parse_trail_key(&log.s3_object) else {
+                        continue;
+                    };
+                    cache
+                        .withdraw(ctx.store, &chain.reader, &log.s3_bucket, &log_key)
+                        .map_err(failed)?;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn digest_finding(ctx: &Ctx<'_>, chain: &ChainId, key: &str, problem: &Problem) -> Finding {
@@ -174,14 +250,15 @@ pub(crate) fn missing_digest(chain: &ChainId, bucket: &str, key: &str, detail: S
         .with_trail(Some(&chain.trail))
 }
 
-/// Reports the hours `hours` of `chain` as missing digests, with `why`.
+/// Reports the hours `hours` of `chain` as missing digests, with `why`;
+/// returns whether there was any.
 pub(crate) fn report_missing_hours(
     ctx: &Ctx<'_>,
     chain: &ChainId,
     hours: &[DateTime<Utc>],
     more: usize,
     why: &str,
-) {
+) -> bool {
     for (index, hour) in hours.iter().enumerate() {
         let key = chain.digest_key(*hour);
         let mut detail = format!(
@@ -195,19 +272,21 @@ pub(crate) fn report_missing_hours(
         }
         ctx.finding(missing_digest(chain, &chain.bucket, &key, detail));
     }
+    !hours.is_empty()
 }
 
 /// The links of `current` to the digest before it (SPEC §9.2 steps 3–4).
 /// `older` is the archived digest before it in the chain, `before` its link
 /// data. Only a valid digest's claims are judged; an invalid one already has
-/// its finding, and its `previous*` fields may be forged.
+/// its finding, and its `previous*` fields may be forged. Returns whether the
+/// links are clean: the digest is valid and no finding was raised here.
 async fn check_links(
     ctx: &Ctx<'_>,
     chain: &ChainId,
     older: Option<&DigestEntry>,
     current: &Examined,
     before: Option<&LinkInfo>,
-) -> Result<(), OpError> {
+) -> Result<bool, OpError> {
     let standard = !chain.backfill;
     let Some(digest) = current.valid_digest() else {
         // Untrusted body: only the cadence of the archived keys themselves.
@@ -231,10 +310,11 @@ async fn check_links(
                 ),
             );
         }
-        return Ok(());
+        return Ok(false);
     };
 
     let Some(previous) = &digest.previous else {
+        let restart_after_older = standard && older.is_some();
         if let (true, Some(older)) = (standard, older) {
             let start = &digest.digest_start_time.original;
             ctx.finding(
@@ -259,7 +339,7 @@ async fn check_links(
                 )),
             );
         }
-        return Ok(());
+        return Ok(!restart_after_older);
     };
 
     let links_to_older = older
@@ -272,19 +352,23 @@ async fn check_links(
     let archive_key = chain
         .source_ref(&current.key)
         .archive_key(&ctx.settings.archive_prefix);
+    let mut clean = true;
     match target {
         // The oldest archived digest of a chain links to history from before
         // collection began: that is where the archive's coverage starts.
         None if older.is_none() => {}
-        None => ctx.finding(missing_digest(
-            chain,
-            &previous.s3_bucket,
-            &previous.s3_object,
-            format!(
-                "digest {} names s3://{}/{} as its previous digest, which is not archived",
-                current.key, previous.s3_bucket, previous.s3_object
-            ),
-        )),
+        None => {
+            clean = false;
+            ctx.finding(missing_digest(
+                chain,
+                &previous.s3_bucket,
+                &previous.s3_object,
+                format!(
+                    "digest {} names s3://{}/{} as its previous digest, which is not archived",
+                    current.key, previous.s3_bucket, previous.s3_object
+                ),
+            ));
+        }
         Some(target) => {
             // If the previous digest failed its own checks, that is its
             // finding; this authentic digest adds evidence only when the
@@ -319,6 +403,7 @@ async fn check_links(
                 ));
             }
             if !problems.is_empty() {
+                clean = false;
                 ctx.finding(
                     Finding::new(
                         FindingKind::DigestLinkMismatch,
@@ -333,6 +418,7 @@ async fn check_links(
                 );
             }
             if standard && target.valid && digest.digest_start_time.parsed != target.end {
+                clean = false;
                 ctx.finding(
                     Finding::new(
                         FindingKind::ChainGap,
@@ -362,7 +448,7 @@ async fn check_links(
         if let Some((named_chain, named_end)) = named {
             if named_chain == *chain && named_end > older.end && named_end < current.end {
                 let (hours, more) = hours_back(named_end, older.end, MAX_MISSING_PER_GAP);
-                report_missing_hours(
+                clean &= !report_missing_hours(
                     ctx,
                     chain,
                     &hours,
@@ -375,7 +461,7 @@ async fn check_links(
             }
         }
     }
-    Ok(())
+    Ok(clean)
 }
 
 fn abbreviate(signature: &str) -> String {

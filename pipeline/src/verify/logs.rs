@@ -87,14 +87,22 @@ async fn content_of(
     }))
 }
 
-/// Checks every log file a valid digest lists.
-pub(crate) async fn check_logs(
+/// A listed log file whose archived copy has the hash the digest lists.
+pub(crate) struct Matched<'d> {
+    pub bucket: &'d str,
+    pub key: &'d str,
+    pub sha256: [u8; 32],
+}
+
+/// Checks every log file a valid digest lists; returns those that matched.
+pub(crate) async fn check_logs<'d>(
     ctx: &Ctx<'_>,
     chain: &ChainId,
     digest_key: &str,
-    digest: &Digest,
+    digest: &'d Digest,
     audited: Option<&Audited>,
-) -> Result<(), OpError> {
+) -> Result<Vec<Matched<'d>>, OpError> {
+    let mut matched = Vec::new();
     for log in &digest.log_files {
         let source = SourceRef {
             account_id: chain.reader.clone(),
@@ -140,6 +148,13 @@ pub(crate) async fn check_logs(
                 (None, Some(_)) => None,
             },
         };
+        if problem.is_none() {
+            matched.push(Matched {
+                bucket: &log.s3_bucket,
+                key: &log.s3_object,
+                sha256: log.hash_value,
+            });
+        }
         if let Some((kind, detail)) = problem {
             let named = parse_trail_key(&log.s3_object).ok();
             let account = named
@@ -159,7 +174,7 @@ pub(crate) async fn check_logs(
             );
         }
     }
-    Ok(())
+    Ok(matched)
 }
 
 /// Remembers the log files a digest lists (see `state::LogRefsRecord`).

@@ -9,8 +9,12 @@
 //!   log files of one account/region/day that digests reference.
 //! * `unreferenced/<reader>/<bucket>/<root>CloudTrail/<region>/` — [`AreaState`]:
 //!   up to when the log files of one account/region were checked for references.
+//! * `validated/<reader>/<bucket>/<partition prefix>` — [`ValidatedRecord`]: the
+//!   digests of one partition that were validated cleanly, and the log files
+//!   such digests list with the hash their archived copy has, each with that
+//!   content hash (what source expiry may delete).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -299,6 +303,147 @@ impl LogRefCache {
     }
 }
 
+/// State names of [`ValidatedRecord`]s start with this.
+pub(crate) const VALIDATED_PREFIX: &str = "validated/";
+
+/// What validation vouches for in one partition (account, folder, region,
+/// day): each cleanly validated digest (valid on its own, and its links raised
+/// no finding) and each log file such a digest lists whose archived copy has
+/// the listed hash, by file id, with the SHA-256 (hex) of the inflated content
+/// that was vouched for. A later copy of the same key with other content does
+/// not match the hash, so the evidence never carries over to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ValidatedRecord {
+    pub v: u8,
+    pub files: BTreeMap<String, String>,
+}
+
+/// State name and file id of a file's [`ValidatedRecord`] entry: a log file
+/// as in [`log_ref_id`], a digest by its file name.
+pub(crate) fn validated_id(reader: &str, bucket: &str, key: &TrailKey) -> (String, String) {
+    let id = match &key.file {
+        FileName::Log {
+            delivered_at,
+            unique,
+            ..
+        } => format!("{}_{unique}", delivered_at.format("%Y%m%dT%H%MZ")),
+        FileName::Digest { .. } => key.file_name(),
+    };
+    (
+        format!(
+            "{VALIDATED_PREFIX}{reader}/{bucket}/{}",
+            key.partition_prefix()
+        ),
+        id,
+    )
+}
+
+/// Reads one [`ValidatedRecord`]'s files; empty when absent or unreadable
+/// (nothing is vouched for then, which only keeps files).
+pub(crate) fn read_validated(
+    store: &dyn ProgressStore,
+    name: &str,
+) -> Result<BTreeMap<String, String>, SeamError> {
+    Ok(store
+        .get_state(name)?
+        .and_then(|bytes| serde_json::from_slice::<ValidatedRecord>(&bytes).ok())
+        .filter(|record| record.v == STATE_VERSION)
+        .map(|record| record.files)
+        .unwrap_or_default())
+}
+
+struct ValidatedEntry {
+    files: BTreeMap<String, String>,
+    dirty: bool,
+}
+
+/// Read-through, write-back cache of [`ValidatedRecord`]s for one run (held
+/// under a mutex, like [`LogRefCache`]).
+#[derive(Default)]
+pub(crate) struct ValidatedCache {
+    entries: HashMap<String, ValidatedEntry>,
+}
+
+impl ValidatedCache {
+    fn entry(
+        &mut self,
+        store: &dyn ProgressStore,
+        name: &str,
+    ) -> Result<&mut ValidatedEntry, SeamError> {
+        if !self.entries.contains_key(name) {
+            if self.entries.len() >= MAX_CACHED_PARTITIONS {
+                self.flush(store)?;
+                self.entries.clear();
+            }
+            let files = read_validated(store, name)?;
+            self.entries.insert(
+                name.to_string(),
+                ValidatedEntry {
+                    files,
+                    dirty: false,
+                },
+            );
+        }
+        self.entries
+            .get_mut(name)
+            .ok_or_else(|| SeamError::Permanent("validation cache lost an entry".to_string()))
+    }
+
+    /// Vouches for `key`'s content hashing to `sha256`.
+    pub fn vouch(
+        &mut self,
+        store: &dyn ProgressStore,
+        reader: &str,
+        bucket: &str,
+        key: &TrailKey,
+        sha256: &[u8; 32],
+    ) -> Result<(), SeamError> {
+        let (name, id) = validated_id(reader, bucket, key);
+        let hash = hex::encode(sha256);
+        let entry = self.entry(store, &name)?;
+        if entry.files.get(&id) != Some(&hash) {
+            entry.files.insert(id, hash);
+            entry.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Withdraws what was vouched for `key` (a digest judged again and found
+    /// wanting, and the log files it lists).
+    pub fn withdraw(
+        &mut self,
+        store: &dyn ProgressStore,
+        reader: &str,
+        bucket: &str,
+        key: &TrailKey,
+    ) -> Result<(), SeamError> {
+        let (name, id) = validated_id(reader, bucket, key);
+        let entry = self.entry(store, &name)?;
+        if entry.files.remove(&id).is_some() {
+            entry.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Writes every changed partition back to the store.
+    pub fn flush(&mut self, store: &dyn ProgressStore) -> Result<(), SeamError> {
+        for (name, entry) in &mut self.entries {
+            if !entry.dirty {
+                continue;
+            }
+            let record = ValidatedRecord {
+                v: STATE_VERSION,
+                files: entry.files.clone(),
+            };
+            let bytes = serde_json::to_vec(&record)
+                .map_err(|error| SeamError::Permanent(error.to_string()))?;
+            store.put_state(name, &bytes)?;
+            entry.dirty = false;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +477,51 @@ mod tests {
         // Extending backwards moves the window start.
         set.insert(at(-1, 304), at(-1, 0));
         assert_eq!(set.spans()[0].window_start, at(-1, 0).timestamp());
+    }
+
+    #[test]
+    fn validation_evidence_is_per_partition_and_can_be_withdrawn() {
+        use crate::cloudtrail::keys::parse_trail_key;
+        use crate::memory::MemoryStore;
+
+        let store = MemoryStore::default();
+        let log = parse_trail_key(
+            "AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/01/111122223333_CloudTrail_us-east-1_20260301T0010Z_abcdefghijklmnop.json.gz",
+        )
+        .unwrap();
+        let digest = parse_trail_key(
+            "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/01/111122223333_CloudTrail-Digest_us-east-1_Main_us-east-1_20260301T010504Z.json.gz",
+        )
+        .unwrap();
+        let (log_name, log_id) = validated_id("r", "b", &log);
+        assert_eq!(
+            log_name,
+            "validated/r/b/AWSLogs/111122223333/CloudTrail/us-east-1/2026/03/01/"
+        );
+        assert_eq!(log_id, "20260301T0010Z_abcdefghijklmnop");
+        let (digest_name, digest_id) = validated_id("r", "b", &digest);
+        assert_ne!(digest_name, log_name);
+        assert_eq!(digest_id, digest.file_name());
+
+        let mut cache = ValidatedCache::default();
+        cache.vouch(&store, "r", "b", &log, &[1; 32]).unwrap();
+        cache.vouch(&store, "r", "b", &digest, &[2; 32]).unwrap();
+        assert!(
+            read_validated(&store, &log_name).unwrap().is_empty(),
+            "write-back"
+        );
+        cache.flush(&store).unwrap();
+        assert_eq!(
+            read_validated(&store, &log_name).unwrap().get(&log_id),
+            Some(&hex::encode([1u8; 32]))
+        );
+        let mut next_run = ValidatedCache::default();
+        next_run.withdraw(&store, "r", "b", &log).unwrap();
+        next_run.flush(&store).unwrap();
+        assert!(read_validated(&store, &log_name).unwrap().is_empty());
+        assert_eq!(read_validated(&store, &digest_name).unwrap().len(), 1);
+        store.put_state(&digest_name, b"{\"v\":9}").unwrap();
+        assert!(read_validated(&store, &digest_name).unwrap().is_empty());
     }
 
     #[test]
