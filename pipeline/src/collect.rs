@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use crate::cloudtrail::gzip::{inflate_single_member, InflateError};
+use crate::cloudtrail::gzip::InflateError;
 use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
 use crate::copy::{adoptable_copy, copy_object, record_from_head, CopyError, CopySettings};
 use crate::error::SeamError;
@@ -642,7 +642,7 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
 
     let attempts = run.settings.copy_attempts.max(1);
     let mut attempt = 0;
-    let copied = loop {
+    let mut copied = loop {
         attempt += 1;
         match copy_object(
             job.scope.source.as_ref(),
@@ -705,7 +705,8 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             .with_archive_key(Some(&archive_key)),
         );
     }
-    for finding in inspect(job, &copied) {
+    let inflated = copied.inflated.take();
+    for finding in inspect(job, &copied, inflated).await {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     let is_digest = parse_trail_key(&job.source.key).is_ok_and(|key| key.is_digest());
@@ -751,12 +752,13 @@ struct DigestAccountOnly {
     aws_account_id: Option<serde_json::Value>,
 }
 
-/// Largest inflated body that is parsed for its account claims at copy time.
-const MAX_PARSED_BYTES: u64 = 64 * 1024 * 1024;
-
 /// Findings about a freshly copied object: a name or content that claims
 /// another account, or a body that cannot be CloudTrail output.
-fn inspect(job: &CopyJob, copied: &crate::copy::Copied) -> Vec<Finding> {
+async fn inspect(
+    job: &CopyJob,
+    copied: &crate::copy::Copied,
+    inflated: Option<Vec<u8>>,
+) -> Vec<Finding> {
     let member = job.scope.member_account_id.as_str();
     let bucket = job.source.bucket.as_str();
     let key = job.source.key.as_str();
@@ -813,25 +815,19 @@ fn inspect(job: &CopyJob, copied: &crate::copy::Copied) -> Vec<Finding> {
         Some(_) if is_digest => {}
         Some(error) => findings.push(Finding::new(FindingKind::ObjectMalformed, member, bucket, key, format!("cannot be read as CloudTrail output: {error}; raw bytes archived as evidence"))),
     }
-    // Account claims inside the content (small bodies only: large ones were
-    // streamed and are checked by validation).
-    if copied.inflate_error.is_none() {
-        if let Some(body) = &copied.small_body {
-            let limits = crate::cloudtrail::gzip::InflateLimits {
-                max_inflated_bytes: MAX_PARSED_BYTES,
-                max_ratio: u64::MAX,
-            };
-            if let Ok(inflated) = inflate_single_member(body, limits) {
-                findings.extend(content_claims(
-                    member,
-                    bucket,
-                    key,
-                    is_digest,
-                    trail_key.as_ref(),
-                    &inflated,
-                ));
-            }
-        }
+    // Account claims inside the content: parsed from the inflated bytes the
+    // copy kept (small bodies; large ones are checked by validation), on the
+    // blocking pool so a big parse never holds up the other copies.
+    if let Some(inflated) = inflated {
+        let (member, bucket, key) = (member.to_string(), bucket.to_string(), key.to_string());
+        let is_log_family = trail_key
+            .as_ref()
+            .is_some_and(|k| matches!(&k.family, Family::Log { .. }));
+        let claims = tokio::task::spawn_blocking(move || {
+            content_claims(&member, &bucket, &key, is_digest, is_log_family, &inflated)
+        })
+        .await;
+        findings.extend(claims.unwrap_or_default());
     }
     for finding in &mut findings {
         finding.region = region.clone();
@@ -844,7 +840,7 @@ fn content_claims(
     bucket: &str,
     key: &str,
     is_digest: bool,
-    trail_key: Option<&TrailKey>,
+    is_log_family: bool,
     inflated: &[u8],
 ) -> Vec<Finding> {
     let claims_other = |value: &Option<serde_json::Value>| {
@@ -871,7 +867,6 @@ fn content_claims(
             _ => Vec::new(),
         };
     }
-    let is_log_family = trail_key.is_some_and(|k| matches!(&k.family, Family::Log { .. }));
     match serde_json::from_slice::<RecordsOnly>(inflated) {
         Ok(log) => {
             let others: BTreeSet<String> = log

@@ -11,7 +11,9 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
-use crate::cloudtrail::gzip::{GzipInspector, InflateError, InflateLimits};
+use crate::cloudtrail::gzip::{
+    inflate_single_member, inspect, GzipInspector, InflateError, InflateLimits,
+};
 use crate::error::SeamError;
 use crate::seams::{
     Archive, ArchivedHead, LockMode, ObjectMeta, ObjectRecord, PutSpec, SourceRef, TrailSource,
@@ -71,9 +73,10 @@ pub struct Copied {
     pub archive_key: String,
     pub bytes: u64,
     pub inflate_error: Option<InflateError>,
-    /// The raw bytes when the object was small enough to be held for one PUT;
-    /// the caller parses small digests and logs from it without a second GET.
-    pub small_body: Option<Bytes>,
+    /// The inflated content when the object was held for one PUT and inflated
+    /// to at most [`KEEP_INFLATED_BYTES`]: the caller checks small digests and
+    /// logs from it without a second GET or a second inflate.
+    pub inflated: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -307,8 +310,48 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Largest inflated body kept in memory after a copy, for the caller's
+/// content checks; larger ones are only hashed, as a stream.
+pub const KEEP_INFLATED_BYTES: u64 = 8 * 1024 * 1024;
+
+/// What hashing and inflating a whole (small) body found.
+struct Analysis {
+    raw_len: u64,
+    raw_sha256: [u8; 32],
+    content: Result<[u8; 32], InflateError>,
+    inflated: Option<Vec<u8>>,
+}
+
+/// One pass over a body held in memory: SHA-256 of the raw bytes, the single
+/// gzip member inflated once (kept when small) and hashed. Bodies that inflate
+/// beyond [`KEEP_INFLATED_BYTES`] are judged again by the streaming inspector
+/// with the configured limits, without keeping anything.
+fn analyze(body: &[u8], limits: InflateLimits) -> Analysis {
+    let raw_sha256 = sha256(body);
+    let keep_limits = InflateLimits {
+        max_inflated_bytes: limits.max_inflated_bytes.min(KEEP_INFLATED_BYTES),
+        max_ratio: limits.max_ratio,
+    };
+    let (content, inflated) = match inflate_single_member(body, keep_limits) {
+        Ok(inflated) => (Ok(sha256(&inflated)), Some(inflated)),
+        Err(InflateError::TooLarge { .. }) if limits.max_inflated_bytes > KEEP_INFLATED_BYTES => {
+            let outcome = inspect(body, limits);
+            (outcome.inflated.map(|inflated| inflated.sha256), None)
+        }
+        Err(error) => (Err(error), None),
+    };
+    Analysis {
+        raw_len: body.len() as u64,
+        raw_sha256,
+        content,
+        inflated,
+    }
+}
+
 /// Copies `source` (as listed) into the archive and verifies the copy.
 /// Streaming: at most `multipart_threshold_bytes` of the body is held at once.
+/// Hashing and inflating run on the blocking pool, so one large body never
+/// holds up the other copies in flight.
 pub async fn copy_object(
     trail_source: &dyn TrailSource,
     archive: &dyn Archive,
@@ -323,15 +366,14 @@ pub async fn copy_object(
     let source_meta = object.meta;
     let mut body = object.body;
     let threshold = usize::try_from(settings.multipart_threshold_bytes).unwrap_or(usize::MAX);
-    let mut inspector = GzipInspector::new(settings.inflate_limits);
     let mut upload = Upload::Single {
         buffer: BytesMut::new(),
     };
-    let mut multipart_spec: Option<PutSpec> = None;
+    // Only for multipart uploads: bodies too large to hold are inspected as they stream.
+    let mut streaming: Option<(GzipInspector, PutSpec)> = None;
 
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(CopyError::Source)?;
-        inspector.update(&chunk);
         match &mut upload {
             Upload::Single { buffer } => {
                 buffer.extend_from_slice(&chunk);
@@ -342,93 +384,91 @@ pub async fn copy_object(
                         .await
                         .map_err(CopyError::Archive)?;
                     let pending = std::mem::take(buffer);
+                    let mut inspector = GzipInspector::new(settings.inflate_limits);
+                    inspector.update(&pending);
+                    streaming = Some((inspector, spec));
                     upload = Upload::Multipart {
                         upload_id,
                         buffer: pending,
                         parts: Vec::new(),
                     };
-                    multipart_spec = Some(spec);
                 }
             }
-            Upload::Multipart { buffer, .. } => buffer.extend_from_slice(&chunk),
+            Upload::Multipart { buffer, .. } => {
+                if let Some((inspector, _)) = &mut streaming {
+                    inspector.update(&chunk);
+                }
+                buffer.extend_from_slice(&chunk);
+            }
         }
-        if let Upload::Multipart {
-            upload_id,
-            buffer,
-            parts,
-        } = &mut upload
+        if let (
+            Upload::Multipart {
+                upload_id,
+                buffer,
+                parts,
+            },
+            Some((_, spec)),
+        ) = (&mut upload, &streaming)
         {
             while buffer.len() >= threshold {
                 let part = buffer.split_to(threshold).freeze();
-                let uploaded = upload_part(
-                    archive,
-                    &source_key(&multipart_spec),
-                    upload_id,
-                    parts.len(),
-                    part,
-                )
-                .await;
-                match uploaded {
-                    Ok(done) => parts.push(done),
-                    Err(error) => {
-                        let _ = archive
-                            .abort_multipart(&source_key(&multipart_spec), upload_id)
-                            .await;
-                        return Err(CopyError::Archive(error));
-                    }
+                if let Err(error) = upload_part(archive, &spec.key, upload_id, parts, part).await {
+                    let _ = archive.abort_multipart(&spec.key, upload_id).await;
+                    return Err(CopyError::Archive(error));
                 }
             }
         }
     }
-    let outcome = inspector.finish();
-    let raw_sha256 = outcome.raw_sha256;
-    let content = outcome
-        .inflated
-        .as_ref()
-        .map(|inflated| inflated.sha256)
-        .map_err(Clone::clone);
 
-    let (spec, version_id, parts, small_body) = match upload {
+    let (spec, version_id, parts, analysis) = match upload {
         Upload::Single { buffer } => {
             let body = buffer.freeze();
-            debug_assert_eq!(sha256(&body), raw_sha256);
-            let spec = put_spec(settings, source, &source_meta, Some(&content), now);
+            let limits = settings.inflate_limits;
+            let held = body.clone();
+            let analysis = tokio::task::spawn_blocking(move || analyze(&held, limits))
+                .await
+                .map_err(|error| CopyError::Invalid(format!("hashing the body failed: {error}")))?;
+            let spec = put_spec(settings, source, &source_meta, Some(&analysis.content), now);
             let version_id = archive
-                .put(&spec, body.clone(), raw_sha256)
+                .put(&spec, body, analysis.raw_sha256)
                 .await
                 .map_err(CopyError::Archive)?;
-            (spec, version_id, Vec::new(), Some(body))
+            (spec, version_id, Vec::new(), analysis)
         }
         Upload::Multipart {
             upload_id,
             buffer,
             mut parts,
         } => {
-            let Some(spec) = multipart_spec else {
+            let Some((inspector, spec)) = streaming else {
                 return Err(CopyError::Invalid(
                     "multipart upload without a spec".to_string(),
                 ));
             };
             if !buffer.is_empty() {
-                match upload_part(archive, &spec.key, &upload_id, parts.len(), buffer.freeze())
-                    .await
+                if let Err(error) =
+                    upload_part(archive, &spec.key, &upload_id, &mut parts, buffer.freeze()).await
                 {
-                    Ok(done) => parts.push(done),
-                    Err(error) => {
-                        let _ = archive.abort_multipart(&spec.key, &upload_id).await;
-                        return Err(CopyError::Archive(error));
-                    }
+                    let _ = archive.abort_multipart(&spec.key, &upload_id).await;
+                    return Err(CopyError::Archive(error));
                 }
             }
             let version_id = archive
                 .complete_multipart(&spec.key, &upload_id, &parts)
                 .await
                 .map_err(CopyError::Archive)?;
-            (spec, version_id, parts, None)
+            let outcome = inspector.finish();
+            let analysis = Analysis {
+                raw_len: outcome.raw_len,
+                raw_sha256: outcome.raw_sha256,
+                content: outcome.inflated.map(|inflated| inflated.sha256),
+                inflated: None,
+            };
+            (spec, version_id, parts, analysis)
         }
     };
 
-    let checksum = expected_checksum(&raw_sha256, &parts);
+    let checksum = expected_checksum(&analysis.raw_sha256, &parts);
     let head = archive
         .head(&spec.key, version_id.as_deref())
         .await
@@ -439,13 +479,13 @@ pub async fn copy_object(
         return Err(CopyError::Invalid(problems.join("; ")));
     }
 
-    let inflate_error = content.as_ref().err().cloned();
+    let inflate_error = analysis.content.as_ref().err().cloned();
     let record = ObjectRecord {
         v: 1,
         etag: source_meta.etag.clone(),
-        size: outcome.raw_len,
-        raw_sha256,
-        content_sha256: content.as_ref().ok().copied(),
+        size: analysis.raw_len,
+        raw_sha256: analysis.raw_sha256,
+        content_sha256: analysis.content.as_ref().ok().copied(),
         content_error: inflate_error
             .as_ref()
             .map(|e| content_error_name(e).to_string()),
@@ -455,27 +495,26 @@ pub async fn copy_object(
     Ok(Copied {
         record,
         archive_key: spec.key,
-        bytes: outcome.raw_len,
+        bytes: analysis.raw_len,
         inflate_error,
-        small_body,
+        inflated: analysis.inflated,
     })
-}
-
-fn source_key(spec: &Option<PutSpec>) -> String {
-    spec.as_ref().map(|s| s.key.clone()).unwrap_or_default()
 }
 
 async fn upload_part(
     archive: &dyn Archive,
     key: &str,
     upload_id: &str,
-    index: usize,
+    parts: &mut Vec<UploadedPart>,
     part: Bytes,
-) -> Result<UploadedPart, SeamError> {
-    let part_number =
-        i32::try_from(index + 1).map_err(|_| SeamError::Permanent("too many parts".to_string()))?;
+) -> Result<(), SeamError> {
+    let part_number = i32::try_from(parts.len() + 1)
+        .map_err(|_| SeamError::Permanent("too many parts".to_string()))?;
     let digest = sha256(&part);
-    archive
-        .upload_part(key, upload_id, part_number, part, digest)
-        .await
+    parts.push(
+        archive
+            .upload_part(key, upload_id, part_number, part, digest)
+            .await?,
+    );
+    Ok(())
 }

@@ -65,6 +65,8 @@ pub struct VerifySettings {
     /// Re-read and re-hash every archived object and revalidate every chain
     /// from scratch (the audit of the archive itself).
     pub full: bool,
+    /// Chains validated, and objects re-hashed by `full`, at once.
+    pub concurrency: usize,
 }
 
 /// Where archived objects of one source bucket live: the reading account and
@@ -139,9 +141,6 @@ pub struct VerifyOutcome {
     /// Digest chains in scope.
     pub chains: usize,
 }
-
-/// Digest chains validated at once (each chain is sequential).
-const CHAIN_CONCURRENCY: usize = 8;
 
 /// A digest CloudTrail delivers for hour `t` is expected in the archive once
 /// its sibling chains have moved past `t` and this much time has passed:
@@ -440,7 +439,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
                 (chain_id.clone(), result)
             }
         })
-        .buffer_unordered(CHAIN_CONCURRENCY)
+        .buffer_unordered(ctx.settings.concurrency.max(1))
         .collect()
         .await;
 

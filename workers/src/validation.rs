@@ -229,6 +229,7 @@ pub fn verify_settings(config: &Config, full: bool) -> VerifySettings {
             max_ratio: config.collect.max_inflate_ratio,
         },
         full,
+        concurrency: config.collect.concurrency,
     }
 }
 

@@ -15,9 +15,6 @@ use crate::seams::{ArchivedVersion, ObjectRecord, SourceRef};
 
 use super::{ArchivedSource, Ctx, OpError, Scope};
 
-/// Archive GETs in flight during an audit.
-const AUDIT_CONCURRENCY: usize = 8;
-
 /// One non-digest archived object as re-hashed from the archive.
 #[derive(Debug, Clone)]
 pub(crate) struct AuditedObject {
@@ -151,7 +148,7 @@ pub(crate) async fn audit_source(
             let outcome = rehash(ctx, &version).await;
             (key, version, record, outcome)
         })
-        .buffer_unordered(AUDIT_CONCURRENCY)
+        .buffer_unordered(ctx.settings.concurrency.max(1))
         .collect()
         .await;
     for (key, version, record, outcome) in results {
@@ -204,10 +201,26 @@ async fn rehash(
         .archive
         .get(&version.key, Some(&version.version_id))
         .await?;
-    let mut inspector = GzipInspector::new(ctx.settings.inflate_limits);
+    let limits = ctx.settings.inflate_limits;
     let mut body = object.body;
+    // Small objects are hashed on the blocking pool in one go, so the CPU work
+    // of one never holds up the GETs of the others; large ones stream.
+    let mut held = bytes::BytesMut::new();
     while let Some(chunk) = body.next().await {
-        inspector.update(&chunk?);
+        held.extend_from_slice(&chunk?);
+        if held.len() as u64 > HOLD_BYTES {
+            let mut inspector = GzipInspector::new(limits);
+            inspector.update(&held);
+            while let Some(chunk) = body.next().await {
+                inspector.update(&chunk?);
+            }
+            return Ok(inspector.finish());
+        }
     }
-    Ok(inspector.finish())
+    tokio::task::spawn_blocking(move || crate::cloudtrail::gzip::inspect(&held, limits))
+        .await
+        .map_err(|error| crate::SeamError::Transient(format!("hashing failed: {error}")))
 }
+
+/// Objects up to this size are held whole while they are re-hashed.
+const HOLD_BYTES: u64 = 16 * 1024 * 1024;

@@ -517,6 +517,7 @@ pub fn settings() -> VerifySettings {
         max_digest_bytes: 64 * 1024 * 1024,
         inflate_limits: LIMITS,
         full: false,
+        concurrency: 8,
     }
 }
 
