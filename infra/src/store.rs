@@ -145,6 +145,8 @@ impl SledStore {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(64 * 1024 * 1024)
+            .mode(sled::Mode::LowSpace)
+            .use_compression(true)
             .open()
             .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
         let objects = db.open_tree("objects").map_err(store_error)?;
@@ -357,5 +359,85 @@ mod tests {
             .objects_under("111122223333", "other", "")
             .unwrap()
             .is_empty());
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Realistic keys and records: per-account trail files of 4 accounts, 3
+    /// regions, 7 days, logs every ~5 minutes and hourly digests.
+    fn populate(store: &SledStore, count: usize) {
+        let mut n = 0usize;
+        'outer: for account in 0..4u64 {
+            let account_id = format!("{}", 222_222_222_201u64 + account);
+            let bucket = format!("aws-cloudtrail-logs-{account_id}");
+            for region in ["us-east-1", "eu-west-1", "ap-northeast-1"] {
+                for day in 1..=7u32 {
+                    for minute in (0..1440u32).step_by(5) {
+                        let (hour, min) = (minute / 60, minute % 60);
+                        let key = if min == 0 {
+                            format!("AWSLogs/{account_id}/CloudTrail-Digest/{region}/2026/11/{day:02}/{account_id}_CloudTrail-Digest_{region}_management-events_us-east-1_202611{day:02}T{hour:02}1523Z.json.gz")
+                        } else {
+                            format!("AWSLogs/{account_id}/CloudTrail/{region}/2026/11/{day:02}/{account_id}_CloudTrail_{region}_202611{day:02}T{hour:02}{min:02}Z_{:016X}.json.gz", n * 7919)
+                        };
+                        let source = SourceRef {
+                            account_id: account_id.clone(),
+                            bucket: bucket.clone(),
+                            key,
+                        };
+                        let mut raw = [0u8; 32];
+                        raw[..8].copy_from_slice(&(n as u64).to_be_bytes());
+                        let record = ObjectRecord {
+                            v: 1,
+                            etag: format!("{:032x}", n as u128 * 0x9e37_79b9_7f4a_7c15),
+                            size: 4000 + n as u64,
+                            raw_sha256: raw,
+                            content_sha256: Some([n as u8; 32]),
+                            content_error: None,
+                            archive_version_id: Some(format!(
+                                "3HL4kqtJlcpXroDTDmJ+rmSpXd3dI{n:08}"
+                            )),
+                            copied_at: 1_790_000_000 + n as i64,
+                        };
+                        store.record_object(&source, &record).unwrap();
+                        n += 1;
+                        if n == count {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+        }
+        store.flush().unwrap();
+    }
+
+    fn dir_size(path: &Path) -> u64 {
+        let mut total = 0;
+        for entry in std::fs::read_dir(path).unwrap() {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            total += if meta.is_dir() {
+                dir_size(&entry.path())
+            } else {
+                meta.len()
+            };
+        }
+        total
+    }
+
+    #[test]
+    fn the_store_stays_under_512_bytes_per_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let count = 20_000;
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            populate(&store, count);
+            assert_eq!(store.object_count(), count);
+        }
+        let per_object = dir_size(dir.path()) / count as u64;
+        eprintln!("store: {per_object} bytes per object on disk");
+        assert!(per_object < 512, "{per_object} bytes per object");
     }
 }
