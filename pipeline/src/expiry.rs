@@ -712,7 +712,7 @@ mod tests {
         assert_eq!(world.source.keys(), before);
         assert_eq!(world.source.deletes.load(Ordering::Relaxed), 0);
 
-        let archived = world.archive.inner.keys();
+        let archived = world.archive.keys();
         let applied = expire_world(&world, 1, true, now).await;
         assert!(applied.errors.is_empty(), "{:?}", applied.errors);
         assert_eq!(applied.deleted, 10);
@@ -737,7 +737,7 @@ mod tests {
             assert!(remaining.contains(key), "{key} must stay");
         }
         // The archive is not touched.
-        assert_eq!(world.archive.inner.keys(), archived);
+        assert_eq!(world.archive.keys(), archived);
 
         // Nothing more to delete; the deleted files are gone.
         let again = expire_world(&world, 1, true, now).await;

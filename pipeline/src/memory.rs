@@ -3,7 +3,7 @@
 //! the real services where the stages depend on it: versioned archive,
 //! checksums, lock dates, prefix listings, deduplicated findings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -192,6 +192,14 @@ pub struct MemoryArchive {
     pub protection: Mutex<BucketProtection>,
     pub puts: AtomicU64,
     pub heads: AtomicU64,
+    pub gets: AtomicU64,
+    /// Keys whose GET fails with a transient error (fault injection).
+    failing_gets: Mutex<BTreeSet<String>>,
+    /// Keys whose HEAD reports no Object Lock (fault injection).
+    unlocked: Mutex<BTreeSet<String>>,
+    /// Every PutObjectRetention is refused, and counted, when set.
+    pub refuse_retention: std::sync::atomic::AtomicBool,
+    pub retention_refused: AtomicU64,
 }
 
 impl MemoryArchive {
@@ -210,7 +218,26 @@ impl MemoryArchive {
             }),
             puts: AtomicU64::new(0),
             heads: AtomicU64::new(0),
+            gets: AtomicU64::new(0),
+            failing_gets: Mutex::default(),
+            unlocked: Mutex::default(),
+            refuse_retention: std::sync::atomic::AtomicBool::new(false),
+            retention_refused: AtomicU64::new(0),
         }
+    }
+
+    /// GETs of `key` fail with a transient error until [`Self::clear_failures`].
+    pub fn fail_gets(&self, key: &str) {
+        lock(&self.failing_gets).insert(key.to_string());
+    }
+
+    pub fn clear_failures(&self) {
+        lock(&self.failing_gets).clear();
+    }
+
+    /// HEADs of `key` report no Object Lock, as for a version written without one.
+    pub fn report_unlocked(&self, key: &str) {
+        lock(&self.unlocked).insert(key.to_string());
     }
 
     /// Number of versions stored under `key`.
@@ -367,10 +394,25 @@ impl Archive for MemoryArchive {
         version_id: Option<&str>,
     ) -> Result<Option<ArchivedHead>, SeamError> {
         self.heads.fetch_add(1, Ordering::Relaxed);
-        Ok(self.find(key, version_id).map(|v| v.head))
+        let unlocked = lock(&self.unlocked).contains(key);
+        Ok(self.find(key, version_id).map(|version| {
+            if unlocked {
+                ArchivedHead {
+                    lock_mode: None,
+                    retain_until: None,
+                    ..version.head
+                }
+            } else {
+                version.head
+            }
+        }))
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
+        if lock(&self.failing_gets).contains(key) {
+            return Err(SeamError::Transient(format!("injected failure for {key}")));
+        }
         let version = self
             .find(key, version_id)
             .ok_or_else(|| SeamError::NotFound(key.to_string()))?;
@@ -414,6 +456,10 @@ impl Archive for MemoryArchive {
         mode: LockMode,
         until: DateTime<Utc>,
     ) -> Result<(), SeamError> {
+        if self.refuse_retention.load(Ordering::Relaxed) {
+            self.retention_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(SeamError::AccessDenied("s3:PutObjectRetention".into()));
+        }
         let mut versions = lock(&self.versions);
         let version = versions
             .get_mut(key)

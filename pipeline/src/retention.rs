@@ -543,15 +543,13 @@ pub async fn check_bucket(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
+    use std::sync::atomic::Ordering;
 
-    use async_trait::async_trait;
     use bytes::Bytes;
 
     use super::*;
     use crate::memory::{MemoryArchive, MemoryStore};
-    use crate::seams::{ArchivedVersion, ObjectRecord, PutSpec, SourceObject, UploadedPart};
+    use crate::seams::{ObjectRecord, PutSpec};
 
     const READER: &str = "222222222201";
     const BUCKET: &str = "aws-cloudtrail-logs-222222222201";
@@ -854,105 +852,17 @@ mod tests {
         assert_eq!(outcome.extended, 2, "{outcome:?}");
     }
 
-    /// An archive that refuses retention changes, reports one version
-    /// without a lock, or lost a version.
-    struct Hostile {
-        inner: MemoryArchive,
-        unlocked_key: Mutex<Option<String>>,
-        puts_refused: AtomicU64,
-    }
-
-    #[async_trait]
-    impl Archive for Hostile {
-        fn bucket(&self) -> &str {
-            self.inner.bucket()
-        }
-        async fn put(
-            &self,
-            spec: &PutSpec,
-            body: Bytes,
-            sha256: [u8; 32],
-        ) -> Result<Option<String>, SeamError> {
-            self.inner.put(spec, body, sha256).await
-        }
-        async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
-            self.inner.create_multipart(spec).await
-        }
-        async fn upload_part(
-            &self,
-            key: &str,
-            upload_id: &str,
-            part_number: i32,
-            body: Bytes,
-            sha256: [u8; 32],
-        ) -> Result<UploadedPart, SeamError> {
-            self.inner
-                .upload_part(key, upload_id, part_number, body, sha256)
-                .await
-        }
-        async fn complete_multipart(
-            &self,
-            key: &str,
-            upload_id: &str,
-            parts: &[UploadedPart],
-        ) -> Result<Option<String>, SeamError> {
-            self.inner.complete_multipart(key, upload_id, parts).await
-        }
-        async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError> {
-            self.inner.abort_multipart(key, upload_id).await
-        }
-        async fn head(
-            &self,
-            key: &str,
-            version_id: Option<&str>,
-        ) -> Result<Option<ArchivedHead>, SeamError> {
-            let head = self.inner.head(key, version_id).await?;
-            if self.unlocked_key.lock().unwrap().as_deref() == Some(key) {
-                return Ok(head.map(|h| ArchivedHead {
-                    lock_mode: None,
-                    retain_until: None,
-                    ..h
-                }));
-            }
-            Ok(head)
-        }
-        async fn get(
-            &self,
-            key: &str,
-            version_id: Option<&str>,
-        ) -> Result<SourceObject, SeamError> {
-            self.inner.get(key, version_id).await
-        }
-        async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
-            self.inner.list_versions(prefix).await
-        }
-        async fn put_retention(
-            &self,
-            _key: &str,
-            _version_id: &str,
-            _mode: LockMode,
-            _until: DateTime<Utc>,
-        ) -> Result<(), SeamError> {
-            self.puts_refused.fetch_add(1, Ordering::Relaxed);
-            Err(SeamError::AccessDenied("s3:PutObjectRetention".into()))
-        }
-        async fn protection(&self) -> Result<BucketProtection, SeamError> {
-            self.inner.protection().await
-        }
-    }
-
     #[tokio::test]
     async fn what_cannot_be_fixed_becomes_a_finding() {
-        let hostile = Hostile {
-            inner: MemoryArchive::new("archive-bucket"),
-            unlocked_key: Mutex::new(None),
-            puts_refused: AtomicU64::new(0),
-        };
+        // An archive that reports one version without a lock and refuses
+        // retention changes.
+        let hostile = MemoryArchive::new("archive-bucket");
+        hostile.refuse_retention.store(true, Ordering::Relaxed);
         let store = MemoryStore::default();
         let copied = at("2026-03-02T08:00:00Z");
         let short_key = log_key("2026-03-01");
         archived(
-            &hostile.inner,
+            &hostile,
             &store,
             &short_key,
             copied,
@@ -960,14 +870,14 @@ mod tests {
         )
         .await;
         let unlocked = archived(
-            &hostile.inner,
+            &hostile,
             &store,
             &log_key("2026-03-02"),
             copied,
             at("2030-01-01T00:00:00Z"),
         )
         .await;
-        *hostile.unlocked_key.lock().unwrap() = Some(unlocked.clone());
+        hostile.report_unlocked(&unlocked);
         // A record whose archived version is gone.
         let gone = SourceRef {
             account_id: READER.into(),
@@ -1004,7 +914,7 @@ mod tests {
         assert!(kinds.contains(&(FindingKind::ArchiveCopyInvalid, log_key("2026-03-02"))));
         assert!(kinds.contains(&(FindingKind::ArchiveCopyInvalid, gone.key.clone())));
         assert_eq!(plan.changes.len(), 2, "short and unlocked are planned");
-        assert_eq!(hostile.puts_refused.load(Ordering::Relaxed), 0);
+        assert_eq!(hostile.retention_refused.load(Ordering::Relaxed), 0);
 
         let applied = enforce(&hostile, &store, &settings(30, true), targets, now, &cancel).await;
         assert_eq!(applied.extended, 0);

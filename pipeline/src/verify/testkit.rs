@@ -4,15 +4,13 @@
 //! Key names, JSON and the string to sign are written here independently of
 //! the pipeline's own `cloudtrail` module, so one cannot hide the other's bug.
 
-use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256};
-use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::cloudtrail::gzip::InflateLimits;
@@ -20,10 +18,7 @@ use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
 use crate::copy::{copy_object, CopyError, CopySettings};
 use crate::error::SeamError;
 use crate::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
-use crate::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, LockMode, ObjectRecord,
-    ProgressStore, PutSpec, SourceObject, SourceRef, TrailSource, UploadedPart,
-};
+use crate::seams::{Clock, LockMode, ObjectRecord, ProgressStore, SourceRef, TrailSource};
 
 use super::{verify, ArchivedSource, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings};
 
@@ -416,83 +411,6 @@ pub fn replace_once(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
     text.replacen(from, to, 1).into_bytes()
 }
 
-/// An archive that counts GETs and can fail them (fault injection).
-pub struct CountingArchive {
-    pub inner: MemoryArchive,
-    pub gets: AtomicU64,
-    pub failing: Mutex<HashSet<String>>,
-}
-
-#[async_trait]
-impl Archive for CountingArchive {
-    fn bucket(&self) -> &str {
-        self.inner.bucket()
-    }
-    async fn put(
-        &self,
-        spec: &PutSpec,
-        body: Bytes,
-        sha256: [u8; 32],
-    ) -> Result<Option<String>, SeamError> {
-        self.inner.put(spec, body, sha256).await
-    }
-    async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
-        self.inner.create_multipart(spec).await
-    }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        part_number: i32,
-        body: Bytes,
-        sha256: [u8; 32],
-    ) -> Result<UploadedPart, SeamError> {
-        self.inner
-            .upload_part(key, upload_id, part_number, body, sha256)
-            .await
-    }
-    async fn complete_multipart(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[UploadedPart],
-    ) -> Result<Option<String>, SeamError> {
-        self.inner.complete_multipart(key, upload_id, parts).await
-    }
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError> {
-        self.inner.abort_multipart(key, upload_id).await
-    }
-    async fn head(
-        &self,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> Result<Option<ArchivedHead>, SeamError> {
-        self.inner.head(key, version_id).await
-    }
-    async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        if self.failing.lock().expect("lock").contains(key) {
-            return Err(SeamError::Transient(format!("injected failure for {key}")));
-        }
-        self.inner.get(key, version_id).await
-    }
-    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
-        self.inner.list_versions(prefix).await
-    }
-    async fn put_retention(
-        &self,
-        key: &str,
-        version_id: &str,
-        mode: LockMode,
-        until: DateTime<Utc>,
-    ) -> Result<(), SeamError> {
-        self.inner.put_retention(key, version_id, mode, until).await
-    }
-    async fn protection(&self) -> Result<BucketProtection, SeamError> {
-        self.inner.protection().await
-    }
-}
-
 pub const LIMITS: InflateLimits = InflateLimits {
     max_inflated_bytes: 64 * 1024 * 1024,
     max_ratio: 2000,
@@ -524,7 +442,7 @@ pub fn settings() -> VerifySettings {
 /// One member's source bucket, the archive, the store, the clock, the keys.
 pub struct World {
     pub source: MemorySource,
-    pub archive: CountingArchive,
+    pub archive: MemoryArchive,
     pub store: MemoryStore,
     pub clock: FixedClock,
     pub keys: StaticKeys,
@@ -540,11 +458,7 @@ impl World {
         }
         World {
             source: MemorySource::new(BUCKET),
-            archive: CountingArchive {
-                inner: MemoryArchive::new("audit-archive"),
-                gets: AtomicU64::new(0),
-                failing: Mutex::default(),
-            },
+            archive: MemoryArchive::new("audit-archive"),
             store: MemoryStore::default(),
             clock: FixedClock::at(now),
             keys: StaticKeys(ring),

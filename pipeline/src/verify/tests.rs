@@ -711,13 +711,7 @@ async fn failed_reads_are_errors_and_are_retried() {
     let scenario = scenario();
     scenario.world.archive_all().await;
     let failing = archive_key_of(&scenario.chain[20].key);
-    scenario
-        .world
-        .archive
-        .failing
-        .lock()
-        .unwrap()
-        .insert(failing.clone());
+    scenario.world.archive.fail_gets(&failing);
     let first = scenario.world.run(&settings()).await;
     assert_eq!(first.errors.len(), 1, "{:#?}", first.errors);
     assert_eq!(first.stats.errors, 1);
@@ -725,7 +719,7 @@ async fn failed_reads_are_errors_and_are_retried() {
     assert_only(&first, &[]);
     assert_eq!(first.stats.digests_validated, 20 + 1);
 
-    scenario.world.archive.failing.lock().unwrap().clear();
+    scenario.world.archive.clear_failures();
     let second = scenario.world.run(&settings()).await;
     assert!(second.errors.is_empty(), "{:#?}", second.errors);
     assert_only(&second, &[]);
