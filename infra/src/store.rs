@@ -144,7 +144,8 @@ impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore, SeamError> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(64 * 1024 * 1024)
+            // Bounded page cache: memory stays flat however many objects are recorded.
+            .cache_capacity(16 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
             .use_compression(true)
             .open()

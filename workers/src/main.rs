@@ -38,6 +38,9 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // Hashing and inflating run on the blocking pool: a few threads keep
+        // every core busy without one thread (and one malloc arena) per copy.
+        .max_blocking_threads(8)
         .enable_all()
         .build()
     {
