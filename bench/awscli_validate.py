@@ -13,8 +13,9 @@ with `rsa`, the chain walk, and every log download + inflate + SHA-256) with:
   base64, exactly as the CLI's client returns it);
 - S3 clients pointed at the benchmark endpoint with path-style addressing and the
   static credentials from the environment. GetBucketLocation is answered locally
-  (`us-east-1`) because the emulator's answer is not what the CLI expects; that
-  saves one request per bucket.
+  (the chain's region, as the CLI would use for a bucket in its own region): every
+  benchmark bucket lives on the one local server, so a real lookup would only add one
+  request per bucket and chain.
 
 Everything else is the CLI's code, unchanged. Prints one JSON object.
 

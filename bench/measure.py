@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -44,6 +45,52 @@ def seaweed_counts(metrics_url):
     return counts
 
 
+def descendants(root_pid):
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [root_pid]
+    while stack:
+        pid = stack.pop()
+        for child in children.get(pid, []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+class PeakWatcher(threading.Thread):
+    """Peak RSS (VmHWM) of the step's processes whose executable is named `name`, so a
+    wrapper such as `perf record` does not hide the measured tool's own peak."""
+
+    def __init__(self, root_pid, name):
+        super().__init__(daemon=True)
+        self.root_pid, self.name, self.peak_kb = root_pid, name, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            for pid in descendants(self.root_pid):
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                        argv0 = handle.read().split(b"\0", 1)[0].decode(errors="replace")
+                    if os.path.basename(argv0) != self.name:
+                        continue
+                    with open(f"/proc/{pid}/status") as handle:
+                        for line in handle:
+                            if line.startswith("VmHWM:"):
+                                self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                except OSError:
+                    continue
+            self.stop.wait(0.2)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -63,7 +110,11 @@ def main():
         fetch(args.proxy + "/__trailbench/reset")
     started = time.monotonic()
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        exit_code = subprocess.call(["/usr/bin/time", "-v", "-o", time_path, *command], stdout=out, stderr=err)
+        process = subprocess.Popen(["/usr/bin/time", "-v", "-o", time_path, *command], stdout=out, stderr=err)
+        watcher = PeakWatcher(process.pid, "trailvault")
+        watcher.start()
+        exit_code = process.wait()
+        watcher.stop.set()
     seconds = time.monotonic() - started
     proxy_counts = json.loads(fetch(args.proxy + "/__trailbench/counts")) if args.proxy else None
     after = seaweed_counts(args.metrics)
@@ -87,6 +138,8 @@ def main():
         "seconds": seconds,
         "exit_code": exit_code,
         "max_rss_kb": rss_kb,
+        # Sampled every 0.2 s from /proc (VmHWM) for processes named `trailvault`.
+        "trailvault_peak_rss_kb": watcher.peak_kb or None,
         "stdout_json": parsed,
         "stdout_tail": None if parsed is not None else stdout[-3000:],
         "stderr_tail": stderr_tail,
