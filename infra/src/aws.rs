@@ -46,6 +46,9 @@ pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
 pub fn s3_client(config: &SdkConfig, path_style: bool) -> aws_sdk_s3::Client {
     let s3_config = aws_sdk_s3::config::Builder::from(config)
         .force_path_style(path_style)
+        // trailvault hashes every body itself (raw and inflated SHA-256) and
+        // compares with what it recorded; a second SDK-side pass is waste.
+        .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
         .build();
     aws_sdk_s3::Client::from_conf(s3_config)
 }
