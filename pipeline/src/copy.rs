@@ -312,7 +312,7 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 /// Largest inflated body kept in memory after a copy, for the caller's
 /// content checks; larger ones are only hashed, as a stream.
-pub const KEEP_INFLATED_BYTES: u64 = 8 * 1024 * 1024;
+pub const KEEP_INFLATED_BYTES: u64 = 2 * 1024 * 1024;
 
 /// What hashing and inflating a whole (small) body found.
 struct Analysis {
