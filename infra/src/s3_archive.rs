@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::{ByteStream as SdkBody, DateTime as SdkDateTime};
 use aws_sdk_s3::types::{
     BucketVersioningStatus, ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload,
-    CompletedPart, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
+    CompletedPart, ExpirationStatus, ObjectLockMode, ObjectLockRetention, ObjectLockRetentionMode,
     ServerSideEncryption,
 };
 use aws_sdk_s3::Client;
@@ -13,8 +13,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use trailvault_pipeline::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, LockMode, ObjectMeta, PutSpec,
-    SourceObject, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, ObjectMeta,
+    PutSpec, SourceObject, UploadedPart,
 };
 use trailvault_pipeline::SeamError;
 
@@ -415,11 +415,57 @@ impl Archive for S3Archive {
                 false
             }
         };
+        // Lifecycle rules matter for retention's audit only: an unreadable or
+        // absent configuration is reported as absent, never as an error.
+        let lifecycle = match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let enabled: Vec<_> = output
+                    .rules()
+                    .iter()
+                    .filter(|rule| rule.status() == &ExpirationStatus::Enabled)
+                    .collect();
+                Some(Lifecycle {
+                    abort_incomplete_multipart_days: enabled
+                        .iter()
+                        .filter_map(|rule| {
+                            rule.abort_incomplete_multipart_upload()
+                                .and_then(|abort| abort.days_after_initiation())
+                        })
+                        .min(),
+                    noncurrent_expiration_days: enabled
+                        .iter()
+                        .filter_map(|rule| {
+                            rule.noncurrent_version_expiration()
+                                .and_then(|expiry| expiry.noncurrent_days())
+                        })
+                        .min(),
+                    expiration_days: enabled
+                        .iter()
+                        .filter_map(|rule| rule.expiration().and_then(|expiry| expiry.days()))
+                        .min(),
+                })
+            }
+            Err(error) => {
+                let classified =
+                    classify(&format!("GetBucketLifecycleConfiguration {bucket}"), error);
+                if classified.is_retryable() {
+                    return Err(classified);
+                }
+                None
+            }
+        };
         Ok(BucketProtection {
             versioning_enabled,
             default_retention,
             default_sse_kms_key,
             has_bucket_policy,
+            lifecycle,
         })
     }
 }

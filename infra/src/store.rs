@@ -142,14 +142,33 @@ pub fn decode_record(bytes: &[u8]) -> Option<ObjectRecord> {
 
 impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore, SeamError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             // Bounded page cache: memory stays flat however many objects are recorded.
             .cache_capacity(16 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
-            .use_compression(true)
-            .open()
-            .map_err(|e| store_error(format!("cannot open {}: {e}", path.display())))?;
+            .use_compression(true);
+        // sled's background flusher keeps the file lock for a moment after the
+        // previous handle is dropped: wait briefly for it, not for another
+        // process that holds the store (that one fails after the wait).
+        let mut attempt = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(error))
+                    if error.kind() == std::io::ErrorKind::WouldBlock && attempt < 25 =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(40));
+                }
+                Err(error) => {
+                    return Err(store_error(format!(
+                        "cannot open {}: {error}",
+                        path.display()
+                    )))
+                }
+            }
+        };
         let objects = db.open_tree("objects").map_err(store_error)?;
         let state = db.open_tree("state").map_err(store_error)?;
         let findings = db.open_tree("findings").map_err(store_error)?;

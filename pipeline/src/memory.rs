@@ -215,6 +215,11 @@ impl MemoryArchive {
                 default_retention: Some((LockMode::Compliance, 1)),
                 default_sse_kms_key: Some("key".to_string()),
                 has_bucket_policy: true,
+                lifecycle: Some(crate::seams::Lifecycle {
+                    abort_incomplete_multipart_days: Some(1),
+                    noncurrent_expiration_days: None,
+                    expiration_days: None,
+                }),
             }),
             puts: AtomicU64::new(0),
             heads: AtomicU64::new(0),

@@ -89,6 +89,8 @@ pub struct RetentionOutcome {
     pub extended: u64,
     /// Bucket-level problems (also raised as one `archive_misconfigured`).
     pub bucket_problems: Vec<String>,
+    /// Lifecycle settings worth fixing that put no history at risk.
+    pub lifecycle_warnings: Vec<String>,
     /// Source expiry (`[retention] source_retention_days`); `None` when off.
     pub source_expiry: Option<crate::expiry::ExpiryOutcome>,
     #[serde(skip)]
@@ -192,7 +194,35 @@ pub fn bucket_problems(protection: &BucketProtection, settings: &RetentionSettin
     if !protection.has_bucket_policy {
         problems.push("no bucket policy with Deny statements could be read".to_string());
     }
+    // Object Lock keeps locked versions whatever a lifecycle rule says, but a rule
+    // that expires history before the retention period is a configuration
+    // that fights the archive's purpose.
+    if let Some(lifecycle) = &protection.lifecycle {
+        let retention_days = i64::from(settings.retention_days);
+        for (what, days) in [
+            ("current", lifecycle.expiration_days),
+            ("noncurrent", lifecycle.noncurrent_expiration_days),
+        ] {
+            if let Some(days) = days.filter(|days| i64::from(*days) < retention_days) {
+                problems.push(format!("a lifecycle rule expires {what} versions after {days} days, less than retention_days = {retention_days}"));
+            }
+        }
+    }
     problems
+}
+
+/// Lifecycle settings that cost money or tidiness but put no history at risk.
+pub fn lifecycle_warnings(protection: &BucketProtection) -> Vec<String> {
+    match &protection.lifecycle {
+        None => vec![
+            "no lifecycle configuration: incomplete multipart uploads are never aborted"
+                .to_string(),
+        ],
+        Some(lifecycle) if lifecycle.abort_incomplete_multipart_days.is_none() => {
+            vec!["no lifecycle rule aborts incomplete multipart uploads".to_string()]
+        }
+        Some(_) => Vec::new(),
+    }
 }
 
 /// The store's records of `sources`: one current version per source object.
@@ -526,6 +556,7 @@ pub async fn check_bucket(
             return;
         }
     };
+    outcome.lifecycle_warnings = lifecycle_warnings(&protection);
     let problems = bucket_problems(&protection, settings);
     if problems.is_empty() {
         return;
@@ -738,6 +769,7 @@ mod tests {
             default_retention: Some((LockMode::Compliance, 400)),
             default_sse_kms_key: Some("k".into()),
             has_bucket_policy: true,
+            lifecycle: None,
         };
         assert!(bucket_problems(&good, &settings(365, false)).is_empty());
         let short = BucketProtection {
@@ -749,6 +781,49 @@ mod tests {
         assert!(problems[0].contains("30 days"));
         let bare = BucketProtection::default();
         assert_eq!(bucket_problems(&bare, &settings(1, false)).len(), 4);
+    }
+
+    #[test]
+    fn lifecycle_rules_are_checked_against_the_retention_period() {
+        let good = BucketProtection {
+            versioning_enabled: true,
+            default_retention: Some((LockMode::Compliance, 400)),
+            default_sse_kms_key: Some("k".into()),
+            has_bucket_policy: true,
+            lifecycle: Some(crate::seams::Lifecycle {
+                abort_incomplete_multipart_days: Some(1),
+                noncurrent_expiration_days: Some(400),
+                expiration_days: None,
+            }),
+        };
+        assert!(bucket_problems(&good, &settings(365, false)).is_empty());
+        assert!(lifecycle_warnings(&good).is_empty());
+        let early = BucketProtection {
+            lifecycle: Some(crate::seams::Lifecycle {
+                abort_incomplete_multipart_days: None,
+                noncurrent_expiration_days: Some(30),
+                expiration_days: Some(90),
+            }),
+            ..good.clone()
+        };
+        let problems = bucket_problems(&early, &settings(365, false));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("noncurrent versions after 30 days")));
+        assert_eq!(
+            lifecycle_warnings(&early),
+            vec!["no lifecycle rule aborts incomplete multipart uploads"]
+        );
+        let none = BucketProtection {
+            lifecycle: None,
+            ..good
+        };
+        assert!(
+            bucket_problems(&none, &settings(365, false)).is_empty(),
+            "no lifecycle is not a lock problem"
+        );
+        assert_eq!(lifecycle_warnings(&none).len(), 1);
     }
 
     #[tokio::test]

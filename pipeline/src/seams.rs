@@ -117,6 +117,19 @@ pub struct BucketProtection {
     pub default_retention: Option<(LockMode, u32)>,
     pub default_sse_kms_key: Option<String>,
     pub has_bucket_policy: bool,
+    /// The enabled lifecycle rules, summarised; `None` without a lifecycle configuration.
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// What the archive's lifecycle rules do, as far as retention cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Shortest "abort incomplete multipart uploads after N days" of any enabled rule.
+    pub abort_incomplete_multipart_days: Option<i32>,
+    /// Shortest noncurrent-version expiration of any enabled rule.
+    pub noncurrent_expiration_days: Option<i32>,
+    /// Shortest current-version expiration of any enabled rule.
+    pub expiration_days: Option<i32>,
 }
 
 /// A finished part of a multipart upload.

@@ -602,6 +602,9 @@ fn print_retention(
     for problem in &outcome.bucket_problems {
         println!("  bucket: {problem}");
     }
+    for warning in &outcome.lifecycle_warnings {
+        println!("  lifecycle (warning): {warning}");
+    }
     for change in &outcome.changes {
         let current_mode = change
             .current_mode
