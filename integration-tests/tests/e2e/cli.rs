@@ -94,3 +94,15 @@ pub fn write_config(
     std::fs::write(&path, sim.trailvault_config_toml_with(&options)).expect("write config");
     path
 }
+
+/// The usual options of a test working in `dir`: its store there, and the
+/// simulator's public keys written there as the `[verify]` key file (the
+/// emulator has no ListPublicKeys).
+pub fn options_in(sim: &Sim, dir: &Path) -> trailvault_integration_tests::sim::ConfigOptions {
+    let keys = dir.join("public-keys.json");
+    std::fs::write(&keys, sim.public_keys_json()).expect("write the public keys");
+    trailvault_integration_tests::sim::ConfigOptions {
+        public_keys_file: Some(keys),
+        ..trailvault_integration_tests::sim::ConfigOptions::new(&dir.join("store"))
+    }
+}

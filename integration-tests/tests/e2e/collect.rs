@@ -11,7 +11,7 @@ use chrono::Utc;
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
 
-use crate::cli::{command, run, write_config};
+use crate::cli::{command, options_in, run, write_config};
 
 /// Every object of every source bucket: (reading account, bucket, key) -> bytes.
 pub async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>> {
@@ -230,11 +230,7 @@ async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
 
     let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(
@@ -298,11 +294,7 @@ async fn a_member_that_cannot_be_assumed_does_not_stop_the_others() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(
         result.code, 1,
@@ -343,11 +335,7 @@ async fn a_wrong_external_id_is_refused_and_reported() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace(&sim.org.external_id, "wrong-external-id");
@@ -372,7 +360,7 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
     let dir = tempfile::tempdir().unwrap();
     let options = ConfigOptions {
         concurrency: 4,
-        ..ConfigOptions::new(&dir.path().join("store"))
+        ..options_in(&sim, dir.path())
     };
     let config = write_config(&sim, dir.path(), options);
     let mut killed = 0;
@@ -418,11 +406,7 @@ async fn hostile_content_is_archived_as_evidence_and_raises_findings() {
     let bomb = sim.tamper(Tamper::GzipBomb).await.expect("bomb");
     let not_gzip = sim.tamper(Tamper::NotGzip).await.expect("not gzip");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(
         result.code, 3,
@@ -473,11 +457,7 @@ async fn a_source_object_changed_after_archiving_is_kept_in_both_versions() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     assert_eq!(run(&sim, &config, &["collect", "--no-verify"]).code, 0);
     let modified = sim.tamper(Tamper::ModifyLog).await.expect("modify");
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
@@ -510,11 +490,7 @@ async fn bad_configuration_exits_2_and_names_the_field() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("[collect]", "[collect]\nconcurrencyy = 3");
@@ -550,11 +526,7 @@ async fn an_unlocked_archive_is_refused_unless_overridden() {
         .await
         .expect("remove the default retention");
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
 
     let refused = run(&sim, &config, &["--json", "collect"]);
     assert_eq!(refused.code, 3, "{}", refused.stderr);
@@ -639,12 +611,9 @@ async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("public-keys.json");
-    std::fs::write(&keys, sim.public_keys_json()).unwrap();
     let options = ConfigOptions {
         concurrency: 2,
-        public_keys_file: Some(keys),
-        ..ConfigOptions::new(&dir.path().join("store"))
+        ..options_in(&sim, dir.path())
     };
     let config = write_config(&sim, dir.path(), options);
     let since = (Utc::now() - chrono::Duration::days(3))

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim};
 
-use crate::cli::{command, run, trailvault_bin, write_config};
+use crate::cli::{command, options_in, run, trailvault_bin, write_config};
 use crate::collect::{
     archive_versions, assert_archive_matches_sources, provision, source_objects, stat,
 };
@@ -84,11 +84,7 @@ async fn retention_extends_short_locks_and_never_shortens() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let three_days = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions::new(&dir.path().join("store")),
-    );
+    let three_days = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let one_day = with_retention_days(&three_days, 1, "one-day.toml");
     let collect = run(&sim, &one_day, &["--json", "collect", "--no-verify"]);
     assert_eq!(collect.code, 0, "{}", collect.stdout);
@@ -248,16 +244,7 @@ async fn source_expiry_removes_only_validated_objects() {
     let may_delete = sim.org.members[0].account_id.clone();
     let read_only = sim.org.members[1].account_id.clone();
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("public-keys.json");
-    std::fs::write(&keys, sim.public_keys_json()).unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions {
-            public_keys_file: Some(keys),
-            ..ConfigOptions::new(&dir.path().join("store"))
-        },
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let collect = run(&sim, &config, &["--json", "collect"]);
     assert_eq!(collect.code, 0, "{}", collect.stdout);
     assert!(stat(&collect.json(), "digests_validated") > 0);
@@ -455,7 +442,7 @@ async fn the_daemon_stops_cleanly_on_sigterm_mid_copy_with_nothing_lost() {
         dir.path(),
         ConfigOptions {
             concurrency: 4,
-            ..ConfigOptions::new(&dir.path().join("store"))
+            ..options_in(&sim, dir.path())
         },
     );
     let mut daemon = command(&sim, &config, &["--json", "run", "--interval", "1h"])
@@ -544,16 +531,7 @@ async fn the_daemon_runs_on_schedule_and_exits_at_once_when_idle() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("public-keys.json");
-    std::fs::write(&keys, sim.public_keys_json()).unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions {
-            public_keys_file: Some(keys),
-            ..ConfigOptions::new(&dir.path().join("store"))
-        },
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let started = Instant::now();
     let mut daemon = command(&sim, &config, &["--json", "run", "--interval", "3s"])
         .stdout(Stdio::piped())
@@ -615,16 +593,7 @@ async fn status_shows_the_last_runs_lag_chain_heads_and_findings() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("public-keys.json");
-    std::fs::write(&keys, sim.public_keys_json()).unwrap();
-    let config = write_config(
-        &sim,
-        dir.path(),
-        ConfigOptions {
-            public_keys_file: Some(keys),
-            ..ConfigOptions::new(&dir.path().join("store"))
-        },
-    );
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let empty = run(&sim, &config, &["--json", "status"]);
     assert_eq!(empty.code, 0);
     assert!(empty.json()["runs"].as_array().unwrap().is_empty());

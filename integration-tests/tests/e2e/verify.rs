@@ -8,17 +8,11 @@ use std::path::{Path, PathBuf};
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
 
-use crate::cli::{run, write_config};
+use crate::cli::{options_in, run, write_config};
 use crate::collect::{finding_kinds, provision, stat};
 
 fn config_with_keys(sim: &Sim, dir: &Path) -> PathBuf {
-    let keys = dir.join("public-keys.json");
-    std::fs::write(&keys, sim.public_keys_json()).unwrap();
-    let options = ConfigOptions {
-        public_keys_file: Some(keys),
-        ..ConfigOptions::new(&dir.join("store"))
-    };
-    write_config(sim, dir, options)
+    write_config(sim, dir, options_in(sim, dir))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,12 +81,9 @@ async fn incremental_validation_reads_only_new_digests() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     // The heads are 2+ hours old until the last hours arrive: allow that.
-    let keys = dir.path().join("public-keys.json");
-    std::fs::write(&keys, sim.public_keys_json()).unwrap();
     let options = ConfigOptions {
-        public_keys_file: Some(keys),
         chain_head_stale_hours: 6,
-        ..ConfigOptions::new(&dir.path().join("store"))
+        ..options_in(&sim, dir.path())
     };
     let config = write_config(&sim, dir.path(), options);
     let first = run(&sim, &config, &["--json", "collect"]);
