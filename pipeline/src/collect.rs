@@ -89,8 +89,6 @@ pub struct CollectOutcome {
     pub stats: Stats,
     pub errors: Vec<OperationError>,
     pub findings: Vec<Finding>,
-    /// Digests copied in this run: their chains need validation.
-    pub digests_copied: BTreeSet<SourceRef>,
     /// Accounts that had an operational error.
     pub failed_accounts: BTreeSet<String>,
 }
@@ -139,6 +137,8 @@ struct PartitionDone {
 struct CopyJob {
     partition: Option<Arc<PartitionDone>>,
     scope: SourceScope,
+    /// The partition's region (for log lines).
+    region: String,
     source: SourceRef,
     listed: ListedObject,
     previous: Option<crate::seams::ObjectRecord>,
@@ -294,8 +294,7 @@ pub async fn collect(
         .flat_map(futures::stream::iter)
         .take_while(|_| std::future::ready(!cancel.is_cancelled()))
         .for_each_concurrent(settings.concurrency.max(1), |job| async move {
-            let region = parse_trail_key(&job.source.key).map(|k| k.region).unwrap_or_default();
-            let span = info_span!("account", account_id = %job.scope.member_account_id, region = %region);
+            let span = info_span!("account", account_id = %job.scope.member_account_id, region = %job.region);
             copy_job(run, job).instrument(span).await
         })
         .await;
@@ -559,6 +558,7 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
         jobs.push(CopyJob {
             partition: None,
             scope: scope.clone(),
+            region: partition.region.clone(),
             source,
             listed: object,
             previous,
@@ -623,7 +623,7 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             Ok(Some(head)) => {
                 if let Some(record) = record_from_head(&head, run.now.timestamp()) {
                     debug!(key = %job.source.key, "adopted copy of an interrupted run");
-                    let recorded = finish(run, job, record, None);
+                    let recorded = finish(run, job, record);
                     run.outcome().stats.objects_adopted += 1;
                     return recorded;
                 }
@@ -709,27 +709,13 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     for finding in inspect(job, &copied, inflated).await {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
-    let is_digest = parse_trail_key(&job.source.key).is_ok_and(|key| key.is_digest());
-    finish(
-        run,
-        job,
-        copied.record,
-        is_digest.then(|| job.source.clone()),
-    )
+    finish(run, job, copied.record)
 }
 
-fn finish(
-    run: &Run<'_>,
-    job: &CopyJob,
-    record: crate::seams::ObjectRecord,
-    digest: Option<SourceRef>,
-) -> bool {
+fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord) -> bool {
     if let Err(error) = run.store.record_object(&job.source, &record) {
         run.error(&job.scope.member_account_id, "record_object", &error);
         return false;
-    }
-    if let Some(digest) = digest {
-        run.outcome().digests_copied.insert(digest);
     }
     true
 }
