@@ -349,12 +349,14 @@ async fn a_wrong_external_id_is_refused_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
+    // Enough files that every kill below lands mid-run, however fast collect gets.
     let sim = provision(
         ProvisionOptions {
             members: 3,
+            history_hours: 24,
             ..ProvisionOptions::default()
         },
-        6,
+        24,
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -364,7 +366,7 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
     };
     let config = write_config(&sim, dir.path(), options);
     let mut killed = 0;
-    for delay_ms in [700u64, 1100, 1500, 1900] {
+    for delay_ms in [300u64, 600, 900, 1200] {
         let mut child = command(&sim, &config, &["collect", "--no-verify"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
