@@ -22,6 +22,9 @@ pub struct ConfigOptions {
     pub max_inflated_bytes: u64,
     /// Default 8.
     pub concurrency: u32,
+    /// `[collect] source_requests_per_second`; default 0 (unlimited). Tests that
+    /// must stop a run midway set it, so the run lasts however fast the host is.
+    pub source_requests_per_second: u32,
 }
 
 impl ConfigOptions {
@@ -34,6 +37,7 @@ impl ConfigOptions {
             lookback_days: None,
             max_inflated_bytes: 64 * 1024 * 1024,
             concurrency: 8,
+            source_requests_per_second: 0,
         }
     }
 }
@@ -116,8 +120,8 @@ pub(crate) fn render(org: &SimOrg, options: &ConfigOptions) -> String {
         ));
     }
     text.push_str(&format!(
-        "[collect]\nconcurrency = {}\nlookback_days = {lookback_days}\nmax_inflated_bytes = {}\n\n",
-        options.concurrency, options.max_inflated_bytes
+        "[collect]\nconcurrency = {}\nlookback_days = {lookback_days}\nmax_inflated_bytes = {}\nsource_requests_per_second = {}\n\n",
+        options.concurrency, options.max_inflated_bytes, options.source_requests_per_second
     ));
     text.push_str(&format!(
         "[store]\npath = {}\n\n",

@@ -90,9 +90,18 @@ pub fn write_config(
     dir: &Path,
     options: trailvault_integration_tests::sim::ConfigOptions,
 ) -> PathBuf {
-    let path = dir.join("trailvault.toml");
-    std::fs::write(&path, sim.trailvault_config_toml_with(&options)).expect("write config");
-    path
+    write_config_as(sim, &dir.join("trailvault.toml"), options)
+}
+
+/// Writes the configuration to `path`, for a test that needs a second one
+/// (for example a rate-capped twin sharing the same store).
+pub fn write_config_as(
+    sim: &Sim,
+    path: &Path,
+    options: trailvault_integration_tests::sim::ConfigOptions,
+) -> PathBuf {
+    std::fs::write(path, sim.trailvault_config_toml_with(&options)).expect("write config");
+    path.to_path_buf()
 }
 
 /// The usual options of a test working in `dir`: its store there, and the

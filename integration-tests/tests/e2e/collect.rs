@@ -11,7 +11,7 @@ use chrono::Utc;
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
 
-use crate::cli::{command, options_in, run, write_config};
+use crate::cli::{command, options_in, run, write_config, write_config_as};
 
 /// Every object of every source bucket: (reading account, bucket, key) -> bytes.
 pub async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>> {
@@ -349,14 +349,13 @@ async fn a_wrong_external_id_is_refused_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
-    // Enough files that every kill below lands mid-run, however fast collect gets.
     let sim = provision(
         ProvisionOptions {
             members: 3,
-            history_hours: 24,
+            history_hours: 12,
             ..ProvisionOptions::default()
         },
-        24,
+        12,
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -364,10 +363,20 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
         concurrency: 4,
         ..options_in(&sim, dir.path())
     };
-    let config = write_config(&sim, dir.path(), options);
+    let config = write_config(&sim, dir.path(), options.clone());
+    // The killed runs read each source bucket at 25 requests/s, so every kill
+    // below lands mid-run on any host; the final runs are not capped.
+    let throttled = write_config_as(
+        &sim,
+        &dir.path().join("throttled.toml"),
+        ConfigOptions {
+            source_requests_per_second: 25,
+            ..options
+        },
+    );
     let mut killed = 0;
     for delay_ms in [300u64, 600, 900, 1200] {
-        let mut child = command(&sim, &config, &["collect", "--no-verify"])
+        let mut child = command(&sim, &throttled, &["collect", "--no-verify"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -617,12 +626,22 @@ async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object
         concurrency: 2,
         ..options_in(&sim, dir.path())
     };
-    let config = write_config(&sim, dir.path(), options);
+    let config = write_config(&sim, dir.path(), options.clone());
+    // The killed backfill reads each source bucket at 100 requests/s: a day
+    // partition takes about a second, the whole backfill many, on any host.
+    let throttled = write_config_as(
+        &sim,
+        &dir.path().join("throttled.toml"),
+        ConfigOptions {
+            source_requests_per_second: 100,
+            ..options
+        },
+    );
     let since = (Utc::now() - chrono::Duration::days(3))
         .format("%Y-%m-%d")
         .to_string();
 
-    let mut child = command(&sim, &config, &["backfill", "--since", &since])
+    let mut child = command(&sim, &throttled, &["backfill", "--since", &since])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
