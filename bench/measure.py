@@ -91,12 +91,26 @@ class PeakWatcher(threading.Thread):
             self.stop.wait(0.2)
 
 
+def process_cpu_seconds(pid):
+    """User + system CPU seconds of `pid` so far (None without a pid)."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # Fields after the command name start at field 3 (state): utime is 14, stime 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--metrics")
     parser.add_argument("--proxy", help="base URL of `trailbench proxy`")
+    parser.add_argument("--server-pid", type=int, help="the S3 server's pid, for its CPU time")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -105,6 +119,7 @@ def main():
     stderr_path = os.path.join(args.out, f"{args.name}.stderr")
     time_path = os.path.join(args.out, f"{args.name}.time")
 
+    server_cpu_before = process_cpu_seconds(args.server_pid)
     before = seaweed_counts(args.metrics)
     if args.proxy:
         fetch(args.proxy + "/__trailbench/reset")
@@ -118,12 +133,16 @@ def main():
     seconds = time.monotonic() - started
     proxy_counts = json.loads(fetch(args.proxy + "/__trailbench/counts")) if args.proxy else None
     after = seaweed_counts(args.metrics)
+    server_cpu_after = process_cpu_seconds(args.server_pid)
 
     rss_kb = None
+    client_cpu = 0.0
     with open(time_path) as handle:
         for line in handle:
             if "Maximum resident set size" in line:
                 rss_kb = int(line.rsplit(":", 1)[1])
+            if "User time (seconds)" in line or "System time (seconds)" in line:
+                client_cpu += float(line.rsplit(":", 1)[1])
     with open(stdout_path, "rb") as handle:
         stdout = handle.read().decode(errors="replace")
     try:
@@ -138,6 +157,11 @@ def main():
         "seconds": seconds,
         "exit_code": exit_code,
         "max_rss_kb": rss_kb,
+        # CPU seconds (user + system) of the measured command and its children,
+        # and of the S3 server over the same interval: with both on the same
+        # cores, together they show whether the machine was the limit.
+        "client_cpu_seconds": client_cpu,
+        "server_cpu_seconds": None if server_cpu_before is None or server_cpu_after is None else server_cpu_after - server_cpu_before,
         # Sampled every 0.2 s from /proc (VmHWM) for processes named `trailvault`.
         "trailvault_peak_rss_kb": watcher.peak_kb or None,
         "stdout_json": parsed,

@@ -203,6 +203,14 @@ def build(results, info):
     )
 
     # ---- copy
+    def cpu_cells(record, objects):
+        """Client and server CPU milliseconds per object, and the cores both kept busy."""
+        record = record or {}
+        client, server = record.get("client_cpu_seconds"), record.get("server_cpu_seconds")
+        if client is None or server is None or not objects or not record.get("seconds"):
+            return ["n/a", "n/a", "n/a"]
+        return [f"{1000 * client / objects:.2f}", f"{1000 * server / objects:.2f}", f"{(client + server) / record['seconds']:.2f}"]
+
     tv = load(results, "copy_trailvault")
     tv_stats = stats(tv)
     tv_objects = tv_stats.get("objects_copied")
@@ -215,6 +223,7 @@ def build(results, info):
     rows = [[
         "trailvault collect --no-verify (SSE-KMS, SHA-256 checksums, HEAD verify, store)",
         fmt(tv_objects), fmt(tv["seconds"]) if tv else "n/a", fmt(tv_rate), fmt(tv_mb), f"{(tv or {}).get('max_rss_kb', 0) / 1024:.0f} MB", (tv or {}).get("exit_code"),
+        *cpu_cells(tv, tv_objects),
     ]]
     best = None
     for transfers, checkers, record in rclone_runs(results):
@@ -224,12 +233,14 @@ def build(results, info):
             f"rclone copy --transfers {transfers} --checkers {checkers} (SSE-KMS)", fmt(objects0) if ok else "failed",
             fmt(record["seconds"]), fmt(rate), fmt(bytes0 / MB / record["seconds"]) if ok else "n/a",
             f"{(record.get('max_rss_kb') or 0) / 1024:.0f} MB", record["exit_code"],
+            *cpu_cells(record, objects0 if ok else None),
         ])
         if ok and (best is None or rate > best[0]):
             best = (rate, transfers, checkers, record)
     rows.append([
         "bare GET->PUT loop (same SDK, concurrency 32, no checksums/SSE/verify)", fmt(gp_json.get("objects")), fmt(gp["seconds"]) if gp else "n/a",
         fmt(gp_rate), fmt(gp_mb), f"{(gp or {}).get('max_rss_kb', 0) / 1024:.0f} MB", (gp or {}).get("exit_code"),
+        *cpu_cells(gp, gp_json.get("objects")),
     ])
     best_rate = best[0] if best else None
     notes = []
@@ -237,7 +248,9 @@ def build(results, info):
         notes.append(f"trailvault / best rclone ({best[1]}/{best[2]}) = {tv_rate / best_rate:.2f}x; trailvault / GET->PUT = {tv_rate / gp_rate:.2f}" if gp_rate else "")
     if tv and tv.get("exit_code") not in (0, 3):
         notes.append(f"trailvault collect exit {tv.get('exit_code')}: {(tv.get('stderr_tail') or '')[-400:]}")
-    report.table("1. Copy", ["tool", "objects", "seconds", "objects/s", "MB/s", "peak RSS", "exit"], rows, notes)
+    notes.append("CPU columns: milliseconds of CPU (user + system) per object, of the tool and of the S3 server over the same run; "
+                 "cores busy = both together over the wall time (the machine has 2).")
+    report.table("1. Copy", ["tool", "objects", "seconds", "objects/s", "MB/s", "peak RSS", "exit", "tool CPU ms/obj", "server CPU ms/obj", "cores busy"], rows, notes)
     ladder = []
     for path in sorted(glob.glob(os.path.join(results, "ladder_*.json"))):
         with open(path) as handle:
@@ -251,18 +264,23 @@ def build(results, info):
             "locked_bucket": "+ destination = locked archive bucket (versioning, Object Lock default, default SSE-KMS)",
             "sha256": "+ SHA-256 computed and sent as x-amz-checksum-sha256",
             "object_lock": "+ explicit Object Lock COMPLIANCE retain-until per PUT",
-            "head": "+ HEAD (checksum mode) after every PUT",
+            "head": "+ HEAD of the created version (checksum mode) after every PUT",
         }
-        rows = [["bare GET->PUT", fmt(gp_rate), "100%", ""]]
-        for name, rate, errors, _ in ladder:
+        rows = [["bare GET->PUT", fmt(gp_rate), "100%", *cpu_cells(gp, gp_json.get("objects")), ""]]
+        for name, rate, errors, record in ladder:
             label = labels.get(name.split("_", 2)[2], name)
-            rows.append([label, fmt(rate), f"{100 * rate / gp_rate:.0f}%" if gp_rate else "n/a", f"{errors} errors" if errors else ""])
+            objects = (record.get("stdout_json") or {}).get("objects")
+            rows.append([label, fmt(rate), f"{100 * rate / gp_rate:.0f}%" if gp_rate else "n/a", *cpu_cells(record, objects), f"{errors} errors" if errors else ""])
         if tv_rate:
-            rows.append(["trailvault collect (all of the above + store, gzip inspection, listing per partition)", fmt(tv_rate), f"{100 * tv_rate / gp_rate:.0f}%" if gp_rate else "n/a", ""])
+            rows.append([
+                "trailvault collect (all of the above + store, gzip inspection (inflate + SHA-256 of the content), account-claims parse, listing per partition)",
+                fmt(tv_rate), f"{100 * tv_rate / gp_rate:.0f}%" if gp_rate else "n/a", *cpu_cells(tv, tv_objects), "",
+            ])
         report.table(
             "1b. Where the copy time goes (GET->PUT loop, same SDK and concurrency, adding trailvault's per-object work step by step)",
-            ["step", "objects/s", "of bare", "notes"],
+            ["step", "objects/s", "of bare", "tool CPU ms/obj", "server CPU ms/obj", "cores busy", "notes"],
             rows,
+            ["When cores busy is at the machine's 2, the run is CPU-bound: every CPU millisecond the tool spends per object is taken from the server."],
         )
     if tv_rate and best_rate:
         ratio = tv_rate / best_rate
@@ -337,6 +355,7 @@ def build(results, info):
         rows.append([
             f"AWS CLI validation module (awscli {cli_json.get('awscli_version')}), all chains from the sources", fmt(cli_json.get("digests")), fmt(cli_json.get("log_files")),
             fmt(cli_seconds), fmt(cli_json.get("digests", 0) / cli_seconds), fmt(cli_json.get("log_files", 0) / cli_seconds), fmt(inflated0 / MB / cli_seconds),
+            *cpu_cells(cli, cli_json.get("log_files")),
             f"{cli_json.get('digests_invalid', 0)} invalid digests, {cli_json.get('logs_invalid', 0)} invalid logs",
         ])
     cli_logs_rate = cli_json.get("log_files", 0) / cli_seconds if cli_json and cli_seconds else None
@@ -352,18 +371,21 @@ def build(results, info):
             digests, logs = st.get("digests_validated", 0), st.get("log_files_validated", 0)
             secs = record["seconds"]
             inflated = inflated0 if name == "verify_full" else None
-            rows.append([label, fmt(digests), fmt(logs), fmt(secs, 2), fmt(digests / secs), fmt(logs / secs), fmt(inflated / MB / secs) if inflated else "n/a", f"exit {record['exit_code']}, {len((record.get('stdout_json') or {}).get('findings', []))} findings"])
+            rows.append([label, fmt(digests), fmt(logs), fmt(secs, 2), fmt(digests / secs), fmt(logs / secs), fmt(inflated / MB / secs) if inflated else "n/a",
+                         *(cpu_cells(record, logs) if name == "verify_full" else ["", "", ""]),
+                         f"exit {record['exit_code']}, {len((record.get('stdout_json') or {}).get('findings', []))} findings"])
             full_figures[name] = (digests, logs, secs)
         else:
-            rows.append([label, "", "", "", "", "", "", verify_note(record)])
+            rows.append([label, "", "", "", "", "", "", "", "", "", verify_note(record)])
     incremental = load(results, "verify_incremental_1pct")
-    notes = ["Inflated MB/s: the data set's inflated bytes (logs + digests) over the wall time."]
+    notes = ["Inflated MB/s: the data set's inflated bytes (logs + digests) over the wall time. "
+             "CPU columns as in table 1, per log file."]
     if verify_measured(incremental):
         notes.append(
             f"Requests of the incremental verify after the 1 % step (SeaweedFS counters; GET includes HEAD): {incremental.get('seaweed_requests')}; "
             f"new digests: {fmt(added.get('digests'))}, new log files: {fmt(added.get('log_files'))}."
         )
-    report.table("3. Validation", ["validator", "digests", "log files", "seconds", "digests/s", "log files/s", "inflated MB/s", "notes"], rows, notes)
+    report.table("3. Validation", ["validator", "digests", "log files", "seconds", "digests/s", "log files/s", "inflated MB/s", "tool CPU ms/log", "server CPU ms/log", "cores busy", "notes"], rows, notes)
     if "verify_full" in full_figures and cli_logs_rate:
         digests, logs, secs = full_figures["verify_full"]
         ratio = (logs / secs) / cli_logs_rate

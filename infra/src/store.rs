@@ -147,7 +147,8 @@ impl SledStore {
             // Bounded page cache: memory stays flat however many objects are recorded.
             .cache_capacity(16 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
-            .use_compression(true);
+            .use_compression(true)
+            .compression_factor(1);
         // sled's background flusher keeps the file lock for a moment after the
         // previous handle is dropped: wait briefly for it, not for another
         // process that holds the store (that one fails after the wait).

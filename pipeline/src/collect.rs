@@ -15,7 +15,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::cloudtrail::gzip::InflateError;
 use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
-use crate::copy::{adoptable_copy, copy_object, record_from_head, CopyError, CopySettings};
+use crate::copy::{
+    adoptable_copy, copy_object, record_from_head, ContentCheck, CopyError, CopySettings,
+};
 use crate::error::SeamError;
 use crate::findings::{Finding, FindingKind};
 use crate::report::{OperationError, Stats};
@@ -640,9 +642,10 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         }
     }
 
+    let parsed_key = parse_trail_key(&job.source.key);
     let attempts = run.settings.copy_attempts.max(1);
     let mut attempt = 0;
-    let mut copied = loop {
+    let copied = loop {
         attempt += 1;
         match copy_object(
             job.scope.source.as_ref(),
@@ -650,6 +653,7 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             settings,
             &job.source,
             run.now,
+            Some(claims_check(job, &parsed_key)),
         )
         .await
         {
@@ -705,8 +709,7 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             .with_archive_key(Some(&archive_key)),
         );
     }
-    let inflated = copied.inflated.take();
-    for finding in inspect(job, &copied, inflated).await {
+    for finding in inspect(job, &copied, parsed_key) {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     finish(run, job, copied.record)
@@ -738,18 +741,32 @@ struct DigestAccountOnly {
     aws_account_id: Option<serde_json::Value>,
 }
 
+/// The check of a copied body's content: which accounts its records (or its
+/// digest) claim, and whether a log is CloudTrail records JSON at all.
+fn claims_check(job: &CopyJob, parsed_key: &Result<TrailKey, KeyError>) -> ContentCheck {
+    let member = job.scope.member_account_id.clone();
+    let bucket = job.source.bucket.clone();
+    let key = job.source.key.clone();
+    let trail_key = parsed_key.as_ref().ok();
+    let is_digest = trail_key.is_some_and(TrailKey::is_digest);
+    let is_log_family = trail_key.is_some_and(|k| matches!(&k.family, Family::Log { .. }));
+    Box::new(move |inflated| {
+        content_claims(&member, &bucket, &key, is_digest, is_log_family, inflated)
+    })
+}
+
 /// Findings about a freshly copied object: a name or content that claims
 /// another account, or a body that cannot be CloudTrail output.
-async fn inspect(
+fn inspect(
     job: &CopyJob,
     copied: &crate::copy::Copied,
-    inflated: Option<Vec<u8>>,
+    parsed_key: Result<TrailKey, KeyError>,
 ) -> Vec<Finding> {
     let member = job.scope.member_account_id.as_str();
     let bucket = job.source.bucket.as_str();
     let key = job.source.key.as_str();
     let mut findings = Vec::new();
-    let trail_key: Option<TrailKey> = match parse_trail_key(key) {
+    let trail_key: Option<TrailKey> = match parsed_key {
         Ok(trail_key) => Some(trail_key),
         Err(KeyError::AccountMismatch { folder, file }) => {
             findings.push(Finding::new(
@@ -801,20 +818,9 @@ async fn inspect(
         Some(_) if is_digest => {}
         Some(error) => findings.push(Finding::new(FindingKind::ObjectMalformed, member, bucket, key, format!("cannot be read as CloudTrail output: {error}; raw bytes archived as evidence"))),
     }
-    // Account claims inside the content: parsed from the inflated bytes the
-    // copy kept (small bodies; large ones are checked by validation), on the
-    // blocking pool so a big parse never holds up the other copies.
-    if let Some(inflated) = inflated {
-        let (member, bucket, key) = (member.to_string(), bucket.to_string(), key.to_string());
-        let is_log_family = trail_key
-            .as_ref()
-            .is_some_and(|k| matches!(&k.family, Family::Log { .. }));
-        let claims = tokio::task::spawn_blocking(move || {
-            content_claims(&member, &bucket, &key, is_digest, is_log_family, &inflated)
-        })
-        .await;
-        findings.extend(claims.unwrap_or_default());
-    }
+    // Account claims inside the content, found by `claims_check` while the
+    // copy held the inflated bytes.
+    findings.extend(copied.content_findings.iter().cloned());
     for finding in &mut findings {
         finding.region = region.clone();
     }
@@ -1110,6 +1116,7 @@ mod tests {
             &world.settings.copy,
             &source,
             world.clock.now(),
+            None,
         )
         .await
         .unwrap();

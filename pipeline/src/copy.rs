@@ -4,17 +4,18 @@
 //! with a HEAD before anyone may call it done. See `collect/design.md` for the
 //! crash-safety argument.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
-use crate::cloudtrail::gzip::{
-    inflate_single_member, inspect, GzipInspector, InflateError, InflateLimits,
-};
+use crate::cloudtrail::gzip::{BodyInspector, GzipInspector, InflateError, InflateLimits};
 use crate::error::SeamError;
+use crate::findings::Finding;
 use crate::seams::{
     Archive, ArchivedHead, LockMode, ObjectMeta, ObjectRecord, PutSpec, SourceRef, TrailSource,
     UploadedPart,
@@ -73,10 +74,10 @@ pub struct Copied {
     pub archive_key: String,
     pub bytes: u64,
     pub inflate_error: Option<InflateError>,
-    /// The inflated content when the object was held for one PUT and inflated
-    /// to at most [`KEEP_INFLATED_BYTES`]: the caller checks small digests and
-    /// logs from it without a second GET or a second inflate.
-    pub inflated: Option<Vec<u8>>,
+    /// What the caller's [`ContentCheck`] found, when the object was held for
+    /// one PUT and inflated to at most [`KEEP_INFLATED_BYTES`] (large objects
+    /// are checked by validation).
+    pub content_findings: Vec<Finding>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -310,42 +311,91 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// Largest inflated body kept in memory after a copy, for the caller's
-/// content checks; larger ones are only hashed, as a stream.
+/// Largest inflated body the content check sees; larger ones are only hashed
+/// (their content is checked by validation).
 pub const KEEP_INFLATED_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Bodies up to this size that inflate to at most [`INLINE_INFLATED_BYTES`] are
+/// analyzed on the task that copies them (a fraction of a millisecond; a
+/// hand-off to the blocking pool costs more); the others on the blocking pool,
+/// so that no body, not even a small gzip bomb, holds up the other copies.
+const INLINE_ANALYSIS_BYTES: usize = 16 * 1024;
+const INLINE_INFLATED_BYTES: u64 = 256 * 1024;
+
+/// A check of an object's inflated content (for example which accounts its
+/// records claim), run on the inflated bytes while the copy holds them.
+pub type ContentCheck = Box<dyn FnOnce(&[u8]) -> Vec<Finding> + Send>;
+
+thread_local! {
+    /// One reusable inflater and output buffer per thread of the copy path.
+    static BODY_INSPECTOR: RefCell<BodyInspector> = RefCell::new(BodyInspector::default());
+}
 
 /// What hashing and inflating a whole (small) body found.
 struct Analysis {
     raw_len: u64,
     raw_sha256: [u8; 32],
     content: Result<[u8; 32], InflateError>,
-    inflated: Option<Vec<u8>>,
+    content_findings: Vec<Finding>,
 }
 
 /// One pass over a body held in memory: SHA-256 of the raw bytes, the single
-/// gzip member inflated once (kept when small) and hashed. Bodies that inflate
-/// beyond [`KEEP_INFLATED_BYTES`] are judged again by the streaming inspector
-/// with the configured limits, without keeping anything.
-fn analyze(body: &[u8], limits: InflateLimits) -> Analysis {
-    let raw_sha256 = sha256(body);
-    let keep_limits = InflateLimits {
-        max_inflated_bytes: limits.max_inflated_bytes.min(KEEP_INFLATED_BYTES),
-        max_ratio: limits.max_ratio,
-    };
-    let (content, inflated) = match inflate_single_member(body, keep_limits) {
-        Ok(inflated) => (Ok(sha256(&inflated)), Some(inflated)),
-        Err(InflateError::TooLarge { .. }) if limits.max_inflated_bytes > KEEP_INFLATED_BYTES => {
-            let outcome = inspect(body, limits);
-            (outcome.inflated.map(|inflated| inflated.sha256), None)
-        }
-        Err(error) => (Err(error), None),
-    };
-    Analysis {
-        raw_len: body.len() as u64,
-        raw_sha256,
-        content,
-        inflated,
+/// gzip member inflated once, hashed and checked against `limits`, and `check`
+/// run on the inflated bytes when they are valid and at most
+/// [`KEEP_INFLATED_BYTES`]. `None` when `inline` and the body is too large to
+/// analyze on an async task: `check` is then left in place.
+fn analyze(
+    body: &[u8],
+    limits: InflateLimits,
+    check: &mut Option<ContentCheck>,
+    inline: bool,
+) -> Option<Analysis> {
+    if inline && body.len() > INLINE_ANALYSIS_BYTES {
+        return None;
     }
+    let effective = if inline {
+        InflateLimits {
+            max_inflated_bytes: limits.max_inflated_bytes.min(INLINE_INFLATED_BYTES),
+            max_ratio: limits.max_ratio,
+        }
+    } else {
+        limits
+    };
+    BODY_INSPECTOR.with_borrow_mut(|inspector| {
+        let (outcome, kept) = inspector.inspect(body, effective, KEEP_INFLATED_BYTES);
+        if inline
+            && matches!(outcome.inflated, Err(InflateError::TooLarge { .. }))
+            && limits.max_inflated_bytes > INLINE_INFLATED_BYTES
+        {
+            return None;
+        }
+        let content_findings = match (kept, check.take()) {
+            (Some(inflated), Some(check)) => check(inflated),
+            _ => Vec::new(),
+        };
+        Some(Analysis {
+            raw_len: outcome.raw_len,
+            raw_sha256: outcome.raw_sha256,
+            content: outcome.inflated.map(|inflated| inflated.sha256),
+            content_findings,
+        })
+    })
+}
+
+/// [`analyze`] on this task when the body is small, else on the blocking pool.
+async fn analyze_body(
+    body: &Bytes,
+    limits: InflateLimits,
+    mut check: Option<ContentCheck>,
+) -> Result<Analysis, CopyError> {
+    if let Some(analysis) = analyze(body, limits, &mut check, true) {
+        return Ok(analysis);
+    }
+    let held = body.clone();
+    tokio::task::spawn_blocking(move || analyze(&held, limits, &mut check, false))
+        .await
+        .map_err(|error| CopyError::Invalid(format!("hashing the body failed: {error}")))?
+        .ok_or_else(|| CopyError::Invalid("the body was not analyzed".to_string()))
 }
 
 /// Copies `source` (as listed) into the archive and verifies the copy.
@@ -358,6 +408,7 @@ pub async fn copy_object(
     settings: &CopySettings,
     source: &SourceRef,
     now: DateTime<Utc>,
+    content_check: Option<ContentCheck>,
 ) -> Result<Copied, CopyError> {
     let object = trail_source
         .get(&source.key)
@@ -366,8 +417,11 @@ pub async fn copy_object(
     let source_meta = object.meta;
     let mut body = object.body;
     let threshold = usize::try_from(settings.multipart_threshold_bytes).unwrap_or(usize::MAX);
+    // Sized once from the response's length (bounded by the threshold), so the
+    // body is never moved while it arrives.
+    let expected = usize::try_from(source_meta.size).unwrap_or(usize::MAX);
     let mut upload = Upload::Single {
-        buffer: BytesMut::new(),
+        buffer: BytesMut::with_capacity(expected.min(threshold.saturating_add(1))),
     };
     // Only for multipart uploads: bodies too large to hold are inspected as they stream.
     let mut streaming: Option<(GzipInspector, PutSpec)> = None;
@@ -424,10 +478,7 @@ pub async fn copy_object(
         Upload::Single { buffer } => {
             let body = buffer.freeze();
             let limits = settings.inflate_limits;
-            let held = body.clone();
-            let analysis = tokio::task::spawn_blocking(move || analyze(&held, limits))
-                .await
-                .map_err(|error| CopyError::Invalid(format!("hashing the body failed: {error}")))?;
+            let analysis = analyze_body(&body, limits, content_check).await?;
             let spec = put_spec(settings, source, &source_meta, Some(&analysis.content), now);
             let version_id = archive
                 .put(&spec, body, analysis.raw_sha256)
@@ -462,7 +513,7 @@ pub async fn copy_object(
                 raw_len: outcome.raw_len,
                 raw_sha256: outcome.raw_sha256,
                 content: outcome.inflated.map(|inflated| inflated.sha256),
-                inflated: None,
+                content_findings: Vec::new(),
             };
             (spec, version_id, parts, analysis)
         }
@@ -497,7 +548,7 @@ pub async fn copy_object(
         archive_key: spec.key,
         bytes: analysis.raw_len,
         inflate_error,
-        inflated: analysis.inflated,
+        content_findings: analysis.content_findings,
     })
 }
 
@@ -517,4 +568,124 @@ async fn upload_part(
             .await?,
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+    use std::io::Write as _;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    const LIMITS: InflateLimits = InflateLimits {
+        max_inflated_bytes: 64 * 1024 * 1024,
+        max_ratio: 100_000,
+    };
+
+    /// A check that reports the inflated length it saw, as a finding's detail.
+    fn length_check() -> Option<ContentCheck> {
+        Some(Box::new(|inflated: &[u8]| {
+            vec![Finding::new(
+                crate::findings::FindingKind::AccountMismatch,
+                "111111111111",
+                "bucket",
+                "key",
+                inflated.len().to_string(),
+            )]
+        }))
+    }
+
+    fn seen_length(analysis: &Analysis) -> Option<usize> {
+        analysis
+            .content_findings
+            .first()
+            .map(|finding| finding.detail.parse().unwrap())
+    }
+
+    #[test]
+    fn small_bodies_are_analyzed_inline_and_agree_with_the_blocking_path() {
+        let log = br#"{"Records":[{"eventVersion":"1.08","recipientAccountId":"111111111111"}]}"#;
+        let raw = gzip(log);
+        let inline = analyze(&raw, LIMITS, &mut length_check(), true).expect("analyzed inline");
+        let full = analyze(&raw, LIMITS, &mut length_check(), false).unwrap();
+        assert_eq!(inline.raw_sha256, sha256(&raw));
+        assert_eq!(inline.raw_sha256, full.raw_sha256);
+        assert_eq!(inline.content, Ok(sha256(log)));
+        assert_eq!(seen_length(&inline), Some(log.len()));
+        assert_eq!(seen_length(&full), Some(log.len()));
+    }
+
+    #[test]
+    fn a_small_bomb_goes_to_the_blocking_path_with_the_real_limits() {
+        let zeros = vec![0u8; 4 * 1024 * 1024];
+        let raw = gzip(&zeros);
+        assert!(raw.len() <= INLINE_ANALYSIS_BYTES);
+        let mut check = length_check();
+        assert!(analyze(&raw, LIMITS, &mut check, true).is_none());
+        assert!(check.is_some(), "the check is left for the blocking path");
+        let full = analyze(&raw, LIMITS, &mut check, false).unwrap();
+        assert_eq!(full.content, Ok(sha256(&zeros)), "within the real limits");
+        assert_eq!(seen_length(&full), None, "too large for the content check");
+
+        // When the real limit is below the inline bound, the inline verdict is final.
+        let tight = InflateLimits {
+            max_inflated_bytes: 1024,
+            max_ratio: 100_000,
+        };
+        let verdict = analyze(&raw, tight, &mut length_check(), true).expect("final verdict");
+        assert_eq!(verdict.content, Err(InflateError::TooLarge { limit: 1024 }));
+        assert!(verdict.content_findings.is_empty());
+    }
+
+    #[test]
+    fn a_large_body_is_analyzed_on_the_blocking_pool_with_its_check() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..200_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        let raw = gzip(&noise);
+        assert!(raw.len() > INLINE_ANALYSIS_BYTES);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let analysis = runtime
+            .block_on(analyze_body(&Bytes::from(raw), LIMITS, length_check()))
+            .unwrap();
+        assert_eq!(analysis.content, Ok(sha256(&noise)));
+        assert_eq!(seen_length(&analysis), Some(noise.len()));
+    }
+
+    #[test]
+    fn the_reused_inspector_carries_nothing_from_one_body_to_the_next() {
+        let bodies: Vec<Vec<u8>> = vec![
+            br#"{"Records":[]}"#.to_vec(),
+            vec![b'a'; 300_000],
+            b"short".to_vec(),
+        ];
+        // A broken body in between must not leave state behind either.
+        let mut raws: Vec<Vec<u8>> = bodies.iter().map(|body| gzip(body)).collect();
+        raws.insert(1, b"not gzip at all".to_vec());
+        let mut truncated = gzip(&bodies[1]);
+        truncated.truncate(truncated.len() / 2);
+        raws.insert(3, truncated);
+        for raw in &raws {
+            let reused = analyze(raw, LIMITS, &mut length_check(), false).unwrap();
+            let (fresh, kept) =
+                crate::cloudtrail::gzip::inspect_keeping(raw, LIMITS, KEEP_INFLATED_BYTES);
+            assert_eq!(reused.raw_sha256, fresh.raw_sha256);
+            assert_eq!(reused.content, fresh.inflated.map(|i| i.sha256));
+            assert_eq!(seen_length(&reused), kept.map(|k| k.len()));
+        }
+    }
 }

@@ -202,6 +202,7 @@ impl SourceLookup for SourceFetcher<'_> {
             &settings,
             source,
             Utc::now(),
+            None,
         )
         .await
         {

@@ -460,24 +460,39 @@ async fn run_generation(
             let uploaded = &uploaded;
             let failures = failures.clone();
             async move {
-                let mut request = client
-                    .put_object()
-                    .bucket(&pending.bucket)
-                    .key(&pending.key)
-                    .content_type("application/json")
-                    .content_encoding("gzip")
-                    .body(ByteStream::from(pending.body));
-                for (name, value) in pending.metadata {
-                    request = request.metadata(name, value);
-                }
-                if let Err(error) = request.send().await {
+                // A busy server may answer 5xx now and then: a few spaced retries.
+                let body = bytes::Bytes::from(pending.body);
+                let mut attempt = 0u64;
+                loop {
+                    attempt += 1;
+                    let mut request = client
+                        .put_object()
+                        .bucket(&pending.bucket)
+                        .key(&pending.key)
+                        .content_type("application/json")
+                        .content_encoding("gzip")
+                        .body(ByteStream::from(body.clone()));
+                    for (name, value) in &pending.metadata {
+                        request = request.metadata(name, value);
+                    }
+                    let Err(error) = request.send().await else {
+                        break;
+                    };
+                    let server_side = error
+                        .raw_response()
+                        .is_some_and(|response| response.status().is_server_error());
+                    if server_side && attempt < 4 {
+                        tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
+                        continue;
+                    }
                     failures.fetch_add(1, Ordering::Relaxed);
                     eprintln!(
-                        "trailbench: PUT s3://{}/{} failed: {}",
+                        "trailbench: PUT s3://{}/{} failed after {attempt} attempts: {}",
                         pending.bucket,
                         pending.key,
                         aws_sdk_s3::error::DisplayErrorContext(&error)
                     );
+                    break;
                 }
                 let count = uploaded.fetch_add(1, Ordering::Relaxed) + 1;
                 if count.is_multiple_of(5000) {

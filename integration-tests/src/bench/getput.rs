@@ -34,7 +34,7 @@ pub struct Extras {
     pub sha256: bool,
     /// Object Lock COMPLIANCE retention (one day) on every PUT (needs a lock bucket).
     pub object_lock: bool,
-    /// HEAD (checksum mode enabled) after every PUT.
+    /// HEAD of the version the PUT created (checksum mode enabled) after every PUT.
     pub head: bool,
 }
 
@@ -99,12 +99,14 @@ pub async fn getput(
                                 aws_sdk_s3::primitives::DateTime::from_secs(until),
                             );
                     }
-                    put.send().await?;
+                    let put = put.send().await?;
                     if extras.head {
+                        // Like trailvault: the version the PUT created, checksum included.
                         client
                             .head_object()
                             .bucket(dest_bucket)
                             .key(format!("{bucket}/{key}"))
+                            .set_version_id(put.version_id().map(str::to_string))
                             .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
                             .send()
                             .await?;

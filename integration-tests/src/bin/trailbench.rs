@@ -170,7 +170,7 @@ enum Command {
         /// Object Lock COMPLIANCE retention on every PUT (lock-enabled destination).
         #[arg(long)]
         object_lock: bool,
-        /// HEAD every copy after its PUT (checksum mode enabled).
+        /// HEAD the version each PUT created (checksum mode enabled), as trailvault does.
         #[arg(long)]
         head: bool,
     },

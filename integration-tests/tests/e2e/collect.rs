@@ -101,6 +101,9 @@ fn sha256_b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
 }
 
+/// The simulator seed of every e2e test that does not choose one.
+const E2E_SEED: u64 = 0x7a11_5eed;
+
 pub async fn provision(options: ProvisionOptions, hours: u32) -> Sim {
     let endpoint = harness::test_endpoint();
     harness::reset(&endpoint).await.expect("reset the emulator");
@@ -108,6 +111,9 @@ pub async fn provision(options: ProvisionOptions, hours: u32) -> Sim {
         &endpoint,
         ProvisionOptions {
             history_hours: hours.max(options.history_hours),
+            // A fixed seed: which hours are empty is then the same on every run
+            // (a random one made a two-hour chain without any log 2 % of the time).
+            seed: options.seed.or(Some(E2E_SEED)),
             ..options
         },
     )

@@ -171,8 +171,12 @@ pub struct GzipInspector {
     inflated_len: u64,
     inflated_sha256: Context,
     inflated_crc: crc32fast::Hasher,
-    /// When set, the inflated bytes are also collected (for [`inflate_single_member`]).
+    /// When set, the inflated bytes are also collected (for [`inflate_single_member`]
+    /// and [`BodyInspector`]), as long as they fit in `keep_up_to` bytes;
+    /// `collect_complete` turns false when they do not, or the member is invalid.
     collected: Option<Vec<u8>>,
+    keep_up_to: u64,
+    collect_complete: bool,
 }
 
 impl std::fmt::Debug for GzipInspector {
@@ -192,13 +196,7 @@ impl GzipInspector {
     pub fn new(limits: InflateLimits) -> Self {
         Self {
             limits,
-            state: State::Header(Box::new(HeaderParser {
-                step: HeaderStep::Fixed,
-                flags: 0,
-                buffer: [0; FIXED_HEADER_LEN],
-                buffered: 0,
-                crc: crc32fast::Hasher::new(),
-            })),
+            state: fresh_header(),
             decompress: Decompress::new(false),
             raw_len: 0,
             raw_sha256: Context::new(&SHA256),
@@ -209,7 +207,27 @@ impl GzipInspector {
             inflated_sha256: Context::new(&SHA256),
             inflated_crc: crc32fast::Hasher::new(),
             collected: None,
+            keep_up_to: 0,
+            collect_complete: false,
         }
+    }
+
+    /// Makes this inspector ready for a new object, keeping its buffers and
+    /// inflater state allocations.
+    fn reset(&mut self, limits: InflateLimits) {
+        self.limits = limits;
+        self.state = fresh_header();
+        self.decompress.reset(false);
+        self.raw_len = 0;
+        self.raw_sha256 = Context::new(&SHA256);
+        self.raw_processed = 0;
+        self.pending.clear();
+        self.inflated_len = 0;
+        self.inflated_sha256 = Context::new(&SHA256);
+        self.inflated_crc = crc32fast::Hasher::new();
+        self.collected = None;
+        self.keep_up_to = 0;
+        self.collect_complete = false;
     }
 
     /// Number of raw bytes received so far (lets the caller cap raw object size).
@@ -263,14 +281,17 @@ impl GzipInspector {
     }
 
     /// Ends the object and returns the outcome.
-    pub fn finish(self) -> InspectOutcome {
-        self.finish_collecting().0
+    pub fn finish(mut self) -> InspectOutcome {
+        self.finish_in_place()
     }
 
-    fn finish_collecting(mut self) -> (InspectOutcome, Option<Vec<u8>>) {
+    /// [`GzipInspector::finish`] without giving up the inspector (see [`GzipInspector::reset`]).
+    fn finish_in_place(&mut self) -> InspectOutcome {
         if !self.pending.is_empty() {
-            let block = std::mem::take(&mut self.pending);
+            let mut block = std::mem::take(&mut self.pending);
             self.process_block(&block);
+            block.clear();
+            self.pending = block;
         }
         if matches!(self.state, State::Body) {
             // Drain output the inflater may still hold from the last full buffer.
@@ -279,7 +300,10 @@ impl GzipInspector {
         let inflated = match std::mem::replace(&mut self.state, State::Done { extra_bytes: 0 }) {
             State::Done { extra_bytes: 0 } => Ok(Inflated {
                 len: self.inflated_len,
-                sha256: finish_sha256(self.inflated_sha256),
+                sha256: finish_sha256(std::mem::replace(
+                    &mut self.inflated_sha256,
+                    Context::new(&SHA256),
+                )),
             }),
             State::Done { extra_bytes } => Err(InflateError::TrailingData { extra_bytes }),
             State::Failed(error) => Err(error),
@@ -288,22 +312,22 @@ impl GzipInspector {
             }
             State::Header(_) | State::Body | State::Trailer { .. } => Err(InflateError::Truncated),
         };
-        let collected = if inflated.is_ok() {
-            self.collected
-        } else {
-            None
-        };
-        let outcome = InspectOutcome {
+        if inflated.is_err() {
+            self.collect_complete = false;
+        }
+        InspectOutcome {
             raw_len: self.raw_len,
-            raw_sha256: finish_sha256(self.raw_sha256),
+            raw_sha256: finish_sha256(std::mem::replace(
+                &mut self.raw_sha256,
+                Context::new(&SHA256),
+            )),
             inflated,
-        };
-        (outcome, collected)
+        }
     }
 
     fn fail(&mut self, error: InflateError) {
         self.state = State::Failed(error);
-        self.collected = None;
+        self.collect_complete = false;
     }
 
     /// Runs the state machine over one block (a full [`BLOCK_LEN`] block, or the
@@ -437,8 +461,14 @@ impl GzipInspector {
         let fresh = self.output.get(..produced).unwrap_or(&[]);
         self.inflated_sha256.update(fresh);
         self.inflated_crc.update(fresh);
-        if let Some(collected) = &mut self.collected {
-            collected.extend_from_slice(fresh);
+        if let Some(collected) = self.collected.as_mut().filter(|_| self.collect_complete) {
+            if (collected.len() + fresh.len()) as u64 > self.keep_up_to {
+                // Too large to keep: hashing and checks go on without it.
+                self.collect_complete = false;
+                collected.clear();
+            } else {
+                collected.extend_from_slice(fresh);
+            }
         }
         Ok(())
     }
@@ -624,12 +654,108 @@ pub fn inspect(bytes: &[u8], limits: InflateLimits) -> InspectOutcome {
 /// limits). Used for digests, which must be parsed and hashed from the same bytes.
 /// Memory use is bounded by `limits.max_inflated_bytes`.
 pub fn inflate_single_member(bytes: &[u8], limits: InflateLimits) -> Result<Vec<u8>, InflateError> {
-    let mut inspector = GzipInspector::new(limits);
-    inspector.collected = Some(Vec::new());
-    inspector.update(bytes);
-    let (outcome, collected) = inspector.finish_collecting();
+    let (outcome, collected) = inspect_keeping(bytes, limits, limits.max_inflated_bytes);
     outcome.inflated?;
     Ok(collected.unwrap_or_default())
+}
+
+/// [`inspect`] of a body held in memory, in the same single pass also returning
+/// the inflated bytes when the member is valid and inflates to at most
+/// `keep_up_to` bytes (`None` otherwise).
+pub fn inspect_keeping(
+    bytes: &[u8],
+    limits: InflateLimits,
+    keep_up_to: u64,
+) -> (InspectOutcome, Option<Vec<u8>>) {
+    let mut inspector = GzipInspector::new(limits);
+    let mut kept = Vec::new();
+    let (outcome, complete) = inspect_with(&mut inspector, &mut kept, bytes, keep_up_to);
+    (outcome, complete.then_some(kept))
+}
+
+/// Runs `inspector` (fresh or reset) over `bytes`, collecting into `kept`. The
+/// buffer is sized once from the gzip trailer's ISIZE, capped by `keep_up_to`
+/// and the limits, so an untrusted trailer cannot make it allocate more than a
+/// legitimate body could.
+fn inspect_with(
+    inspector: &mut GzipInspector,
+    kept: &mut Vec<u8>,
+    bytes: &[u8],
+    keep_up_to: u64,
+) -> (InspectOutcome, bool) {
+    let claimed_size = bytes
+        .len()
+        .checked_sub(4)
+        .and_then(|start| bytes.get(start..))
+        .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+        .map_or(0, |tail| u64::from(u32::from_le_bytes(tail)));
+    let limits = inspector.limits;
+    let capacity = claimed_size
+        .min(keep_up_to)
+        .min(limits.max_inflated_bytes)
+        .min(
+            limits
+                .max_ratio
+                .saturating_mul(bytes.len() as u64)
+                .max(RATIO_ENFORCEMENT_FLOOR),
+        );
+    kept.clear();
+    kept.reserve(usize::try_from(capacity).unwrap_or(0));
+    inspector.collected = Some(std::mem::take(kept));
+    inspector.keep_up_to = keep_up_to;
+    inspector.collect_complete = true;
+    inspector.update(bytes);
+    let outcome = inspector.finish_in_place();
+    *kept = inspector.collected.take().unwrap_or_default();
+    let complete = inspector.collect_complete;
+    if !complete {
+        kept.clear();
+    }
+    (outcome, complete)
+}
+
+/// A reusable [`inspect_keeping`] for bodies held in memory, one per thread in
+/// the copy path: its inflater, windows and output buffer are allocated once,
+/// not per object.
+#[derive(Debug, Default)]
+pub struct BodyInspector {
+    inspector: Option<GzipInspector>,
+    kept: Vec<u8>,
+}
+
+impl BodyInspector {
+    /// [`inspect_keeping`], borrowing the kept bytes until the next call.
+    pub fn inspect(
+        &mut self,
+        bytes: &[u8],
+        limits: InflateLimits,
+        keep_up_to: u64,
+    ) -> (InspectOutcome, Option<&[u8]>) {
+        // Hold on to at most one body's worth between calls.
+        let retain = usize::try_from(keep_up_to).unwrap_or(usize::MAX);
+        if self.kept.capacity() > retain {
+            self.kept = Vec::new();
+        }
+        let inspector = match &mut self.inspector {
+            Some(inspector) => {
+                inspector.reset(limits);
+                inspector
+            }
+            None => self.inspector.insert(GzipInspector::new(limits)),
+        };
+        let (outcome, complete) = inspect_with(inspector, &mut self.kept, bytes, keep_up_to);
+        (outcome, complete.then_some(self.kept.as_slice()))
+    }
+}
+
+fn fresh_header() -> State {
+    State::Header(Box::new(HeaderParser {
+        step: HeaderStep::Fixed,
+        flags: 0,
+        buffer: [0; FIXED_HEADER_LEN],
+        buffered: 0,
+        crc: crc32fast::Hasher::new(),
+    }))
 }
 
 #[cfg(test)]
@@ -953,6 +1079,41 @@ mod tests {
             inspect(&one_more, limits).inflated,
             Err(InflateError::RatioExceeded { limit: 2 })
         );
+    }
+
+    #[test]
+    fn inspect_keeping_keeps_only_what_fits_and_judges_like_inspect() {
+        let data = pseudo_random(7, 100_000, true);
+        let raw = gzip(&data, 6);
+        let (outcome, kept) = inspect_keeping(&raw, LIMITS, 100_000);
+        assert_eq!(outcome, inspect(&raw, LIMITS));
+        assert_eq!(kept.as_deref(), Some(data.as_slice()));
+        assert_eq!(
+            outcome.inflated.as_ref().map(|i| i.sha256),
+            Ok(sha256(&data))
+        );
+
+        let (outcome, kept) = inspect_keeping(&raw, LIMITS, 99_999);
+        assert_eq!(outcome, inspect(&raw, LIMITS), "hashes go on past the cap");
+        assert!(kept.is_none());
+
+        // A trailer that lies about the size changes neither the outcome nor the
+        // kept bytes' fate: the member is rejected and nothing is returned.
+        let mut lying = raw.clone();
+        let isize_at = lying.len() - 4;
+        lying[isize_at..].copy_from_slice(&u32::MAX.to_le_bytes());
+        let (outcome, kept) = inspect_keeping(&lying, LIMITS, 1 << 30);
+        assert_eq!(outcome, inspect(&lying, LIMITS));
+        assert!(outcome.inflated.is_err());
+        assert!(kept.is_none());
+
+        // Trailing data: hashed and rejected, nothing kept.
+        let (outcome, kept) = inspect_keeping(&[raw.as_slice(), b"x"].concat(), LIMITS, 1 << 30);
+        assert_eq!(
+            outcome.inflated,
+            Err(InflateError::TrailingData { extra_bytes: 1 })
+        );
+        assert!(kept.is_none());
     }
 
     proptest! {

@@ -503,6 +503,7 @@ impl World {
             &copy_settings(),
             &source,
             self.clock.now(),
+            None,
         )
         .await
         .expect("copy");
@@ -563,7 +564,16 @@ impl SourceLookup for World {
             return Ok(None);
         }
         let now = self.clock.now();
-        match copy_object(&self.source, &self.archive, &copy_settings(), source, now).await {
+        match copy_object(
+            &self.source,
+            &self.archive,
+            &copy_settings(),
+            source,
+            now,
+            None,
+        )
+        .await
+        {
             Ok(copied) => {
                 self.store.record_object(source, &copied.record)?;
                 self.fetched.fetch_add(1, Ordering::Relaxed);
