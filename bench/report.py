@@ -264,6 +264,7 @@ def build(results, info):
             "locked_bucket": "+ destination = locked archive bucket (versioning, Object Lock default, default SSE-KMS)",
             "sha256": "+ SHA-256 computed and sent as x-amz-checksum-sha256",
             "object_lock": "+ explicit Object Lock COMPLIANCE retain-until per PUT",
+            "provenance": "+ provenance metadata (4 x-amz-meta headers) and the S3 Bucket Key flag",
             "head": "+ HEAD of the created version (checksum mode) after every PUT",
         }
         rows = [["bare GET->PUT", fmt(gp_rate), "100%", *cpu_cells(gp, gp_json.get("objects")), ""]]

@@ -34,6 +34,9 @@ pub struct Extras {
     pub sha256: bool,
     /// Object Lock COMPLIANCE retention (one day) on every PUT (needs a lock bucket).
     pub object_lock: bool,
+    /// trailvault's provenance metadata (source account, ETag, content SHA-256,
+    /// copy time) and the S3 Bucket Key flag on every PUT.
+    pub provenance: bool,
     /// HEAD of the version the PUT created (checksum mode enabled) after every PUT.
     pub head: bool,
 }
@@ -68,6 +71,7 @@ pub async fn getput(
             async move {
                 let result: anyhow::Result<u64> = async {
                     let object = client.get_object().bucket(&bucket).key(&key).send().await?;
+                    let etag = object.e_tag().unwrap_or_default().to_string();
                     let body = object.body.collect().await?.into_bytes();
                     let length = body.len() as u64;
                     let put_body_bytes = body.clone();
@@ -98,6 +102,17 @@ pub async fn getput(
                             .object_lock_retain_until_date(
                                 aws_sdk_s3::primitives::DateTime::from_secs(until),
                             );
+                    }
+                    if extras.provenance {
+                        put = put
+                            .bucket_key_enabled(true)
+                            .metadata(
+                                "tv-source-account",
+                                &bucket[bucket.len().saturating_sub(12)..],
+                            )
+                            .metadata("tv-source-etag", etag)
+                            .metadata("tv-content-sha256", "0".repeat(64))
+                            .metadata("tv-copied-at", chrono::Utc::now().timestamp().to_string());
                     }
                     let put = put.send().await?;
                     if extras.head {

@@ -170,6 +170,9 @@ enum Command {
         /// Object Lock COMPLIANCE retention on every PUT (lock-enabled destination).
         #[arg(long)]
         object_lock: bool,
+        /// trailvault's provenance metadata and the S3 Bucket Key flag on every PUT.
+        #[arg(long)]
+        provenance: bool,
         /// HEAD the version each PUT created (checksum mode enabled), as trailvault does.
         #[arg(long)]
         head: bool,
@@ -331,6 +334,7 @@ fn main() -> anyhow::Result<()> {
             sse_kms_key_id,
             sha256,
             object_lock,
+            provenance,
             head,
         } => {
             let loaded = generate::BenchState::load(&state)?;
@@ -348,6 +352,7 @@ fn main() -> anyhow::Result<()> {
                     sse_kms_key_id,
                     sha256,
                     object_lock,
+                    provenance,
                     head,
                 },
             ))?;

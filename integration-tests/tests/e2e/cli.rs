@@ -90,18 +90,27 @@ pub fn write_config(
     dir: &Path,
     options: trailvault_integration_tests::sim::ConfigOptions,
 ) -> PathBuf {
-    write_config_as(sim, &dir.join("trailvault.toml"), options)
+    let path = dir.join("trailvault.toml");
+    std::fs::write(&path, sim.trailvault_config_toml_with(&options)).expect("write config");
+    path
 }
 
-/// Writes the configuration to `path`, for a test that needs a second one
-/// (for example a rate-capped twin sharing the same store).
-pub fn write_config_as(
+/// A twin of `options`' configuration, written beside it, that reads each
+/// source bucket at `requests_per_second` through the rate cap: a run that a
+/// test must stop midway then lasts seconds on any host. Same store.
+pub fn write_throttled_config(
     sim: &Sim,
-    path: &Path,
+    dir: &Path,
     options: trailvault_integration_tests::sim::ConfigOptions,
+    requests_per_second: u32,
 ) -> PathBuf {
-    std::fs::write(path, sim.trailvault_config_toml_with(&options)).expect("write config");
-    path.to_path_buf()
+    let path = dir.join("throttled.toml");
+    let options = trailvault_integration_tests::sim::ConfigOptions {
+        source_requests_per_second: requests_per_second,
+        ..options
+    };
+    std::fs::write(&path, sim.trailvault_config_toml_with(&options)).expect("write config");
+    path
 }
 
 /// The usual options of a test working in `dir`: its store there, and the

@@ -11,7 +11,7 @@ use chrono::Utc;
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
 
-use crate::cli::{command, options_in, run, write_config, write_config_as};
+use crate::cli::{command, options_in, run, write_config, write_throttled_config};
 
 /// Every object of every source bucket: (reading account, bucket, key) -> bytes.
 pub async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec<u8>> {
@@ -372,14 +372,7 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
     let config = write_config(&sim, dir.path(), options.clone());
     // The killed runs read each source bucket at 25 requests/s, so every kill
     // below lands mid-run on any host; the final runs are not capped.
-    let throttled = write_config_as(
-        &sim,
-        &dir.path().join("throttled.toml"),
-        ConfigOptions {
-            source_requests_per_second: 25,
-            ..options
-        },
-    );
+    let throttled = write_throttled_config(&sim, dir.path(), options, 25);
     let mut killed = 0;
     for delay_ms in [300u64, 600, 900, 1200] {
         let mut child = command(&sim, &throttled, &["collect", "--no-verify"])
@@ -635,14 +628,7 @@ async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object
     let config = write_config(&sim, dir.path(), options.clone());
     // The killed backfill reads each source bucket at 100 requests/s: a day
     // partition takes about a second, the whole backfill many, on any host.
-    let throttled = write_config_as(
-        &sim,
-        &dir.path().join("throttled.toml"),
-        ConfigOptions {
-            source_requests_per_second: 100,
-            ..options
-        },
-    );
+    let throttled = write_throttled_config(&sim, dir.path(), options, 100);
     let since = (Utc::now() - chrono::Duration::days(3))
         .format("%Y-%m-%d")
         .to_string();

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim};
 
-use crate::cli::{command, options_in, run, trailvault_bin, write_config, write_config_as};
+use crate::cli::{command, options_in, run, trailvault_bin, write_config, write_throttled_config};
 use crate::collect::{
     archive_versions, assert_archive_matches_sources, provision, source_objects, stat,
 };
@@ -444,14 +444,7 @@ async fn the_daemon_stops_cleanly_on_sigterm_mid_copy_with_nothing_lost() {
     let config = write_config(&sim, dir.path(), options.clone());
     // The daemon reads each source bucket at 10 requests/s, so its run lasts
     // seconds on any host and the SIGTERM below lands mid-run.
-    let throttled = write_config_as(
-        &sim,
-        &dir.path().join("throttled.toml"),
-        ConfigOptions {
-            source_requests_per_second: 10,
-            ..options
-        },
-    );
+    let throttled = write_throttled_config(&sim, dir.path(), options, 10);
     let mut daemon = command(&sim, &throttled, &["--json", "run", "--interval", "1h"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
