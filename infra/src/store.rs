@@ -144,8 +144,11 @@ impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore, SeamError> {
         let config = sled::Config::new()
             .path(path)
-            // Bounded page cache: memory stays flat however many objects are recorded.
-            .cache_capacity(16 * 1024 * 1024)
+            // sled's cache accounting is approximate: 16 MiB configured held ~90 MB
+            // after 200,000 point lookups, 2 MiB holds ~30 MB, at the same insert and
+            // lookup speed (the access pattern is one lookup per listed key, in key
+            // order). Memory then grows little with the number of objects recorded.
+            .cache_capacity(2 * 1024 * 1024)
             .mode(sled::Mode::LowSpace)
             .use_compression(true)
             .compression_factor(1);

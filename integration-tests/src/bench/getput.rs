@@ -108,7 +108,9 @@ pub async fn getput(
                             .bucket_key_enabled(true)
                             .metadata(
                                 "tv-source-account",
-                                &bucket[bucket.len().saturating_sub(12)..],
+                                bucket
+                                    .get(bucket.len().saturating_sub(12)..)
+                                    .unwrap_or(&bucket),
                             )
                             .metadata("tv-source-etag", etag)
                             .metadata("tv-content-sha256", "0".repeat(64))
