@@ -32,6 +32,7 @@ pub fn sdk_timeouts() -> TimeoutConfig {
 /// retry and timeout settings.
 pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(shared_http_client())
         .region(Region::new(settings.region.clone()))
         .retry_config(sdk_retry_config())
         .timeout_config(sdk_timeouts());
@@ -39,6 +40,28 @@ pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// One HTTPS client (one connection pool) for every SDK client of the run.
+/// Without it each service client builds its own: the member sessions' S3
+/// clients would each keep a pool of idle connections, with their buffers, for
+/// the whole run — memory that grows with the number of accounts. Built like
+/// the SDK's default client (rustls on aws-lc, proxy settings from the
+/// environment).
+pub fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(move |settings, runtime_components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = runtime_components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// An S3 client for `config`; path-style whenever an endpoint is overridden
