@@ -48,7 +48,7 @@ pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
 /// the whole run — memory that grows with the number of accounts. Built like
 /// the SDK's default client (rustls on aws-lc, proxy settings from the
 /// environment).
-pub fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+fn shared_http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::proxy::ProxyConfig;
     use aws_smithy_http_client::{tls, Builder, ConnectorBuilder};
     Builder::new().build_with_connector_fn(move |settings, runtime_components| {
