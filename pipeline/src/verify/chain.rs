@@ -160,7 +160,7 @@ pub(crate) async fn validate_chain(
 }
 
 /// Remembers what a digest judged just now vouches for (see
-/// `state::ValidatedRecord`): a cleanly validated digest (valid on its own,
+/// `state::ValidatedCache`): a cleanly validated digest (valid on its own,
 /// links without findings) vouches for itself and for the listed log files
 /// whose archived copies matched. A digest found wanting (judged again after a
 /// late predecessor arrived, say) withdraws that, and a validly signed one also

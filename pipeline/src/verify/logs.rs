@@ -177,7 +177,7 @@ pub(crate) async fn check_logs<'d>(
     Ok(matched)
 }
 
-/// Remembers the log files a digest lists (see `state::LogRefsRecord`).
+/// Remembers the log files a digest lists (see `state::LogRefCache`).
 pub(crate) fn register_references(
     ctx: &Ctx<'_>,
     chain: &ChainId,

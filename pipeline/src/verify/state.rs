@@ -5,11 +5,11 @@
 //!   — [`ChainState`]: which digests of the chain were validated (as hourly
 //!   spans, a few dozen bytes for months of history) and the newest one's link
 //!   data, so the next digest links to it without reading it again.
-//! * `logrefs/<reader>/<bucket>/<log partition prefix>` — [`LogRefsRecord`]: the
+//! * `logrefs/<reader>/<bucket>/<log partition prefix>` — [`PartitionRecord`]: the
 //!   log files of one account/region/day that digests reference.
 //! * `unreferenced/<reader>/<bucket>/<root>CloudTrail/<region>/` — [`AreaState`]:
 //!   up to when the log files of one account/region were checked for references.
-//! * `validated/<reader>/<bucket>/<partition prefix>` — [`ValidatedRecord`]: the
+//! * `validated/<reader>/<bucket>/<partition prefix>` — [`PartitionRecord`]: the
 //!   digests of one partition that were validated cleanly, and the log files
 //!   such digests list with the hash their archived copy has, each with that
 //!   content hash (what source expiry may delete).
@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cloudtrail::keys::{FileName, TrailKey};
@@ -188,13 +189,37 @@ impl AreaState {
     }
 }
 
-/// The log files of one partition (account, folder, region, day) that some
-/// digest lists, each as `<YYYYMMDDTHHmmZ>_<unique>` (31 bytes for AWS names;
-/// the rest of the key is the partition).
+/// A per-partition state value: its layout version and its files. Two kinds
+/// share this shape:
+///
+/// * log references ([`LogRefCache`]) — the log files of one partition (account, folder,
+///   region, day) that some digest lists, each as `<YYYYMMDDTHHmmZ>_<unique>`
+///   (31 bytes for AWS names; the rest of the key is the partition).
+/// * validation evidence ([`ValidatedCache`]) — what validation vouches for in one partition: each
+///   cleanly validated digest (valid on its own, and its links raised no
+///   finding) and each log file such a digest lists whose archived copy has the
+///   listed hash, by file id, with the SHA-256 (hex) of the inflated content
+///   that was vouched for. A later copy of the same key with other content
+///   does not match the hash, so the evidence never carries over to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct LogRefsRecord {
+pub(crate) struct PartitionRecord<F> {
     pub v: u8,
-    pub files: BTreeSet<String>,
+    pub files: F,
+}
+
+/// Reads one partition record's files; empty when absent, unreadable or of
+/// another layout version (for validation evidence that vouches for nothing,
+/// which only keeps files; for log references it means judging again).
+fn read_partition<F: DeserializeOwned + Default>(
+    store: &dyn ProgressStore,
+    name: &str,
+) -> Result<F, SeamError> {
+    Ok(store
+        .get_state(name)?
+        .and_then(|bytes| serde_json::from_slice::<PartitionRecord<F>>(&bytes).ok())
+        .filter(|record| record.v == STATE_VERSION)
+        .map(|record| record.files)
+        .unwrap_or_default())
 }
 
 /// State name and compact file id of a referenced log file; `None` for keys
@@ -214,44 +239,41 @@ pub(crate) fn log_ref_id(reader: &str, bucket: &str, key: &TrailKey) -> Option<(
     ))
 }
 
-struct LogRefsEntry {
-    files: BTreeSet<String>,
+struct PartitionEntry<F> {
+    files: F,
     dirty: bool,
 }
 
-/// Read-through, write-back cache of [`LogRefsRecord`]s for one run. Callers
-/// hold it under a mutex, so each read-modify-write is atomic within the run.
-#[derive(Default)]
-pub(crate) struct LogRefCache {
-    entries: HashMap<String, LogRefsEntry>,
+/// Read-through, write-back cache of [`PartitionRecord`]s for one run.
+/// Callers hold it under a mutex, so each read-modify-write is atomic within
+/// the run.
+pub(crate) struct PartitionCache<F> {
+    entries: HashMap<String, PartitionEntry<F>>,
+}
+
+impl<F> Default for PartitionCache<F> {
+    fn default() -> Self {
+        PartitionCache {
+            entries: HashMap::new(),
+        }
+    }
 }
 
 /// Partitions held before the cache writes everything back and starts over
 /// (bounds memory in a full run: ~10 KB per partition).
 const MAX_CACHED_PARTITIONS: usize = 4096;
 
-impl LogRefCache {
-    fn entry(
-        &mut self,
-        store: &dyn ProgressStore,
-        name: &str,
-    ) -> Result<&mut LogRefsEntry, SeamError> {
+impl<F: Serialize + DeserializeOwned + Default> PartitionCache<F> {
+    fn files(&mut self, store: &dyn ProgressStore, name: &str) -> Result<&mut F, SeamError> {
         if !self.entries.contains_key(name) {
             if self.entries.len() >= MAX_CACHED_PARTITIONS {
                 self.flush(store)?;
                 self.entries.clear();
             }
-            let files = match store.get_state(name)? {
-                Some(bytes) => serde_json::from_slice::<LogRefsRecord>(&bytes)
-                    .ok()
-                    .filter(|record| record.v == STATE_VERSION)
-                    .map(|record| record.files)
-                    .unwrap_or_default(),
-                None => BTreeSet::new(),
-            };
+            let files = read_partition(store, name)?;
             self.entries.insert(
                 name.to_string(),
-                LogRefsEntry {
+                PartitionEntry {
                     files,
                     dirty: false,
                 },
@@ -259,29 +281,25 @@ impl LogRefCache {
         }
         self.entries
             .get_mut(name)
-            .ok_or_else(|| SeamError::Permanent("log reference cache lost an entry".to_string()))
+            .map(|entry| &mut entry.files)
+            .ok_or_else(|| SeamError::Permanent(format!("state cache lost partition {name}")))
     }
 
-    pub fn add(
+    /// Applies `change` to one partition's files; it returns whether it
+    /// changed anything (the partition is then written back by `flush`).
+    fn update(
         &mut self,
         store: &dyn ProgressStore,
         name: &str,
-        file_id: String,
+        change: impl FnOnce(&mut F) -> bool,
     ) -> Result<(), SeamError> {
-        let entry = self.entry(store, name)?;
-        if entry.files.insert(file_id) {
-            entry.dirty = true;
+        let changed = change(self.files(store, name)?);
+        if changed {
+            if let Some(entry) = self.entries.get_mut(name) {
+                entry.dirty = true;
+            }
         }
         Ok(())
-    }
-
-    pub fn contains(
-        &mut self,
-        store: &dyn ProgressStore,
-        name: &str,
-        file_id: &str,
-    ) -> Result<bool, SeamError> {
-        Ok(self.entry(store, name)?.files.contains(file_id))
     }
 
     /// Writes every changed partition back to the store.
@@ -290,9 +308,9 @@ impl LogRefCache {
             if !entry.dirty {
                 continue;
             }
-            let record = LogRefsRecord {
+            let record = PartitionRecord {
                 v: STATE_VERSION,
-                files: entry.files.clone(),
+                files: &entry.files,
             };
             let bytes = serde_json::to_vec(&record)
                 .map_err(|error| SeamError::Permanent(error.to_string()))?;
@@ -303,22 +321,33 @@ impl LogRefCache {
     }
 }
 
-/// State names of [`ValidatedRecord`]s start with this.
-pub(crate) const VALIDATED_PREFIX: &str = "validated/";
+/// The log files that digests reference, per partition (see [`PartitionRecord`]).
+pub(crate) type LogRefCache = PartitionCache<BTreeSet<String>>;
 
-/// What validation vouches for in one partition (account, folder, region,
-/// day): each cleanly validated digest (valid on its own, and its links raised
-/// no finding) and each log file such a digest lists whose archived copy has
-/// the listed hash, by file id, with the SHA-256 (hex) of the inflated content
-/// that was vouched for. A later copy of the same key with other content does
-/// not match the hash, so the evidence never carries over to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ValidatedRecord {
-    pub v: u8,
-    pub files: BTreeMap<String, String>,
+impl LogRefCache {
+    pub fn add(
+        &mut self,
+        store: &dyn ProgressStore,
+        name: &str,
+        file_id: String,
+    ) -> Result<(), SeamError> {
+        self.update(store, name, |files| files.insert(file_id))
+    }
+
+    pub fn contains(
+        &mut self,
+        store: &dyn ProgressStore,
+        name: &str,
+        file_id: &str,
+    ) -> Result<bool, SeamError> {
+        Ok(self.files(store, name)?.contains(file_id))
+    }
 }
 
-/// State name and file id of a file's [`ValidatedRecord`] entry: a log file
+/// State names of validation evidence records start with this.
+pub(crate) const VALIDATED_PREFIX: &str = "validated/";
+
+/// State name and file id of a file's validation evidence entry: a log file
 /// as in [`log_ref_id`], a digest by its file name.
 pub(crate) fn validated_id(reader: &str, bucket: &str, key: &TrailKey) -> (String, String) {
     let id = match &key.file {
@@ -338,57 +367,19 @@ pub(crate) fn validated_id(reader: &str, bucket: &str, key: &TrailKey) -> (Strin
     )
 }
 
-/// Reads one [`ValidatedRecord`]'s files; empty when absent or unreadable
+/// Reads one partition's validation evidence; empty when absent or unreadable
 /// (nothing is vouched for then, which only keeps files).
 pub(crate) fn read_validated(
     store: &dyn ProgressStore,
     name: &str,
 ) -> Result<BTreeMap<String, String>, SeamError> {
-    Ok(store
-        .get_state(name)?
-        .and_then(|bytes| serde_json::from_slice::<ValidatedRecord>(&bytes).ok())
-        .filter(|record| record.v == STATE_VERSION)
-        .map(|record| record.files)
-        .unwrap_or_default())
+    read_partition(store, name)
 }
 
-struct ValidatedEntry {
-    files: BTreeMap<String, String>,
-    dirty: bool,
-}
-
-/// Read-through, write-back cache of [`ValidatedRecord`]s for one run (held
-/// under a mutex, like [`LogRefCache`]).
-#[derive(Default)]
-pub(crate) struct ValidatedCache {
-    entries: HashMap<String, ValidatedEntry>,
-}
+/// What validation vouches for, per partition (see [`PartitionRecord`]).
+pub(crate) type ValidatedCache = PartitionCache<BTreeMap<String, String>>;
 
 impl ValidatedCache {
-    fn entry(
-        &mut self,
-        store: &dyn ProgressStore,
-        name: &str,
-    ) -> Result<&mut ValidatedEntry, SeamError> {
-        if !self.entries.contains_key(name) {
-            if self.entries.len() >= MAX_CACHED_PARTITIONS {
-                self.flush(store)?;
-                self.entries.clear();
-            }
-            let files = read_validated(store, name)?;
-            self.entries.insert(
-                name.to_string(),
-                ValidatedEntry {
-                    files,
-                    dirty: false,
-                },
-            );
-        }
-        self.entries
-            .get_mut(name)
-            .ok_or_else(|| SeamError::Permanent("validation cache lost an entry".to_string()))
-    }
-
     /// Vouches for `key`'s content hashing to `sha256`.
     pub fn vouch(
         &mut self,
@@ -400,12 +391,13 @@ impl ValidatedCache {
     ) -> Result<(), SeamError> {
         let (name, id) = validated_id(reader, bucket, key);
         let hash = hex::encode(sha256);
-        let entry = self.entry(store, &name)?;
-        if entry.files.get(&id) != Some(&hash) {
-            entry.files.insert(id, hash);
-            entry.dirty = true;
-        }
-        Ok(())
+        self.update(store, &name, |files| {
+            if files.get(&id) == Some(&hash) {
+                return false;
+            }
+            files.insert(id, hash);
+            true
+        })
     }
 
     /// Withdraws what was vouched for `key` (a digest judged again and found
@@ -418,29 +410,7 @@ impl ValidatedCache {
         key: &TrailKey,
     ) -> Result<(), SeamError> {
         let (name, id) = validated_id(reader, bucket, key);
-        let entry = self.entry(store, &name)?;
-        if entry.files.remove(&id).is_some() {
-            entry.dirty = true;
-        }
-        Ok(())
-    }
-
-    /// Writes every changed partition back to the store.
-    pub fn flush(&mut self, store: &dyn ProgressStore) -> Result<(), SeamError> {
-        for (name, entry) in &mut self.entries {
-            if !entry.dirty {
-                continue;
-            }
-            let record = ValidatedRecord {
-                v: STATE_VERSION,
-                files: entry.files.clone(),
-            };
-            let bytes = serde_json::to_vec(&record)
-                .map_err(|error| SeamError::Permanent(error.to_string()))?;
-            store.put_state(name, &bytes)?;
-            entry.dirty = false;
-        }
-        Ok(())
+        self.update(store, &name, |files| files.remove(&id).is_some())
     }
 }
 
@@ -522,6 +492,35 @@ mod tests {
         assert_eq!(read_validated(&store, &digest_name).unwrap().len(), 1);
         store.put_state(&digest_name, b"{\"v\":9}").unwrap();
         assert!(read_validated(&store, &digest_name).unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_references_are_written_back_and_survive_the_cache_starting_over() {
+        use crate::memory::MemoryStore;
+
+        let store = MemoryStore::default();
+        let mut cache = LogRefCache::default();
+        cache.add(&store, "logrefs/p0", "a".into()).unwrap();
+        assert!(cache.contains(&store, "logrefs/p0", "a").unwrap());
+        assert!(!cache.contains(&store, "logrefs/p0", "b").unwrap());
+        assert!(
+            store.get_state("logrefs/p0").unwrap().is_none(),
+            "write-back"
+        );
+        // Filling the cache past its bound writes the changed partitions back.
+        for index in 1..=MAX_CACHED_PARTITIONS {
+            cache
+                .contains(&store, &format!("logrefs/p{index}"), "x")
+                .unwrap();
+        }
+        let bytes = store.get_state("logrefs/p0").unwrap().expect("flushed");
+        let record: PartitionRecord<BTreeSet<String>> = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(record.v, STATE_VERSION);
+        assert_eq!(record.files, BTreeSet::from(["a".to_string()]));
+        // Partitions only read are not written.
+        assert!(store.get_state("logrefs/p1").unwrap().is_none());
+        let mut next_run = LogRefCache::default();
+        assert!(next_run.contains(&store, "logrefs/p0", "a").unwrap());
     }
 
     #[test]
