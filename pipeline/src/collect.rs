@@ -645,7 +645,7 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     let parsed_key = parse_trail_key(&job.source.key);
     let attempts = run.settings.copy_attempts.max(1);
     let mut attempt = 0;
-    let copied = loop {
+    let mut copied = loop {
         attempt += 1;
         match copy_object(
             job.scope.source.as_ref(),
@@ -709,7 +709,13 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             .with_archive_key(Some(&archive_key)),
         );
     }
-    for finding in inspect(job, &copied, parsed_key) {
+    let content_findings = std::mem::take(&mut copied.content_findings);
+    for finding in inspect(
+        job,
+        copied.inflate_error.as_ref(),
+        content_findings,
+        parsed_key,
+    ) {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     finish(run, job, copied.record)
@@ -759,7 +765,8 @@ fn claims_check(job: &CopyJob, parsed_key: &Result<TrailKey, KeyError>) -> Conte
 /// another account, or a body that cannot be CloudTrail output.
 fn inspect(
     job: &CopyJob,
-    copied: &crate::copy::Copied,
+    inflate_error: Option<&InflateError>,
+    content_findings: Vec<Finding>,
     parsed_key: Result<TrailKey, KeyError>,
 ) -> Vec<Finding> {
     let member = job.scope.member_account_id.as_str();
@@ -805,7 +812,7 @@ fn inspect(
             ));
         }
     }
-    match &copied.inflate_error {
+    match inflate_error {
         None => {}
         Some(InflateError::TrailingData { extra_bytes }) if !is_digest => findings.push(Finding::new(
             FindingKind::LogFileTrailingData,
@@ -820,7 +827,7 @@ fn inspect(
     }
     // Account claims inside the content, found by `claims_check` while the
     // copy held the inflated bytes.
-    findings.extend(copied.content_findings.iter().cloned());
+    findings.extend(content_findings);
     for finding in &mut findings {
         finding.region = region.clone();
     }
