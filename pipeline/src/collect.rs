@@ -16,7 +16,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::cloudtrail::gzip::InflateError;
 use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
 use crate::copy::{
-    adoptable_copy, copy_object, record_from_head, ContentCheck, CopyError, CopySettings,
+    adopt_copy, adoptable_copy, copy_object, ContentCheck, Copied, CopyError, CopySettings,
 };
 use crate::error::SeamError;
 use crate::findings::{Finding, FindingKind};
@@ -618,23 +618,17 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     let settings = &run.settings.copy;
     let archive_key = job.source.archive_key(&settings.archive_prefix);
     let member = job.scope.member_account_id.as_str();
+    let parsed_key = parse_trail_key(&job.source.key);
 
     // A previous run may have died between PUT and recording: adopt its copy.
-    if job.adopt_first && job.previous.is_none() {
-        match adoptable_copy(run.archive, settings, &archive_key, &job.listed.etag).await {
-            Ok(Some(head)) => {
-                if let Some(record) = record_from_head(&head, run.now.timestamp()) {
-                    debug!(key = %job.source.key, "adopted copy of an interrupted run");
-                    let recorded = finish(run, job, record);
-                    run.outcome().stats.objects_adopted += 1;
-                    return recorded;
-                }
-            }
-            Ok(None) => {}
+    let mut adopted = None;
+    if job.adopt_first {
+        match adopt(run, job, &archive_key, &parsed_key).await {
+            Ok(found) => adopted = found,
             Err(error) => {
                 run.error(
                     member,
-                    &format!("head s3://{}/{archive_key}", run.archive.bucket()),
+                    &format!("adopt s3://{}/{archive_key}", run.archive.bucket()),
                     &error,
                 );
                 return false;
@@ -642,10 +636,14 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         }
     }
 
-    let parsed_key = parse_trail_key(&job.source.key);
     let attempts = run.settings.copy_attempts.max(1);
     let mut attempt = 0;
     let mut copied = loop {
+        if let Some(copied) = adopted.take() {
+            debug!(key = %job.source.key, "adopted the copy of an interrupted attempt");
+            run.outcome().stats.objects_adopted += 1;
+            break copied;
+        }
         attempt += 1;
         match copy_object(
             job.scope.source.as_ref(),
@@ -657,11 +655,28 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         )
         .await
         {
-            Ok(copied) => break copied,
+            Ok(copied) => {
+                run.counters.objects_copied.fetch_add(1, Ordering::Relaxed);
+                run.counters
+                    .bytes_copied
+                    .fetch_add(copied.bytes, Ordering::Relaxed);
+                break copied;
+            }
             Err(error) if error.is_retryable() && attempt < attempts => {
                 debug!(key = %job.source.key, attempt, %error, "copy attempt failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
                     .await;
+                // The failed attempt's PUT may have landed (the error came
+                // after it): adopt that copy rather than make a second one.
+                // A copy that failed verification is not adopted.
+                if !matches!(error, CopyError::Invalid(_)) {
+                    match adopt(run, job, &archive_key, &parsed_key).await {
+                        Ok(found) => adopted = found,
+                        Err(error) => {
+                            debug!(key = %job.source.key, %error, "cannot check for a landed copy")
+                        }
+                    }
+                }
             }
             Err(CopyError::Invalid(problem)) => {
                 let finding = Finding::new(
@@ -686,10 +701,6 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         }
     };
 
-    run.counters.objects_copied.fetch_add(1, Ordering::Relaxed);
-    run.counters
-        .bytes_copied
-        .fetch_add(copied.bytes, Ordering::Relaxed);
     if let Some(previous) = &job.previous {
         let detail = format!(
             "source object changed after it was archived: ETag {} -> {}, content SHA-256 {} -> {}; both versions are kept in the archive",
@@ -719,6 +730,32 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
     finish(run, job, copied.record)
+}
+
+/// The archive's copy of this source version, left by an interrupted attempt
+/// (see [`crate::copy::adopt_copy`]); `Ok(None)` when there is none to adopt.
+async fn adopt(
+    run: &Run<'_>,
+    job: &CopyJob,
+    archive_key: &str,
+    parsed_key: &Result<TrailKey, KeyError>,
+) -> Result<Option<Copied>, CopyError> {
+    let settings = &run.settings.copy;
+    let Some(head) = adoptable_copy(run.archive, settings, archive_key, &job.listed.etag)
+        .await
+        .map_err(CopyError::Archive)?
+    else {
+        return Ok(None);
+    };
+    adopt_copy(
+        job.scope.source.as_ref(),
+        settings,
+        &job.source,
+        &head,
+        run.now,
+        Some(claims_check(job, parsed_key)),
+    )
+    .await
 }
 
 fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord) -> bool {
@@ -1158,6 +1195,124 @@ mod tests {
             world.store.object(&source).unwrap().map(|r| r.raw_sha256),
             Some(copied.record.raw_sha256)
         );
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_copy_of_a_changed_object_is_adopted_and_reported() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world.run(Window::Incremental).await;
+        // The member rewrites the file, claiming another account; a run
+        // archives the new content and dies before recording it.
+        world.source.put(&key, log_body("333333333333"), &[]);
+        let source = SourceRef {
+            account_id: MEMBER.into(),
+            bucket: "trail-bucket".into(),
+            key: key.clone(),
+        };
+        copy_object(
+            world.source.as_ref(),
+            &world.archive,
+            &world.settings.copy,
+            &source,
+            world.clock.now(),
+            None,
+        )
+        .await
+        .unwrap();
+        world
+            .store
+            .put_state(IN_FLIGHT, b"2026-11-27T11:00:00Z")
+            .unwrap();
+        let rerun = world.run(Window::Incremental).await;
+        assert_eq!(rerun.stats.objects_adopted, 1);
+        assert_eq!(rerun.stats.objects_copied, 0);
+        assert_eq!(
+            world.archive.version_count(&world.archive_key(&key)),
+            2,
+            "the old and the new content, no third version"
+        );
+        let mut found = kinds(&rerun);
+        found.sort();
+        assert_eq!(
+            found,
+            vec![
+                (FindingKind::SourceObjectModified, key.clone()),
+                (FindingKind::AccountMismatch, key.clone()),
+            ],
+            "the adopted copy's findings are not lost with the run that made it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_whose_verification_failed_after_the_put_landed_is_adopted_on_retry() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world
+            .archive
+            .failing_version_heads
+            .store(1, Ordering::Relaxed);
+        let outcome = world.run(Window::Incremental).await;
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(outcome.stats.objects_adopted, 1);
+        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
+        assert_eq!(world.archive.puts.load(Ordering::Relaxed), 1);
+        let source = SourceRef {
+            account_id: MEMBER.into(),
+            bucket: "trail-bucket".into(),
+            key,
+        };
+        assert!(world.store.object(&source).unwrap().is_some(), "recorded");
+    }
+
+    #[tokio::test]
+    async fn an_archived_copy_of_other_bytes_is_not_adopted() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        let source = SourceRef {
+            account_id: MEMBER.into(),
+            bucket: "trail-bucket".into(),
+            key: key.clone(),
+        };
+        let copied = copy_object(
+            world.source.as_ref(),
+            &world.archive,
+            &world.settings.copy,
+            &source,
+            world.clock.now(),
+            None,
+        )
+        .await
+        .unwrap();
+        let head = world
+            .archive
+            .head(&copied.archive_key, None)
+            .await
+            .unwrap()
+            .unwrap();
+        // Same ETag claimed, other bytes: the archived copy is not this body's.
+        let etag = world.source.list("").await.unwrap()[0].etag.clone();
+        world.source.put(&key, log_body("333333333333"), &[]);
+        let mut forged = head.clone();
+        forged.metadata.insert(
+            crate::copy::meta::SOURCE_ETAG.to_string(),
+            world.source.list("").await.unwrap()[0].etag.clone(),
+        );
+        assert_ne!(etag, forged.metadata[crate::copy::meta::SOURCE_ETAG]);
+        let adopted = adopt_copy(
+            world.source.as_ref(),
+            &world.settings.copy,
+            &source,
+            &forged,
+            world.clock.now(),
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(adopted.is_none(), "checksum differs from the body read now");
     }
 
     #[tokio::test]

@@ -267,6 +267,65 @@ pub async fn adoptable_copy(
     Ok(valid.then_some(head))
 }
 
+/// Adopts `head`, the copy of `source` an interrupted attempt left in the
+/// archive (see [`adoptable_copy`]), instead of copying a second version. The
+/// source body is read and analysed again as for a copy, so the object's
+/// content findings are not lost with the attempt that made it; `Ok(None)`
+/// when the body is not the archived bytes (copy it again). A body too large
+/// to hold (a multipart copy) is adopted on its metadata alone: its content
+/// was never held for the content check, and validation judges it.
+pub async fn adopt_copy(
+    trail_source: &dyn TrailSource,
+    settings: &CopySettings,
+    source: &SourceRef,
+    head: &ArchivedHead,
+    now: DateTime<Utc>,
+    content_check: Option<ContentCheck>,
+) -> Result<Option<Copied>, CopyError> {
+    let Some(mut record) = record_from_head(head, now.timestamp()) else {
+        return Ok(None);
+    };
+    let adopted = |record: ObjectRecord, inflate_error, content_findings| Copied {
+        bytes: record.size,
+        record,
+        archive_key: source.archive_key(&settings.archive_prefix),
+        inflate_error,
+        content_findings,
+    };
+    let threshold = settings.multipart_threshold_bytes;
+    if head.size > threshold {
+        return Ok(Some(adopted(record, None, Vec::new())));
+    }
+    let object = trail_source
+        .get(&source.key)
+        .await
+        .map_err(CopyError::Source)?;
+    if object.meta.etag != record.etag {
+        return Ok(None);
+    }
+    let mut body = object.body;
+    let mut buffer = BytesMut::with_capacity(usize::try_from(head.size).unwrap_or(0));
+    while let Some(chunk) = body.next().await {
+        buffer.extend_from_slice(&chunk.map_err(CopyError::Source)?);
+        if buffer.len() as u64 > threshold {
+            return Ok(None);
+        }
+    }
+    let analysis = analyze_body(&buffer.freeze(), settings.inflate_limits, content_check).await?;
+    if head.checksum_sha256.as_deref()
+        != Some(expected_checksum(&analysis.raw_sha256, &[]).as_str())
+    {
+        return Ok(None);
+    }
+    record.content_sha256 = analysis.content.as_ref().ok().copied();
+    let inflate_error = analysis.content.err();
+    Ok(Some(adopted(
+        record,
+        inflate_error,
+        analysis.content_findings,
+    )))
+}
+
 /// Rebuilds a store record from an archived version's metadata (used to adopt
 /// a copy after a crash and to rebuild a lost store).
 pub fn record_from_head(head: &ArchivedHead, copied_at: i64) -> Option<ObjectRecord> {

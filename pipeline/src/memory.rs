@@ -197,6 +197,9 @@ pub struct MemoryArchive {
     failing_gets: Mutex<BTreeSet<String>>,
     /// Keys whose HEAD reports no Object Lock (fault injection).
     unlocked: Mutex<BTreeSet<String>>,
+    /// This many HEADs that name a version (a copy's verification) fail with
+    /// a transient error after the PUT landed (fault injection).
+    pub failing_version_heads: AtomicU64,
     /// Every PutObjectRetention is refused, and counted, when set.
     pub refuse_retention: std::sync::atomic::AtomicBool,
     pub retention_refused: AtomicU64,
@@ -226,6 +229,7 @@ impl MemoryArchive {
             gets: AtomicU64::new(0),
             failing_gets: Mutex::default(),
             unlocked: Mutex::default(),
+            failing_version_heads: AtomicU64::new(0),
             refuse_retention: std::sync::atomic::AtomicBool::new(false),
             retention_refused: AtomicU64::new(0),
         }
@@ -399,6 +403,16 @@ impl Archive for MemoryArchive {
         version_id: Option<&str>,
     ) -> Result<Option<ArchivedHead>, SeamError> {
         self.heads.fetch_add(1, Ordering::Relaxed);
+        if version_id.is_some()
+            && self
+                .failing_version_heads
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err(SeamError::Transient(format!(
+                "injected HEAD failure for {key}"
+            )));
+        }
         let unlocked = lock(&self.unlocked).contains(key);
         Ok(self.find(key, version_id).map(|version| {
             if unlocked {
