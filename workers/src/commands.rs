@@ -503,6 +503,7 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
             "interrupted by a signal; versions not reached were not checked",
         );
     }
+    validation::publish_alerts(&wired, &mut report).await;
     finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
     print_retention(&report, &outcome, apply, json);
     report.exit_code()
@@ -801,7 +802,9 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
     let latest: Vec<_> = versions.into_iter().filter(|v| v.is_latest).collect();
     report.stats.objects_listed = latest.len() as u64;
     let now = Utc::now().timestamp();
-    let results = futures::stream::iter(latest)
+    // Each HEAD is recorded as it arrives: the heads (with their metadata)
+    // of a whole archive are never held at once.
+    let mut heads = futures::stream::iter(latest)
         .take_while(|_| std::future::ready(!cancel.is_cancelled()))
         .map(|version| {
             let archive = wired.archive.clone();
@@ -810,12 +813,10 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
                 (version, head)
             }
         })
-        .buffer_unordered(wired.config.collect.concurrency)
-        .collect::<Vec<_>>()
-        .await;
+        .buffer_unordered(wired.config.collect.concurrency);
     // The rebuilt store also knows each account's newest file (`lag/…`).
     let tracker = LagTracker::new(wired.store.as_ref(), Utc::now());
-    for (version, head) in results {
+    while let Some((version, head)) = heads.next().await {
         let Some(source) = SourceRef::from_archive_key(prefix, &version.key) else {
             report.error(
                 "-",
