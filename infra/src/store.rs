@@ -9,6 +9,7 @@
 //! Durability: sled fsyncs by itself only every 500 ms; [`ProgressStore::flush`]
 //! is called where it matters (before the first copy of a run, at its end).
 
+use chrono::{DateTime, Utc};
 use std::path::Path;
 
 use trailvault_pipeline::findings::Finding;
@@ -263,6 +264,7 @@ impl ProgressStore for SledStore {
             let mut seen = finding;
             if let Ok(previous) = serde_json::from_slice::<Finding>(&existing) {
                 seen.first_seen = previous.first_seen;
+                seen.acknowledged_at = previous.acknowledged_at;
             }
             seen.new = false;
             return Ok(seen);
@@ -285,6 +287,23 @@ impl ProgressStore for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
+        let key = finding.dedup_key();
+        let Some(existing) = self.findings.get(key.as_bytes()).map_err(store_error)? else {
+            return Ok(false);
+        };
+        let mut recorded = serde_json::from_slice::<Finding>(&existing).map_err(store_error)?;
+        if recorded.acknowledged_at.is_some() {
+            return Ok(false);
+        }
+        recorded.acknowledged_at = Some(at);
+        let bytes = serde_json::to_vec(&recorded).map_err(store_error)?;
+        self.findings
+            .insert(key.as_bytes(), bytes)
+            .map_err(store_error)?;
+        Ok(true)
     }
 
     fn flush(&self) -> Result<(), SeamError> {
@@ -374,6 +393,28 @@ mod tests {
             .unwrap();
         assert!(!again.new);
         assert_eq!(store.findings().unwrap().len(), 1);
+        assert!(again.is_open());
+        let at = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        assert!(store.acknowledge_finding(&again, at).unwrap());
+        assert!(
+            !store.acknowledge_finding(&again, at).unwrap(),
+            "already acknowledged"
+        );
+        let found_again = store.record_finding(again.clone()).unwrap();
+        assert_eq!(
+            found_again.acknowledged_at,
+            Some(at),
+            "found again, it stays acknowledged"
+        );
+        assert_eq!(store.findings().unwrap()[0].acknowledged_at, Some(at));
+        let unknown = Finding::new(
+            FindingKind::DigestMissing,
+            "111122223333",
+            "b",
+            "other",
+            "x".into(),
+        );
+        assert!(!store.acknowledge_finding(&unknown, at).unwrap());
         let under = store
             .objects_under("111122223333", "b", "AWSLogs/")
             .unwrap();

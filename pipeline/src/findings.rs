@@ -115,6 +115,11 @@ pub struct Finding {
     pub detail: String,
     pub first_seen: DateTime<Utc>,
     pub new: bool,
+    /// When an operator acknowledged the finding (`trailvault findings
+    /// --acknowledge`); an acknowledged finding is no longer open. Absent
+    /// while open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 impl Finding {
@@ -139,7 +144,13 @@ impl Finding {
             detail,
             first_seen: Utc::now(),
             new: true,
+            acknowledged_at: None,
         }
+    }
+
+    /// Open until acknowledged: what keeps a run's exit status at 3.
+    pub fn is_open(&self) -> bool {
+        self.acknowledged_at.is_none()
     }
 
     pub fn with_region(mut self, region: Option<&str>) -> Finding {

@@ -561,6 +561,7 @@ impl ProgressStore for MemoryStore {
         if let Some(existing) = findings.get(&key) {
             let mut seen = finding;
             seen.first_seen = existing.first_seen;
+            seen.acknowledged_at = existing.acknowledged_at;
             seen.new = false;
             return Ok(seen);
         }
@@ -570,6 +571,17 @@ impl ProgressStore for MemoryStore {
 
     fn findings(&self) -> Result<Vec<Finding>, SeamError> {
         Ok(lock(&self.findings).values().cloned().collect())
+    }
+
+    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
+        let mut findings = lock(&self.findings);
+        match findings.get_mut(&finding.dedup_key()) {
+            Some(recorded) if recorded.acknowledged_at.is_none() => {
+                recorded.acknowledged_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     fn flush(&self) -> Result<(), SeamError> {

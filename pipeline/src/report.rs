@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::findings::Finding;
+use crate::findings::{Finding, FindingKind};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -76,10 +76,45 @@ impl Report {
         });
     }
 
-    /// 3 if any finding is present (new or still open), else 1 if any
-    /// operational error, else 0. "If both 1 and 3 apply, 3 wins."
+    /// Adds the findings recorded by earlier runs that are still open in this
+    /// run's scope (`accounts` and `regions`, empty for all), as not new, so
+    /// the report and the exit status answer "is there evidence of lost or
+    /// altered history?" and not only "was some found just now?". A fact
+    /// about history stays open once found. Findings about a current state
+    /// that each run observes again (an unlocked archive, a stale chain head)
+    /// are reported only while observed.
+    pub fn include_open_findings(
+        &mut self,
+        recorded: Vec<Finding>,
+        accounts: &[String],
+        regions: &[String],
+    ) {
+        let mut present: std::collections::HashSet<String> =
+            self.findings.iter().map(Finding::dedup_key).collect();
+        for mut finding in recorded {
+            let state = matches!(
+                finding.kind,
+                FindingKind::ArchiveMisconfigured | FindingKind::ChainHeadStale
+            );
+            let in_scope = (accounts.is_empty() || accounts.contains(&finding.account_id))
+                && (regions.is_empty()
+                    || finding
+                        .region
+                        .as_ref()
+                        .is_none_or(|region| regions.contains(region)));
+            if state || !in_scope || !finding.is_open() || !present.insert(finding.dedup_key()) {
+                continue;
+            }
+            finding.new = false;
+            self.findings.push(finding);
+        }
+    }
+
+    /// 3 if any open finding is present (new or from an earlier run; an
+    /// acknowledged one no longer counts), else 1 if any operational error,
+    /// else 0. "If both 1 and 3 apply, 3 wins."
     pub fn exit_code(&self) -> i32 {
-        if !self.findings.is_empty() {
+        if self.findings.iter().any(Finding::is_open) {
             exit::FINDINGS
         } else if !self.errors.is_empty() {
             exit::OPERATIONAL_ERRORS
@@ -93,6 +128,105 @@ impl Report {
 mod tests {
     use super::*;
     use crate::findings::FindingKind;
+
+    #[test]
+    fn open_findings_in_scope_are_reported_once_and_not_as_new() {
+        let finding = |kind, account: &str, key: &str, region: Option<&str>| {
+            let mut finding = Finding::new(kind, account, "b", key, "d".into()).with_region(region);
+            finding.new = true;
+            finding
+        };
+        let mut report = Report::new("verify");
+        report.findings.push(finding(
+            FindingKind::LogFileMissing,
+            "111111111111",
+            "k1",
+            Some("us-east-1"),
+        ));
+        let recorded = vec![
+            // Found again by this run: kept once, as this run reported it.
+            finding(
+                FindingKind::LogFileMissing,
+                "111111111111",
+                "k1",
+                Some("us-east-1"),
+            ),
+            // Open from an earlier run.
+            finding(
+                FindingKind::DigestMissing,
+                "111111111111",
+                "k2",
+                Some("us-east-1"),
+            ),
+            finding(FindingKind::AccountMismatch, "111111111111", "k3", None),
+            // Out of scope: another account, another region.
+            finding(
+                FindingKind::DigestMissing,
+                "222222222222",
+                "k4",
+                Some("us-east-1"),
+            ),
+            finding(
+                FindingKind::DigestMissing,
+                "111111111111",
+                "k5",
+                Some("eu-west-1"),
+            ),
+            // Acknowledged by an operator: no longer open.
+            Finding {
+                acknowledged_at: Some(Utc::now()),
+                ..finding(
+                    FindingKind::DigestMissing,
+                    "111111111111",
+                    "k8",
+                    Some("us-east-1"),
+                )
+            },
+            // States a run observes again.
+            finding(
+                FindingKind::ChainHeadStale,
+                "111111111111",
+                "k6",
+                Some("us-east-1"),
+            ),
+            finding(
+                FindingKind::ArchiveMisconfigured,
+                "111111111111",
+                "k7",
+                None,
+            ),
+        ];
+        report.include_open_findings(
+            recorded,
+            &["111111111111".to_string()],
+            &["us-east-1".to_string()],
+        );
+        let keys: Vec<(&str, bool)> = report
+            .findings
+            .iter()
+            .map(|f| (f.key.as_str(), f.new))
+            .collect();
+        assert_eq!(keys, vec![("k1", true), ("k2", false), ("k3", false)]);
+        assert_eq!(report.exit_code(), exit::FINDINGS);
+
+        let mut unscoped = Report::new("collect");
+        unscoped.include_open_findings(
+            vec![finding(
+                FindingKind::DigestMissing,
+                "222222222222",
+                "k4",
+                Some("eu-west-1"),
+            )],
+            &[],
+            &[],
+        );
+        assert_eq!(unscoped.findings.len(), 1);
+        assert_eq!(
+            unscoped.exit_code(),
+            exit::FINDINGS,
+            "an open finding keeps 3"
+        );
+    }
 
     #[test]
     fn findings_win_over_errors_in_the_exit_code() {

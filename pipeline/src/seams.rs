@@ -309,9 +309,13 @@ pub trait ProgressStore: Send + Sync {
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError>;
     fn state_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SeamError>;
     /// Records a finding; returns it with `first_seen` and `new` settled
-    /// (`new` is false if the same finding was recorded by an earlier run).
+    /// (`new` is false if the same finding was recorded by an earlier run,
+    /// whose `first_seen` and acknowledgement it keeps).
     fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError>;
     fn findings(&self) -> Result<Vec<Finding>, SeamError>;
+    /// Marks the recorded finding with `finding`'s identity as acknowledged
+    /// at `at`; `false` when none is recorded or it already was.
+    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError>;
     /// Makes everything recorded so far durable.
     fn flush(&self) -> Result<(), SeamError>;
 }

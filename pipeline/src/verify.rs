@@ -336,6 +336,7 @@ impl<'a> Ctx<'a> {
 pub async fn verify(
     sources: &[ArchivedSource],
     only_accounts: &[String],
+    only_regions: &[String],
     archive: &dyn Archive,
     store: &dyn ProgressStore,
     keys: &dyn KeyProvider,
@@ -347,7 +348,10 @@ pub async fn verify(
     let mut unique: Vec<&ArchivedSource> = sources.iter().collect();
     unique.sort();
     unique.dedup();
-    let scope = Scope { only_accounts };
+    let scope = Scope {
+        only_accounts,
+        only_regions,
+    };
     let mut chains = 0;
     for source in unique {
         let span =
@@ -360,22 +364,28 @@ pub async fn verify(
     ctx.into_outcome(chains)
 }
 
-/// Which accounts a run covers.
+/// Which accounts and regions a run covers (all when empty).
 pub(crate) struct Scope<'a> {
     only_accounts: &'a [String],
+    only_regions: &'a [String],
 }
 
 impl Scope<'_> {
-    pub fn covers(&self, reader: &str, account: &str) -> bool {
-        self.only_accounts.is_empty()
+    /// `region` is the delivering region of the file or chain; `None` (a key
+    /// that names none) is in every region's scope.
+    pub fn covers(&self, reader: &str, account: &str, region: Option<&str>) -> bool {
+        let account_covered = self.only_accounts.is_empty()
             || self
                 .only_accounts
                 .iter()
-                .any(|wanted| wanted == reader || wanted == account)
+                .any(|wanted| wanted == reader || wanted == account);
+        let region_covered = self.only_regions.is_empty()
+            || region.is_none_or(|region| self.only_regions.iter().any(|wanted| wanted == region));
+        account_covered && region_covered
     }
 
     pub fn covers_chain(&self, chain: &ChainId) -> bool {
-        self.covers(&chain.reader, &chain.account)
+        self.covers(&chain.reader, &chain.account, Some(&chain.region))
     }
 }
 

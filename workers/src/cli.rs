@@ -133,6 +133,10 @@ pub enum Command {
         /// Only findings first seen at or after this time (RFC 3339 or YYYY-MM-DD).
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
+        /// Acknowledge the listed findings: they stay recorded, but no longer
+        /// keep runs at exit status 3.
+        #[arg(long)]
+        acknowledge: bool,
     },
 }
 

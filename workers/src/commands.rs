@@ -81,7 +81,17 @@ pub async fn dispatch(cli: Cli) -> i32 {
             accounts,
             kinds,
             since,
-        } => list_findings(&config, &accounts, &kinds, since.as_deref(), json),
+            acknowledge,
+        } => list_findings(
+            &config,
+            &FindingsFilter {
+                accounts: &accounts,
+                kinds: &kinds,
+                since: since.as_deref(),
+            },
+            acknowledge,
+            json,
+        ),
         Command::Verify { scope, keys, full } => {
             run_verify(config, &scope, keys.public_keys.as_deref(), full, json).await
         }
@@ -320,17 +330,11 @@ pub async fn collect_once(
         let abort = shutdown.abort_on_stop();
         merge_verify(
             &mut report,
-            validation::run(
-                wired,
-                &accounts,
-                &scope.accounts,
-                options.keys.as_deref(),
-                false,
-            )
-            .await,
+            validation::run(wired, &accounts, scope, options.keys.as_deref(), false).await,
         );
         abort.abort();
     }
+    validation::include_open_findings(wired, &mut report, scope);
     validation::publish_alerts(wired, &mut report).await;
     report
 }
@@ -945,21 +949,36 @@ async fn run_verify(
     report.stats.accounts = accounts.len() as u64;
     merge_verify(
         &mut report,
-        validation::run(&wired, &accounts, &scope.accounts, keys, full).await,
+        validation::run(&wired, &accounts, scope, keys, full).await,
     );
+    validation::include_open_findings(&wired, &mut report, scope);
     validation::publish_alerts(&wired, &mut report).await;
     finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
     print_report(&report, json);
     report.exit_code()
 }
 
+/// Which recorded findings `findings` shows (and acknowledges).
+struct FindingsFilter<'a> {
+    accounts: &'a [String],
+    kinds: &'a [String],
+    since: Option<&'a str>,
+}
+
+/// `findings`: lists the recorded findings that pass the filter; with
+/// `acknowledge`, marks the open ones among them as acknowledged, so they no
+/// longer keep runs at exit status 3 (they stay recorded and listed).
 fn list_findings(
     config: &Config,
-    accounts: &[String],
-    kinds: &[String],
-    since: Option<&str>,
+    filter: &FindingsFilter<'_>,
+    acknowledge: bool,
     json: bool,
 ) -> i32 {
+    let FindingsFilter {
+        accounts,
+        kinds,
+        since,
+    } = *filter;
     let mut wanted_kinds = Vec::new();
     for kind in kinds {
         match FindingKind::parse(kind) {
@@ -1001,6 +1020,31 @@ fn list_findings(
         }
         Err(error) => report.error("-", "read findings", error.to_string()),
     }
+    let mut acknowledged = 0;
+    if acknowledge {
+        let now = Utc::now();
+        for finding in report.findings.iter_mut().filter(|f| f.is_open()) {
+            match store.acknowledge_finding(finding, now) {
+                Ok(_) => {
+                    finding.acknowledged_at = Some(now);
+                    acknowledged += 1;
+                }
+                Err(error) => {
+                    report
+                        .errors
+                        .push(trailvault_pipeline::report::OperationError {
+                            account_id: finding.account_id.clone(),
+                            operation: "acknowledge finding".to_string(),
+                            message: error.to_string(),
+                        });
+                }
+            }
+        }
+        report.stats.errors = report.errors.len() as u64;
+        if let Err(error) = store.flush() {
+            report.error("-", "flush_store", error.to_string());
+        }
+    }
     report.finished_at = Utc::now();
     if json {
         print_report(&report, true);
@@ -1013,6 +1057,9 @@ fn list_findings(
             );
         }
         println!("{} finding(s)", report.findings.len());
+        if acknowledge {
+            println!("{acknowledged} acknowledged now");
+        }
     }
     report.exit_code()
 }

@@ -76,8 +76,13 @@ pub fn finding_line(finding: &Finding) -> String {
         Severity::Warning => "warning",
     };
     let new = if finding.new { " [new]" } else { "" };
+    let acknowledged = if finding.is_open() {
+        ""
+    } else {
+        " [acknowledged]"
+    };
     format!(
-        "{severity} {}{new} {} s3://{}/{}: {}",
+        "{severity} {}{new}{acknowledged} {} s3://{}/{}: {}",
         finding.kind, finding.account_id, finding.bucket, finding.key, finding.detail
     )
 }

@@ -250,6 +250,10 @@ impl ProgressStore for LagTracker<'_> {
         self.inner.findings()
     }
 
+    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
+        self.inner.acknowledge_finding(finding, at)
+    }
+
     fn flush(&self) -> Result<(), SeamError> {
         self.inner.flush()
     }
@@ -281,10 +285,14 @@ pub struct ChainHead {
     pub age_seconds: Option<i64>,
 }
 
-/// Open findings: counts by kind and the critical ones.
+/// Open findings (recorded and not acknowledged): counts by kind and the
+/// critical ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FindingsSummary {
     pub open: u64,
+    /// Findings an operator acknowledged (not counted above).
+    #[serde(default)]
+    pub acknowledged: u64,
     pub critical_total: u64,
     pub by_kind: BTreeMap<String, u64>,
     /// The newest critical findings (at most 50).
@@ -399,6 +407,10 @@ impl StatusView {
         for mut finding in store.findings()? {
             // Recorded findings: none of them is new to `status`.
             finding.new = false;
+            if !finding.is_open() {
+                findings.acknowledged += 1;
+                continue;
+            }
             findings.open += 1;
             *findings
                 .by_kind
@@ -569,8 +581,8 @@ pub fn human(view: &StatusView) -> String {
     let findings = &view.findings;
     let _ = writeln!(
         out,
-        "\nopen findings: {} ({} critical)",
-        findings.open, findings.critical_total
+        "\nopen findings: {} ({} critical; {} acknowledged)",
+        findings.open, findings.critical_total, findings.acknowledged
     );
     for (kind, count) in &findings.by_kind {
         let _ = writeln!(out, "  {kind:<26}  {count}");
@@ -767,6 +779,16 @@ mod tests {
                 "gap".into(),
             ))
             .unwrap();
+        let acknowledged = store
+            .record_finding(Finding::new(
+                FindingKind::LogFileMissing,
+                "222222222201",
+                "b",
+                "k2",
+                "triaged".into(),
+            ))
+            .unwrap();
+        assert!(store.acknowledge_finding(&acknowledged, now).unwrap());
         record_run(&store, &run_at(now - Duration::minutes(5)), RUN_SLOTS).unwrap();
         let view = StatusView::from_store(&store, &[], now).unwrap();
         assert_eq!(view.runs.len(), 1);
@@ -776,12 +798,16 @@ mod tests {
         assert_eq!(chain.trail.as_deref(), Some("Trail"));
         assert_eq!(chain.age_seconds, Some(7200));
         assert!(!chain.backfill);
-        assert_eq!(view.findings.open, 2);
+        assert_eq!(view.findings.open, 2, "the acknowledged one is not open");
+        assert_eq!(view.findings.acknowledged, 1);
         assert_eq!(view.findings.critical_total, 1);
         assert_eq!(view.findings.by_kind["chain_gap"], 1);
         let text = human(&view);
         assert!(text.contains("2h00m"), "{text}");
-        assert!(text.contains("open findings: 2 (1 critical)"), "{text}");
+        assert!(
+            text.contains("open findings: 2 (1 critical; 1 acknowledged)"),
+            "{text}"
+        );
         assert!(text.contains("CRITICAL digest_missing"), "{text}");
 
         // The snapshot round-trips and ages are recomputed when read later.

@@ -27,6 +27,7 @@ use trailvault_pipeline::verify::{
 };
 use trailvault_pipeline::SeamError;
 
+use crate::cli::Scope;
 use crate::wiring::{self, Wired};
 
 /// The (reading account, bucket) pairs whose archived objects are validated.
@@ -238,7 +239,7 @@ pub fn verify_settings(config: &Config, full: bool) -> VerifySettings {
 pub async fn run(
     wired: &Wired,
     accounts: &[String],
-    only_accounts: &[String],
+    scope: &Scope,
     keys_file: Option<&Path>,
     full: bool,
 ) -> anyhow::Result<VerifyOutcome> {
@@ -255,7 +256,8 @@ pub async fn run(
     let lookup = SourceFetcher::new(wired);
     Ok(verify::verify(
         &sources,
-        only_accounts,
+        &scope.accounts,
+        &scope.regions,
         wired.archive.as_ref(),
         wired.store.as_ref(),
         keys.as_ref(),
@@ -264,6 +266,17 @@ pub async fn run(
         &settings,
     )
     .await)
+}
+
+/// Adds the findings earlier runs recorded that are still open in `scope`
+/// (see [`Report::include_open_findings`]): the exit status is 3 while
+/// evidence of lost or altered history is on record, not only in the run
+/// that found it.
+pub fn include_open_findings(wired: &Wired, report: &mut Report, scope: &Scope) {
+    match wired.store.findings() {
+        Ok(recorded) => report.include_open_findings(recorded, &scope.accounts, &scope.regions),
+        Err(error) => report.error("-", "read findings", error.to_string()),
+    }
 }
 
 /// Publishes the run's new findings to the configured SNS topic: one message

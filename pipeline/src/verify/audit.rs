@@ -83,7 +83,10 @@ pub(crate) async fn audit_source(
             .map(|trail_key| (trail_key.account_id, Some(trail_key.region)))
             .unwrap_or_else(|_| (reader.to_string(), None))
     };
-    let in_scope = |key: &str| scope.covers(reader, &account_of(key).0);
+    let in_scope = |key: &str| {
+        let (account, region) = account_of(key);
+        scope.covers(reader, &account, region.as_deref())
+    };
     let archive_finding = |key: &str, detail: String| {
         let (account, region) = account_of(key);
         let archive_key = SourceRef {

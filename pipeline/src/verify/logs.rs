@@ -236,7 +236,7 @@ pub(crate) fn check_unreferenced(
 
     let grace_limit = ctx.now - ctx.settings.unreferenced_grace;
     for (area, logs) in by_area {
-        if !scope.covers(&area.reader, &area.account) {
+        if !scope.covers(&area.reader, &area.account, Some(&area.region)) {
             continue;
         }
         let Some(spans) = coverage.get(area).filter(|spans| !spans.is_empty()) else {

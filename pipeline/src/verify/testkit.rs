@@ -541,6 +541,7 @@ impl World {
         verify(
             &sources,
             &[],
+            &[],
             &self.archive,
             &self.store,
             &self.keys,

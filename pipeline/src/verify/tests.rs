@@ -664,6 +664,7 @@ async fn full_run_rebuilds_everything_from_the_archive_alone() {
     let outcome = verify(
         &sources,
         &[],
+        &[],
         &scenario.world.archive,
         &lost_store,
         &scenario.world.keys,
@@ -727,7 +728,7 @@ async fn failed_reads_are_errors_and_are_retried() {
 }
 
 #[tokio::test]
-async fn only_accounts_limits_the_run() {
+async fn only_accounts_and_regions_limit_the_run() {
     let scenario = scenario();
     scenario.world.archive_all().await;
     let sources = [ArchivedSource {
@@ -738,6 +739,7 @@ async fn only_accounts_limits_the_run() {
     let outcome = verify(
         &sources,
         &other,
+        &[],
         &scenario.world.archive,
         &scenario.world.store,
         &scenario.world.keys,
@@ -749,9 +751,25 @@ async fn only_accounts_limits_the_run() {
     assert_eq!(outcome.chains, 0);
     assert_eq!(outcome.stats.digests_validated, 0);
     let member = [ACCOUNT.to_string()];
+    let elsewhere = ["us-west-2".to_string()];
     let outcome = verify(
         &sources,
         &member,
+        &elsewhere,
+        &scenario.world.archive,
+        &scenario.world.store,
+        &scenario.world.keys,
+        &scenario.world,
+        &scenario.world.clock,
+        &settings(),
+    )
+    .await;
+    assert_eq!(outcome.chains, 0, "--region limits the chains too");
+    assert_eq!(outcome.stats.digests_validated, 0);
+    let outcome = verify(
+        &sources,
+        &member,
+        &["eu-west-1".to_string()],
         &scenario.world.archive,
         &scenario.world.store,
         &scenario.world.keys,
