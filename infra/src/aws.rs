@@ -139,10 +139,19 @@ pub fn classify<E>(operation: &str, error: SdkError<E, HttpResponse>) -> SeamErr
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    match &error {
+    classify_ref(operation, &error)
+}
+
+/// [`classify`] for an SDK error that is only borrowed, such as the STS error
+/// inside the `CredentialsError` of a refused AssumeRole.
+pub fn classify_ref<E>(operation: &str, error: &SdkError<E, HttpResponse>) -> SeamError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match error {
         SdkError::TimeoutError(_) => SeamError::Transient(format!("{operation}: timed out")),
         SdkError::DispatchFailure(failure) => {
-            let detail = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+            let detail = aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
             if failure.is_user() && detail.contains("credentials") {
                 // A credentials provider that failed (e.g. a refused AssumeRole on refresh).
                 SeamError::AccessDenied(format!("{operation}: {detail}"))
@@ -152,7 +161,7 @@ where
         }
         SdkError::ResponseError(_) => SeamError::Transient(format!(
             "{operation}: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&error)
+            aws_smithy_types::error::display::DisplayErrorContext(error)
         )),
         SdkError::ServiceError(service) => classify_code(
             operation,
@@ -162,7 +171,7 @@ where
         ),
         _ => SeamError::Permanent(format!(
             "{operation}: {}",
-            aws_smithy_types::error::display::DisplayErrorContext(&error)
+            aws_smithy_types::error::display::DisplayErrorContext(error)
         )),
     }
 }

@@ -2,9 +2,11 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify;
+use crate::retry::{retry, RetryPolicy};
 
 /// One page of accounts: `(id, status)` pairs and the token of the next page.
 #[async_trait]
@@ -29,13 +31,18 @@ impl AccountPages for OrganizationsClient {
         &self,
         token: Option<String>,
     ) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
-        let output = self
-            .0
-            .list_accounts()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| classify("organizations:ListAccounts", e))?;
+        // The SDK makes one attempt; ListAccounts throttles readily (it is
+        // shared by every caller in the organization), so each page is retried.
+        let output = retry(&RetryPolicy::default(), &CancellationToken::new(), |_| {
+            let request = self.0.list_accounts().set_next_token(token.clone());
+            async move {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| classify("organizations:ListAccounts", e))
+            }
+        })
+        .await?;
         let accounts = output
             .accounts()
             .iter()
@@ -85,6 +92,7 @@ pub async fn active_accounts(pages: &dyn AccountPages) -> Result<Vec<String>, Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::scripted_http::{json_error, reply, Reply, ScriptedHttp};
 
     /// An in-memory twin of ListAccounts with pages of two.
     struct Pages(Vec<(String, String)>);
@@ -137,5 +145,34 @@ mod tests {
     #[tokio::test]
     async fn a_repeated_token_is_an_error_not_a_loop() {
         assert!(active_accounts(&Looping).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn throttled_pages_are_retried() {
+        let http = ScriptedHttp::new(vec![
+            json_error(400, "TooManyRequestsException"),
+            reply(
+                200,
+                r#"{"Accounts":[{"Id":"111111111111","Status":"ACTIVE"}],"NextToken":"p2"}"#,
+            ),
+            Reply::ConnectionReset,
+            reply(
+                200,
+                r#"{"Accounts":[{"Id":"222222222222","Status":"SUSPENDED"}]}"#,
+            ),
+        ]);
+        let client = OrganizationsClient::new(&http.config().await);
+        let accounts = active_accounts(&client).await.unwrap();
+        assert_eq!(accounts, vec!["111111111111"]);
+        assert_eq!(http.requests(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_refused_listing_is_not_retried() {
+        let http = ScriptedHttp::new(vec![json_error(400, "AccessDeniedException")]);
+        let client = OrganizationsClient::new(&http.config().await);
+        let error = active_accounts(&client).await.unwrap_err();
+        assert!(matches!(error, SeamError::AccessDenied(_)), "{error:?}");
+        assert_eq!(http.requests(), 1);
     }
 }

@@ -3,9 +3,11 @@
 
 use aws_config::{Region, SdkConfig};
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify;
+use crate::retry::{retry, RetryPolicy};
 
 /// One key as the API returns it: DER bytes (already base64-decoded by the
 /// SDK), the API's fingerprint and the validity window.
@@ -36,15 +38,19 @@ pub async fn list_public_keys(
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     // NextToken is "reserved for future use"; follow it defensively, bounded.
+    let operation = format!("cloudtrail:ListPublicKeys {region}");
     for _ in 0..100 {
-        let output = client
-            .list_public_keys()
-            .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
-            .end_time(aws_smithy_types::DateTime::from_secs(end.timestamp()))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| classify(&format!("cloudtrail:ListPublicKeys {region}"), e))?;
+        // The SDK makes one attempt; a throttled or failed page is retried here.
+        let output = retry(&RetryPolicy::default(), &CancellationToken::new(), |_| {
+            let request = client
+                .list_public_keys()
+                .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
+                .end_time(aws_smithy_types::DateTime::from_secs(end.timestamp()))
+                .set_next_token(token.clone());
+            let operation = &operation;
+            async move { request.send().await.map_err(|e| classify(operation, e)) }
+        })
+        .await?;
         for key in output.public_key_list() {
             let Some(value) = key.value() else { continue };
             out.push(ApiPublicKey {
@@ -60,4 +66,53 @@ pub async fn list_public_keys(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::scripted_http::{json_error, reply, ScriptedHttp};
+
+    fn window() -> (DateTime<Utc>, DateTime<Utc>) {
+        let end = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        (end - chrono::Duration::days(1), end)
+    }
+
+    #[tokio::test]
+    async fn throttled_and_failed_calls_are_retried() {
+        let http = ScriptedHttp::new(vec![
+            json_error(400, "ThrottlingException"),
+            json_error(500, "InternalFailure"),
+            reply(
+                200,
+                r#"{"PublicKeyList":[{"Value":"AAEC","Fingerprint":"ab"}]}"#,
+            ),
+        ]);
+        let (start, end) = window();
+        let keys = list_public_keys(&http.config().await, "eu-west-1", start, end)
+            .await
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].der, vec![0, 1, 2]);
+        assert_eq!(keys[0].fingerprint.as_deref(), Some("ab"));
+        assert_eq!(http.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn invalid_input_is_not_retried() {
+        let http = ScriptedHttp::new(vec![json_error(400, "InvalidTimeRangeException")]);
+        let (start, end) = window();
+        let error = list_public_keys(&http.config().await, "eu-west-1", start, end)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error,
+            SeamError::Permanent(
+                "cloudtrail:ListPublicKeys eu-west-1: InvalidTimeRangeException \
+                 scripted InvalidTimeRangeException"
+                    .into()
+            )
+        );
+        assert_eq!(http.requests(), 1);
+    }
 }

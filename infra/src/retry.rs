@@ -271,6 +271,126 @@ impl Archive for RetryingArchive {
     }
 }
 
+/// An HTTP client for SDK clients in tests: it answers each request with the
+/// next scripted reply and counts the requests, so a test can throttle the
+/// first attempt of a real SDK call and see it retried, without a network.
+#[cfg(test)]
+pub(crate) mod scripted_http {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_credential_types::Credentials;
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+        SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_runtime_api::http::StatusCode;
+    use aws_smithy_types::body::SdkBody;
+
+    #[derive(Debug)]
+    pub(crate) enum Reply {
+        Http { status: u16, body: String },
+        ConnectionReset,
+    }
+
+    pub(crate) fn reply(status: u16, body: &str) -> Reply {
+        Reply::Http {
+            status,
+            body: body.to_string(),
+        }
+    }
+
+    /// An awsJson error body (Organizations, CloudTrail, KMS).
+    pub(crate) fn json_error(status: u16, code: &str) -> Reply {
+        reply(
+            status,
+            &format!(r#"{{"__type":"{code}","message":"scripted {code}"}}"#),
+        )
+    }
+
+    /// An awsQuery error body (STS, SNS).
+    pub(crate) fn query_error(status: u16, code: &str) -> Reply {
+        reply(
+            status,
+            &format!(
+                "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>\
+                 <Message>scripted {code}</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+            ),
+        )
+    }
+
+    #[derive(Clone, Debug)]
+    pub(crate) struct ScriptedHttp {
+        replies: Arc<Mutex<VecDeque<Reply>>>,
+        requests: Arc<AtomicU32>,
+    }
+
+    impl ScriptedHttp {
+        pub(crate) fn new(replies: Vec<Reply>) -> ScriptedHttp {
+            ScriptedHttp {
+                replies: Arc::new(Mutex::new(replies.into())),
+                requests: Arc::new(AtomicU32::new(0)),
+            }
+        }
+
+        pub(crate) fn requests(&self) -> u32 {
+            self.requests.load(Ordering::Relaxed)
+        }
+
+        /// A configuration like the audit identity's (one SDK attempt per
+        /// call, host environment ignored) that sends every request here.
+        pub(crate) async fn config(&self) -> SdkConfig {
+            aws_config::defaults(BehaviorVersion::latest())
+                .empty_test_environment()
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new(
+                    "AKIDTEST", "secret", None, None, "scripted",
+                ))
+                .retry_config(crate::aws::sdk_retry_config())
+                .http_client(SharedHttpClient::new(self.clone()))
+                .load()
+                .await
+        }
+    }
+
+    impl HttpClient for ScriptedHttp {
+        fn http_connector(
+            &self,
+            _settings: &HttpConnectorSettings,
+            _components: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    impl HttpConnector for ScriptedHttp {
+        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+            self.requests.fetch_add(1, Ordering::Relaxed);
+            let next = self.replies.lock().unwrap().pop_front();
+            let result = match next {
+                Some(Reply::Http { status, body }) => Ok(HttpResponse::new(
+                    StatusCode::try_from(status).expect("a valid status"),
+                    SdkBody::from(body),
+                )),
+                Some(Reply::ConnectionReset) => Err(ConnectorError::io(Box::new(
+                    std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+                ))),
+                // A permanent error, so an unexpected extra attempt shows in the count.
+                None => Ok(HttpResponse::new(
+                    StatusCode::try_from(400).expect("a valid status"),
+                    SdkBody::from(r#"{"__type":"ScriptExhausted"}"#),
+                )),
+            };
+            HttpConnectorFuture::ready(result)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,13 +3,23 @@
 //! the credentials before they expire; the first resolution happens here, up
 //! front, so a refused role is reported clearly for its account.
 
+use std::error::Error as _;
 use std::time::Duration;
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::SeamError;
+
+use crate::aws::classify_ref;
+use crate::retry::{retry, RetryPolicy};
 
 pub struct RoleRequest<'a> {
     pub account_id: &'a str,
@@ -23,7 +33,9 @@ pub fn role_arn(account_id: &str, role_name: &str) -> String {
     format!("arn:aws:iam::{account_id}:role/{role_name}")
 }
 
-/// Assumes the member role and returns a configuration that uses it.
+/// Assumes the member role and returns a configuration that uses it. The
+/// first resolution is retried on throttling and transient failures (the SDK
+/// makes one attempt per call); a refused role fails at once.
 pub async fn assume_member_role(
     audit: &SdkConfig,
     request: &RoleRequest<'_>,
@@ -36,26 +48,52 @@ pub async fn assume_member_role(
         .configure(audit)
         .build()
         .await;
-    if let Err(error) = provider.provide_credentials().await {
-        let detail = aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
-        let message = format!("AssumeRole {arn}: {detail}");
-        return Err(
-            if detail.contains("AccessDenied")
-                || detail.contains("not authorized")
-                || detail.contains("InvalidClientTokenId")
-            {
-                SeamError::AccessDenied(message)
-            } else if detail.contains("Throttl") {
-                SeamError::Throttled(message)
-            } else {
-                SeamError::Transient(message)
-            },
-        );
-    }
+    retry(
+        &RetryPolicy::default(),
+        &CancellationToken::new(),
+        |_| async {
+            match provider.provide_credentials().await {
+                Ok(_) => Ok(()),
+                Err(error) => Err(classify_assume_role_error(&arn, &error)),
+            }
+        },
+    )
+    .await?;
     Ok(audit
         .to_builder()
         .credentials_provider(SharedCredentialsProvider::new(provider))
         .build())
+}
+
+/// Classifies a failed AssumeRole with the shared SDK classifier, applied to
+/// the STS error the credentials provider wraps; the message stays
+/// `AssumeRole <arn>: <detail>`. Errors that carry no STS error (a provider
+/// timeout, say) are classified by their text.
+fn classify_assume_role_error(arn: &str, error: &CredentialsError) -> SeamError {
+    let detail = DisplayErrorContext(error).to_string();
+    let message = format!("AssumeRole {arn}: {detail}");
+    let sts_error = std::iter::successors(error.source(), |inner| (*inner).source())
+        .find_map(|inner| inner.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>());
+    let Some(sts_error) = sts_error else {
+        return if detail.contains("AccessDenied")
+            || detail.contains("not authorized")
+            || detail.contains("InvalidClientTokenId")
+        {
+            SeamError::AccessDenied(message)
+        } else if detail.contains("Throttl") {
+            SeamError::Throttled(message)
+        } else {
+            SeamError::Transient(message)
+        };
+    };
+    match classify_ref("sts:AssumeRole", sts_error) {
+        SeamError::AccessDenied(_) => SeamError::AccessDenied(message),
+        SeamError::NotFound(_) => SeamError::NotFound(message),
+        SeamError::Throttled(_) => SeamError::Throttled(message),
+        SeamError::Transient(_) => SeamError::Transient(message),
+        SeamError::Permanent(_) => SeamError::Permanent(message),
+        SeamError::Cancelled => SeamError::Cancelled,
+    }
 }
 
 /// A configuration that reads sources with static credentials (S3-compatible
@@ -93,6 +131,7 @@ pub fn session_name(run_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::scripted_http::{query_error, reply, Reply, ScriptedHttp};
 
     #[test]
     fn session_names_fit_sts_rules() {
@@ -103,6 +142,96 @@ mod tests {
         let long = session_name(&"x".repeat(100));
         assert_eq!(long.len(), 64);
         assert_eq!(session_name("a b/c"), "trailvault-abc");
+    }
+
+    const ASSUMED: &str = "<AssumeRoleResponse><AssumeRoleResult><Credentials>\
+        <AccessKeyId>ASIATEST</AccessKeyId><SecretAccessKey>secret</SecretAccessKey>\
+        <SessionToken>token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>\
+        </Credentials><AssumedRoleUser><AssumedRoleId>AROATEST:s</AssumedRoleId>\
+        <Arn>arn:aws:sts::222233334444:assumed-role/TrailvaultReader/s</Arn>\
+        </AssumedRoleUser></AssumeRoleResult></AssumeRoleResponse>";
+
+    fn request() -> RoleRequest<'static> {
+        RoleRequest {
+            account_id: "222233334444",
+            role_name: "TrailvaultReader",
+            external_id: "x",
+            session_name: "trailvault-test",
+            session_duration: Duration::from_secs(3600),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_assume_role_is_retried() {
+        let http = ScriptedHttp::new(vec![
+            query_error(400, "Throttling"),
+            Reply::ConnectionReset,
+            reply(200, ASSUMED),
+        ]);
+        assume_member_role(&http.config().await, &request())
+            .await
+            .unwrap();
+        assert_eq!(http.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_role_is_not_retried_and_keeps_its_message() {
+        let http = ScriptedHttp::new(vec![query_error(403, "AccessDenied")]);
+        let error = assume_member_role(&http.config().await, &request())
+            .await
+            .unwrap_err();
+        let SeamError::AccessDenied(message) = &error else {
+            panic!("{error:?}");
+        };
+        assert!(
+            message.starts_with("AssumeRole arn:aws:iam::222233334444:role/TrailvaultReader: "),
+            "{message}"
+        );
+        assert!(message.contains("scripted AccessDenied"), "{message}");
+        assert_eq!(http.requests(), 1);
+    }
+
+    #[test]
+    fn sts_errors_are_classified_by_the_shared_classifier() {
+        use aws_smithy_runtime_api::http::StatusCode;
+        use aws_smithy_types::body::SdkBody;
+        use aws_smithy_types::error::ErrorMetadata;
+
+        type Expectation = fn(&SeamError) -> bool;
+        let cases: [(&str, u16, Expectation); 5] = [
+            ("Throttling", 400, |e| matches!(e, SeamError::Throttled(_))),
+            ("InternalFailure", 500, |e| {
+                matches!(e, SeamError::Transient(_))
+            }),
+            ("AccessDenied", 403, |e| {
+                matches!(e, SeamError::AccessDenied(_))
+            }),
+            ("RegionDisabledException", 403, |e| {
+                matches!(e, SeamError::AccessDenied(_))
+            }),
+            ("ValidationError", 400, |e| {
+                matches!(e, SeamError::Permanent(_))
+            }),
+        ];
+        for (code, status, expected) in cases {
+            let sts_error = SdkError::service_error(
+                AssumeRoleError::generic(ErrorMetadata::builder().code(code).build()),
+                HttpResponse::new(StatusCode::try_from(status).unwrap(), SdkBody::empty()),
+            );
+            let error = classify_assume_role_error(
+                "arn:aws:iam::1:role/r",
+                &CredentialsError::provider_error(sts_error),
+            );
+            assert!(expected(&error), "{code} {status} -> {error:?}");
+            assert!(error
+                .to_string()
+                .contains("AssumeRole arn:aws:iam::1:role/r: "));
+        }
+        let timed_out = classify_assume_role_error(
+            "arn:aws:iam::1:role/r",
+            &CredentialsError::provider_timed_out(Duration::from_secs(5)),
+        );
+        assert!(timed_out.is_retryable(), "{timed_out:?}");
     }
 
     #[test]

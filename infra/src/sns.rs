@@ -2,10 +2,12 @@
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::seams::Notifier;
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify;
+use crate::retry::{retry, RetryPolicy};
 
 pub struct SnsNotifier {
     client: aws_sdk_sns::Client,
@@ -23,6 +25,10 @@ impl SnsNotifier {
 
 #[async_trait]
 impl Notifier for SnsNotifier {
+    /// Retried on throttling and transient failures (the SDK makes one
+    /// attempt). A Publish that timed out after SNS accepted it is sent
+    /// again: a duplicate alert is better than a lost one. Not cancelled by
+    /// shutdown, so findings are still announced on the way out.
     async fn publish(&self, subject: &str, message: &str) -> Result<(), SeamError> {
         // SNS subjects: at most 100 printable ASCII characters, no newlines.
         let subject: String = subject
@@ -30,14 +36,46 @@ impl Notifier for SnsNotifier {
             .filter(|c| c.is_ascii_graphic() || *c == ' ')
             .take(100)
             .collect();
-        self.client
-            .publish()
-            .topic_arn(&self.topic_arn)
-            .subject(subject)
-            .message(message)
-            .send()
-            .await
-            .map_err(|e| classify("sns:Publish", e))?;
+        retry(&RetryPolicy::default(), &CancellationToken::new(), |_| {
+            let request = self
+                .client
+                .publish()
+                .topic_arn(&self.topic_arn)
+                .subject(subject.clone())
+                .message(message);
+            async move { request.send().await.map_err(|e| classify("sns:Publish", e)) }
+        })
+        .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::scripted_http::{query_error, reply, ScriptedHttp};
+
+    const PUBLISHED: &str = "<PublishResponse><PublishResult><MessageId>m-1</MessageId>\
+                             </PublishResult></PublishResponse>";
+
+    #[tokio::test]
+    async fn a_throttled_publish_is_retried() {
+        let http = ScriptedHttp::new(vec![
+            query_error(400, "Throttling"),
+            query_error(500, "InternalError"),
+            reply(200, PUBLISHED),
+        ]);
+        let notifier = SnsNotifier::new(&http.config().await, "arn:aws:sns:us-east-1:1:t");
+        notifier.publish("subject", "message").await.unwrap();
+        assert_eq!(http.requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_refused_publish_is_not_retried() {
+        let http = ScriptedHttp::new(vec![query_error(403, "AuthorizationError")]);
+        let notifier = SnsNotifier::new(&http.config().await, "arn:aws:sns:us-east-1:1:t");
+        let error = notifier.publish("subject", "message").await.unwrap_err();
+        assert!(matches!(error, SeamError::AccessDenied(_)), "{error:?}");
+        assert_eq!(http.requests(), 1);
     }
 }

@@ -10,8 +10,9 @@ use aws_config::SdkConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use trailvault_config::{Config, RetentionMode, SourceSettings};
+use trailvault_infra::aws::classify;
 use trailvault_infra::rate_limit::{RateLimitedSource, RateLimiter};
-use trailvault_infra::retry::{RetryPolicy, RetryingArchive, RetryingSource};
+use trailvault_infra::retry::{retry, RetryPolicy, RetryingArchive, RetryingSource};
 use trailvault_infra::s3_archive::S3Archive;
 use trailvault_infra::s3_source::S3Source;
 use trailvault_infra::sessions::{
@@ -60,7 +61,7 @@ pub async fn wire(config: Config, cancel: CancellationToken) -> anyhow::Result<W
         retry.clone(),
         cancel.clone(),
     ));
-    let kms_key_arn = resolve_kms_key(&audit, &config.archive.kms_key_id).await;
+    let kms_key_arn = resolve_kms_key(&audit, &config.archive.kms_key_id, &retry, &cancel).await;
     let run_id = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     Ok(Wired {
         config,
@@ -75,20 +76,36 @@ pub async fn wire(config: Config, cancel: CancellationToken) -> anyhow::Result<W
 }
 
 /// The key's ARN (HEAD reports ARNs); the configured value if the audit
-/// identity may not describe the key.
-async fn resolve_kms_key(audit: &SdkConfig, configured: &str) -> String {
+/// identity may not describe the key. DescribeKey is retried like every call
+/// (the SDK makes one attempt), so a throttle does not fall back needlessly.
+async fn resolve_kms_key(
+    audit: &SdkConfig,
+    configured: &str,
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+) -> String {
     if configured.starts_with("arn:") {
         return configured.to_string();
     }
     let client = aws_sdk_kms::Client::new(audit);
-    match client.describe_key().key_id(configured).send().await {
+    let described = retry(policy, cancel, |_| {
+        let request = client.describe_key().key_id(configured);
+        async move {
+            request
+                .send()
+                .await
+                .map_err(|e| classify("kms:DescribeKey", e))
+        }
+    })
+    .await;
+    match described {
         Ok(output) => output
             .key_metadata()
             .and_then(|m| m.arn())
             .map(str::to_string)
             .unwrap_or_else(|| configured.to_string()),
         Err(error) => {
-            warn!(key = configured, error = %aws_smithy_types::error::display::DisplayErrorContext(&error), "cannot resolve the archive KMS key; comparing by the configured value");
+            warn!(key = configured, %error, "cannot resolve the archive KMS key; comparing by the configured value");
             configured.to_string()
         }
     }
