@@ -120,8 +120,15 @@ pub enum Command {
     },
     /// Last runs, per-account lag, chain heads, open findings (always exit 0; 2 on config errors).
     Status,
-    /// Rebuild a lost or damaged progress store from the archive's own metadata.
-    RebuildState,
+    /// Rebuild a lost or damaged progress store from the archive's own metadata,
+    /// then validate every chain so the next runs continue from there.
+    RebuildState {
+        #[command(flatten)]
+        keys: KeySource,
+        /// Only record the archived objects; leave the chains to the next `verify`.
+        #[arg(long)]
+        no_verify: bool,
+    },
     /// Every recorded finding.
     Findings {
         /// Only findings about this account (repeatable).

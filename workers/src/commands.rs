@@ -102,7 +102,9 @@ pub async fn dispatch(cli: Cli) -> i32 {
             keys,
         } => daemon::run(config, interval, scope, keys.public_keys, json).await,
         Command::Status => show_status(&config, json),
-        Command::RebuildState => rebuild_state(config, json).await,
+        Command::RebuildState { keys, no_verify } => {
+            rebuild_state(config, keys.public_keys.as_deref(), no_verify, json).await
+        }
     }
 }
 
@@ -136,7 +138,7 @@ fn progress_display(
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} {msg} [{bar:30}] {pos}/{len} objects, {elapsed} (eta {eta})",
+            "{spinner} {msg} [{bar:30}] {pos}/{len} objects, {per_sec}, {elapsed} (eta {eta})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -767,7 +769,12 @@ fn print_status(view: &StatusView, json: bool) -> i32 {
 /// Rebuilds the store from the archive: every current archive version carries
 /// its provenance (source account in the key, source ETag, checksums, content
 /// hash) so the next collect copies nothing again.
-async fn rebuild_state(config: Config, json: bool) -> i32 {
+async fn rebuild_state(
+    config: Config,
+    keys: Option<&std::path::Path>,
+    no_verify: bool,
+    json: bool,
+) -> i32 {
     use futures::StreamExt as _;
     use trailvault_pipeline::seams::SourceRef;
 
@@ -781,6 +788,9 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
             return exit::USAGE;
         }
     };
+    if !no_verify && check_keys_file(&wired, keys).is_err() {
+        return exit::USAGE;
+    }
     let prefix = &wired.config.archive.prefix;
     let list_prefix = if prefix.is_empty() {
         String::new()
@@ -867,6 +877,12 @@ async fn rebuild_state(config: Config, json: bool) -> i32 {
         recorded = report.stats.objects_copied,
         "store rebuilt from the archive"
     );
+    // The chain state is rebuilt too, so the next runs continue from here.
+    if !no_verify && !cancel.is_cancelled() {
+        let abort = shutdown.abort_on_stop();
+        validate_into(&wired, &mut report, &Scope::default(), keys, false).await;
+        abort.abort();
+    }
     finish_run(&wired, &mut report, cancel.is_cancelled());
     print_report(&report, json);
     report.exit_code()
@@ -922,40 +938,49 @@ async fn run_verify(
             return exit::USAGE;
         }
     };
-    // A keys file that cannot be read is a usage error: nothing was done.
-    if let Some(path) = keys.or(wired.config.verify.public_keys_file.as_deref()) {
-        if let Err(error) = validation::keys_from_file(path) {
-            eprintln!("trailvault: {error:#}");
-            return exit::USAGE;
-        }
+    if check_keys_file(&wired, keys).is_err() {
+        return exit::USAGE;
     }
-    let accounts = match wiring::accounts(
-        &wired,
-        &Scope {
-            accounts: Vec::new(),
-            regions: Vec::new(),
-        },
-    )
-    .await
-    {
+    validate_into(&wired, &mut report, scope, keys, full).await;
+    finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
+    print_report(&report, json);
+    report.exit_code()
+}
+
+/// Validates the chains of every configured account (limited to `scope`) into
+/// `report`, adds the open findings in scope and publishes the new ones.
+async fn validate_into(
+    wired: &wiring::Wired,
+    report: &mut Report,
+    scope: &Scope,
+    keys: Option<&std::path::Path>,
+    full: bool,
+) {
+    let accounts = match wiring::accounts(wired, &Scope::default()).await {
         Ok(accounts) => accounts,
         Err(error) => {
             report.error("-", "list accounts", format!("{error:#}"));
-            finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
-            print_report(&report, json);
-            return report.exit_code();
+            return;
         }
     };
     report.stats.accounts = accounts.len() as u64;
     merge_verify(
-        &mut report,
-        validation::run(&wired, &accounts, scope, keys, full).await,
+        report,
+        validation::run(wired, &accounts, scope, keys, full).await,
     );
-    validation::include_open_findings(&wired, &mut report, scope);
-    validation::publish_alerts(&wired, &mut report).await;
-    finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
-    print_report(&report, json);
-    report.exit_code()
+    validation::include_open_findings(wired, report, scope);
+    validation::publish_alerts(wired, report).await;
+}
+
+/// A keys file that cannot be read is a usage error: nothing is done.
+fn check_keys_file(wired: &wiring::Wired, keys: Option<&std::path::Path>) -> Result<(), ()> {
+    if let Some(path) = keys.or(wired.config.verify.public_keys_file.as_deref()) {
+        if let Err(error) = validation::keys_from_file(path) {
+            eprintln!("trailvault: {error:#}");
+            return Err(());
+        }
+    }
+    Ok(())
 }
 
 /// Which recorded findings `findings` shows (and acknowledges).
