@@ -894,6 +894,7 @@ mod tests {
     fn audit_render() -> Render {
         Render::new(AUDIT, REGION)
             .parameter("ArchiveBucketName", BUCKET)
+            .parameter("OrganizationId", "")
             .resource("ArchiveBucket", BUCKET)
             .attribute("ArchiveBucket", "Arn", &format!("arn:aws:s3:::{BUCKET}"))
             .resource("ArchiveKey", "0a1b2c3d-0000-4000-8000-000000000001")

@@ -34,8 +34,9 @@
 //! - `aws:ResourceOrgID` (collector permissions, `AssumeMemberReaderRoles`): ministack
 //!   never resolves it, so the condition refuses every AssumeRole (and each emulated
 //!   account is its own organization anyway). The statement stays; it is rendered
-//!   without `OrganizationId` (the template's default, empty), which leaves the
-//!   condition out — the organization bound is not simulated.
+//!   with an empty `OrganizationId`, which leaves the
+//!   condition out — the organization bound is not simulated. (The template requires
+//!   the parameter, so a deployment states its organization or opts out explicitly.)
 //! - The `aws:PrincipalArn`/`aws:userid` pair of
 //!   `DenyObjectWritesByAnyoneButTheCollector` is no gap for an IAM user: ministack
 //!   reports an assumed role's *session* ARN as `aws:PrincipalArn` (the gap the
@@ -138,6 +139,8 @@ fn auditor_role_arn(audit_account_id: &str) -> String {
 
 fn audit_render(audit_account_id: &str) -> Render {
     Render::new(audit_account_id, harness::TEST_REGION)
+        // Explicitly none: see the module docs (`aws:ResourceOrgID`).
+        .parameter("OrganizationId", "")
         .resource("AuditorRole", AUDITOR_ROLE_NAME)
         .attribute("AuditorRole", "Arn", &auditor_role_arn(audit_account_id))
         .resource("FindingsTopic", &findings_topic_arn(audit_account_id))
@@ -210,7 +213,7 @@ pub fn archive_bucket_policy(
 /// archive key, read CloudTrail public keys, list the organization's accounts, publish
 /// findings to [`findings_topic_arn`].
 ///
-/// Rendered without `OrganizationId`: ministack never resolves `aws:ResourceOrgID`,
+/// Rendered with an empty `OrganizationId`: ministack never resolves `aws:ResourceOrgID`,
 /// so the condition it would add to `AssumeMemberReaderRoles` refuses every
 /// AssumeRole there. The organization bound is not simulated.
 pub fn collector_identity_policy(

@@ -515,6 +515,8 @@ impl Deployment {
 
         let mut render = Render::new(AUDIT, region)
             .parameter("ArchiveBucketName", ARCHIVE_BUCKET)
+            // ministack does not resolve aws:ResourceOrgID (see sim::policies).
+            .parameter("OrganizationId", "")
             .parameter("AdditionalCollectorPrincipalArn", &ci.arn)
             .resource("ArchiveBucket", ARCHIVE_BUCKET)
             .attribute(
