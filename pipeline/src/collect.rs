@@ -1442,6 +1442,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_body_that_breaks_mid_multipart_leaves_no_upload_behind() {
+        let mut world = World::new();
+        world.settings.copy.multipart_threshold_bytes = 64 * 1024;
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        let mut state = 0x9e37_79b9_u64;
+        let noise: Vec<u8> = (0..512 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state & 0xff) as u8
+            })
+            .collect();
+        world.source.put(&key, gzip(&noise), &[]);
+        world.source.break_bodies(&key, 200 * 1024);
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.stats.objects_copied, 0);
+        assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 0);
+        assert_eq!(
+            world.archive.open_uploads(),
+            0,
+            "every attempt's multipart upload was aborted"
+        );
+    }
+
+    #[tokio::test]
     async fn a_source_that_denies_access_is_an_error_not_a_crash() {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");

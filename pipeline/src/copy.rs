@@ -485,7 +485,18 @@ pub async fn copy_object(
     let mut streaming: Option<(GzipInspector, PutSpec)> = None;
 
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(CopyError::Source)?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(error) => {
+                // A multipart upload already begun is not left behind.
+                if let (Upload::Multipart { upload_id, .. }, Some((_, spec))) =
+                    (&upload, &streaming)
+                {
+                    let _ = archive.abort_multipart(&spec.key, upload_id).await;
+                }
+                return Err(CopyError::Source(error));
+            }
+        };
         match &mut upload {
             Upload::Single { buffer } => {
                 buffer.extend_from_slice(&chunk);

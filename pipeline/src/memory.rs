@@ -53,6 +53,8 @@ pub struct MemorySource {
     /// Every `TrailSource::delete` fails with this error (fault injection:
     /// a member role without delete permission).
     failing_deletes: Mutex<Option<SeamError>>,
+    /// Keys whose body breaks (a connection reset) after this many bytes.
+    breaking: Mutex<BTreeMap<String, usize>>,
     pub gets: AtomicU64,
     pub lists: AtomicU64,
     /// `TrailSource::delete` calls, failed ones included.
@@ -86,6 +88,11 @@ impl MemorySource {
     pub fn clear_failures(&self) {
         lock(&self.failing).clear();
         *lock(&self.failing_deletes) = None;
+    }
+
+    /// Bodies of `key` break with a transient error after `after_bytes`.
+    pub fn break_bodies(&self, key: &str, after_bytes: usize) {
+        lock(&self.breaking).insert(key.to_string(), after_bytes);
     }
 
     /// Makes every `TrailSource::delete` fail with `error`.
@@ -152,10 +159,18 @@ impl TrailSource for MemorySource {
             content_type: Some("application/json".to_string()),
             content_encoding: Some("gzip".to_string()),
         };
-        Ok(SourceObject {
-            meta,
-            body: chunked(body, 1000),
-        })
+        let body = match lock(&self.breaking).get(key) {
+            Some(&after) => {
+                let whole = body.slice(..after.min(body.len()));
+                let reset = SeamError::Transient(format!("connection reset reading {key}"));
+                Box::pin(futures::StreamExt::chain(
+                    chunked(whole, 1000),
+                    futures::stream::iter([Err(reset)]),
+                ))
+            }
+            None => chunked(body, 1000),
+        };
+        Ok(SourceObject { meta, body })
     }
 
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
@@ -247,6 +262,11 @@ impl MemoryArchive {
     /// HEADs of `key` report no Object Lock, as for a version written without one.
     pub fn report_unlocked(&self, key: &str) {
         lock(&self.unlocked).insert(key.to_string());
+    }
+
+    /// Multipart uploads begun and neither completed nor aborted.
+    pub fn open_uploads(&self) -> usize {
+        lock(&self.uploads).len()
     }
 
     /// Number of versions stored under `key`.
