@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use aws_sdk_s3::types::ChecksumMode;
 use base64::Engine as _;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use trailvault_integration_tests::harness;
-use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
+use trailvault_integration_tests::sim::{policies, ConfigOptions, ProvisionOptions, Sim, Tamper};
 
 use crate::cli::{command, options_in, run, write_config, write_throttled_config};
 
@@ -143,9 +143,66 @@ pub fn finding_kinds(report: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// CloudTrail's own object metadata, which copies must carry over verbatim.
+const PRESERVED_METADATA: [&str; 3] = [
+    "signature",
+    "signature-algorithm",
+    "backfill-generation-timestamp",
+];
+
+/// Why a copy's content could not be read as one gzip member (`tv-content-error`).
+const CONTENT_ERRORS: [&str; 6] = [
+    "not_gzip",
+    "corrupt",
+    "truncated",
+    "trailing_data",
+    "too_large",
+    "ratio_exceeded",
+];
+
+/// The SHA-256 (hex) of the inflated bytes of `raw`'s single gzip member, as
+/// trailvault must record it, or `None` when there is no such content within
+/// `max_inflated_bytes` (not gzip, corrupt, trailing data, too large): then
+/// trailvault must record a content error instead. Independent of the pipeline's
+/// inflater: flate2 with the integrity checks of RFC 1952.
+fn inflated_sha256_hex(raw: &[u8], max_inflated_bytes: u64) -> Option<String> {
+    use std::io::Read as _;
+    let mut decoder = flate2::bufread::GzDecoder::new(raw);
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut inflated = 0u64;
+    loop {
+        let read = decoder.read(&mut buffer).ok()?;
+        if read == 0 {
+            break;
+        }
+        inflated += read as u64;
+        if inflated > max_inflated_bytes {
+            return None;
+        }
+        context.update(&buffer[..read]);
+    }
+    if !decoder.into_inner().is_empty() {
+        return None;
+    }
+    Some(hex::encode(context.finish().as_ref()))
+}
+
 /// Asserts that the archive holds exactly one verified version per source
-/// object, with the required encryption, checksum, lock and provenance.
+/// object, with the required encryption, checksum, lock and provenance. Each
+/// copy must have been made after its source object was written and before now.
 pub async fn assert_archive_matches_sources(sim: &Sim) {
+    check_archive_against_sources(sim, None).await;
+}
+
+/// [`assert_archive_matches_sources`], and every copy was made by runs that
+/// started at `runs_started` or later.
+pub async fn assert_archive_matches_sources_since(sim: &Sim, runs_started: DateTime<Utc>) {
+    check_archive_against_sources(sim, Some(runs_started)).await;
+}
+
+async fn check_archive_against_sources(sim: &Sim, runs_started: Option<DateTime<Utc>>) {
+    let checked_at = Utc::now();
     let sources = source_objects(sim).await;
     let versions = archive_versions(sim).await;
     let expected_keys: BTreeSet<String> = sources
@@ -161,9 +218,21 @@ pub async fn assert_archive_matches_sources(sim: &Sim) {
         assert_eq!(ids.len(), 1, "{key} has {} versions: {ids:?}", ids.len());
     }
     let s3 = harness::s3_client(&sim.collector_sdk_config());
-    let min_retain = Utc::now() + chrono::Duration::days(i64::from(sim.org.retention_days))
-        - chrono::Duration::hours(1);
+    let retention = chrono::Duration::days(i64::from(sim.org.retention_days));
+    let slack = chrono::Duration::minutes(1);
+    // The bound of the generated configuration (the tests do not change it).
+    let max_inflated_bytes = ConfigOptions::new(std::path::Path::new("store")).max_inflated_bytes;
     for ((account, bucket, key), body) in &sources {
+        let source = sim
+            .root_s3(account)
+            .expect("root client")
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("head source {key}: {e:?}"));
+        let source_metadata = source.metadata().cloned().unwrap_or_default();
         let head = s3
             .head_object()
             .bucket(&sim.org.archive_bucket)
@@ -187,24 +256,81 @@ pub async fn assert_archive_matches_sources(sim: &Sim) {
             Some("COMPLIANCE"),
             "{key} lock mode"
         );
-        let until = head.object_lock_retain_until_date().expect("retain-until");
-        assert!(
-            until.secs() >= min_retain.timestamp(),
-            "{key} retained until {until}, expected at least {min_retain}"
-        );
+
+        // When: after the source was written (second precision) and after the
+        // runs started, before now; locked for the retention period from then.
+        let written = source
+            .last_modified()
+            .map(|t| t.secs())
+            .unwrap_or_else(|| panic!("source {key} has no LastModified"));
+        let earliest = runs_started.map_or(written - 1, |t| t.timestamp().max(written - 1));
         let metadata = head.metadata().cloned().unwrap_or_default();
-        assert_eq!(
-            metadata.get("tv-source-account").map(String::as_str),
-            Some(account.as_str()),
-            "{key} provenance account"
+        let copied_at: i64 = metadata
+            .get("tv-copied-at")
+            .unwrap_or_else(|| panic!("{key} has no tv-copied-at: {metadata:?}"))
+            .parse()
+            .unwrap_or_else(|e| panic!("{key} tv-copied-at {metadata:?}: {e}"));
+        assert!(
+            (earliest..=checked_at.timestamp()).contains(&copied_at),
+            "{key} copied at {copied_at}, expected within [{earliest}, {}]",
+            checked_at.timestamp()
+        );
+        let until = head.object_lock_retain_until_date().expect("retain-until");
+        let (min_until, max_until) = (
+            earliest + (retention - slack).num_seconds(),
+            (checked_at + retention + slack).timestamp(),
         );
         assert!(
-            metadata
-                .get("tv-source-etag")
-                .is_some_and(|e| !e.is_empty()),
-            "{key} provenance etag"
+            (min_until..=max_until).contains(&until.secs()),
+            "{key} retained until {until}, expected within [{min_until}, {max_until}] (epoch s)"
         );
+
+        // Provenance and content, exactly; nothing else.
+        let mut expected = BTreeMap::new();
+        expected.insert("tv-source-account", account.clone());
+        let source_etag = source.e_tag().expect("source ETag").trim_matches('"');
+        assert!(!source_etag.is_empty(), "source {key} has an empty ETag");
+        expected.insert("tv-source-etag", source_etag.to_string());
+        if let Some(version) = source.version_id() {
+            expected.insert("tv-source-version", version.to_string());
+        }
+        match inflated_sha256_hex(body, max_inflated_bytes) {
+            Some(sha256) => {
+                expected.insert("tv-content-sha256", sha256);
+            }
+            None => {
+                let error = metadata
+                    .get("tv-content-error")
+                    .unwrap_or_else(|| panic!("{key} has no tv-content-error: {metadata:?}"));
+                let not_gzip = !body.starts_with(&[0x1f, 0x8b]);
+                assert!(
+                    if not_gzip {
+                        error == "not_gzip"
+                    } else {
+                        CONTENT_ERRORS.contains(&error.as_str())
+                    },
+                    "{key} tv-content-error {error:?}"
+                );
+                expected.insert("tv-content-error", error.clone());
+            }
+        }
+        expected.insert("tv-copied-at", copied_at.to_string());
+        for name in PRESERVED_METADATA {
+            if let Some(value) = source_metadata.get(name) {
+                expected.insert(name, value.clone());
+            }
+        }
+        let actual: BTreeMap<&str, String> = metadata
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        assert_eq!(
+            actual, expected,
+            "{key} metadata (source: {source_metadata:?})"
+        );
+
         if key.contains("/CloudTrail-Digest/") {
+            // The simulator signs every digest: the comparison above is not vacuous.
             assert_eq!(
                 metadata.get("signature-algorithm").map(String::as_str),
                 Some("SHA256withRSA"),
@@ -238,6 +364,7 @@ async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
 
+    let started = Utc::now();
     let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(
         first.code, 0,
@@ -256,7 +383,7 @@ async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
         report["findings"].as_array().unwrap().is_empty(),
         "{report}"
     );
-    assert_archive_matches_sources(&sim).await;
+    assert_archive_matches_sources_since(&sim, started).await;
 
     // Nothing new: nothing copied, everything listed is skipped.
     let second = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
@@ -284,7 +411,7 @@ async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
         )),
         "late log not archived"
     );
-    assert_archive_matches_sources(&sim).await;
+    assert_archive_matches_sources_since(&sim, started).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -350,7 +477,98 @@ async fn a_wrong_external_id_is_refused_and_reported() {
     assert_eq!(result.code, 1);
     let report = result.json();
     assert_eq!(report["errors"].as_array().unwrap().len(), 2, "{report}");
+    let refused: BTreeSet<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["operation"] == "sts:AssumeRole")
+        .filter_map(|e| e["account_id"].as_str())
+        .collect();
+    let members: BTreeSet<&str> = sim
+        .org
+        .members
+        .iter()
+        .map(|m| m.account_id.as_str())
+        .collect();
+    assert_eq!(refused, members, "{report}");
     assert!(archive_versions(&sim).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_requiring_another_external_id_does_not_stop_the_others() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 3,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    // Member 1's administrator changes the ExternalId its reader role requires;
+    // the trusted principal stays the collector.
+    let other = &sim.org.members[1];
+    let other_external_id = format!("{}-rotated", sim.org.external_id);
+    let trust = policies::reader_trust_policy(
+        &other.account_id,
+        &sim.org.collector.principal_arn,
+        &other_external_id,
+    )
+    .expect("trust policy");
+    let member_root = harness::sdk_config(
+        &sim.org.endpoint,
+        &other.account_id,
+        "sim-root-secret",
+        None,
+    );
+    aws_sdk_iam::Client::new(&member_root)
+        .update_assume_role_policy()
+        .role_name(&sim.org.role_name)
+        .policy_document(trust.to_string())
+        .send()
+        .await
+        .expect("update the trust policy");
+    // The emulator now refuses exactly the configured ExternalId for that role.
+    assert!(sim
+        .assume_role_as_collector(&other.role_arn, Some(&sim.org.external_id))
+        .await
+        .is_err());
+    sim.assume_role_as_collector(&other.role_arn, Some(&other_external_id))
+        .await
+        .expect("the collector may assume the role with its new ExternalId");
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    assert_eq!(
+        result.code, 1,
+        "a refused account must give exit 1:\n{}",
+        result.stderr
+    );
+    let report = result.json();
+    let errors = report["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "only the refused member fails: {report}");
+    assert_eq!(
+        errors[0]["account_id"],
+        other.account_id.as_str(),
+        "{report}"
+    );
+    assert_eq!(errors[0]["operation"], "sts:AssumeRole", "{report}");
+
+    // Every object of the other members is archived, nothing of the refused one.
+    let sources = source_objects(&sim).await;
+    let expected: BTreeSet<String> = sources
+        .keys()
+        .filter(|(_, bucket, _)| *bucket != other.trail_bucket)
+        .map(|(a, b, k)| archive_key(&sim, a, b, k))
+        .collect();
+    assert!(
+        expected.len() < sources.len() && !expected.is_empty(),
+        "the refused member and the others all have files"
+    );
+    let archived: BTreeSet<String> = archive_versions(&sim).await.into_keys().collect();
+    assert_eq!(archived, expected, "archived = the other members' objects");
+    assert_eq!(stat(&report, "objects_copied"), expected.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -373,6 +591,7 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
     // The killed runs read each source bucket at 25 requests/s, so every kill
     // below lands mid-run on any host; the final runs are not capped.
     let throttled = write_throttled_config(&sim, dir.path(), options, 25);
+    let started = Utc::now();
     let mut killed = 0;
     for delay_ms in [300u64, 600, 900, 1200] {
         let mut child = command(&sim, &throttled, &["collect", "--no-verify"])
@@ -393,7 +612,7 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
     );
     let finish = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(finish.code, 0, "{}", finish.stderr);
-    assert_archive_matches_sources(&sim).await;
+    assert_archive_matches_sources_since(&sim, started).await;
     let again = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
     assert_eq!(stat(&again, "objects_copied"), 0);
 }
@@ -417,6 +636,7 @@ async fn hostile_content_is_archived_as_evidence_and_raises_findings() {
     let not_gzip = sim.tamper(Tamper::NotGzip).await.expect("not gzip");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    let started = Utc::now();
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(
         result.code, 3,
@@ -452,7 +672,7 @@ async fn hostile_content_is_archived_as_evidence_and_raises_findings() {
             tamper.key
         );
     }
-    assert_archive_matches_sources(&sim).await;
+    assert_archive_matches_sources_since(&sim, started).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -588,25 +808,43 @@ async fn a_lost_store_is_rebuilt_from_the_archive_and_nothing_is_copied_again() 
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let config = write_config(&sim, dir.path(), ConfigOptions::new(&store));
-    let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    // The simulated history ended hours ago: its chain heads are not stale here.
+    let options = ConfigOptions {
+        chain_head_stale_hours: 24 * 30,
+        ..options_in(&sim, dir.path())
+    };
+    let store = options.store_path.clone();
+    let config = write_config(&sim, dir.path(), options);
+    let started = Utc::now();
+    let first = run(&sim, &config, &["--json", "collect"]);
     assert_eq!(first.code, 0, "{}", first.stderr);
     let copied = stat(&first.json(), "objects_copied");
+    let digests = stat(&first.json(), "digests_validated");
+    assert!(digests > 0);
 
     std::fs::remove_dir_all(&store).expect("delete the store");
     let rebuilt = run(&sim, &config, &["--json", "rebuild-state"]);
     assert_eq!(rebuilt.code, 0, "{}", rebuilt.stderr);
+    let report = rebuilt.json();
     assert_eq!(
-        stat(&rebuilt.json(), "objects_copied"),
+        stat(&report, "objects_copied"),
         copied,
         "every archived object is recorded again"
     );
+    assert_eq!(
+        stat(&report, "digests_validated"),
+        digests,
+        "every chain is validated again from the archive: {report}"
+    );
 
+    // Verify continues where it was: no digest is read again.
+    let verified = run(&sim, &config, &["--json", "verify"]);
+    assert_eq!(verified.code, 0, "{}", verified.stderr);
+    assert_eq!(stat(&verified.json(), "digests_validated"), 0);
     let after = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
     assert_eq!(stat(&after, "objects_copied"), 0, "{after}");
     assert_eq!(stat(&after, "objects_skipped"), copied);
-    assert_archive_matches_sources(&sim).await;
+    assert_archive_matches_sources_since(&sim, started).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -633,6 +871,7 @@ async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object
         .format("%Y-%m-%d")
         .to_string();
 
+    let started = Utc::now();
     let mut child = command(&sim, &throttled, &["backfill", "--since", &since])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -661,5 +900,5 @@ async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object
         stat(&report, "digests_validated") > 0,
         "the backfill validates the chains it covered"
     );
-    assert_archive_matches_sources(&sim).await;
+    assert_archive_matches_sources_since(&sim, started).await;
 }

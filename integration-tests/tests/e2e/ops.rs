@@ -451,11 +451,19 @@ async fn the_daemon_stops_cleanly_on_sigterm_mid_copy_with_nothing_lost() {
         .spawn()
         .unwrap();
     let lines = stdout_lines(&mut daemon);
-    std::thread::sleep(Duration::from_millis(1200));
-    assert!(
-        daemon.try_wait().unwrap().is_none(),
-        "the daemon exited before SIGTERM"
-    );
+    // SIGTERM as soon as copies land in the archive: it meets copies in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while archive_versions(&sim).await.is_empty() {
+        assert!(
+            daemon.try_wait().unwrap().is_none(),
+            "the daemon exited before SIGTERM"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no copy landed in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     terminate(&daemon);
     let code = wait_for_exit(&mut daemon, Duration::from_secs(120));
     assert_eq!(code, 0, "SIGTERM must end the daemon with exit 0");
@@ -483,6 +491,7 @@ async fn the_daemon_stops_cleanly_on_sigterm_mid_copy_with_nothing_lost() {
         "{interrupted}"
     );
     let copied_before = stat(interrupted, "objects_copied");
+    assert!(copied_before > 0, "copies were under way: {interrupted}");
 
     // The store was flushed: what was recorded stays recorded, and the next
     // collect finishes the job with exactly one verified version per object.
@@ -498,6 +507,10 @@ async fn the_daemon_stops_cleanly_on_sigterm_mid_copy_with_nothing_lost() {
         stat(&report, "objects_copied") + stat(&report, "objects_adopted") + copied_before,
         archive_versions(&sim).await.len() as u64,
         "nothing copied twice: {report}"
+    );
+    assert!(
+        stat(&report, "objects_copied") > 0,
+        "the daemon stopped mid-run: {report}"
     );
     assert_archive_matches_sources(&sim).await;
 }

@@ -117,6 +117,7 @@ async fn each_attack_yields_exactly_its_finding_on_the_right_object() {
             12,
         )
         .await;
+        let victim = sim.chain(sim.default_selector()).unwrap().clone();
         let report = sim
             .tamper(tamper)
             .await
@@ -147,34 +148,38 @@ async fn each_attack_yields_exactly_its_finding_on_the_right_object() {
                     .map(|key| ("digest_missing".to_string(), key.clone())),
             );
         }
-        // A deleted digest leaves its logs listed by no digest.
-        // A planted file that is not CloudTrail output is also listed by no digest.
+        // A deleted digest leaves the logs it listed listed by no digest.
         if matches!(
             tamper,
             Tamper::DeleteDigest | Tamper::DeleteTwoConsecutiveDigests | Tamper::DeleteNewestDigest
         ) {
             allowed.extend(
-                found
+                victim
+                    .digests
                     .iter()
-                    .filter(|(kind, _)| kind == "log_file_unreferenced")
-                    .cloned(),
+                    .filter(|digest| report.touched.contains(&digest.key))
+                    .flat_map(|digest| &digest.logs)
+                    .map(|log| ("log_file_unreferenced".to_string(), log.key.clone())),
             );
         }
+        // A planted file that is not CloudTrail output is also listed by no digest.
         if matches!(tamper, Tamper::GzipBomb | Tamper::NotGzip) {
             allowed.push(("log_file_unreferenced".to_string(), report.key.clone()));
         }
-        if false {
-            allowed.extend(
-                found
+        // The expected finding and each documented consequence must be there;
+        // a deleted newest digest shows as a stale head or, when sibling
+        // chains are ahead of it, as the missing digest itself.
+        let primary_present = if tamper == Tamper::DeleteNewestDigest {
+            found.contains(&allowed[0])
+                || report
+                    .touched
                     .iter()
-                    .filter(|(kind, _)| kind == "log_file_unreferenced")
-                    .cloned(),
-            );
-        }
-        let primary_present = found
-            .iter()
-            .any(|f| allowed[..1 + report.also_expected.len()].contains(f))
-            || (tamper == Tamper::DeleteNewestDigest && found.iter().any(|f| allowed.contains(f)));
+                    .any(|key| found.contains(&("digest_missing".to_string(), key.clone())))
+        } else {
+            allowed[..1 + report.also_expected.len()]
+                .iter()
+                .all(|expected| found.contains(expected))
+        };
         let unexpected: Vec<_> = found.iter().filter(|f| !allowed.contains(f)).collect();
         if !primary_present || !unexpected.is_empty() {
             failures.push(format!(
@@ -329,4 +334,64 @@ async fn new_findings_are_published_once_to_sns() {
         &["--json", "findings", "--kind", "log_file_missing"],
     );
     assert_eq!(listed.json()["findings"].as_array().unwrap().len(), 1);
+
+    // Open until acknowledged: an incremental collect that finds nothing new
+    // still reports it (not new) and exits 3.
+    let open = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(open.code, 3, "{}", open.stderr);
+    let open_findings = open.json()["findings"].as_array().unwrap().clone();
+    assert!(
+        open_findings
+            .iter()
+            .any(|f| f["kind"] == "log_file_missing" && f["new"] == false),
+        "{open_findings:?}"
+    );
+    let acknowledged = run(
+        &sim,
+        &config,
+        &[
+            "--json",
+            "findings",
+            "--kind",
+            "log_file_missing",
+            "--acknowledge",
+        ],
+    );
+    assert_eq!(acknowledged.code, 0, "{}", acknowledged.stderr);
+    let listed = acknowledged.json();
+    assert!(
+        listed["findings"][0]["acknowledged_at"].is_string(),
+        "{listed}"
+    );
+    let others_open = run(&sim, &config, &["--json", "findings"]).json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["acknowledged_at"].is_null())
+        .count();
+    let after = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(
+        after.code,
+        if others_open == 0 { 0 } else { 3 },
+        "only open findings keep exit 3: {}",
+        after.stdout
+    );
+    assert!(after.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["kind"] != "log_file_missing"));
+    // Found again by a full audit, it stays acknowledged and is not published.
+    let audit = run(&sim, &config, &["--json", "verify", "--full"]).json();
+    assert!(audit["findings"].as_array().unwrap().iter().any(|f| {
+        f["kind"] == "log_file_missing" && f["acknowledged_at"].is_string() && f["new"] == false
+    }));
+    let quiet = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(quiet.messages().is_empty(), "nothing new to publish");
 }
