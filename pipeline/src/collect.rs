@@ -274,7 +274,8 @@ pub async fn collect(
     // 1. Partitions of every scope (discovery is cached between runs).
     let partition_lists = futures::stream::iter(scopes.iter().cloned())
         .map(|scope| async move {
-            let span = info_span!("account", account_id = %scope.member_account_id, bucket = %scope.source.bucket());
+            // Regions are listed (or discovered) here: every region of the account.
+            let span = info_span!("account", account_id = %scope.member_account_id, region = "all", bucket = %scope.source.bucket());
             partitions_of(run, &scope, window).instrument(span).await
         })
         .buffer_unordered(settings.list_concurrency.max(1))
@@ -1056,6 +1057,34 @@ mod tests {
         fn archive_key(&self, key: &str) -> String {
             format!("archive/{MEMBER}/trail-bucket/{key}")
         }
+
+        fn source_ref(&self, key: &str) -> SourceRef {
+            SourceRef {
+                account_id: MEMBER.into(),
+                bucket: "trail-bucket".into(),
+                key: key.to_string(),
+            }
+        }
+
+        /// What a run killed after its PUT and before recording leaves: a
+        /// valid copy in the archive, nothing in the store, the in-flight
+        /// marker set.
+        async fn copy_and_die(&self, key: &str) -> Copied {
+            let copied = copy_object(
+                self.source.as_ref(),
+                &self.archive,
+                &self.settings.copy,
+                &self.source_ref(key),
+                self.clock.now(),
+                None,
+            )
+            .await
+            .unwrap();
+            self.store
+                .put_state(IN_FLIGHT, b"2026-11-27T11:00:00Z")
+                .unwrap();
+            copied
+        }
     }
 
     fn kinds(outcome: &CollectOutcome) -> Vec<(FindingKind, String)> {
@@ -1147,28 +1176,9 @@ mod tests {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         world.source.put(&key, log_body(MEMBER), &[]);
-        // Simulate a run killed after its PUT and before recording: its
-        // in-flight marker is still set and the archive holds a valid copy.
-        let source = SourceRef {
-            account_id: MEMBER.into(),
-            bucket: "trail-bucket".into(),
-            key: key.clone(),
-        };
-        let copied = copy_object(
-            world.source.as_ref(),
-            &world.archive,
-            &world.settings.copy,
-            &source,
-            world.clock.now(),
-            None,
-        )
-        .await
-        .unwrap();
+        let source = world.source_ref(&key);
+        let copied = world.copy_and_die(&key).await;
         assert_eq!(copied.record.size, log_body(MEMBER).len() as u64);
-        world
-            .store
-            .put_state(IN_FLIGHT, b"2026-11-27T11:00:00Z")
-            .unwrap();
         let rerun = world.run(Window::Incremental).await;
         assert_eq!(rerun.stats.objects_adopted, 1);
         assert_eq!(rerun.stats.objects_copied, 0);
@@ -1206,25 +1216,7 @@ mod tests {
         // The member rewrites the file, claiming another account; a run
         // archives the new content and dies before recording it.
         world.source.put(&key, log_body("333333333333"), &[]);
-        let source = SourceRef {
-            account_id: MEMBER.into(),
-            bucket: "trail-bucket".into(),
-            key: key.clone(),
-        };
-        copy_object(
-            world.source.as_ref(),
-            &world.archive,
-            &world.settings.copy,
-            &source,
-            world.clock.now(),
-            None,
-        )
-        .await
-        .unwrap();
-        world
-            .store
-            .put_state(IN_FLIGHT, b"2026-11-27T11:00:00Z")
-            .unwrap();
+        world.copy_and_die(&key).await;
         let rerun = world.run(Window::Incremental).await;
         assert_eq!(rerun.stats.objects_adopted, 1);
         assert_eq!(rerun.stats.objects_copied, 0);
@@ -1259,12 +1251,8 @@ mod tests {
         assert_eq!(outcome.stats.objects_adopted, 1);
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
         assert_eq!(world.archive.puts.load(Ordering::Relaxed), 1);
-        let source = SourceRef {
-            account_id: MEMBER.into(),
-            bucket: "trail-bucket".into(),
-            key,
-        };
-        assert!(world.store.object(&source).unwrap().is_some(), "recorded");
+        let recorded = world.store.object(&world.source_ref(&key)).unwrap();
+        assert!(recorded.is_some(), "recorded");
     }
 
     #[tokio::test]
@@ -1272,21 +1260,8 @@ mod tests {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         world.source.put(&key, log_body(MEMBER), &[]);
-        let source = SourceRef {
-            account_id: MEMBER.into(),
-            bucket: "trail-bucket".into(),
-            key: key.clone(),
-        };
-        let copied = copy_object(
-            world.source.as_ref(),
-            &world.archive,
-            &world.settings.copy,
-            &source,
-            world.clock.now(),
-            None,
-        )
-        .await
-        .unwrap();
+        let source = world.source_ref(&key);
+        let copied = world.copy_and_die(&key).await;
         let head = world
             .archive
             .head(&copied.archive_key, None)

@@ -443,11 +443,14 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     let results: Vec<(ChainId, chain::ChainResult)> = futures::stream::iter(in_scope)
         .map(|(chain_id, entries)| {
             let previous = states.get(chain_id).cloned();
+            let span =
+                info_span!("chain", account_id = %chain_id.account, region = %chain_id.region);
             async move {
                 let result =
                     chain::validate_chain(ctx, chain_id, entries, previous, audited_ref).await;
                 (chain_id.clone(), result)
             }
+            .instrument(span)
         })
         .buffer_unordered(ctx.settings.concurrency.max(1))
         .collect()

@@ -727,19 +727,20 @@ async fn failed_reads_are_errors_and_are_retried() {
     assert_eq!(second.stats.digests_validated, HOURS as u64 - 20);
 }
 
-#[tokio::test]
-async fn only_accounts_and_regions_limit_the_run() {
-    let scenario = scenario();
-    scenario.world.archive_all().await;
+/// One run limited to `accounts` and `regions`.
+async fn verify_in_scope(
+    scenario: &Scenario,
+    accounts: &[String],
+    regions: &[String],
+) -> VerifyOutcome {
     let sources = [ArchivedSource {
         reader_account_id: READER.into(),
         bucket: BUCKET.into(),
     }];
-    let other = ["444455556666".to_string()];
-    let outcome = verify(
+    verify(
         &sources,
-        &other,
-        &[],
+        accounts,
+        regions,
         &scenario.world.archive,
         &scenario.world.store,
         &scenario.world.keys,
@@ -747,37 +748,21 @@ async fn only_accounts_and_regions_limit_the_run() {
         &scenario.world.clock,
         &settings(),
     )
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn only_accounts_and_regions_limit_the_run() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let outcome = verify_in_scope(&scenario, &["444455556666".to_string()], &[]).await;
     assert_eq!(outcome.chains, 0);
     assert_eq!(outcome.stats.digests_validated, 0);
     let member = [ACCOUNT.to_string()];
-    let elsewhere = ["us-west-2".to_string()];
-    let outcome = verify(
-        &sources,
-        &member,
-        &elsewhere,
-        &scenario.world.archive,
-        &scenario.world.store,
-        &scenario.world.keys,
-        &scenario.world,
-        &scenario.world.clock,
-        &settings(),
-    )
-    .await;
+    let outcome = verify_in_scope(&scenario, &member, &["us-west-2".to_string()]).await;
     assert_eq!(outcome.chains, 0, "--region limits the chains too");
     assert_eq!(outcome.stats.digests_validated, 0);
-    let outcome = verify(
-        &sources,
-        &member,
-        &["eu-west-1".to_string()],
-        &scenario.world.archive,
-        &scenario.world.store,
-        &scenario.world.keys,
-        &scenario.world,
-        &scenario.world.clock,
-        &settings(),
-    )
-    .await;
+    let outcome = verify_in_scope(&scenario, &member, &["eu-west-1".to_string()]).await;
     assert_eq!(outcome.chains, 2);
     assert_only(&outcome, &[]);
 }
