@@ -17,6 +17,7 @@ use crate::cloudtrail::gzip::InflateError;
 use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
 use crate::copy::{
     adopt_copy, adoptable_copy, copy_object, ContentCheck, Copied, CopyError, CopySettings,
+    Inflated,
 };
 use crate::error::SeamError;
 use crate::findings::{Finding, FindingKind};
@@ -872,13 +873,21 @@ fn inspect(
     findings
 }
 
+/// Parses inflated content, held or streamed.
+fn parse_json<T: serde::de::DeserializeOwned>(inflated: Inflated<'_>) -> serde_json::Result<T> {
+    match inflated {
+        Inflated::Bytes(bytes) => serde_json::from_slice(bytes),
+        Inflated::Stream(stream) => serde_json::from_reader(stream),
+    }
+}
+
 fn content_claims(
     member: &str,
     bucket: &str,
     key: &str,
     is_digest: bool,
     is_log_family: bool,
-    inflated: &[u8],
+    inflated: Inflated<'_>,
 ) -> Vec<Finding> {
     let claims_other = |value: &Option<serde_json::Value>| {
         value
@@ -887,7 +896,7 @@ fn content_claims(
             .is_some_and(|claimed| claimed != member)
     };
     if is_digest {
-        return match serde_json::from_slice::<DigestAccountOnly>(inflated) {
+        return match parse_json::<DigestAccountOnly>(inflated) {
             Ok(digest) if claims_other(&digest.aws_account_id) => vec![Finding::new(
                 FindingKind::AccountMismatch,
                 member,
@@ -904,7 +913,7 @@ fn content_claims(
             _ => Vec::new(),
         };
     }
-    match serde_json::from_slice::<RecordsOnly>(inflated) {
+    match parse_json::<RecordsOnly>(inflated) {
         Ok(log) => {
             let others: BTreeSet<String> = log
                 .records
@@ -1345,6 +1354,46 @@ mod tests {
             );
         }
         assert_eq!(outcome.stats.objects_copied, 5);
+    }
+
+    #[tokio::test]
+    async fn account_claims_in_large_logs_are_checked_too() {
+        let mut world = World::new();
+        world.settings.copy.inflate_limits = InflateLimits {
+            max_inflated_bytes: 64 << 20,
+            max_ratio: 10_000,
+        };
+        // ~3 MiB of records (more than the copy keeps inflated), one of them
+        // far down claiming another account; and a large clean file.
+        let large = |odd_one: Option<&str>| {
+            let mut json = String::from(r#"{"Records":["#);
+            for index in 0..20_000 {
+                let account = match odd_one {
+                    Some(other) if index == 19_000 => other,
+                    _ => MEMBER,
+                };
+                if index > 0 {
+                    json.push(',');
+                }
+                json.push_str(&format!(
+                    r#"{{"eventName":"GetObject","requestParameters":{{"bucketName":"b","key":"k/{index:0>120}"}},"recipientAccountId":"{account}"}}"#
+                ));
+            }
+            json.push_str("]}");
+            assert!(json.len() as u64 > crate::copy::KEEP_INFLATED_BYTES);
+            gzip(json.as_bytes())
+        };
+        let spoofed = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        let clean = log_key(27, "0905", "BBBBBBBBBBBBBBBB");
+        world.source.put(&spoofed, large(Some("333333333333")), &[]);
+        world.source.put(&clean, large(None), &[]);
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.stats.objects_copied, 2, "{:?}", outcome.errors);
+        assert_eq!(
+            kinds(&outcome),
+            vec![(FindingKind::AccountMismatch, spoofed)]
+        );
+        assert!(outcome.findings[0].detail.contains("333333333333"));
     }
 
     #[tokio::test]

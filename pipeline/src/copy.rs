@@ -74,8 +74,8 @@ pub struct Copied {
     pub bytes: u64,
     pub inflate_error: Option<InflateError>,
     /// What the caller's [`ContentCheck`] found, when the object was held for
-    /// one PUT and inflated to at most [`KEEP_INFLATED_BYTES`] (large objects
-    /// are checked by validation).
+    /// one PUT and inflated within the limits (a multipart object, too large
+    /// to hold, is not checked).
     pub content_findings: Vec<Finding>,
 }
 
@@ -380,9 +380,18 @@ pub const KEEP_INFLATED_BYTES: u64 = 2 * 1024 * 1024;
 const INLINE_ANALYSIS_BYTES: usize = 16 * 1024;
 const INLINE_INFLATED_BYTES: u64 = 256 * 1024;
 
+/// An object's inflated content as a [`ContentCheck`] gets it: the bytes the
+/// copy's inflate kept, or, for content larger than [`KEEP_INFLATED_BYTES`], a
+/// second streaming inflate of the held body (bounded like the first), so a
+/// large file is checked without holding its content.
+pub enum Inflated<'a> {
+    Bytes(&'a [u8]),
+    Stream(&'a mut dyn std::io::Read),
+}
+
 /// A check of an object's inflated content (for example which accounts its
-/// records claim), run on the inflated bytes while the copy holds them.
-pub type ContentCheck = Box<dyn FnOnce(&[u8]) -> Vec<Finding> + Send>;
+/// records claim), run while the copy holds the object.
+pub type ContentCheck = Box<dyn FnOnce(Inflated<'_>) -> Vec<Finding> + Send>;
 
 thread_local! {
     /// One reusable inflater and output buffer per thread of the copy path.
@@ -428,7 +437,16 @@ fn analyze(
             return None;
         }
         let content_findings = match (kept, check.take()) {
-            (Some(inflated), Some(check)) => check(inflated),
+            (Some(inflated), Some(check)) => check(Inflated::Bytes(inflated)),
+            // Inflated cleanly but too large to keep: read it again as a stream.
+            (None, Some(check)) if outcome.inflated.is_ok() => {
+                let decoder = flate2::read::GzDecoder::new(body);
+                let mut stream = std::io::BufReader::with_capacity(
+                    64 * 1024,
+                    std::io::Read::take(decoder, limits.max_inflated_bytes),
+                );
+                check(Inflated::Stream(&mut stream))
+            }
             _ => Vec::new(),
         };
         Some(Analysis {
@@ -657,15 +675,24 @@ mod tests {
         max_ratio: 100_000,
     };
 
-    /// A check that reports the inflated length it saw, as a finding's detail.
+    /// A check that reports the inflated length it saw, as a finding's detail
+    /// (`stream:` when it read the content as a stream).
     fn length_check() -> Option<ContentCheck> {
-        Some(Box::new(|inflated: &[u8]| {
+        Some(Box::new(|inflated: Inflated<'_>| {
+            let seen = match inflated {
+                Inflated::Bytes(bytes) => bytes.len().to_string(),
+                Inflated::Stream(stream) => {
+                    let mut all = Vec::new();
+                    stream.read_to_end(&mut all).unwrap();
+                    format!("stream:{}", all.len())
+                }
+            };
             vec![Finding::new(
                 crate::findings::FindingKind::AccountMismatch,
                 "111111111111",
                 "bucket",
                 "key",
-                inflated.len().to_string(),
+                seen,
             )]
         }))
     }
@@ -674,7 +701,14 @@ mod tests {
         analysis
             .content_findings
             .first()
-            .map(|finding| finding.detail.parse().unwrap())
+            .and_then(|finding| finding.detail.parse().ok())
+    }
+
+    fn streamed_length(analysis: &Analysis) -> Option<usize> {
+        analysis
+            .content_findings
+            .first()
+            .and_then(|finding| finding.detail.strip_prefix("stream:")?.parse().ok())
     }
 
     #[test]
@@ -700,7 +734,12 @@ mod tests {
         assert!(check.is_some(), "the check is left for the blocking path");
         let full = analyze(&raw, LIMITS, &mut check, false).unwrap();
         assert_eq!(full.content, Ok(sha256(&zeros)), "within the real limits");
-        assert_eq!(seen_length(&full), None, "too large for the content check");
+        assert_eq!(seen_length(&full), None, "too large to keep");
+        assert_eq!(
+            streamed_length(&full),
+            Some(zeros.len()),
+            "checked on a second, streaming inflate"
+        );
 
         // When the real limit is below the inline bound, the inline verdict is final.
         let tight = InflateLimits {
