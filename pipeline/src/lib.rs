@@ -12,6 +12,7 @@ pub mod copy;
 pub mod error;
 pub mod expiry;
 pub mod findings;
+pub mod ledger;
 pub mod memory;
 pub mod report;
 pub mod retention;

@@ -928,6 +928,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_findings_ledger_is_judged_by_when_it_was_written() {
+        let archive = MemoryArchive::new("archive-bucket");
+        let store = MemoryStore::default();
+        let written = at("2026-03-02T08:00:00Z");
+        let copy = crate::copy::CopySettings {
+            archive_prefix: PREFIX.into(),
+            kms_key_id: "key".into(),
+            lock_mode: LockMode::Compliance,
+            retention_days: 30,
+            multipart_threshold_bytes: 5 << 20,
+            inflate_limits: crate::cloudtrail::gzip::InflateLimits {
+                max_inflated_bytes: 1 << 20,
+                max_ratio: 100,
+            },
+        };
+        let mut entry = crate::ledger::LedgerEntry::new("verify", written);
+        entry.findings = vec![Finding::new(
+            FindingKind::DigestMissing,
+            READER,
+            BUCKET,
+            "k",
+            "gone".into(),
+        )];
+        crate::ledger::append(&archive, &copy, &entry)
+            .await
+            .unwrap();
+        let all = targets_from_archive(&archive, PREFIX).await.unwrap();
+        assert_eq!(all.len(), 1);
+        let now = at("2026-03-10T00:00:00Z");
+        let compliant = enforce(
+            &archive,
+            &store,
+            &settings(30, true),
+            all.clone(),
+            now,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(compliant.compliant, 1, "{compliant:?}");
+        assert!(compliant.errors.is_empty() && compliant.findings.is_empty());
+        // Raising the retention extends the ledger's lock like a copy's.
+        let longer = enforce(
+            &archive,
+            &store,
+            &settings(60, true),
+            all,
+            now,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(longer.extended, 1, "{longer:?}");
+    }
+
+    #[tokio::test]
     async fn what_cannot_be_fixed_becomes_a_finding() {
         // An archive that reports one version without a lock and refuses
         // retention changes.

@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 use trailvault_config::Config;
 use trailvault_pipeline::collect::{self, Counters, Window};
 use trailvault_pipeline::findings::{Finding, FindingKind};
+use trailvault_pipeline::ledger::LedgerEntry;
 use trailvault_pipeline::report::{exit, Report};
 use trailvault_pipeline::seams::{ProgressStore, SystemClock};
 
@@ -82,16 +83,19 @@ pub async fn dispatch(cli: Cli) -> i32 {
             kinds,
             since,
             acknowledge,
-        } => list_findings(
-            &config,
-            &FindingsFilter {
-                accounts: &accounts,
-                kinds: &kinds,
-                since: since.as_deref(),
-            },
-            acknowledge,
-            json,
-        ),
+        } => {
+            list_findings(
+                config,
+                &FindingsFilter {
+                    accounts: &accounts,
+                    kinds: &kinds,
+                    since: since.as_deref(),
+                },
+                acknowledge,
+                json,
+            )
+            .await
+        }
         Command::Verify { scope, keys, full } => {
             run_verify(config, &scope, keys.public_keys.as_deref(), full, json).await
         }
@@ -259,6 +263,9 @@ pub async fn collect_once(
     };
     let mut report = Report::new(command);
     if !check_archive(wired, &mut report, options.allow_unlocked).await {
+        // Nothing is written to an archive that is not locked down, not even
+        // the ledger; the finding is still published.
+        validation::publish_alerts(wired, &mut report).await;
         return report;
     }
     let accounts = match wiring::accounts(wired, scope).await {
@@ -337,7 +344,7 @@ pub async fn collect_once(
         abort.abort();
     }
     validation::include_open_findings(wired, &mut report, scope);
-    validation::publish_alerts(wired, &mut report).await;
+    validation::announce(wired, &mut report).await;
     report
 }
 
@@ -509,7 +516,7 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
             "interrupted by a signal; versions not reached were not checked",
         );
     }
-    validation::publish_alerts(&wired, &mut report).await;
+    validation::announce(&wired, &mut report).await;
     finish_run(&wired, &mut report, shutdown.stop.is_cancelled());
     print_retention(&report, &outcome, apply, json);
     report.exit_code()
@@ -813,7 +820,11 @@ async fn rebuild_state(
             return report.exit_code();
         }
     };
-    let latest: Vec<_> = versions.into_iter().filter(|v| v.is_latest).collect();
+    // The findings ledger is read back below, not recorded as copies.
+    let latest: Vec<_> = versions
+        .into_iter()
+        .filter(|v| v.is_latest && !trailvault_pipeline::ledger::is_ledger_key(prefix, &v.key))
+        .collect();
     report.stats.objects_listed = latest.len() as u64;
     let now = Utc::now().timestamp();
     // Each HEAD is recorded as it arrives: the heads (with their metadata)
@@ -872,6 +883,24 @@ async fn rebuild_state(
     }
     if let Err(error) = tracker.save() {
         report.error("-", "record_lag", error.to_string());
+    }
+    // The findings recorded so far, with their acknowledgements, so the
+    // validation below does not report them as new again.
+    match trailvault_pipeline::ledger::restore(wired.archive.as_ref(), wired.store.as_ref(), prefix)
+        .await
+    {
+        Ok(restored) => {
+            info!(
+                entries = restored.entries,
+                findings = restored.findings,
+                acknowledged = restored.acknowledged,
+                "findings ledger read back"
+            );
+            for (key, reason) in restored.unreadable {
+                report.error("-", &format!("read the findings ledger {key}"), reason);
+            }
+        }
+        Err(error) => report.error("-", "read the findings ledger", error.to_string()),
     }
     info!(
         recorded = report.stats.objects_copied,
@@ -969,7 +998,7 @@ async fn validate_into(
         validation::run(wired, &accounts, scope, keys, full).await,
     );
     validation::include_open_findings(wired, report, scope);
-    validation::publish_alerts(wired, report).await;
+    validation::announce(wired, report).await;
 }
 
 /// A keys file that cannot be read is a usage error: nothing is done.
@@ -993,8 +1022,8 @@ struct FindingsFilter<'a> {
 /// `findings`: lists the recorded findings that pass the filter; with
 /// `acknowledge`, marks the open ones among them as acknowledged, so they no
 /// longer keep runs at exit status 3 (they stay recorded and listed).
-fn list_findings(
-    config: &Config,
+async fn list_findings(
+    config: Config,
     filter: &FindingsFilter<'_>,
     acknowledge: bool,
     json: bool,
@@ -1022,11 +1051,23 @@ fn list_findings(
         }
         None => None,
     };
-    let store = match wiring::open_store(config) {
-        Ok(store) => store,
-        Err(error) => {
-            eprintln!("trailvault: {error:#}");
-            return exit::OPERATIONAL_ERRORS;
+    // Acknowledging also writes to the archive's findings ledger: it needs
+    // the archive; listing needs only the store.
+    let (store, wired) = if acknowledge {
+        match wiring::wire(config, CancellationToken::new()).await {
+            Ok(wired) => (wired.store.clone(), Some(wired)),
+            Err(error) => {
+                eprintln!("trailvault: {error:#}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        match wiring::open_store(&config) {
+            Ok(store) => (store, None),
+            Err(error) => {
+                eprintln!("trailvault: {error:#}");
+                return exit::OPERATIONAL_ERRORS;
+            }
         }
     };
     let mut report = Report::new("findings");
@@ -1068,6 +1109,16 @@ fn list_findings(
         report.stats.errors = report.errors.len() as u64;
         if let Err(error) = store.flush() {
             report.error("-", "flush_store", error.to_string());
+        }
+        let mut entry = LedgerEntry::new("findings", now);
+        entry.acknowledged = report
+            .findings
+            .iter()
+            .filter(|f| f.acknowledged_at == Some(now))
+            .cloned()
+            .collect();
+        if let (Some(wired), false) = (&wired, entry.is_empty()) {
+            validation::append_to_ledger(wired, &mut report, &entry).await;
         }
     }
     report.finished_at = Utc::now();

@@ -18,6 +18,7 @@ use trailvault_pipeline::cloudtrail::public_keys::{
     parse_list_public_keys_json, KeyRing, PublicKey,
 };
 use trailvault_pipeline::copy::copy_object;
+use trailvault_pipeline::ledger::{self, LedgerEntry};
 use trailvault_pipeline::report::Report;
 use trailvault_pipeline::seams::{
     Notifier, ObjectRecord, ProgressStore, SourceRef, SystemClock, TrailSource,
@@ -276,6 +277,27 @@ pub fn include_open_findings(wired: &Wired, report: &mut Report, scope: &Scope) 
     match wired.store.findings() {
         Ok(recorded) => report.include_open_findings(recorded, &scope.accounts, &scope.regions),
         Err(error) => report.error("-", "read findings", error.to_string()),
+    }
+}
+
+/// Records the run's new findings in the archive's findings ledger (see
+/// `trailvault_pipeline::ledger`), then publishes them to the SNS topic.
+pub async fn announce(wired: &Wired, report: &mut Report) {
+    let new: Vec<_> = report.findings.iter().filter(|f| f.new).cloned().collect();
+    if !new.is_empty() {
+        let mut entry = LedgerEntry::new(&report.command, Utc::now());
+        entry.findings = new;
+        append_to_ledger(wired, report, &entry).await;
+    }
+    publish_alerts(wired, report).await;
+}
+
+/// Writes `entry` to the findings ledger; a failure is an operational error
+/// of the run (the store still holds everything).
+pub async fn append_to_ledger(wired: &Wired, report: &mut Report, entry: &LedgerEntry) {
+    let settings = wiring::collect_settings(wired).copy;
+    if let Err(error) = ledger::append(wired.archive.as_ref(), &settings, entry).await {
+        report.error("-", "write the findings ledger", error.to_string());
     }
 }
 

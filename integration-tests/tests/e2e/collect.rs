@@ -63,8 +63,24 @@ pub async fn source_objects(sim: &Sim) -> BTreeMap<(String, String, String), Vec
     out
 }
 
-/// Every archive version: key -> version ids.
+/// Every version of a copy in the archive: key -> version ids (the findings
+/// ledger's objects are not copies; see [`ledger_keys`]).
 pub async fn archive_versions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
+    let mut all = all_archive_versions(sim).await;
+    all.retain(|key, _| !trailvault_pipeline::ledger::is_ledger_key(&sim.org.archive_prefix, key));
+    all
+}
+
+/// The keys of the findings ledger in the archive.
+pub async fn ledger_keys(sim: &Sim) -> Vec<String> {
+    all_archive_versions(sim)
+        .await
+        .into_keys()
+        .filter(|key| trailvault_pipeline::ledger::is_ledger_key(&sim.org.archive_prefix, key))
+        .collect()
+}
+
+async fn all_archive_versions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
     let s3 = harness::s3_client(&sim.collector_sdk_config());
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut key_marker = None;

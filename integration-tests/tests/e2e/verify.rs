@@ -9,7 +9,7 @@ use trailvault_integration_tests::harness;
 use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim, Tamper};
 
 use crate::cli::{options_in, run, write_config};
-use crate::collect::{finding_kinds, provision, stat};
+use crate::collect::{finding_kinds, ledger_keys, provision, stat};
 
 fn config_with_keys(sim: &Sim, dir: &Path) -> PathBuf {
     write_config(sim, dir, options_in(sim, dir))
@@ -394,4 +394,40 @@ async fn new_findings_are_published_once_to_sns() {
         .await
         .unwrap();
     assert!(quiet.messages().is_empty(), "nothing new to publish");
+
+    // The findings and the acknowledgement are in the archive's ledger too: a
+    // lost store gets them back, and nothing is reported or published as new.
+    assert!(!ledger_keys(&sim).await.is_empty());
+    let first_seen = listed["findings"][0]["first_seen"].clone();
+    std::fs::remove_dir_all(dir.path().join("store")).expect("delete the store");
+    let rebuilt = run(&sim, &config, &["--json", "rebuild-state"]);
+    let report = rebuilt.json();
+    assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["new"] == false),
+        "{report}"
+    );
+    let restored = run(
+        &sim,
+        &config,
+        &["--json", "findings", "--kind", "log_file_missing"],
+    )
+    .json();
+    assert_eq!(restored["findings"][0]["first_seen"], first_seen);
+    assert!(restored["findings"][0]["acknowledged_at"].is_string());
+    let after_rebuild = sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        after_rebuild.messages().is_empty(),
+        "nothing published again after the rebuild"
+    );
 }
