@@ -14,7 +14,9 @@ use aws_sdk_s3::primitives::DateTime as SdkDateTime;
 use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
 use chrono::{DateTime, NaiveTime, Utc};
 use trailvault_integration_tests::harness;
-use trailvault_integration_tests::sim::{ConfigOptions, ProvisionOptions, Sim};
+use trailvault_integration_tests::sim::{
+    ChainSelector, ConfigOptions, ProvisionOptions, Sim, Tamper,
+};
 
 use crate::cli::{command, options_in, run, trailvault_bin, write_config, write_throttled_config};
 use crate::collect::{
@@ -385,6 +387,82 @@ async fn source_expiry_removes_only_validated_objects() {
     );
     assert_eq!(expiry["already_gone"], gone.len() as u64, "{expiry}");
     assert!(trail_files(&sim, &may_delete).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_expiry_keeps_what_validation_does_not_vouch_for() {
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            history_hours: 3,
+            ..ProvisionOptions::default()
+        },
+        3,
+    )
+    .await;
+    sim.allow_source_expiry(0)
+        .await
+        .expect("grant member 0 delete");
+    let member = sim.org.members[0].account_id.clone();
+    // The newest digest of one chain (one that lists log files) loses its
+    // signature before collection: that digest, and the log files it lists,
+    // are vouched for by nothing.
+    let selector = (0..sim.org.regions.len())
+        .map(|region| ChainSelector {
+            region,
+            ..sim.default_selector()
+        })
+        .find(|selector| {
+            sim.chain(*selector)
+                .unwrap()
+                .head()
+                .is_some_and(|head| !head.logs.is_empty())
+        })
+        .expect("a chain whose newest digest lists log files");
+    let chain = sim.chain(selector).unwrap().clone();
+    let tampered = sim
+        .tamper_on(Tamper::RemoveSignatureMetadata, selector)
+        .await
+        .unwrap();
+    let unvouched: BTreeSet<String> = chain
+        .digests
+        .iter()
+        .filter(|digest| digest.key == tampered.key)
+        .flat_map(|digest| digest.logs.iter().map(|log| log.key.clone()))
+        .chain([tampered.key.clone()])
+        .collect();
+    assert!(unvouched.len() > 1, "the digest lists log files");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    let collect = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(collect.code, 3, "{}", collect.stdout);
+
+    let before = trail_files(&sim, &member).await;
+    let expiring = with_source_retention_days(&config, 0, "expiring.toml");
+    let applied = run(&sim, &expiring, &["--json", "retention", "--apply"]);
+    assert_eq!(applied.code, 0, "{}", applied.stdout);
+    let report = applied.json();
+    let remaining: BTreeSet<String> = trail_files(&sim, &member).await.into_keys().collect();
+    assert!(
+        unvouched.is_subset(&remaining),
+        "kept: {unvouched:?}\nremaining: {remaining:?}"
+    );
+    assert!(
+        kept(&report, "not_validated") + kept(&report, "open_finding") >= unvouched.len() as u64,
+        "{report}"
+    );
+    assert!(
+        remaining.len() < before.len(),
+        "the validated files of the other chains expire"
+    );
+    let planned = planned_keys(&report);
+    assert!(planned.is_disjoint(&unvouched), "{planned:?}");
+    assert_eq!(
+        planned.len() + remaining.len(),
+        before.len(),
+        "every file is deleted or kept"
+    );
 }
 
 /// Sends SIGTERM to `child`.
