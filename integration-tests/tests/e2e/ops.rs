@@ -226,13 +226,13 @@ fn kept(report: &serde_json::Value, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn source_expiry_removes_only_validated_objects() {
-    // Two members with their own trails; only member 0's role may delete
-    // (the member template with AllowSourceExpiry=true).
+/// `members` members with their own trails and three hours of history;
+/// member 0's role may delete (the member template with
+/// AllowSourceExpiry=true).
+async fn expiry_sim(members: usize) -> Sim {
     let sim = provision(
         ProvisionOptions {
-            members: 2,
+            members,
             org_trail: false,
             history_hours: 3,
             ..ProvisionOptions::default()
@@ -243,6 +243,14 @@ async fn source_expiry_removes_only_validated_objects() {
     sim.allow_source_expiry(0)
         .await
         .expect("grant member 0 delete");
+    sim
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn source_expiry_removes_only_validated_objects() {
+    // Two members with their own trails; only member 0's role may delete
+    // (the member template with AllowSourceExpiry=true).
+    let sim = expiry_sim(2).await;
     let may_delete = sim.org.members[0].account_id.clone();
     let read_only = sim.org.members[1].account_id.clone();
     let dir = tempfile::tempdir().unwrap();
@@ -391,19 +399,7 @@ async fn source_expiry_removes_only_validated_objects() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn source_expiry_keeps_what_validation_does_not_vouch_for() {
-    let mut sim = provision(
-        ProvisionOptions {
-            members: 1,
-            org_trail: false,
-            history_hours: 3,
-            ..ProvisionOptions::default()
-        },
-        3,
-    )
-    .await;
-    sim.allow_source_expiry(0)
-        .await
-        .expect("grant member 0 delete");
+    let mut sim = expiry_sim(1).await;
     let member = sim.org.members[0].account_id.clone();
     // The newest digest of one chain (one that lists log files) loses its
     // signature before collection: that digest, and the log files it lists,

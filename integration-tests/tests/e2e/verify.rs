@@ -205,6 +205,18 @@ async fn each_attack_yields_exactly_its_finding_on_the_right_object() {
     );
 }
 
+/// Asserts that the queue receives no message within a second.
+async fn assert_no_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, why: &str) {
+    let received = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(received.messages().is_empty(), "{why}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn new_findings_are_published_once_to_sns() {
     let mut sim = provision(
@@ -317,17 +329,7 @@ async fn new_findings_are_published_once_to_sns() {
 
     // The same findings are not new the next time: no second message.
     assert_eq!(run(&sim, &config, &["--json", "verify", "--full"]).code, 3);
-    let again = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        again.messages().is_empty(),
-        "old findings are not published again"
-    );
+    assert_no_message(&sqs, &queue_url, "old findings are not published again").await;
     let listed = run(
         &sim,
         &config,
@@ -386,14 +388,7 @@ async fn new_findings_are_published_once_to_sns() {
     assert!(audit["findings"].as_array().unwrap().iter().any(|f| {
         f["kind"] == "log_file_missing" && f["acknowledged_at"].is_string() && f["new"] == false
     }));
-    let quiet = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    assert!(quiet.messages().is_empty(), "nothing new to publish");
+    assert_no_message(&sqs, &queue_url, "nothing new to publish").await;
 
     // The findings and the acknowledgement are in the archive's ledger too: a
     // lost store gets them back, and nothing is reported or published as new.
@@ -419,15 +414,10 @@ async fn new_findings_are_published_once_to_sns() {
     .json();
     assert_eq!(restored["findings"][0]["first_seen"], first_seen);
     assert!(restored["findings"][0]["acknowledged_at"].is_string());
-    let after_rebuild = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        after_rebuild.messages().is_empty(),
-        "nothing published again after the rebuild"
-    );
+    assert_no_message(
+        &sqs,
+        &queue_url,
+        "nothing published again after the rebuild",
+    )
+    .await;
 }
