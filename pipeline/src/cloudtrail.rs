@@ -4,6 +4,8 @@
 //! account controls, so every function returns a typed error instead of panicking,
 //! and the callers turn those errors into findings:
 //!
+//! * [`claims`] — which account a log's records or a digest claim, read in one
+//!   bounded pass.
 //! * [`keys`] — S3 key names of log and digest files (SPEC §1): parse and build.
 //! * [`gzip`] — a push-based, bounded, single-member gzip inspector that hashes the
 //!   raw and the inflated bytes while an object streams past (SPEC §4, §7).
@@ -12,6 +14,7 @@
 //! * [`public_keys`] — CloudTrail public keys, their MD5 fingerprints and the
 //!   `list-public-keys` JSON shape (SPEC §5).
 
+pub mod claims;
 pub mod digest;
 pub mod gzip;
 pub mod keys;

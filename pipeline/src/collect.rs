@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::cloudtrail::claims::{DigestClaim, LogClaims};
 use crate::cloudtrail::gzip::InflateError;
 use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
 use crate::copy::{
@@ -768,24 +769,6 @@ fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord) -> b
     true
 }
 
-#[derive(Deserialize)]
-struct RecordsOnly {
-    #[serde(rename = "Records")]
-    records: Vec<RecipientOnly>,
-}
-
-#[derive(Deserialize)]
-struct RecipientOnly {
-    #[serde(rename = "recipientAccountId")]
-    recipient_account_id: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct DigestAccountOnly {
-    #[serde(rename = "awsAccountId")]
-    aws_account_id: Option<serde_json::Value>,
-}
-
 /// The check of a copied body's content: which accounts its records (or its
 /// digest) claim, and whether a log is CloudTrail records JSON at all.
 fn claims_check(job: &CopyJob, parsed_key: &Result<TrailKey, KeyError>) -> ContentCheck {
@@ -889,43 +872,23 @@ fn content_claims(
     is_log_family: bool,
     inflated: Inflated<'_>,
 ) -> Vec<Finding> {
-    let claims_other = |value: &Option<serde_json::Value>| {
-        value
-            .as_ref()
-            .and_then(|v| v.as_str())
-            .is_some_and(|claimed| claimed != member)
-    };
     if is_digest {
-        return match parse_json::<DigestAccountOnly>(inflated) {
-            Ok(digest) if claims_other(&digest.aws_account_id) => vec![Finding::new(
+        return match parse_json::<DigestClaim>(inflated) {
+            Ok(DigestClaim(Some(claimed))) if claimed != member => vec![Finding::new(
                 FindingKind::AccountMismatch,
                 member,
                 bucket,
                 key,
-                format!(
-                    "digest body claims account {} in the source of account {member}",
-                    digest
-                        .aws_account_id
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                ),
+                format!("digest body claims account {claimed} in the source of account {member}"),
             )],
             _ => Vec::new(),
         };
     }
-    match parse_json::<RecordsOnly>(inflated) {
-        Ok(log) => {
-            let others: BTreeSet<String> = log
-                .records
-                .iter()
-                .filter(|record| claims_other(&record.recipient_account_id))
-                .filter_map(|record| {
-                    record
-                        .recipient_account_id
-                        .as_ref()
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string)
-                })
+    match parse_json::<LogClaims>(inflated) {
+        Ok(LogClaims(claimed)) => {
+            let others: Vec<String> = claimed
+                .into_iter()
+                .filter(|account| account != member)
                 .collect();
             if others.is_empty() {
                 Vec::new()
@@ -937,7 +900,7 @@ fn content_claims(
                     key,
                     format!(
                         "records claim recipient account(s) {} in the source of account {member}",
-                        others.into_iter().collect::<Vec<_>>().join(", ")
+                        others.join(", ")
                     ),
                 )]
             }
