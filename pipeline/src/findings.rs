@@ -56,6 +56,16 @@ impl FindingKind {
 
     /// Severity per the contract: warnings are anomalies that can have an
     /// innocent cause; everything else is evidence of loss or alteration.
+    /// Whether the finding describes a current state that each run observes
+    /// again (an unlocked archive, a stale chain head) rather than a fact
+    /// about history, which stays open once found.
+    pub fn is_state(self) -> bool {
+        matches!(
+            self,
+            FindingKind::ArchiveMisconfigured | FindingKind::ChainHeadStale
+        )
+    }
+
     pub fn severity(self) -> Severity {
         match self {
             FindingKind::LogFileUnreferenced

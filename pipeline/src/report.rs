@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::findings::{Finding, FindingKind};
+use crate::findings::Finding;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -45,6 +45,36 @@ pub struct Report {
     pub overrides: Vec<String>,
 }
 
+/// Which recorded findings a run limited by `--account` and `--region`
+/// covers (all when both are empty). As for validation, an account covers
+/// the findings about its own files and those in the buckets its role reads
+/// (an organization trail's bucket, read by the log-archive account).
+#[derive(Debug, Clone, Default)]
+pub struct FindingScope {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+    /// Source bucket -> the account whose role reads it, where that is not
+    /// the account the findings name.
+    pub readers: std::collections::BTreeMap<String, String>,
+}
+
+impl FindingScope {
+    pub fn covers(&self, finding: &Finding) -> bool {
+        let account_covered = self.accounts.is_empty()
+            || self.accounts.contains(&finding.account_id)
+            || self
+                .readers
+                .get(&finding.bucket)
+                .is_some_and(|reader| self.accounts.contains(reader));
+        let region_covered = self.regions.is_empty()
+            || finding
+                .region
+                .as_ref()
+                .is_none_or(|region| self.regions.contains(region));
+        account_covered && region_covered
+    }
+}
+
 /// Exit statuses of the contract.
 pub mod exit {
     pub const OK: i32 = 0;
@@ -77,32 +107,20 @@ impl Report {
     }
 
     /// Adds the findings recorded by earlier runs that are still open in this
-    /// run's scope (`accounts` and `regions`, empty for all), as not new, so
-    /// the report and the exit status answer "is there evidence of lost or
-    /// altered history?" and not only "was some found just now?". A fact
-    /// about history stays open once found. Findings about a current state
-    /// that each run observes again (an unlocked archive, a stale chain head)
-    /// are reported only while observed.
-    pub fn include_open_findings(
-        &mut self,
-        recorded: Vec<Finding>,
-        accounts: &[String],
-        regions: &[String],
-    ) {
+    /// run's `scope`, as not new, so the report and the exit status answer
+    /// "is there evidence of lost or altered history?" and not only "was some
+    /// found just now?". A fact about history stays open once found; findings
+    /// about a current state ([`FindingKind::is_state`]) are reported only
+    /// while a run observes them.
+    pub fn include_open_findings(&mut self, recorded: Vec<Finding>, scope: &FindingScope) {
         let mut present: std::collections::HashSet<String> =
             self.findings.iter().map(Finding::dedup_key).collect();
         for mut finding in recorded {
-            let state = matches!(
-                finding.kind,
-                FindingKind::ArchiveMisconfigured | FindingKind::ChainHeadStale
-            );
-            let in_scope = (accounts.is_empty() || accounts.contains(&finding.account_id))
-                && (regions.is_empty()
-                    || finding
-                        .region
-                        .as_ref()
-                        .is_none_or(|region| regions.contains(region)));
-            if state || !in_scope || !finding.is_open() || !present.insert(finding.dedup_key()) {
+            if finding.kind.is_state()
+                || !finding.is_open()
+                || !scope.covers(&finding)
+                || !present.insert(finding.dedup_key())
+            {
                 continue;
             }
             finding.new = false;
@@ -198,8 +216,11 @@ mod tests {
         ];
         report.include_open_findings(
             recorded,
-            &["111111111111".to_string()],
-            &["us-east-1".to_string()],
+            &FindingScope {
+                accounts: vec!["111111111111".to_string()],
+                regions: vec!["us-east-1".to_string()],
+                ..FindingScope::default()
+            },
         );
         let keys: Vec<(&str, bool)> = report
             .findings
@@ -217,8 +238,7 @@ mod tests {
                 "k4",
                 Some("eu-west-1"),
             )],
-            &[],
-            &[],
+            &FindingScope::default(),
         );
         assert_eq!(unscoped.findings.len(), 1);
         assert_eq!(
@@ -226,6 +246,26 @@ mod tests {
             exit::FINDINGS,
             "an open finding keeps 3"
         );
+        // A run that finds an acknowledged finding again reports it, without 3.
+        unscoped.findings[0].acknowledged_at = Some(Utc::now());
+        assert_eq!(unscoped.exit_code(), exit::OK);
+        unscoped.error("-", "op", "failed");
+        assert_eq!(unscoped.exit_code(), exit::OPERATIONAL_ERRORS);
+
+        // The reading account of an organization trail's bucket covers the
+        // findings about its members' files there.
+        let org_finding = finding(FindingKind::DigestMissing, "222222222222", "k9", None);
+        let reader_scope = FindingScope {
+            accounts: vec!["999999999999".to_string()],
+            readers: [("b".to_string(), "999999999999".to_string())].into(),
+            ..FindingScope::default()
+        };
+        assert!(reader_scope.covers(&org_finding));
+        let without_readers = FindingScope {
+            readers: Default::default(),
+            ..reader_scope
+        };
+        assert!(!without_readers.covers(&org_finding));
     }
 
     #[test]

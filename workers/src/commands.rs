@@ -86,11 +86,9 @@ pub async fn dispatch(cli: Cli) -> i32 {
         } => {
             list_findings(
                 config,
-                &FindingsFilter {
-                    accounts: &accounts,
-                    kinds: &kinds,
-                    since: since.as_deref(),
-                },
+                &accounts,
+                &kinds,
+                since.as_deref(),
                 acknowledge,
                 json,
             )
@@ -1012,27 +1010,17 @@ fn check_keys_file(wired: &wiring::Wired, keys: Option<&std::path::Path>) -> Res
     Ok(())
 }
 
-/// Which recorded findings `findings` shows (and acknowledges).
-struct FindingsFilter<'a> {
-    accounts: &'a [String],
-    kinds: &'a [String],
-    since: Option<&'a str>,
-}
-
 /// `findings`: lists the recorded findings that pass the filter; with
 /// `acknowledge`, marks the open ones among them as acknowledged, so they no
 /// longer keep runs at exit status 3 (they stay recorded and listed).
 async fn list_findings(
     config: Config,
-    filter: &FindingsFilter<'_>,
+    accounts: &[String],
+    kinds: &[String],
+    since: Option<&str>,
     acknowledge: bool,
     json: bool,
 ) -> i32 {
-    let FindingsFilter {
-        accounts,
-        kinds,
-        since,
-    } = *filter;
     let mut wanted_kinds = Vec::new();
     for kind in kinds {
         match FindingKind::parse(kind) {
@@ -1086,37 +1074,25 @@ async fn list_findings(
         }
         Err(error) => report.error("-", "read findings", error.to_string()),
     }
-    let mut acknowledged = 0;
+    let mut entry = LedgerEntry::new("findings", Utc::now());
     if acknowledge {
-        let now = Utc::now();
+        let mut failures = Vec::new();
         for finding in report.findings.iter_mut().filter(|f| f.is_open()) {
-            match store.acknowledge_finding(finding, now) {
-                Ok(_) => {
-                    finding.acknowledged_at = Some(now);
-                    acknowledged += 1;
+            match store.acknowledge_finding(finding, entry.recorded_at) {
+                Ok(true) => {
+                    finding.acknowledged_at = Some(entry.recorded_at);
+                    entry.acknowledged.push(finding.clone());
                 }
-                Err(error) => {
-                    report
-                        .errors
-                        .push(trailvault_pipeline::report::OperationError {
-                            account_id: finding.account_id.clone(),
-                            operation: "acknowledge finding".to_string(),
-                            message: error.to_string(),
-                        });
-                }
+                Ok(false) => {}
+                Err(error) => failures.push((finding.account_id.clone(), error.to_string())),
             }
         }
-        report.stats.errors = report.errors.len() as u64;
+        for (account_id, message) in failures {
+            report.error(&account_id, "acknowledge finding", message);
+        }
         if let Err(error) = store.flush() {
             report.error("-", "flush_store", error.to_string());
         }
-        let mut entry = LedgerEntry::new("findings", now);
-        entry.acknowledged = report
-            .findings
-            .iter()
-            .filter(|f| f.acknowledged_at == Some(now))
-            .cloned()
-            .collect();
         if let (Some(wired), false) = (&wired, entry.is_empty()) {
             validation::append_to_ledger(wired, &mut report, &entry).await;
         }
@@ -1134,7 +1110,7 @@ async fn list_findings(
         }
         println!("{} finding(s)", report.findings.len());
         if acknowledge {
-            println!("{acknowledged} acknowledged now");
+            println!("{} acknowledged now", entry.acknowledged.len());
         }
     }
     report.exit_code()

@@ -19,7 +19,7 @@ use trailvault_pipeline::cloudtrail::public_keys::{
 };
 use trailvault_pipeline::copy::copy_object;
 use trailvault_pipeline::ledger::{self, LedgerEntry};
-use trailvault_pipeline::report::Report;
+use trailvault_pipeline::report::{FindingScope, Report};
 use trailvault_pipeline::seams::{
     Notifier, ObjectRecord, ProgressStore, SourceRef, SystemClock, TrailSource,
 };
@@ -274,8 +274,24 @@ pub async fn run(
 /// evidence of lost or altered history is on record, not only in the run
 /// that found it.
 pub fn include_open_findings(wired: &Wired, report: &mut Report, scope: &Scope) {
+    let finding_scope = FindingScope {
+        accounts: scope.accounts.clone(),
+        regions: scope.regions.clone(),
+        // An organization trail's bucket is read by its reader account.
+        readers: wired
+            .config
+            .sources
+            .iter()
+            .filter_map(|source| match source {
+                SourceSettings::Organization(org) => {
+                    Some((org.bucket.clone(), org.reader_account_id.clone()))
+                }
+                SourceSettings::PerAccount(_) => None,
+            })
+            .collect(),
+    };
     match wired.store.findings() {
-        Ok(recorded) => report.include_open_findings(recorded, &scope.accounts, &scope.regions),
+        Ok(recorded) => report.include_open_findings(recorded, &finding_scope),
         Err(error) => report.error("-", "read findings", error.to_string()),
     }
 }
