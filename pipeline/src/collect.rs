@@ -1276,6 +1276,20 @@ mod tests {
             vec![(FindingKind::SourceObjectModified, key.clone())]
         );
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 2);
+        // Acknowledged, then rewritten again: a new event, reported as new.
+        let first = &rerun.findings[0];
+        assert!(world
+            .store
+            .acknowledge_finding(first, world.clock.now())
+            .unwrap());
+        world.source.put(&key, gzip(br#"{"Records":[{}]}"#), &[]);
+        let again = world.run(Window::Incremental).await;
+        assert_eq!(
+            kinds(&again),
+            vec![(FindingKind::SourceObjectModified, key.clone())]
+        );
+        assert!(again.findings[0].new && again.findings[0].is_open());
+        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 3);
     }
 
     #[tokio::test]

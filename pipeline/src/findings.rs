@@ -180,14 +180,22 @@ impl Finding {
 
     /// Identity used to report a finding as new only once across runs: the
     /// same kind on the same object is the same finding, whatever the detail.
+    /// Except a change of a source object: each change (its ETags and content
+    /// hashes are in the detail) is an event of its own, so a second rewrite
+    /// of a file already reported, or acknowledged, is reported again.
     pub fn dedup_key(&self) -> String {
-        format!(
+        let key = format!(
             "{}\u{0}{}\u{0}{}\u{0}{}",
             self.kind.as_str(),
             self.account_id,
             self.bucket,
             self.key
-        )
+        );
+        if self.kind == FindingKind::SourceObjectModified {
+            format!("{key}\u{0}{}", self.detail)
+        } else {
+            key
+        }
     }
 }
 
@@ -241,5 +249,24 @@ mod tests {
         );
         assert_eq!(a.dedup_key(), b.dedup_key());
         assert_ne!(a.dedup_key(), c.dedup_key());
+
+        // Two different rewrites of one source object are two findings.
+        let change = |detail: &str| {
+            Finding::new(
+                FindingKind::SourceObjectModified,
+                "111122223333",
+                "b",
+                "k1",
+                detail.into(),
+            )
+        };
+        assert_eq!(
+            change("ETag 1 -> 2").dedup_key(),
+            change("ETag 1 -> 2").dedup_key()
+        );
+        assert_ne!(
+            change("ETag 1 -> 2").dedup_key(),
+            change("ETag 2 -> 3").dedup_key()
+        );
     }
 }
