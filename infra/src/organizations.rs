@@ -17,11 +17,24 @@ pub trait AccountPages: Send + Sync {
     ) -> Result<(Vec<(String, String)>, Option<String>), SeamError>;
 }
 
-pub struct OrganizationsClient(aws_sdk_organizations::Client);
+pub struct OrganizationsClient {
+    client: aws_sdk_organizations::Client,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+}
 
 impl OrganizationsClient {
-    pub fn new(config: &SdkConfig) -> OrganizationsClient {
-        OrganizationsClient(aws_sdk_organizations::Client::new(config))
+    /// Pages are retried under `policy`; `cancel` abandons a retry loop.
+    pub fn new(
+        config: &SdkConfig,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> OrganizationsClient {
+        OrganizationsClient {
+            client: aws_sdk_organizations::Client::new(config),
+            policy,
+            cancel,
+        }
     }
 }
 
@@ -33,8 +46,8 @@ impl AccountPages for OrganizationsClient {
     ) -> Result<(Vec<(String, String)>, Option<String>), SeamError> {
         // The SDK makes one attempt; ListAccounts throttles readily (it is
         // shared by every caller in the organization), so each page is retried.
-        let output = retry(&RetryPolicy::default(), &CancellationToken::new(), |_| {
-            let request = self.0.list_accounts().set_next_token(token.clone());
+        let output = retry(&self.policy, &self.cancel, |_| {
+            let request = self.client.list_accounts().set_next_token(token.clone());
             async move {
                 request
                     .send()
@@ -161,7 +174,11 @@ mod tests {
                 r#"{"Accounts":[{"Id":"222222222222","Status":"SUSPENDED"}]}"#,
             ),
         ]);
-        let client = OrganizationsClient::new(&http.config().await);
+        let client = OrganizationsClient::new(
+            &http.config().await,
+            RetryPolicy::default(),
+            CancellationToken::new(),
+        );
         let accounts = active_accounts(&client).await.unwrap();
         assert_eq!(accounts, vec!["111111111111"]);
         assert_eq!(http.requests(), 4);
@@ -170,7 +187,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_listing_is_not_retried() {
         let http = ScriptedHttp::new(vec![json_error(400, "AccessDeniedException")]);
-        let client = OrganizationsClient::new(&http.config().await);
+        let client = OrganizationsClient::new(
+            &http.config().await,
+            RetryPolicy::default(),
+            CancellationToken::new(),
+        );
         let error = active_accounts(&client).await.unwrap_err();
         assert!(matches!(error, SeamError::AccessDenied(_)), "{error:?}");
         assert_eq!(http.requests(), 1);

@@ -23,12 +23,14 @@ fn chrono_time(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(time.secs(), time.subsec_nanos())
 }
 
-/// Every key that signed digests in `[start, end]` in `region`.
+/// Every key that signed digests in `[start, end]` in `region`; each page is
+/// retried under `policy` until `cancel`.
 pub async fn list_public_keys(
     audit: &SdkConfig,
     region: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
 ) -> Result<Vec<ApiPublicKey>, SeamError> {
     let config = audit
         .to_builder()
@@ -41,7 +43,7 @@ pub async fn list_public_keys(
     let operation = format!("cloudtrail:ListPublicKeys {region}");
     for _ in 0..100 {
         // The SDK makes one attempt; a throttled or failed page is retried here.
-        let output = retry(&RetryPolicy::default(), &CancellationToken::new(), |_| {
+        let output = retry(policy, cancel, |_| {
             let request = client
                 .list_public_keys()
                 .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
@@ -89,9 +91,15 @@ mod tests {
             ),
         ]);
         let (start, end) = window();
-        let keys = list_public_keys(&http.config().await, "eu-west-1", start, end)
-            .await
-            .unwrap();
+        let keys = list_public_keys(
+            &http.config().await,
+            "eu-west-1",
+            (start, end),
+            &RetryPolicy::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].der, vec![0, 1, 2]);
         assert_eq!(keys[0].fingerprint.as_deref(), Some("ab"));
@@ -102,9 +110,15 @@ mod tests {
     async fn invalid_input_is_not_retried() {
         let http = ScriptedHttp::new(vec![json_error(400, "InvalidTimeRangeException")]);
         let (start, end) = window();
-        let error = list_public_keys(&http.config().await, "eu-west-1", start, end)
-            .await
-            .unwrap_err();
+        let error = list_public_keys(
+            &http.config().await,
+            "eu-west-1",
+            (start, end),
+            &RetryPolicy::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(
             error,
             SeamError::Permanent(

@@ -39,6 +39,8 @@ pub fn role_arn(account_id: &str, role_name: &str) -> String {
 pub async fn assume_member_role(
     audit: &SdkConfig,
     request: &RoleRequest<'_>,
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
 ) -> Result<SdkConfig, SeamError> {
     let arn = role_arn(request.account_id, request.role_name);
     let provider = AssumeRoleProvider::builder(arn.clone())
@@ -48,16 +50,12 @@ pub async fn assume_member_role(
         .configure(audit)
         .build()
         .await;
-    retry(
-        &RetryPolicy::default(),
-        &CancellationToken::new(),
-        |_| async {
-            match provider.provide_credentials().await {
-                Ok(_) => Ok(()),
-                Err(error) => Err(classify_assume_role_error(&arn, &error)),
-            }
-        },
-    )
+    retry(policy, cancel, |_| async {
+        match provider.provide_credentials().await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(classify_assume_role_error(&arn, &error)),
+        }
+    })
     .await?;
     Ok(audit
         .to_builder()
@@ -168,18 +166,28 @@ mod tests {
             Reply::ConnectionReset,
             reply(200, ASSUMED),
         ]);
-        assume_member_role(&http.config().await, &request())
-            .await
-            .unwrap();
+        assume_member_role(
+            &http.config().await,
+            &request(),
+            &RetryPolicy::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         assert_eq!(http.requests(), 3);
     }
 
     #[tokio::test]
     async fn a_refused_role_is_not_retried_and_keeps_its_message() {
         let http = ScriptedHttp::new(vec![query_error(403, "AccessDenied")]);
-        let error = assume_member_role(&http.config().await, &request())
-            .await
-            .unwrap_err();
+        let error = assume_member_role(
+            &http.config().await,
+            &request(),
+            &RetryPolicy::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
         let SeamError::AccessDenied(message) = &error else {
             panic!("{error:?}");
         };

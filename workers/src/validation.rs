@@ -77,16 +77,22 @@ type SourceSessions = BTreeMap<(String, String), Option<Arc<dyn TrailSource>>>;
 pub struct CloudTrailKeys {
     audit: aws_config::SdkConfig,
     store: Arc<SledStore>,
+    retry: trailvault_infra::retry::RetryPolicy,
+    cancel: tokio_util::sync::CancellationToken,
     /// Windows already asked for in this run, per region: a miss is not
     /// repeated for every digest of an unknown fingerprint.
     asked: Mutex<AskedWindows>,
 }
 
 impl CloudTrailKeys {
-    pub fn new(audit: aws_config::SdkConfig, store: Arc<SledStore>) -> CloudTrailKeys {
+    /// Reads keys as the audit identity, retried under the run's policy
+    /// until it is cancelled.
+    pub fn new(wired: &Wired) -> CloudTrailKeys {
         CloudTrailKeys {
-            audit,
-            store,
+            audit: wired.audit.clone(),
+            store: wired.store.clone(),
+            retry: wired.retry.clone(),
+            cancel: wired.cancel.clone(),
             asked: Mutex::new(BTreeMap::new()),
         }
     }
@@ -126,8 +132,14 @@ impl KeyProvider for CloudTrailKeys {
             }
             windows.push((start, end));
         }
-        let keys = trailvault_infra::public_keys::list_public_keys(&self.audit, region, start, end)
-            .await?;
+        let keys = trailvault_infra::public_keys::list_public_keys(
+            &self.audit,
+            region,
+            (start, end),
+            &self.retry,
+            &self.cancel,
+        )
+        .await?;
         let mut found = None;
         for api_key in keys {
             let key = match PublicKey::from_der(&api_key.der) {
@@ -249,10 +261,7 @@ pub async fn run(
     let keys_file = keys_file.or(wired.config.verify.public_keys_file.as_deref());
     let keys: Box<dyn KeyProvider> = match keys_file {
         Some(path) => Box::new(keys_from_file(path)?),
-        None => Box::new(CloudTrailKeys::new(
-            wired.audit.clone(),
-            wired.store.clone(),
-        )),
+        None => Box::new(CloudTrailKeys::new(wired)),
     };
     let lookup = SourceFetcher::new(wired);
     Ok(verify::verify(

@@ -143,7 +143,11 @@ pub async fn accounts(wired: &Wired, scope: &Scope) -> anyhow::Result<Vec<String
     let settings = &wired.config.accounts;
     let mut accounts: BTreeSet<String> = settings.ids.iter().cloned().collect();
     if settings.discover {
-        let client = trailvault_infra::organizations::OrganizationsClient::new(&wired.audit);
+        let client = trailvault_infra::organizations::OrganizationsClient::new(
+            &wired.audit,
+            wired.retry.clone(),
+            wired.cancel.clone(),
+        );
         let discovered = trailvault_infra::organizations::active_accounts(&client)
             .await
             .context("discovering accounts with organizations:ListAccounts")?;
@@ -191,7 +195,7 @@ pub async fn source_config(
         session_name: &session,
         session_duration: Duration::from_secs(u64::from(accounts.session_duration_seconds)),
     };
-    assume_member_role(&wired.audit, &request).await
+    assume_member_role(&wired.audit, &request, &wired.retry, &wired.cancel).await
 }
 
 pub fn source_for(wired: &Wired, config: &SdkConfig, bucket: &str) -> Arc<dyn TrailSource> {
