@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 
+use crate::cloudtrail::digest::sha256;
 use crate::cloudtrail::gzip::{BodyInspector, GzipInspector, InflateError, InflateLimits};
 use crate::error::SeamError;
 use crate::findings::Finding;
@@ -242,6 +243,27 @@ pub fn check_archived(head: &ArchivedHead, spec: &PutSpec, expected_checksum: &s
     problems
 }
 
+/// Reads back the version a PUT (or completed multipart upload) stored under
+/// `spec` and checks it: the checksum, the SSE-KMS key, the Object Lock mode
+/// and date, the provenance. What fails is `CopyError::Invalid`.
+pub async fn verify_stored(
+    archive: &dyn Archive,
+    spec: &PutSpec,
+    version_id: Option<&str>,
+    expected_checksum: &str,
+) -> Result<ArchivedHead, CopyError> {
+    let head = archive
+        .head(&spec.key, version_id)
+        .await
+        .map_err(CopyError::Archive)?
+        .ok_or_else(|| CopyError::Invalid(format!("{} is absent right after its PUT", spec.key)))?;
+    let problems = check_archived(&head, spec, expected_checksum);
+    if !problems.is_empty() {
+        return Err(CopyError::Invalid(problems.join("; ")));
+    }
+    Ok(head)
+}
+
 /// If the archive's current version of `spec.key` is already a valid copy of
 /// this source version (a run died between PUT and recording it), returns it
 /// so it can be recorded instead of copied a second time.
@@ -360,13 +382,6 @@ enum Upload {
         buffer: BytesMut,
         parts: Vec<UploadedPart>,
     },
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 /// Largest inflated body the content check sees; larger ones are only hashed
@@ -607,15 +622,7 @@ pub async fn copy_object(
     };
 
     let checksum = expected_checksum(&analysis.raw_sha256, &parts);
-    let head = archive
-        .head(&spec.key, version_id.as_deref())
-        .await
-        .map_err(CopyError::Archive)?
-        .ok_or_else(|| CopyError::Invalid(format!("{} is absent right after its PUT", spec.key)))?;
-    let problems = check_archived(&head, &spec, &checksum);
-    if !problems.is_empty() {
-        return Err(CopyError::Invalid(problems.join("; ")));
-    }
+    let head = verify_stored(archive, &spec, version_id.as_deref(), &checksum).await?;
 
     let inflate_error = analysis.content.as_ref().err().cloned();
     let record = ObjectRecord {

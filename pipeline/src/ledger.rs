@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-use crate::copy::{check_archived, expected_checksum, meta, retain_until, CopySettings};
+use crate::cloudtrail::digest::sha256;
+use crate::copy::{expected_checksum, meta, retain_until, verify_stored, CopyError, CopySettings};
 use crate::error::SeamError;
 use crate::findings::Finding;
 use crate::seams::{Archive, ProgressStore, PutSpec};
@@ -107,25 +108,23 @@ pub async fn append(
         content_type: Some("application/json".to_string()),
         content_encoding: None,
     };
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
-    let mut sha256 = [0u8; 32];
-    sha256.copy_from_slice(digest.as_ref());
+    let sha256 = sha256(&body);
     let version_id = archive.put(&spec, Bytes::from(body), sha256).await?;
-    let head = archive
-        .head(&spec.key, version_id.as_deref())
-        .await?
-        .ok_or_else(|| {
-            SeamError::Permanent(format!("{} is absent right after its PUT", spec.key))
-        })?;
-    let problems = check_archived(&head, &spec, &expected_checksum(&sha256, &[]));
-    if !problems.is_empty() {
-        return Err(SeamError::Permanent(format!(
-            "ledger object {}: {}",
-            spec.key,
-            problems.join("; ")
-        )));
+    match verify_stored(
+        archive,
+        &spec,
+        version_id.as_deref(),
+        &expected_checksum(&sha256, &[]),
+    )
+    .await
+    {
+        Ok(_) => Ok(spec.key),
+        Err(CopyError::Archive(error)) => Err(error),
+        Err(error) => Err(SeamError::Permanent(format!(
+            "ledger object {}: {error}",
+            spec.key
+        ))),
     }
-    Ok(spec.key)
 }
 
 /// What [`restore`] read back.
@@ -310,13 +309,8 @@ mod tests {
             content_encoding: None,
         };
         let garbage = b"{not json";
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, garbage);
         archive
-            .put(
-                &planted,
-                Bytes::from_static(garbage),
-                digest.as_ref().try_into().unwrap(),
-            )
+            .put(&planted, Bytes::from_static(garbage), sha256(garbage))
             .await
             .unwrap();
         let store = MemoryStore::default();
