@@ -641,7 +641,7 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
 
     let attempts = run.settings.copy_attempts.max(1);
     let mut attempt = 0;
-    let mut copied = loop {
+    let copied = loop {
         if let Some(copied) = adopted.take() {
             debug!(key = %job.source.key, "adopted the copy of an interrupted attempt");
             run.outcome().stats.objects_adopted += 1;
@@ -704,13 +704,19 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         }
     };
 
+    let Copied {
+        record,
+        inflate_error,
+        content_findings,
+        ..
+    } = copied;
     if let Some(previous) = &job.previous {
         let detail = format!(
             "source object changed after it was archived: ETag {} -> {}, content SHA-256 {} -> {}; both versions are kept in the archive",
             previous.etag,
-            copied.record.etag,
+            record.etag,
             previous.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
-            copied.record.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
+            record.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
         );
         run.finding(
             Finding::new(
@@ -723,16 +729,10 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             .with_archive_key(Some(&archive_key)),
         );
     }
-    let content_findings = std::mem::take(&mut copied.content_findings);
-    for finding in inspect(
-        job,
-        copied.inflate_error.as_ref(),
-        content_findings,
-        parsed_key,
-    ) {
+    for finding in inspect(job, inflate_error.as_ref(), content_findings, parsed_key) {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
-    finish(run, job, copied.record)
+    finish(run, job, record)
 }
 
 /// The archive's copy of this source version, left by an interrupted attempt

@@ -18,6 +18,7 @@ use trailvault_pipeline::cloudtrail::public_keys::{
     parse_list_public_keys_json, KeyRing, PublicKey,
 };
 use trailvault_pipeline::copy::copy_object;
+use trailvault_pipeline::findings::Finding;
 use trailvault_pipeline::ledger::{self, LedgerEntry};
 use trailvault_pipeline::report::{FindingScope, Report};
 use trailvault_pipeline::seams::{
@@ -308,13 +309,17 @@ pub fn include_open_findings(wired: &Wired, report: &mut Report, scope: &Scope) 
 /// Records the run's new findings in the archive's findings ledger (see
 /// `trailvault_pipeline::ledger`), then publishes them to the SNS topic.
 pub async fn announce(wired: &Wired, report: &mut Report) {
-    let new: Vec<_> = report.findings.iter().filter(|f| f.new).cloned().collect();
-    if !new.is_empty() {
-        let mut entry = LedgerEntry::new(&report.command, Utc::now());
-        entry.findings = new;
-        append_to_ledger(wired, report, &entry).await;
+    let mut entry = LedgerEntry::new(&report.command, Utc::now());
+    entry.findings = new_findings(report);
+    if entry.is_empty() {
+        return;
     }
-    publish_alerts(wired, report).await;
+    append_to_ledger(wired, report, &entry).await;
+    publish(wired, report, &entry.findings).await;
+}
+
+fn new_findings(report: &Report) -> Vec<Finding> {
+    report.findings.iter().filter(|f| f.new).cloned().collect()
 }
 
 /// Writes `entry` to the findings ledger; a failure is an operational error
@@ -329,10 +334,14 @@ pub async fn append_to_ledger(wired: &Wired, report: &mut Report, entry: &Ledger
 /// Publishes the run's new findings to the configured SNS topic: one message
 /// per run, a summary line and the findings as JSON.
 pub async fn publish_alerts(wired: &Wired, report: &mut Report) {
+    let new = new_findings(report);
+    publish(wired, report, &new).await;
+}
+
+async fn publish(wired: &Wired, report: &mut Report, new: &[Finding]) {
     let Some(topic) = &wired.config.alerts.sns_topic_arn else {
         return;
     };
-    let new: Vec<_> = report.findings.iter().filter(|f| f.new).cloned().collect();
     if new.is_empty() {
         return;
     }
