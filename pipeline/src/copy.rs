@@ -374,18 +374,8 @@ pub fn record_from_head(head: &ArchivedHead, copied_at: i64) -> Option<ObjectRec
     })
 }
 
-enum Upload {
-    /// Still under the threshold: the whole object is in `buffer`.
-    Single { buffer: BytesMut },
-    Multipart {
-        upload_id: String,
-        buffer: BytesMut,
-        parts: Vec<UploadedPart>,
-    },
-}
-
-/// Largest inflated body the content check sees; larger ones are only hashed
-/// (their content is checked by validation).
+/// Largest inflated body the copy keeps for the content check; larger content
+/// is checked on a second, streaming inflate of the held body.
 pub const KEEP_INFLATED_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Bodies up to this size that inflate to at most [`INLINE_INFLATED_BYTES`] are
@@ -511,119 +501,136 @@ pub async fn copy_object(
     // Sized once from the response's length (bounded by the threshold), so the
     // body is never moved while it arrives.
     let expected = usize::try_from(source_meta.size).unwrap_or(usize::MAX);
-    let mut upload = Upload::Single {
-        buffer: BytesMut::with_capacity(expected.min(threshold.saturating_add(1))),
-    };
-    // Only for multipart uploads: bodies too large to hold are inspected as they stream.
-    let mut streaming: Option<(GzipInspector, PutSpec)> = None;
-
+    let mut buffer = BytesMut::with_capacity(expected.min(threshold.saturating_add(1)));
     while let Some(chunk) = body.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(error) => {
-                // A multipart upload already begun is not left behind.
-                if let (Upload::Multipart { upload_id, .. }, Some((_, spec))) =
-                    (&upload, &streaming)
-                {
-                    let _ = archive.abort_multipart(&spec.key, upload_id).await;
-                }
-                return Err(CopyError::Source(error));
-            }
-        };
-        match &mut upload {
-            Upload::Single { buffer } => {
-                buffer.extend_from_slice(&chunk);
-                if buffer.len() > threshold {
-                    let spec = put_spec(settings, source, &source_meta, None, now);
-                    let upload_id = archive
-                        .create_multipart(&spec)
-                        .await
-                        .map_err(CopyError::Archive)?;
-                    let pending = std::mem::take(buffer);
-                    let mut inspector = GzipInspector::new(settings.inflate_limits);
-                    inspector.update(&pending);
-                    streaming = Some((inspector, spec));
-                    upload = Upload::Multipart {
-                        upload_id,
-                        buffer: pending,
-                        parts: Vec::new(),
-                    };
-                }
-            }
-            Upload::Multipart { buffer, .. } => {
-                if let Some((inspector, _)) = &mut streaming {
-                    inspector.update(&chunk);
-                }
-                buffer.extend_from_slice(&chunk);
-            }
-        }
-        if let (
-            Upload::Multipart {
-                upload_id,
-                buffer,
-                parts,
-            },
-            Some((_, spec)),
-        ) = (&mut upload, &streaming)
-        {
-            while buffer.len() >= threshold {
-                let part = buffer.split_to(threshold).freeze();
-                if let Err(error) = upload_part(archive, &spec.key, upload_id, parts, part).await {
-                    let _ = archive.abort_multipart(&spec.key, upload_id).await;
-                    return Err(CopyError::Archive(error));
-                }
-            }
+        buffer.extend_from_slice(&chunk.map_err(CopyError::Source)?);
+        if buffer.len() > threshold {
+            // Too large to hold: the rest streams through a multipart upload.
+            let spec = put_spec(settings, source, &source_meta, None, now);
+            let (version_id, parts, analysis) =
+                copy_multipart(archive, settings, &spec, buffer, &mut body).await?;
+            return verified_copy(
+                archive,
+                spec,
+                &source_meta,
+                version_id,
+                &parts,
+                analysis,
+                now,
+            )
+            .await;
         }
     }
+    let body = buffer.freeze();
+    let analysis = analyze_body(&body, settings.inflate_limits, content_check).await?;
+    let spec = put_spec(settings, source, &source_meta, Some(&analysis.content), now);
+    let version_id = archive
+        .put(&spec, body, analysis.raw_sha256)
+        .await
+        .map_err(CopyError::Archive)?;
+    verified_copy(archive, spec, &source_meta, version_id, &[], analysis, now).await
+}
 
-    let (spec, version_id, parts, analysis) = match upload {
-        Upload::Single { buffer } => {
-            let body = buffer.freeze();
-            let limits = settings.inflate_limits;
-            let analysis = analyze_body(&body, limits, content_check).await?;
-            let spec = put_spec(settings, source, &source_meta, Some(&analysis.content), now);
-            let version_id = archive
-                .put(&spec, body, analysis.raw_sha256)
-                .await
-                .map_err(CopyError::Archive)?;
-            (spec, version_id, Vec::new(), analysis)
-        }
-        Upload::Multipart {
-            upload_id,
-            buffer,
-            mut parts,
-        } => {
-            let Some((inspector, spec)) = streaming else {
-                return Err(CopyError::Invalid(
-                    "multipart upload without a spec".to_string(),
-                ));
-            };
-            if !buffer.is_empty() {
-                if let Err(error) =
-                    upload_part(archive, &spec.key, &upload_id, &mut parts, buffer.freeze()).await
-                {
-                    let _ = archive.abort_multipart(&spec.key, &upload_id).await;
-                    return Err(CopyError::Archive(error));
-                }
-            }
-            let version_id = archive
-                .complete_multipart(&spec.key, &upload_id, &parts)
-                .await
-                .map_err(CopyError::Archive)?;
-            let outcome = inspector.finish();
-            let analysis = Analysis {
-                raw_len: outcome.raw_len,
-                raw_sha256: outcome.raw_sha256,
-                content: outcome.inflated.map(|inflated| inflated.sha256),
-                content_findings: Vec::new(),
-            };
-            (spec, version_id, parts, analysis)
+/// Uploads a body too large to hold in parts of the threshold size, `held`
+/// (what arrived so far) first, then the rest of `body`, inspecting the bytes
+/// as they pass; an upload that fails on the way is aborted, so none is left
+/// behind. Returns the version, the parts and the analysis (no content
+/// check: the content was never held).
+async fn copy_multipart(
+    archive: &dyn Archive,
+    settings: &CopySettings,
+    spec: &PutSpec,
+    held: BytesMut,
+    body: &mut crate::seams::ByteStream,
+) -> Result<(Option<String>, Vec<UploadedPart>, Analysis), CopyError> {
+    let upload_id = archive
+        .create_multipart(spec)
+        .await
+        .map_err(CopyError::Archive)?;
+    let mut inspector = GzipInspector::new(settings.inflate_limits);
+    let mut parts = Vec::new();
+    let uploaded = upload_parts(
+        archive,
+        settings,
+        spec,
+        &upload_id,
+        held,
+        body,
+        &mut inspector,
+        &mut parts,
+    )
+    .await;
+    let completed = match uploaded {
+        Ok(()) => archive
+            .complete_multipart(&spec.key, &upload_id, &parts)
+            .await
+            .map_err(CopyError::Archive),
+        Err(error) => Err(error),
+    };
+    let version_id = match completed {
+        Ok(version_id) => version_id,
+        Err(error) => {
+            let _ = archive.abort_multipart(&spec.key, &upload_id).await;
+            return Err(error);
         }
     };
+    let outcome = inspector.finish();
+    let analysis = Analysis {
+        raw_len: outcome.raw_len,
+        raw_sha256: outcome.raw_sha256,
+        content: outcome.inflated.map(|inflated| inflated.sha256),
+        content_findings: Vec::new(),
+    };
+    Ok((version_id, parts, analysis))
+}
 
-    let checksum = expected_checksum(&analysis.raw_sha256, &parts);
+#[allow(clippy::too_many_arguments)]
+async fn upload_parts(
+    archive: &dyn Archive,
+    settings: &CopySettings,
+    spec: &PutSpec,
+    upload_id: &str,
+    mut buffer: BytesMut,
+    body: &mut crate::seams::ByteStream,
+    inspector: &mut GzipInspector,
+    parts: &mut Vec<UploadedPart>,
+) -> Result<(), CopyError> {
+    let threshold = usize::try_from(settings.multipart_threshold_bytes).unwrap_or(usize::MAX);
+    inspector.update(&buffer);
+    loop {
+        while buffer.len() >= threshold {
+            let part = buffer.split_to(threshold).freeze();
+            upload_part(archive, &spec.key, upload_id, parts, part)
+                .await
+                .map_err(CopyError::Archive)?;
+        }
+        let Some(chunk) = body.next().await else {
+            break;
+        };
+        let chunk = chunk.map_err(CopyError::Source)?;
+        inspector.update(&chunk);
+        buffer.extend_from_slice(&chunk);
+    }
+    if !buffer.is_empty() {
+        upload_part(archive, &spec.key, upload_id, parts, buffer.freeze())
+            .await
+            .map_err(CopyError::Archive)?;
+    }
+    Ok(())
+}
+
+/// Reads the stored version back, checks it, and describes the copy.
+async fn verified_copy(
+    archive: &dyn Archive,
+    spec: PutSpec,
+    source_meta: &ObjectMeta,
+    version_id: Option<String>,
+    parts: &[UploadedPart],
+    analysis: Analysis,
+    now: DateTime<Utc>,
+) -> Result<Copied, CopyError> {
+    let checksum = expected_checksum(&analysis.raw_sha256, parts);
     let head = verify_stored(archive, &spec, version_id.as_deref(), &checksum).await?;
-
     let inflate_error = analysis.content.as_ref().err().cloned();
     let record = ObjectRecord {
         v: 1,
