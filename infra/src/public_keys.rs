@@ -75,9 +75,17 @@ mod tests {
     use super::*;
     use crate::retry::scripted_http::{json_error, reply, ScriptedHttp};
 
-    fn window() -> (DateTime<Utc>, DateTime<Utc>) {
+    /// One day's keys in eu-west-1, through `http`, with the default retries.
+    async fn list_day(http: &ScriptedHttp) -> Result<Vec<ApiPublicKey>, SeamError> {
         let end = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
-        (end - chrono::Duration::days(1), end)
+        list_public_keys(
+            &http.config().await,
+            "eu-west-1",
+            (end - chrono::Duration::days(1), end),
+            &RetryPolicy::default(),
+            &CancellationToken::new(),
+        )
+        .await
     }
 
     #[tokio::test]
@@ -90,16 +98,7 @@ mod tests {
                 r#"{"PublicKeyList":[{"Value":"AAEC","Fingerprint":"ab"}]}"#,
             ),
         ]);
-        let (start, end) = window();
-        let keys = list_public_keys(
-            &http.config().await,
-            "eu-west-1",
-            (start, end),
-            &RetryPolicy::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let keys = list_day(&http).await.unwrap();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].der, vec![0, 1, 2]);
         assert_eq!(keys[0].fingerprint.as_deref(), Some("ab"));
@@ -109,16 +108,7 @@ mod tests {
     #[tokio::test]
     async fn invalid_input_is_not_retried() {
         let http = ScriptedHttp::new(vec![json_error(400, "InvalidTimeRangeException")]);
-        let (start, end) = window();
-        let error = list_public_keys(
-            &http.config().await,
-            "eu-west-1",
-            (start, end),
-            &RetryPolicy::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+        let error = list_day(&http).await.unwrap_err();
         assert_eq!(
             error,
             SeamError::Permanent(

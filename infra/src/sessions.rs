@@ -149,6 +149,17 @@ mod tests {
         <Arn>arn:aws:sts::222233334444:assumed-role/TrailvaultReader/s</Arn>\
         </AssumedRoleUser></AssumeRoleResult></AssumeRoleResponse>";
 
+    /// The member role through `http`, with the default retries.
+    async fn assume(http: &ScriptedHttp) -> Result<SdkConfig, SeamError> {
+        assume_member_role(
+            &http.config().await,
+            &request(),
+            &RetryPolicy::default(),
+            &CancellationToken::new(),
+        )
+        .await
+    }
+
     fn request() -> RoleRequest<'static> {
         RoleRequest {
             account_id: "222233334444",
@@ -166,28 +177,14 @@ mod tests {
             Reply::ConnectionReset,
             reply(200, ASSUMED),
         ]);
-        assume_member_role(
-            &http.config().await,
-            &request(),
-            &RetryPolicy::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        assume(&http).await.unwrap();
         assert_eq!(http.requests(), 3);
     }
 
     #[tokio::test]
     async fn a_refused_role_is_not_retried_and_keeps_its_message() {
         let http = ScriptedHttp::new(vec![query_error(403, "AccessDenied")]);
-        let error = assume_member_role(
-            &http.config().await,
-            &request(),
-            &RetryPolicy::default(),
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+        let error = assume(&http).await.unwrap_err();
         let SeamError::AccessDenied(message) = &error else {
             panic!("{error:?}");
         };
