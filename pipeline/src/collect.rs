@@ -17,8 +17,8 @@ use crate::cloudtrail::claims::{DigestClaim, LogClaims};
 use crate::cloudtrail::gzip::InflateError;
 use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
 use crate::copy::{
-    adopt_copy, adoptable_copy, copy_object, ContentCheck, Copied, CopyError, CopySettings,
-    Inflated,
+    adopt_copy, adoptable_copy, copy_object, retain_until, ContentCheck, Copied, CopyError,
+    CopySettings, Inflated,
 };
 use crate::error::SeamError;
 use crate::findings::{Finding, FindingKind};
@@ -750,7 +750,7 @@ async fn adopt(
     else {
         return Ok(None);
     };
-    adopt_copy(
+    let adopted = adopt_copy(
         job.scope.source.as_ref(),
         settings,
         &job.source,
@@ -758,7 +758,31 @@ async fn adopt(
         run.now,
         Some(claims_check(job, parsed_key)),
     )
-    .await
+    .await?;
+    if adopted.is_some() {
+        // Locked as long as a copy made then must be: the retention period
+        // may have grown since the interrupted run.
+        let copied_at = head
+            .metadata
+            .get(crate::copy::meta::COPIED_AT)
+            .and_then(|t| t.parse::<i64>().ok())
+            .and_then(|t| DateTime::from_timestamp(t, 0))
+            .unwrap_or(run.now);
+        let required = retain_until(copied_at, settings.retention_days);
+        if head
+            .retain_until
+            .is_some_and(|until| until + Duration::seconds(1) < required)
+        {
+            let version = head.version_id.as_deref().ok_or_else(|| {
+                CopyError::Invalid(format!("{archive_key} has no version id to extend"))
+            })?;
+            run.archive
+                .put_retention(archive_key, version, settings.lock_mode, required)
+                .await
+                .map_err(CopyError::Archive)?;
+        }
+    }
+    Ok(adopted)
 }
 
 fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord) -> bool {
@@ -1206,6 +1230,32 @@ mod tests {
                 (FindingKind::AccountMismatch, key.clone()),
             ],
             "the adopted copy's findings are not lost with the run that made it"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_adopted_copy_is_locked_as_long_as_the_retention_now_requires() {
+        let mut world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world.settings.copy.retention_days = 1;
+        world.copy_and_die(&key).await;
+        // The retention period grew before the next run.
+        world.settings.copy.retention_days = 30;
+        let rerun = world.run(Window::Incremental).await;
+        assert!(rerun.errors.is_empty(), "{:?}", rerun.errors);
+        assert_eq!(rerun.stats.objects_adopted, 1);
+        let archive_key = world.archive_key(&key);
+        assert_eq!(world.archive.version_count(&archive_key), 1);
+        let until = world
+            .archive
+            .latest_head(&archive_key)
+            .unwrap()
+            .retain_until;
+        assert_eq!(
+            until,
+            Some(retain_until(world.clock.now(), 30)),
+            "extended before it was recorded"
         );
     }
 

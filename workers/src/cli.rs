@@ -79,6 +79,8 @@ pub enum Command {
     Backfill {
         #[command(flatten)]
         scope: Scope,
+        #[command(flatten)]
+        keys: KeySource,
         /// First day (YYYY-MM-DD, UTC).
         #[arg(long, value_name = "DATE")]
         since: String,

@@ -56,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
         }
         Command::Backfill {
             scope,
+            keys,
             since,
             until,
         } => match backfill_window(&since, until.as_deref()) {
@@ -67,7 +68,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
                         window,
                         allow_unlocked: false,
                         verify: true,
-                        keys: None,
+                        keys: keys.public_keys,
                     },
                     json,
                 )
