@@ -402,8 +402,7 @@ async fn check_signature(
     if key.is_none() && chain.backfill {
         let generated = metadata
             .get(META_BACKFILL_GENERATION)
-            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-            .map(|time| time.with_timezone(&Utc));
+            .and_then(|text| parse_generation_time(text));
         if let Some(generated) = generated {
             key = ctx
                 .public_key(&chain.region, fingerprint, generated)
@@ -433,5 +432,51 @@ async fn check_signature(
                 digest.digest_s3_object
             ),
         })),
+    }
+}
+
+/// `backfill-generation-timestamp`: its format is not documented (the AWS
+/// CLI accepts any ISO 8601 through dateutil), so RFC 3339 and the common
+/// ISO 8601 forms without a zone (read as UTC), with `T` or a space, with or
+/// without fractional seconds, and the compact `YYYYMMDDTHHMMSSZ`.
+fn parse_generation_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    let naive = text.strip_suffix('Z').unwrap_or(text);
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y%m%dT%H%M%S",
+    ]
+    .iter()
+    .find_map(|format| chrono::NaiveDateTime::parse_from_str(naive, format).ok())
+    .map(|time| time.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_times_in_the_usual_iso_8601_forms_are_read() {
+        let expected = DateTime::parse_from_rfc3339("2026-03-01T10:20:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for text in [
+            "2026-03-01T10:20:30Z",
+            "2026-03-01T11:20:30+01:00",
+            "2026-03-01T10:20:30",
+            "2026-03-01 10:20:30",
+            "2026-03-01T10:20:30.000Z",
+            " 2026-03-01T10:20:30Z ",
+            "20260301T102030Z",
+        ] {
+            assert_eq!(parse_generation_time(text), Some(expected), "{text:?}");
+        }
+        for text in ["", "yesterday", "2026-13-01T00:00:00Z", "1700000000"] {
+            assert_eq!(parse_generation_time(text), None, "{text:?}");
+        }
     }
 }
