@@ -752,6 +752,7 @@ async fn adopt(
     };
     let adopted = adopt_copy(
         job.scope.source.as_ref(),
+        run.archive,
         settings,
         &job.source,
         &head,
@@ -1234,6 +1235,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_interrupted_multipart_copy_is_adopted_with_its_hashes_read_back() {
+        let mut world = World::new();
+        world.settings.copy.multipart_threshold_bytes = 64 * 1024;
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        let mut state = 0x2545_f491_u64;
+        let noise: Vec<u8> = (0..300 * 1024)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state & 0xff) as u8
+            })
+            .collect();
+        world.source.put(&key, gzip(&noise), &[]);
+        let copied = world.copy_and_die(&key).await;
+        let archive_key = world.archive_key(&key);
+        let head = world.archive.latest_head(&archive_key).unwrap();
+        assert!(
+            head.checksum_sha256.as_deref().unwrap().contains('-'),
+            "multipart"
+        );
+        assert!(
+            crate::copy::record_from_head(&head, 0).is_none(),
+            "a composite checksum tells no raw hash"
+        );
+        // What rebuild-state records from the archive matches the copy.
+        let rebuilt = crate::copy::record_from_archive(
+            &world.archive,
+            &archive_key,
+            &head,
+            copied.record.copied_at,
+            world.settings.copy.inflate_limits,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(rebuilt, copied.record);
+
+        let rerun = world.run(Window::Incremental).await;
+        assert!(rerun.errors.is_empty(), "{:?}", rerun.errors);
+        assert_eq!(rerun.stats.objects_adopted, 1);
+        assert_eq!(
+            world.archive.version_count(&archive_key),
+            1,
+            "no second copy"
+        );
+        let recorded = world
+            .store
+            .object(&world.source_ref(&key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(recorded.content_sha256, copied.record.content_sha256);
+        assert_eq!(recorded.raw_sha256, copied.record.raw_sha256);
+    }
+
+    #[tokio::test]
     async fn an_adopted_copy_is_locked_as_long_as_the_retention_now_requires() {
         let mut world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
@@ -1301,6 +1358,7 @@ mod tests {
         assert_ne!(etag, forged.metadata[crate::copy::meta::SOURCE_ETAG]);
         let adopted = adopt_copy(
             world.source.as_ref(),
+            &world.archive,
             &world.settings.copy,
             &source,
             &forged,

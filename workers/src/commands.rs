@@ -865,12 +865,22 @@ async fn rebuild_state(
             .get(trailvault_pipeline::copy::meta::COPIED_AT)
             .and_then(|t| t.parse().ok())
             .unwrap_or(now);
-        match trailvault_pipeline::copy::record_from_head(&head, copied_at) {
-            Some(record) => match tracker.record_object(&source, &record) {
+        let limits = wiring::collect_settings(&wired).copy.inflate_limits;
+        let record = trailvault_pipeline::copy::record_from_archive(
+            wired.archive.as_ref(),
+            &version.key,
+            &head,
+            copied_at,
+            limits,
+        )
+        .await;
+        match record {
+            Ok(Some(record)) => match tracker.record_object(&source, &record) {
                 Ok(()) => report.stats.objects_copied += 1,
                 Err(error) => report.error(&source.account_id, "record_object", error.to_string()),
             },
-            None => report.error(
+            Err(error) => report.error(&source.account_id, "rebuild", error.to_string()),
+            Ok(None) => report.error(
                 &source.account_id,
                 "rebuild",
                 format!(

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
 
-use crate::cloudtrail::gzip::GzipInspector;
 use crate::cloudtrail::keys::parse_trail_key;
-use crate::copy::content_error_name;
+use crate::copy::{content_error_name, rehash_archived};
 use crate::findings::{Finding, FindingKind};
 use crate::seams::{ArchivedVersion, ObjectRecord, SourceRef};
 
@@ -148,7 +147,13 @@ pub(crate) async fn audit_source(
 
     let results: Vec<_> = futures::stream::iter(jobs)
         .map(|(key, version, record)| async move {
-            let outcome = rehash(ctx, &version).await;
+            let outcome = rehash_archived(
+                ctx.archive,
+                &version.key,
+                &version.version_id,
+                ctx.settings.inflate_limits,
+            )
+            .await;
             (key, version, record, outcome)
         })
         .buffer_unordered(ctx.settings.concurrency.max(1))
@@ -195,35 +200,3 @@ pub(crate) async fn audit_source(
     debug_assert!(audited.objects.len() + audited.unreadable.len() <= by_key.len());
     Some(audited)
 }
-
-async fn rehash(
-    ctx: &Ctx<'_>,
-    version: &ArchivedVersion,
-) -> Result<crate::cloudtrail::gzip::InspectOutcome, crate::SeamError> {
-    let object = ctx
-        .archive
-        .get(&version.key, Some(&version.version_id))
-        .await?;
-    let limits = ctx.settings.inflate_limits;
-    let mut body = object.body;
-    // Small objects are hashed on the blocking pool in one go, so the CPU work
-    // of one never holds up the GETs of the others; large ones stream.
-    let mut held = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        held.extend_from_slice(&chunk?);
-        if held.len() as u64 > HOLD_BYTES {
-            let mut inspector = GzipInspector::new(limits);
-            inspector.update(&held);
-            while let Some(chunk) = body.next().await {
-                inspector.update(&chunk?);
-            }
-            return Ok(inspector.finish());
-        }
-    }
-    tokio::task::spawn_blocking(move || crate::cloudtrail::gzip::inspect(&held, limits))
-        .await
-        .map_err(|error| crate::SeamError::Transient(format!("hashing failed: {error}")))
-}
-
-/// Objects up to this size are held whole while they are re-hashed.
-const HOLD_BYTES: u64 = 16 * 1024 * 1024;
