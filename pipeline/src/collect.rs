@@ -732,6 +732,21 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     for finding in inspect(job, inflate_error.as_ref(), content_findings, parsed_key) {
         run.finding(finding.with_archive_key(Some(&archive_key)));
     }
+    // The copy this one supersedes stays in the archive as evidence, and in
+    // the store for retention (its record is replaced below).
+    if let Some(previous) = &job.previous {
+        if let Some(version) = previous
+            .archive_version_id
+            .as_deref()
+            .filter(|version| record.archive_version_id.as_deref() != Some(*version))
+        {
+            let name = crate::retention::superseded_name(&job.source, version);
+            let copied_at = previous.copied_at.to_string();
+            if let Err(error) = run.store.put_state(&name, copied_at.as_bytes()) {
+                run.error(member, "record_superseded", &error);
+            }
+        }
+    }
     finish(run, job, record)
 }
 
@@ -1384,6 +1399,22 @@ mod tests {
             vec![(FindingKind::SourceObjectModified, key.clone())]
         );
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 2);
+        // Retention checks both versions, not only the one the store now
+        // records for the key.
+        let sources = [crate::verify::ArchivedSource {
+            reader_account_id: MEMBER.into(),
+            bucket: "trail-bucket".into(),
+        }];
+        let targets =
+            crate::retention::targets_from_store(&world.store, &sources, "archive").unwrap();
+        let mut versions: Vec<Option<String>> =
+            targets.iter().map(|t| t.version_id.clone()).collect();
+        versions.sort();
+        versions.dedup();
+        assert_eq!(versions.len(), 2, "{targets:?}");
+        assert!(targets
+            .iter()
+            .all(|t| t.archive_key == world.archive_key(&key) && t.copied_at.is_some()));
         // Acknowledged, then rewritten again: a new event, reported as new.
         let first = &rerun.findings[0];
         assert!(world

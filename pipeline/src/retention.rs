@@ -225,7 +225,22 @@ pub fn lifecycle_warnings(protection: &BucketProtection) -> Vec<String> {
     }
 }
 
-/// The store's records of `sources`: one current version per source object.
+/// State names of the archive versions a newer copy superseded (a source
+/// object changed after it was archived; both versions are kept):
+/// `superseded/<reader>/<bucket>/<key>\0<version id>`, valued with the copy
+/// time (seconds; empty when unknown).
+pub const SUPERSEDED_PREFIX: &str = "superseded/";
+
+/// The state name recording that `version_id` of `source`'s copy was superseded.
+pub fn superseded_name(source: &SourceRef, version_id: &str) -> String {
+    format!(
+        "{SUPERSEDED_PREFIX}{}/{}/{}\u{0}{version_id}",
+        source.account_id, source.bucket, source.key
+    )
+}
+
+/// The store's records of `sources`: the current version of each source
+/// object, and every version a newer copy superseded.
 pub fn targets_from_store(
     store: &dyn ProgressStore,
     sources: &[ArchivedSource],
@@ -236,16 +251,35 @@ pub fn targets_from_store(
     unique.dedup();
     let mut targets = Vec::new();
     for source in unique {
+        let source_ref = |key: String| SourceRef {
+            account_id: source.reader_account_id.clone(),
+            bucket: source.bucket.clone(),
+            key,
+        };
         for (key, record) in store.objects_under(&source.reader_account_id, &source.bucket, "")? {
-            let source_ref = SourceRef {
-                account_id: source.reader_account_id.clone(),
-                bucket: source.bucket.clone(),
-                key,
-            };
             targets.push(Target {
-                archive_key: source_ref.archive_key(archive_prefix),
+                archive_key: source_ref(key).archive_key(archive_prefix),
                 version_id: record.archive_version_id,
                 copied_at: Some(record.copied_at),
+            });
+        }
+        let prefix = format!(
+            "{SUPERSEDED_PREFIX}{}/{}/",
+            source.reader_account_id, source.bucket
+        );
+        for (name, value) in store.state_under(&prefix)? {
+            let Some((key, version_id)) = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split_once('\u{0}'))
+            else {
+                continue;
+            };
+            targets.push(Target {
+                archive_key: source_ref(key.to_string()).archive_key(archive_prefix),
+                version_id: Some(version_id.to_string()),
+                copied_at: std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|text| text.parse().ok()),
             });
         }
     }
@@ -262,8 +296,17 @@ pub async fn targets_from_archive(
     } else {
         format!("{archive_prefix}/")
     };
+    targets_under(archive, &list_prefix).await
+}
+
+/// Every version the archive lists under `list_prefix` (for example the
+/// findings ledger, which the store does not record).
+pub async fn targets_under(
+    archive: &dyn Archive,
+    list_prefix: &str,
+) -> Result<Vec<Target>, SeamError> {
     Ok(archive
-        .list_versions(&list_prefix)
+        .list_versions(list_prefix)
         .await?
         .into_iter()
         .map(|version| Target {

@@ -432,12 +432,29 @@ async fn run_retention(config: Config, apply: bool, full: bool, json: bool) -> i
             })
     } else {
         match &accounts {
-            Ok(accounts) => retention::targets_from_store(
+            Ok(accounts) => match retention::targets_from_store(
                 wired.store.as_ref(),
                 &validation::archived_sources(&wired.config, accounts),
                 &settings.archive_prefix,
-            )
-            .map_err(|error| ("read_store".to_string(), error.to_string())),
+            ) {
+                // The findings ledger is not in the store: its few objects
+                // are listed.
+                Ok(mut targets) => {
+                    let ledger =
+                        trailvault_pipeline::ledger::ledger_prefix(&settings.archive_prefix);
+                    match retention::targets_under(wired.archive.as_ref(), &ledger).await {
+                        Ok(ledger_targets) => {
+                            targets.extend(ledger_targets);
+                            Ok(targets)
+                        }
+                        Err(error) => Err((
+                            format!("list versions of s3://{}/{ledger}", wired.archive.bucket()),
+                            error.to_string(),
+                        )),
+                    }
+                }
+                Err(error) => Err(("read_store".to_string(), error.to_string())),
+            },
             Err(message) => Err(("list accounts".to_string(), message.clone())),
         }
     };
@@ -819,11 +836,21 @@ async fn rebuild_state(
             return report.exit_code();
         }
     };
-    // The findings ledger is read back below, not recorded as copies.
-    let latest: Vec<_> = versions
+    // The findings ledger is read back below, not recorded as copies; the
+    // versions newer copies superseded are remembered for retention.
+    let (latest, superseded): (Vec<_>, Vec<_>) = versions
         .into_iter()
-        .filter(|v| v.is_latest && !trailvault_pipeline::ledger::is_ledger_key(prefix, &v.key))
-        .collect();
+        .filter(|v| !trailvault_pipeline::ledger::is_ledger_key(prefix, &v.key))
+        .partition(|v| v.is_latest);
+    for version in &superseded {
+        if let Some(source) = SourceRef::from_archive_key(prefix, &version.key) {
+            let name =
+                trailvault_pipeline::retention::superseded_name(&source, &version.version_id);
+            if let Err(error) = wired.store.put_state(&name, b"") {
+                report.error(&source.account_id, "record_superseded", error.to_string());
+            }
+        }
+    }
     report.stats.objects_listed = latest.len() as u64;
     let now = Utc::now().timestamp();
     // Each HEAD is recorded as it arrives: the heads (with their metadata)
