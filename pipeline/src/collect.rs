@@ -202,7 +202,7 @@ impl Run<'_> {
         match self.store.record_finding(finding) {
             Ok(recorded) => {
                 if recorded.new {
-                    warn!(kind = %recorded.kind, account_id = %recorded.account_id, key = %recorded.key, detail = %recorded.detail, "finding");
+                    recorded.log_new();
                 }
                 self.outcome().findings.push(recorded);
             }

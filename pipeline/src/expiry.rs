@@ -514,7 +514,9 @@ async fn expire_partition(shared: &Shared<'_>, partition: Partition<'_>) -> Expi
             Err(error) => {
                 outcome.keep(KeepReason::DeleteFailed, 1);
                 complete = false;
-                warn!(account_id = reader, key = %entry.key, %error, "source expiry: delete failed");
+                let region = crate::cloudtrail::keys::parse_trail_key(&entry.key)
+                    .map_or_else(|_| "-".to_string(), |key| key.region);
+                warn!(account_id = reader, region, key = %entry.key, %error, "source expiry: delete failed");
                 outcome.errors.push(OperationError {
                     account_id: reader.to_string(),
                     operation: format!("s3:DeleteObject s3://{bucket}/{}", entry.key),

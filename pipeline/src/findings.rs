@@ -178,6 +178,19 @@ impl Finding {
         self
     }
 
+    /// Logs a finding recorded for the first time (with its account and
+    /// region, as every log line of a run has).
+    pub fn log_new(&self) {
+        tracing::warn!(
+            kind = %self.kind,
+            account_id = %self.account_id,
+            region = self.region.as_deref().unwrap_or("-"),
+            key = %self.key,
+            detail = %self.detail,
+            "finding"
+        );
+    }
+
     /// Identity used to report a finding as new only once across runs: the
     /// same kind on the same object is the same finding, whatever the detail.
     /// Except a change of a source object: each change (its ETags and content

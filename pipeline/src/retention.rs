@@ -568,7 +568,7 @@ fn record(store: &dyn ProgressStore, outcome: &mut RetentionOutcome, finding: Fi
     match store.record_finding(finding) {
         Ok(recorded) => {
             if recorded.new {
-                warn!(kind = %recorded.kind, account_id = %recorded.account_id, key = %recorded.key, detail = %recorded.detail, "finding");
+                recorded.log_new();
             }
             outcome.findings.push(recorded);
         }

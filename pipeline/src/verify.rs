@@ -246,7 +246,7 @@ impl<'a> Ctx<'a> {
         match self.store.record_finding(finding) {
             Ok(recorded) => {
                 if recorded.new {
-                    warn!(kind = %recorded.kind, account_id = %recorded.account_id, key = %recorded.key, detail = %recorded.detail, "finding");
+                    recorded.log_new();
                 }
                 lock(&self.collected).findings.push(recorded);
             }
