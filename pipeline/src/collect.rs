@@ -163,6 +163,10 @@ struct Run<'a> {
     /// Copies that did not end recorded: they may have left an unrecorded
     /// archive version, so the next run must look before copying.
     jobs_failed: AtomicU64,
+    /// Sources (reader, bucket) that refused a listing for good (access
+    /// denied, no such bucket): their other partitions are not listed, so one
+    /// refusal is one error, not one per partition.
+    refused: Mutex<BTreeSet<(String, String)>>,
     outcome: Mutex<CollectOutcome>,
 }
 
@@ -171,6 +175,12 @@ struct Run<'a> {
 const IN_FLIGHT: &str = "collect/in-flight";
 
 impl Run<'_> {
+    fn refused(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn outcome(&self) -> std::sync::MutexGuard<'_, CollectOutcome> {
         self.outcome
             .lock()
@@ -269,6 +279,7 @@ pub async fn collect(
         window,
         recovering,
         jobs_failed: AtomicU64::new(0),
+        refused: Mutex::default(),
         outcome: Mutex::new(CollectOutcome::default()),
     };
     let run = &run;
@@ -517,9 +528,19 @@ async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
         run.outcome().stats.partitions_skipped += 1;
         return Vec::new();
     }
+    let source_id = (
+        scope.reader_account_id.clone(),
+        scope.source.bucket().to_string(),
+    );
+    if run.refused().contains(&source_id) {
+        return Vec::new();
+    }
     let listed = match scope.source.list(&prefix).await {
         Ok(listed) => listed,
         Err(error) => {
+            if matches!(error, SeamError::AccessDenied(_) | SeamError::NotFound(_)) {
+                run.refused().insert(source_id);
+            }
             run.error(
                 &scope.member_account_id,
                 &format!("list s3://{}/{prefix}", scope.source.bucket()),
@@ -1606,6 +1627,24 @@ mod tests {
             0,
             "every attempt's multipart upload was aborted"
         );
+    }
+
+    #[tokio::test]
+    async fn a_bucket_that_refuses_listing_is_one_error_not_one_per_partition() {
+        let mut world = World::new();
+        world.settings.list_concurrency = 1;
+        world.source.put(
+            &log_key(27, "0900", "AAAAAAAAAAAAAAAA"),
+            log_body(MEMBER),
+            &[],
+        );
+        world
+            .source
+            .fail_lists(SeamError::AccessDenied("s3:ListBucket".into()));
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+        assert_eq!(outcome.errors[0].account_id, MEMBER);
+        assert!(outcome.failed_accounts.contains(MEMBER));
     }
 
     #[tokio::test]

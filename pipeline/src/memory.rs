@@ -49,6 +49,8 @@ pub struct MemorySource {
     failing_deletes: Mutex<Option<SeamError>>,
     /// Keys whose body breaks (a connection reset) after this many bytes.
     breaking: Mutex<BTreeMap<String, usize>>,
+    /// Every listing fails with this error (fault injection).
+    failing_lists: Mutex<Option<SeamError>>,
     pub gets: AtomicU64,
     pub lists: AtomicU64,
     /// `TrailSource::delete` calls, failed ones included.
@@ -84,6 +86,11 @@ impl MemorySource {
         *lock(&self.failing_deletes) = None;
     }
 
+    /// Makes every listing fail with `error`.
+    pub fn fail_lists(&self, error: SeamError) {
+        *lock(&self.failing_lists) = Some(error);
+    }
+
     /// Bodies of `key` break with a transient error after `after_bytes`.
     pub fn break_bodies(&self, key: &str, after_bytes: usize) {
         lock(&self.breaking).insert(key.to_string(), after_bytes);
@@ -112,6 +119,9 @@ impl TrailSource for MemorySource {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
         self.lists.fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = lock(&self.failing_lists).clone() {
+            return Err(error);
+        }
         Ok(lock(&self.objects)
             .range(prefix.to_string()..)
             .take_while(|(key, _)| key.starts_with(prefix))
