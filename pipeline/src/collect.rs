@@ -1534,6 +1534,62 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn account_claims_in_multipart_logs_are_checked_as_they_stream() {
+        let mut world = World::new();
+        world.settings.copy.multipart_threshold_bytes = 64 * 1024;
+        world.settings.copy.inflate_limits = InflateLimits {
+            max_inflated_bytes: 64 << 20,
+            max_ratio: 10_000,
+        };
+        // Records with hard-to-compress keys, so the gzip spans several parts.
+        let log = |odd_one: Option<&str>| {
+            let mut state = 0x853c_49e6_748f_ea9b_u64;
+            let mut json = String::from(r#"{"Records":["#);
+            for index in 0..12_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let account = match odd_one {
+                    Some(other) if index == 11_900 => other,
+                    _ => MEMBER,
+                };
+                if index > 0 {
+                    json.push(',');
+                }
+                json.push_str(&format!(
+                    r#"{{"eventName":"GetObject","requestParameters":{{"key":"{state:016x}{:016x}"}},"recipientAccountId":"{account}"}}"#,
+                    state.rotate_left(17)
+                ));
+            }
+            json.push_str("]}");
+            gzip(json.as_bytes())
+        };
+        let spoofed = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        let clean = log_key(27, "0905", "BBBBBBBBBBBBBBBB");
+        let spoofed_body = log(Some("333333333333"));
+        assert!(
+            spoofed_body.len() > 2 * 64 * 1024,
+            "{} bytes",
+            spoofed_body.len()
+        );
+        world.source.put(&spoofed, spoofed_body, &[]);
+        world.source.put(&clean, log(None), &[]);
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.stats.objects_copied, 2, "{:?}", outcome.errors);
+        assert!(world
+            .archive
+            .latest_head(&world.archive_key(&spoofed))
+            .unwrap()
+            .checksum_sha256
+            .unwrap()
+            .contains('-'));
+        assert_eq!(
+            kinds(&outcome),
+            vec![(FindingKind::AccountMismatch, spoofed)]
+        );
+    }
+
+    #[tokio::test]
     async fn a_copy_that_fails_verification_is_a_finding_and_never_done() {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
