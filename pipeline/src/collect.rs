@@ -1017,6 +1017,18 @@ mod tests {
         )
     }
 
+    /// `len` incompressible bytes (xorshift from `seed`).
+    fn noise(len: usize, mut state: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state & 0xff) as u8
+            })
+            .collect()
+    }
+
     fn log_key(day: u32, hhmm: &str, unique: &str) -> String {
         format!("AWSLogs/{MEMBER}/CloudTrail/us-east-1/2026/11/{day:02}/{MEMBER}_CloudTrail_us-east-1_202611{day:02}T{hhmm}Z_{unique}.json.gz")
     }
@@ -1275,15 +1287,7 @@ mod tests {
         let mut world = World::new();
         world.settings.copy.multipart_threshold_bytes = 64 * 1024;
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
-        let mut state = 0x2545_f491_u64;
-        let noise: Vec<u8> = (0..300 * 1024)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state & 0xff) as u8
-            })
-            .collect();
+        let noise = noise(300 * 1024, 0x2545_f491_u64);
         world.source.put(&key, gzip(&noise), &[]);
         let copied = world.copy_and_die(&key).await;
         let archive_key = world.archive_key(&key);
@@ -1627,15 +1631,7 @@ mod tests {
         };
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         // Incompressible content so the raw object spans three parts.
-        let mut state = 0x1234_5678_u64;
-        let noise: Vec<u8> = (0..12 << 20)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state & 0xff) as u8
-            })
-            .collect();
+        let noise = noise(12 << 20, 0x1234_5678_u64);
         let body = gzip(&noise);
         world.source.put(&key, body.clone(), &[]);
         let outcome = world.run(Window::Incremental).await;
@@ -1663,15 +1659,7 @@ mod tests {
         let mut world = World::new();
         world.settings.copy.multipart_threshold_bytes = 64 * 1024;
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
-        let mut state = 0x9e37_79b9_u64;
-        let noise: Vec<u8> = (0..512 * 1024)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state & 0xff) as u8
-            })
-            .collect();
+        let noise = noise(512 * 1024, 0x9e37_79b9_u64);
         world.source.put(&key, gzip(&noise), &[]);
         world.source.break_bodies(&key, 200 * 1024);
         let outcome = world.run(Window::Incremental).await;

@@ -58,25 +58,45 @@ impl<'de> Deserialize<'de> for LogClaims {
 
 impl<'de> Deserialize<'de> for DigestClaim {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<DigestClaim, D::Error> {
-        struct Body;
-        impl<'de> Visitor<'de> for Body {
-            type Value = DigestClaim;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a CloudTrail digest object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DigestClaim, A::Error> {
-                let mut account = None;
-                while let Some(is_account) = map.next_key_seed(IsKey("awsAccountId"))? {
-                    if is_account {
-                        account = map.next_value::<StringOrSkip>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(DigestClaim(account))
+        StringField {
+            name: "awsAccountId",
+            object: "a CloudTrail digest object",
+        }
+        .deserialize(deserializer)
+        .map(DigestClaim)
+    }
+}
+
+/// One field of a JSON object, kept if it is a string (see
+/// [`StringOrSkip`]); the object's other fields are skipped unread.
+struct StringField {
+    name: &'static str,
+    /// What the object is, for errors.
+    object: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for StringField {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StringField {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.object)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut value = None;
+        while let Some(is_field) = map.next_key_seed(IsKey(self.name))? {
+            if is_field {
+                value = map.next_value::<StringOrSkip>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        deserializer.deserialize_map(Body)
+        Ok(value)
     }
 }
 
@@ -117,41 +137,18 @@ impl<'de> Visitor<'de> for Records {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut claims = BTreeSet::new();
-        while let Some(record) = seq.next_element::<Record>()? {
-            if let Some(account) = record.0 {
+        let recipient = || StringField {
+            name: "recipientAccountId",
+            object: "a CloudTrail record object",
+        };
+        while let Some(claim) = seq.next_element_seed(recipient())? {
+            if let Some(account) = claim {
                 if claims.len() < MAX_CLAIMED || claims.contains(&account) {
                     claims.insert(account);
                 }
             }
         }
         Ok(claims)
-    }
-}
-
-/// One record: its `recipientAccountId` if that is a string.
-struct Record(Option<String>);
-
-impl<'de> Deserialize<'de> for Record {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = Record;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a CloudTrail record object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
-                let mut recipient = None;
-                while let Some(is_recipient) = map.next_key_seed(IsKey("recipientAccountId"))? {
-                    if is_recipient {
-                        recipient = map.next_value::<StringOrSkip>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(Record(recipient))
-            }
-        }
-        deserializer.deserialize_map(Fields)
     }
 }
 
