@@ -92,7 +92,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn deletes_take_a_slot_too() {
-        use trailvault_pipeline::memory::MemorySource;
+        use trailvault_pipeline::testsuite::memory::MemorySource;
 
         let memory = Arc::new(MemorySource::new("trail-bucket"));
         let source = RateLimitedSource::new(memory.clone(), RateLimiter::per_second(10).unwrap());

@@ -450,7 +450,7 @@ mod tests {
 
     #[tokio::test]
     async fn source_deletes_are_forwarded_and_retried_only_when_transient() {
-        use trailvault_pipeline::memory::MemorySource;
+        use trailvault_pipeline::testsuite::memory::MemorySource;
 
         let memory = Arc::new(MemorySource::new("trail-bucket"));
         memory.put("AWSLogs/a.json.gz", &b"x"[..], &[]);

@@ -12,8 +12,9 @@
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
-use trailvault_pipeline::findings::Finding;
-use trailvault_pipeline::seams::{ObjectRecord, ProgressStore, SourceRef};
+use trailvault_pipeline::model::findings::Finding;
+use trailvault_pipeline::model::object::{ObjectRecord, SourceRef};
+use trailvault_pipeline::seams::ProgressStore;
 use trailvault_pipeline::SeamError;
 
 const RECORD_VERSION: u8 = 1;
@@ -315,7 +316,7 @@ impl ProgressStore for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trailvault_pipeline::findings::FindingKind;
+    use trailvault_pipeline::model::findings::FindingKind;
 
     fn record(etag: &str, content: Option<[u8; 32]>) -> ObjectRecord {
         ObjectRecord {

@@ -20,10 +20,11 @@ use crate::copy::{
     adopt_copy, adoptable_copy, copy_object, retain_until, ContentCheck, Copied, CopyError,
     CopySettings, Inflated,
 };
-use crate::error::SeamError;
-use crate::findings::{Finding, FindingKind};
-use crate::report::{OperationError, Stats};
-use crate::seams::{Archive, Clock, ListedObject, ProgressStore, SourceRef, TrailSource};
+use crate::model::error::SeamError;
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::SourceRef;
+use crate::model::report::{OperationError, Stats};
+use crate::seams::{Archive, Clock, ListedObject, ProgressStore, TrailSource};
 
 /// One place where one member account's trail files are delivered, read
 /// through one session.
@@ -145,7 +146,7 @@ struct CopyJob {
     region: String,
     source: SourceRef,
     listed: ListedObject,
-    previous: Option<crate::seams::ObjectRecord>,
+    previous: Option<crate::model::object::ObjectRecord>,
     adopt_first: bool,
 }
 
@@ -761,9 +762,13 @@ async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
             .as_deref()
             .filter(|version| record.archive_version_id.as_deref() != Some(*version))
         {
-            let name = crate::retention::superseded_name(&job.source, version);
-            let copied_at = previous.copied_at.to_string();
-            if let Err(error) = run.store.put_state(&name, copied_at.as_bytes()) {
+            let recorded = crate::progress::superseded::record(
+                run.store,
+                &job.source,
+                version,
+                Some(previous.copied_at),
+            );
+            if let Err(error) = recorded {
                 run.error(member, "record_superseded", &error);
             }
         }
@@ -822,7 +827,7 @@ async fn adopt(
     Ok(adopted)
 }
 
-fn finish(run: &Run<'_>, job: &CopyJob, record: crate::seams::ObjectRecord) -> bool {
+fn finish(run: &Run<'_>, job: &CopyJob, record: crate::model::object::ObjectRecord) -> bool {
     if let Err(error) = run.store.record_object(&job.source, &record) {
         run.error(&job.scope.member_account_id, "record_object", &error);
         return false;
@@ -997,8 +1002,8 @@ mod tests {
 
     use super::*;
     use crate::cloudtrail::gzip::InflateLimits;
-    use crate::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
     use crate::seams::LockMode;
+    use crate::testsuite::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
 
     const MEMBER: &str = "222222222201";
 
@@ -1426,7 +1431,7 @@ mod tests {
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 2);
         // Retention checks both versions, not only the one the store now
         // records for the key.
-        let sources = [crate::verify::ArchivedSource {
+        let sources = [crate::model::object::ArchivedSource {
             reader_account_id: MEMBER.into(),
             bucket: "trail-bucket".into(),
         }];

@@ -14,11 +14,11 @@ use futures::StreamExt;
 
 use crate::cloudtrail::digest::sha256;
 use crate::cloudtrail::gzip::{BodyInspector, GzipInspector, InflateError, InflateLimits};
-use crate::error::SeamError;
-use crate::findings::Finding;
+use crate::model::error::SeamError;
+use crate::model::findings::Finding;
+use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::{
-    Archive, ArchivedHead, LockMode, ObjectMeta, ObjectRecord, PutSpec, SourceRef, TrailSource,
-    UploadedPart,
+    Archive, ArchivedHead, LockMode, ObjectMeta, PutSpec, TrailSource, UploadedPart,
 };
 
 /// Metadata names written on every archived object (S3 user metadata, sent
@@ -887,7 +887,7 @@ mod tests {
                 }
             };
             vec![Finding::new(
-                crate::findings::FindingKind::AccountMismatch,
+                crate::model::findings::FindingKind::AccountMismatch,
                 "111111111111",
                 "bucket",
                 "key",

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cloudtrail::digest::sha256;
 use crate::copy::{expected_checksum, meta, retain_until, verify_stored, CopyError, CopySettings};
-use crate::error::SeamError;
-use crate::findings::Finding;
+use crate::model::error::SeamError;
+use crate::model::findings::Finding;
 use crate::seams::{Archive, ProgressStore, PutSpec};
 
 /// The ledger's folder under the archive prefix.
@@ -205,9 +205,9 @@ async fn read_entry(
 mod tests {
     use super::*;
     use crate::cloudtrail::gzip::InflateLimits;
-    use crate::findings::FindingKind;
-    use crate::memory::{MemoryArchive, MemoryStore};
+    use crate::model::findings::FindingKind;
     use crate::seams::LockMode;
+    use crate::testsuite::memory::{MemoryArchive, MemoryStore};
 
     fn settings() -> CopySettings {
         CopySettings {

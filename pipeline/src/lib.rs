@@ -1,22 +1,28 @@
 //! What trailvault does, independent of how it talks to the world.
 //!
-//! This crate holds the CloudTrail model (key names, gzip, digests, public keys),
-//! the stages of a run (collect, validate), the findings and the report, and the
-//! narrow seams ([`seams`]) through which the stages reach storage and services.
+//! Three floors, each using only the ones below it:
+//!
+//! * ground: [`cloudtrail`] (file formats), [`model`] (source refs, records,
+//!   findings, the report, errors) and [`seams`] (one trait per outside thing);
+//! * building blocks: [`copy`] (one verified copy, read-back check, adoption,
+//!   re-hash), [`progress`] (one typed record per store key family) and
+//!   [`ledger`] (the findings ledger in the archive);
+//! * stages, side by side and never importing each other: [`collect`],
+//!   [`verify`], [`retention`].
+//!
 //! It has no AWS SDK dependency: `infra` implements the seams with the SDK and
-//! sled, and [`memory`] implements them in memory for the unit tests here.
+//! sled, and [`testsuite`] implements them in memory, with the conformance
+//! suite every implementation must pass.
 
 pub mod cloudtrail;
 pub mod collect;
 pub mod copy;
-pub mod error;
-pub mod expiry;
-pub mod findings;
 pub mod ledger;
-pub mod memory;
-pub mod report;
+pub mod model;
+pub mod progress;
 pub mod retention;
 pub mod seams;
+pub mod testsuite;
 pub mod verify;
 
-pub use error::SeamError;
+pub use model::error::SeamError;

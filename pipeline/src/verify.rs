@@ -21,7 +21,6 @@ mod digest_check;
 mod heads;
 mod inventory;
 mod logs;
-mod state;
 
 #[cfg(test)]
 pub(crate) mod testkit;
@@ -38,15 +37,14 @@ use tracing::{info_span, warn, Instrument};
 
 use crate::cloudtrail::gzip::InflateLimits;
 use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
-use crate::error::SeamError;
-use crate::findings::{Finding, FindingKind};
-use crate::report::{OperationError, Stats};
-use crate::seams::{Archive, Clock, ObjectRecord, ProgressStore, SourceRef};
+use crate::model::error::SeamError;
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::{ArchivedSource, ObjectRecord, SourceRef};
+use crate::model::report::{OperationError, Stats};
+use crate::seams::{Archive, Clock, ProgressStore};
 
+use crate::progress::validation::{ChainState, LogRefCache, ValidatedCache};
 use inventory::{ChainId, Inventory};
-use state::{ChainState, LogRefCache, ValidatedCache};
-
-pub(crate) use state::{read_validated, validated_id};
 
 /// How a validation run behaves; fixed for a run.
 #[derive(Debug, Clone)]
@@ -67,14 +65,6 @@ pub struct VerifySettings {
     pub full: bool,
     /// Chains validated, and objects re-hashed by `full`, at once.
     pub concurrency: usize,
-}
-
-/// Where archived objects of one source bucket live: the reading account and
-/// the bucket (the store is keyed by them).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ArchivedSource {
-    pub reader_account_id: String,
-    pub bucket: String,
 }
 
 /// Public keys by (delivering region, fingerprint).

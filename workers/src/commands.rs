@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use trailvault_config::Config;
 use trailvault_pipeline::collect::{self, Counters, Window};
-use trailvault_pipeline::findings::{Finding, FindingKind};
 use trailvault_pipeline::ledger::LedgerEntry;
-use trailvault_pipeline::report::{exit, Report};
+use trailvault_pipeline::model::findings::{Finding, FindingKind};
+use trailvault_pipeline::model::report::{exit, Report};
 use trailvault_pipeline::seams::{ProgressStore, SystemClock};
 
 use crate::cli::{Cli, Command, Scope};
@@ -318,7 +318,7 @@ pub async fn collect_once(
     );
     report.stats.accounts_failed = failed.len() as u64;
     let errors_before = report.stats.errors;
-    report.stats = trailvault_pipeline::report::Stats {
+    report.stats = trailvault_pipeline::model::report::Stats {
         accounts: report.stats.accounts,
         accounts_failed: report.stats.accounts_failed,
         errors: errors_before + outcome.stats.errors,
@@ -548,10 +548,10 @@ async fn source_expiry(
     apply: bool,
     cancel: &CancellationToken,
 ) -> (
-    trailvault_pipeline::expiry::ExpiryOutcome,
-    Vec<trailvault_pipeline::report::OperationError>,
+    trailvault_pipeline::retention::expiry::ExpiryOutcome,
+    Vec<trailvault_pipeline::model::report::OperationError>,
 ) {
-    use trailvault_pipeline::expiry::{self, ExpiryScope, ExpirySettings};
+    use trailvault_pipeline::retention::expiry::{self, ExpiryScope, ExpirySettings};
 
     let (scopes, mut errors) = wiring::scopes(wired, accounts, &Scope::default()).await;
     let expiry_scopes: Vec<ExpiryScope<'_>> = scopes
@@ -681,7 +681,10 @@ fn print_retention(
 const MAX_EXPIRY_LINES: usize = 100;
 
 /// The source expiry part of the human retention report.
-fn print_source_expiry(expiry: &trailvault_pipeline::expiry::ExpiryOutcome, apply: bool) {
+fn print_source_expiry(
+    expiry: &trailvault_pipeline::retention::expiry::ExpiryOutcome,
+    apply: bool,
+) {
     let kept: Vec<String> = expiry
         .kept
         .iter()
@@ -737,7 +740,7 @@ fn show_status(config: &Config, json: bool) -> i32 {
     let now = Utc::now();
     if !config.store.path.exists() {
         // Never run: show the empty status without creating a store.
-        let empty = trailvault_pipeline::memory::MemoryStore::default();
+        let empty = trailvault_pipeline::testsuite::memory::MemoryStore::default();
         return match StatusView::from_store(&empty, &config.accounts.ids, now) {
             Ok(view) => print_status(&view, json),
             Err(error) => {
@@ -799,7 +802,7 @@ async fn rebuild_state(
     json: bool,
 ) -> i32 {
     use futures::StreamExt as _;
-    use trailvault_pipeline::seams::SourceRef;
+    use trailvault_pipeline::model::object::SourceRef;
 
     let shutdown = Shutdown::on_signals();
     let cancel = shutdown.stop.clone();
@@ -844,9 +847,13 @@ async fn rebuild_state(
         .partition(|v| v.is_latest);
     for version in &superseded {
         if let Some(source) = SourceRef::from_archive_key(prefix, &version.key) {
-            let name =
-                trailvault_pipeline::retention::superseded_name(&source, &version.version_id);
-            if let Err(error) = wired.store.put_state(&name, b"") {
+            let recorded = trailvault_pipeline::progress::superseded::record(
+                wired.store.as_ref(),
+                &source,
+                &version.version_id,
+                None,
+            );
+            if let Err(error) = recorded {
                 report.error(&source.account_id, "record_superseded", error.to_string());
             }
         }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use trailvault_config::Config;
 use trailvault_pipeline::collect::Window;
-use trailvault_pipeline::report::exit;
+use trailvault_pipeline::model::report::exit;
 use trailvault_pipeline::seams::ProgressStore;
 
 use crate::cli::Scope;
@@ -143,7 +143,7 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-fn print_run(report: &trailvault_pipeline::report::Report, json: bool) {
+fn print_run(report: &trailvault_pipeline::model::report::Report, json: bool) {
     if json {
         // One object per line: a stream of reports.
         match serde_json::to_string(report) {

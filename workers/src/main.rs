@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use trailvault_pipeline::report::exit;
+use trailvault_pipeline::model::report::exit;
 
 fn init_tracing(cli: &cli::Cli) {
     let default = if cli.quiet {

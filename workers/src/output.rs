@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use trailvault_pipeline::findings::{Finding, Severity};
-use trailvault_pipeline::report::Report;
+use trailvault_pipeline::model::findings::{Finding, Severity};
+use trailvault_pipeline::model::report::Report;
 
 pub fn print_report(report: &Report, json: bool) {
     if json {
@@ -90,7 +90,7 @@ pub fn finding_line(finding: &Finding) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trailvault_pipeline::findings::FindingKind;
+    use trailvault_pipeline::model::findings::FindingKind;
 
     #[test]
     fn summary_names_counts_errors_and_findings() {

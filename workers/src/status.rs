@@ -23,9 +23,10 @@ use std::sync::Mutex;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use trailvault_pipeline::cloudtrail::keys::{parse_trail_key, FileName};
-use trailvault_pipeline::findings::{Finding, Severity};
-use trailvault_pipeline::report::{Report, Stats};
-use trailvault_pipeline::seams::{ObjectRecord, ProgressStore, SourceRef};
+use trailvault_pipeline::model::findings::{Finding, Severity};
+use trailvault_pipeline::model::object::{ObjectRecord, SourceRef};
+use trailvault_pipeline::model::report::{Report, Stats};
+use trailvault_pipeline::seams::ProgressStore;
 use trailvault_pipeline::SeamError;
 
 /// Layout version of every record written here.
@@ -608,8 +609,8 @@ pub fn human(view: &StatusView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trailvault_pipeline::findings::FindingKind;
-    use trailvault_pipeline::memory::MemoryStore;
+    use trailvault_pipeline::model::findings::FindingKind;
+    use trailvault_pipeline::testsuite::memory::MemoryStore;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)

@@ -18,14 +18,14 @@ use trailvault_pipeline::cloudtrail::public_keys::{
     parse_list_public_keys_json, KeyRing, PublicKey,
 };
 use trailvault_pipeline::copy::copy_object;
-use trailvault_pipeline::findings::Finding;
 use trailvault_pipeline::ledger::{self, LedgerEntry};
-use trailvault_pipeline::report::{FindingScope, Report};
-use trailvault_pipeline::seams::{
-    Notifier, ObjectRecord, ProgressStore, SourceRef, SystemClock, TrailSource,
-};
+use trailvault_pipeline::model::findings::Finding;
+use trailvault_pipeline::model::object::ArchivedSource;
+use trailvault_pipeline::model::object::{ObjectRecord, SourceRef};
+use trailvault_pipeline::model::report::{FindingScope, Report};
+use trailvault_pipeline::seams::{Notifier, ProgressStore, SystemClock, TrailSource};
 use trailvault_pipeline::verify::{
-    self, ArchivedSource, KeyProvider, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings,
+    self, KeyProvider, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings,
 };
 use trailvault_pipeline::SeamError;
 
@@ -347,7 +347,7 @@ async fn publish(wired: &Wired, report: &mut Report, new: &[Finding]) {
     }
     let critical = new
         .iter()
-        .filter(|f| f.severity == trailvault_pipeline::findings::Severity::Critical)
+        .filter(|f| f.severity == trailvault_pipeline::model::findings::Severity::Critical)
         .count();
     let summary = format!(
         "trailvault {}: {} new finding(s), {critical} critical",

@@ -22,7 +22,7 @@ use trailvault_infra::store::SledStore;
 use trailvault_pipeline::cloudtrail::gzip::InflateLimits;
 use trailvault_pipeline::collect::{CollectSettings, SourceScope};
 use trailvault_pipeline::copy::CopySettings;
-use trailvault_pipeline::report::OperationError;
+use trailvault_pipeline::model::report::OperationError;
 use trailvault_pipeline::seams::{Archive, LockMode, TrailSource};
 
 use crate::cli::Scope;

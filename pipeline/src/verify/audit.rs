@@ -9,10 +9,12 @@ use futures::StreamExt;
 
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::copy::{content_error_name, rehash_archived};
-use crate::findings::{Finding, FindingKind};
-use crate::seams::{ArchivedVersion, ObjectRecord, SourceRef};
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::{ObjectRecord, SourceRef};
+use crate::seams::ArchivedVersion;
 
-use super::{ArchivedSource, Ctx, OpError, Scope};
+use super::{Ctx, OpError, Scope};
+use crate::model::object::ArchivedSource;
 
 /// One non-digest archived object as re-hashed from the archive.
 #[derive(Debug, Clone)]

@@ -5,15 +5,15 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::cloudtrail::keys::parse_trail_key;
-use crate::findings::{Finding, FindingKind};
-use crate::seams::SourceRef;
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::SourceRef;
 
 use super::audit::Audited;
 use super::digest_check::{examine_digest, Examined, Problem};
 use super::inventory::{hours_back, parse_digest_key, ChainId, DigestEntry};
 use super::logs::{self, Matched};
-use super::state::{ChainState, LinkInfo};
 use super::{lock, Ctx, OpError, MAX_MISSING_PER_GAP};
+use crate::progress::validation::{ChainState, LinkInfo};
 
 /// What validating one chain changed.
 pub(crate) struct ChainResult {

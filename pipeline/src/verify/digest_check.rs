@@ -10,13 +10,13 @@ use tracing::warn;
 
 use crate::cloudtrail::digest::{sha256, verify_signature, Digest};
 use crate::cloudtrail::gzip::{inflate_single_member, InflateLimits};
-use crate::error::SeamError;
-use crate::findings::FindingKind;
+use crate::model::error::SeamError;
+use crate::model::findings::FindingKind;
 use crate::seams::ByteStream;
 
 use super::inventory::{ChainId, DigestEntry};
-use super::state::LinkInfo;
 use super::{Ctx, OpError};
+use crate::progress::validation::LinkInfo;
 
 /// CloudTrail's digest metadata as preserved on the archived copy
 /// ([`crate::copy::meta::PRESERVED`]).

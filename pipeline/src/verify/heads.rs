@@ -12,12 +12,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::findings::{Finding, FindingKind};
+use crate::model::findings::{Finding, FindingKind};
 
 use super::chain::report_missing_hours;
 use super::inventory::{ChainId, Inventory, SiblingGroup};
-use super::state::ChainState;
 use super::{Ctx, Scope, MAX_MISSING_PER_GAP};
+use crate::progress::validation::ChainState;
 
 fn time_text(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%dT%H:%M:%SZ").to_string()

@@ -8,9 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use crate::cloudtrail::keys::{
     digest_key, parse_trail_key, DigestKeyParts, Family, FileName, TrailKey, LOG_FOLDER,
 };
-use crate::seams::SourceRef;
+use crate::model::object::SourceRef;
 
-use super::ArchivedSource;
+use crate::model::object::ArchivedSource;
 
 /// One digest chain (SPEC §1.2): the digests of one (source bucket, key root,
 /// account, delivering region, trail, home region), standard or backfill.

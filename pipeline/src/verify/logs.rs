@@ -9,13 +9,13 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::cloudtrail::digest::Digest;
 use crate::cloudtrail::keys::parse_trail_key;
-use crate::findings::{Finding, FindingKind};
-use crate::seams::SourceRef;
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::SourceRef;
 
 use super::audit::Audited;
 use super::inventory::{AreaId, ChainId, Inventory, LogEntry};
-use super::state::{log_ref_id, AreaState, ChainState, Span, STATE_VERSION};
 use super::{lock, Ctx, OpError, Scope};
+use crate::progress::validation::{log_ref_id, AreaState, ChainState, Span, STATE_VERSION};
 
 /// Files copied this long before the previous check are judged again whatever
 /// their name: covers a collection that recorded them while that check ran.

@@ -16,9 +16,10 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use crate::cloudtrail::gzip::InflateLimits;
 use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
 use crate::copy::{copy_object, CopyError, CopySettings};
-use crate::error::SeamError;
-use crate::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
-use crate::seams::{Clock, LockMode, ObjectRecord, ProgressStore, SourceRef, TrailSource};
+use crate::model::error::SeamError;
+use crate::model::object::{ObjectRecord, SourceRef};
+use crate::seams::{Clock, LockMode, ProgressStore, TrailSource};
+use crate::testsuite::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
 
 use super::{verify, ArchivedSource, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings};
 

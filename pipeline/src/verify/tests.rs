@@ -15,9 +15,9 @@ use super::inventory::{parse_digest_key, DigestEntry};
 use super::testkit::*;
 use super::*;
 use crate::cloudtrail::digest::Digest;
-use crate::findings::FindingKind;
-use crate::memory::{MemoryArchive, MemoryStore};
+use crate::model::findings::FindingKind;
 use crate::seams::{LockMode, PutSpec};
+use crate::testsuite::memory::{MemoryArchive, MemoryStore};
 
 const HOURS: usize = 48;
 
@@ -504,7 +504,7 @@ async fn planted_log_is_unreferenced_only_after_the_grace_period() {
     assert_eq!(after.stats.digests_validated, 0);
     assert_only(&after, &[(FindingKind::LogFileUnreferenced, &planted.key)]);
     let finding = &after.findings[0];
-    assert_eq!(finding.severity, crate::findings::Severity::Warning);
+    assert_eq!(finding.severity, crate::model::findings::Severity::Warning);
     assert_eq!(
         finding.archive_key.as_deref(),
         Some(archive_key_of(&planted.key).as_str())

@@ -50,10 +50,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cloudtrail::keys::{parse_trail_key, FileName, TrailKey};
-use crate::error::SeamError;
-use crate::report::OperationError;
-use crate::seams::{ObjectRecord, ProgressStore, TrailSource};
-use crate::verify::{read_validated, validated_id};
+use crate::model::error::SeamError;
+use crate::model::object::ObjectRecord;
+use crate::model::report::OperationError;
+use crate::progress::validation::{read_validated, validated_id};
+use crate::seams::{ProgressStore, TrailSource};
 
 /// What the operator is told when a member role may not delete.
 pub const DELETE_DENIED_HINT: &str = "the member role may not delete trail files: deploy infra/cloudformation/member-account.json in this account with AllowSourceExpiry=true, or unset [retention] source_retention_days; no other deletion was attempted in this account";
@@ -552,7 +553,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::findings::{Finding, FindingKind};
+    use crate::model::findings::{Finding, FindingKind};
     use crate::verify;
     use crate::verify::testkit::*;
 

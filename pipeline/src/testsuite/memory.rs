@@ -13,12 +13,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::cloudtrail::digest::sha256;
-use crate::error::SeamError;
-use crate::findings::Finding;
+use crate::model::error::SeamError;
+use crate::model::findings::Finding;
+use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::{
     Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, LockMode,
-    Notifier, ObjectMeta, ObjectRecord, ProgressStore, PutSpec, SourceObject, SourceRef,
-    TrailSource, UploadedPart,
+    Notifier, ObjectMeta, ProgressStore, PutSpec, SourceObject, TrailSource, UploadedPart,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

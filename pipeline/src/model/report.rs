@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::findings::Finding;
+use crate::model::findings::Finding;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -145,7 +145,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::findings::FindingKind;
+    use crate::model::findings::FindingKind;
 
     #[test]
     fn open_findings_in_scope_are_reported_once_and_not_as_new() {

@@ -16,7 +16,9 @@
 //! Which versions: the store's records (one current version per source
 //! object) by default, or every version the archive lists with `--full`.
 //!
-//! The same command runs source expiry when configured ([`crate::expiry`]).
+//! The same command runs source expiry when configured ([`crate::retention::expiry`]).
+
+pub mod expiry;
 
 use std::collections::BTreeMap;
 
@@ -28,11 +30,13 @@ use tracing::{debug, info, warn};
 
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::copy::meta;
-use crate::error::SeamError;
-use crate::findings::{Finding, FindingKind};
-use crate::report::OperationError;
-use crate::seams::{Archive, ArchivedHead, BucketProtection, LockMode, ProgressStore, SourceRef};
-use crate::verify::ArchivedSource;
+use crate::model::error::SeamError;
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::ArchivedSource;
+use crate::model::object::SourceRef;
+use crate::model::report::OperationError;
+use crate::progress;
+use crate::seams::{Archive, ArchivedHead, BucketProtection, LockMode, ProgressStore};
 
 /// How a retention run behaves; fixed for a run.
 #[derive(Debug, Clone)]
@@ -92,7 +96,7 @@ pub struct RetentionOutcome {
     /// Lifecycle settings worth fixing that put no history at risk.
     pub lifecycle_warnings: Vec<String>,
     /// Source expiry (`[retention] source_retention_days`); `None` when off.
-    pub source_expiry: Option<crate::expiry::ExpiryOutcome>,
+    pub source_expiry: Option<crate::retention::expiry::ExpiryOutcome>,
     #[serde(skip)]
     pub findings: Vec<Finding>,
     #[serde(skip)]
@@ -225,20 +229,6 @@ pub fn lifecycle_warnings(protection: &BucketProtection) -> Vec<String> {
     }
 }
 
-/// State names of the archive versions a newer copy superseded (a source
-/// object changed after it was archived; both versions are kept):
-/// `superseded/<reader>/<bucket>/<key>\0<version id>`, valued with the copy
-/// time (seconds; empty when unknown).
-pub const SUPERSEDED_PREFIX: &str = "superseded/";
-
-/// The state name recording that `version_id` of `source`'s copy was superseded.
-pub fn superseded_name(source: &SourceRef, version_id: &str) -> String {
-    format!(
-        "{SUPERSEDED_PREFIX}{}/{}/{}\u{0}{version_id}",
-        source.account_id, source.bucket, source.key
-    )
-}
-
 /// The store's records of `sources`: the current version of each source
 /// object, and every version a newer copy superseded.
 pub fn targets_from_store(
@@ -263,23 +253,11 @@ pub fn targets_from_store(
                 copied_at: Some(record.copied_at),
             });
         }
-        let prefix = format!(
-            "{SUPERSEDED_PREFIX}{}/{}/",
-            source.reader_account_id, source.bucket
-        );
-        for (name, value) in store.state_under(&prefix)? {
-            let Some((key, version_id)) = name
-                .strip_prefix(&prefix)
-                .and_then(|rest| rest.split_once('\u{0}'))
-            else {
-                continue;
-            };
+        for superseded in progress::superseded::under(store, source)? {
             targets.push(Target {
-                archive_key: source_ref(key.to_string()).archive_key(archive_prefix),
-                version_id: Some(version_id.to_string()),
-                copied_at: std::str::from_utf8(&value)
-                    .ok()
-                    .and_then(|text| text.parse().ok()),
+                archive_key: superseded.source.archive_key(archive_prefix),
+                version_id: Some(superseded.version_id),
+                copied_at: superseded.copied_at,
             });
         }
     }
@@ -622,8 +600,9 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::memory::{MemoryArchive, MemoryStore};
-    use crate::seams::{ObjectRecord, PutSpec};
+    use crate::model::object::ObjectRecord;
+    use crate::seams::PutSpec;
+    use crate::testsuite::memory::{MemoryArchive, MemoryStore};
 
     const READER: &str = "222222222201";
     const BUCKET: &str = "aws-cloudtrail-logs-222222222201";

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::cloudtrail::keys::{FileName, TrailKey};
-use crate::error::SeamError;
+use crate::model::error::SeamError;
 use crate::seams::ProgressStore;
 
 /// Record layout version of every value written here.
@@ -452,7 +452,7 @@ mod tests {
     #[test]
     fn validation_evidence_is_per_partition_and_can_be_withdrawn() {
         use crate::cloudtrail::keys::parse_trail_key;
-        use crate::memory::MemoryStore;
+        use crate::testsuite::memory::MemoryStore;
 
         let store = MemoryStore::default();
         let log = parse_trail_key(
@@ -496,7 +496,7 @@ mod tests {
 
     #[test]
     fn log_references_are_written_back_and_survive_the_cache_starting_over() {
-        use crate::memory::MemoryStore;
+        use crate::testsuite::memory::MemoryStore;
 
         let store = MemoryStore::default();
         let mut cache = LogRefCache::default();

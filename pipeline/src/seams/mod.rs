@@ -1,0 +1,19 @@
+//! The narrow traits through which the stages reach the world, one per file.
+//! `infra` implements them with the AWS SDK and sled; [`crate::testsuite`]
+//! implements them in memory so every stage is testable without a network,
+//! and its conformance suite holds every implementation to the same rules.
+
+mod archive;
+mod clock;
+mod notifier;
+mod source;
+mod store;
+
+pub use archive::{
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, PutSpec,
+    UploadedPart,
+};
+pub use clock::{Clock, SystemClock};
+pub use notifier::Notifier;
+pub use source::{ByteStream, ListedObject, ObjectMeta, SourceObject, TrailSource};
+pub use store::ProgressStore;

@@ -1,0 +1,3 @@
+//! In-memory twins of every seam, for tests here and in the other crates.
+
+pub mod memory;
