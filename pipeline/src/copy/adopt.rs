@@ -95,7 +95,7 @@ pub async fn adopt_copy(
     let mut body = object.body;
     let mut buffer = BytesMut::with_capacity(usize::try_from(head.size).unwrap_or(0));
     while let Some(chunk) = body.next().await {
-        buffer.extend_from_slice(&chunk.map_err(CopyError::Source)?);
+        buffer.extend_from_slice(&chunk.map_err(CopyError::SourceBody)?);
         if buffer.len() as u64 > threshold {
             return Ok(None);
         }

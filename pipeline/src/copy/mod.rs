@@ -70,8 +70,14 @@ pub struct Copied {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
+    /// The source request failed (already retried by the seam under the
+    /// run's retry policy).
     #[error("reading the source failed: {0}")]
     Source(SeamError),
+    /// The source body broke after the GET succeeded (a reset mid-stream): no
+    /// request-level retry can resume it, only a whole new copy.
+    #[error("reading the source failed: {0}")]
+    SourceBody(SeamError),
     #[error("writing the archive failed: {0}")]
     Archive(SeamError),
     /// The archive holds the object, but not as required. Never recorded as done.
@@ -80,11 +86,15 @@ pub enum CopyError {
 }
 
 impl CopyError {
-    pub fn is_retryable(&self) -> bool {
+    /// Whether starting the whole copy again can help. Each request was
+    /// already retried by its seam (infra's retry policy), so a failed request
+    /// is final here; what no request retry can mend is a body broken
+    /// mid-stream and a copy that failed verification.
+    pub fn calls_for_another_copy(&self) -> bool {
         match self {
-            CopyError::Source(error) | CopyError::Archive(error) => error.is_retryable(),
-            // A failed verification is worth one more full copy.
+            CopyError::SourceBody(error) => error.is_retryable(),
             CopyError::Invalid(_) => true,
+            CopyError::Source(_) | CopyError::Archive(_) => false,
         }
     }
 }
@@ -218,7 +228,7 @@ pub async fn copy_object(
     let expected = usize::try_from(source_meta.size).unwrap_or(usize::MAX);
     let mut buffer = BytesMut::with_capacity(expected.min(threshold.saturating_add(1)));
     while let Some(chunk) = body.next().await {
-        buffer.extend_from_slice(&chunk.map_err(CopyError::Source)?);
+        buffer.extend_from_slice(&chunk.map_err(CopyError::SourceBody)?);
         if buffer.len() > threshold {
             // Too large to hold: the rest streams through a multipart upload.
             let spec = put_spec(settings, source, &source_meta, None, now);

@@ -170,7 +170,7 @@ pub(super) async fn upload_parts(
         let Some(chunk) = body.next().await else {
             break;
         };
-        let chunk = chunk.map_err(CopyError::Source)?;
+        let chunk = chunk.map_err(CopyError::SourceBody)?;
         inspector.update(&chunk);
         buffer.extend_from_slice(&chunk);
         if let Some(checked) = checked {

@@ -3,28 +3,29 @@
 //! inspect what was copied, and record it. The crash-safety argument is in
 //! `collect/design.md` beside this file.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod inspect;
+mod job;
+mod list;
+mod plan;
+
+use job::copy_job;
+use list::list_partition;
+use plan::{partitions_of, Partition};
+
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
-use crate::cloudtrail::claims::{DigestClaim, LogClaims};
-use crate::cloudtrail::gzip::InflateError;
-use crate::cloudtrail::keys::{parse_trail_key, Family, KeyError, TrailKey};
-use crate::copy::{
-    adopt_copy, adoptable_copy, copy_object, retain_until, ContentCheck, Copied, CopyError,
-    CopySettings, Inflated,
-};
-use crate::model::error::SeamError;
-use crate::model::findings::{Finding, FindingKind};
-use crate::model::object::SourceRef;
+use crate::copy::CopySettings;
+use crate::model::findings::Finding;
 use crate::model::report::{OperationError, Stats};
-use crate::seams::{Archive, Clock, ListedObject, ProgressStore, TrailSource};
+use crate::progress;
+use crate::seams::{Archive, Clock, ProgressStore, TrailSource};
 
 /// One place where one member account's trail files are delivered, read
 /// through one session.
@@ -45,13 +46,13 @@ pub struct SourceScope {
 }
 
 impl SourceScope {
-    fn state_name(&self, what: &str) -> String {
-        format!(
-            "{what}/{}/{}/{}",
-            self.reader_account_id,
-            self.source.bucket(),
-            self.root
-        )
+    /// How the progress store names this scope.
+    fn key(&self) -> progress::collect::ScopeKey<'_> {
+        progress::collect::ScopeKey {
+            reader_account_id: &self.reader_account_id,
+            bucket: self.source.bucket(),
+            root: &self.root,
+        }
     }
 }
 
@@ -98,58 +99,6 @@ pub struct CollectOutcome {
     pub failed_accounts: BTreeSet<String>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Discovery {
-    at: i64,
-    /// root -> family folder name -> regions
-    roots: BTreeMap<String, BTreeMap<String, Vec<String>>>,
-}
-
-/// Family folder name -> regions.
-type Families = BTreeMap<String, Vec<String>>;
-
-#[derive(Clone)]
-struct Partition {
-    scope: SourceScope,
-    /// The scope's root, or a foreign account's folder found beside it.
-    root: String,
-    family: String,
-    region: String,
-    date: NaiveDate,
-}
-
-impl Partition {
-    fn prefix(&self) -> String {
-        format!(
-            "{}{}/{}/{}/",
-            self.root,
-            self.family,
-            self.region,
-            self.date.format("%Y/%m/%d")
-        )
-    }
-}
-
-/// Completion of one listed partition in a backfill: when its last job
-/// finishes without error, the partition is marked done so a resumed backfill
-/// does not list it again.
-struct PartitionDone {
-    state_name: String,
-    remaining: std::sync::atomic::AtomicUsize,
-    failed: std::sync::atomic::AtomicBool,
-}
-
-struct CopyJob {
-    partition: Option<Arc<PartitionDone>>,
-    scope: SourceScope,
-    /// The partition's region (for log lines).
-    region: String,
-    source: SourceRef,
-    listed: ListedObject,
-    previous: Option<crate::model::object::ObjectRecord>,
-    adopt_first: bool,
-}
-
 /// Shared run state: the outcome under a mutex, counters lock-free.
 struct Run<'a> {
     archive: &'a dyn Archive,
@@ -157,6 +106,7 @@ struct Run<'a> {
     settings: &'a CollectSettings,
     now: DateTime<Utc>,
     counters: &'a Counters,
+    cancel: &'a CancellationToken,
     window: Window,
     /// The previous run did not end cleanly: look in the archive before
     /// copying anything (see `collect/design.md`).
@@ -170,10 +120,6 @@ struct Run<'a> {
     refused: Mutex<BTreeSet<(String, String)>>,
     outcome: Mutex<CollectOutcome>,
 }
-
-/// Store state naming a run that may have copies in flight; durable before
-/// the first PUT, cleared only by a run that ended cleanly.
-const IN_FLIGHT: &str = "collect/in-flight";
 
 impl Run<'_> {
     fn refused(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
@@ -250,15 +196,9 @@ pub async fn collect(
     let now = clock.now();
     // A previous run that did not end cleanly may have left copies in the
     // archive that it never recorded: this run looks before it copies.
-    let recovering = match store.get_state(IN_FLIGHT) {
-        Ok(marker) => marker.is_some_and(|value| !value.is_empty()),
-        Err(_) => true,
-    };
+    let recovering = progress::collect::in_flight(store);
     // Durable before the first PUT of this run.
-    if let Err(error) = store
-        .put_state(IN_FLIGHT, now.to_rfc3339().as_bytes())
-        .and_then(|()| store.flush())
-    {
+    if let Err(error) = progress::collect::mark_in_flight(store, now).and_then(|()| store.flush()) {
         let mut outcome = CollectOutcome::default();
         outcome.stats.errors = 1;
         outcome.errors.push(OperationError {
@@ -277,6 +217,7 @@ pub async fn collect(
         settings,
         now,
         counters,
+        cancel,
         window,
         recovering,
         jobs_failed: AtomicU64::new(0),
@@ -323,16 +264,13 @@ pub async fn collect(
             if !failed.contains(&scope.member_account_id)
                 && !failed.contains(&scope.reader_account_id)
             {
-                let _ = store.put_state(
-                    &scope.state_name("sweep"),
-                    run.now.timestamp().to_string().as_bytes(),
-                );
+                let _ = progress::collect::record_sweep(store, scope.key(), run.now);
             }
         }
     }
     // Clean only if every copy this run started ended recorded.
     if !cancel.is_cancelled() && run.jobs_failed.load(Ordering::Relaxed) == 0 {
-        if let Err(error) = store.put_state(IN_FLIGHT, b"") {
+        if let Err(error) = progress::collect::clear_in_flight(store) {
             run.error("-", "record the end of the run", &error);
         }
     }
@@ -345,641 +283,6 @@ pub async fn collect(
     outcome.stats.objects_copied = counters.objects_copied.load(Ordering::Relaxed);
     outcome.stats.bytes_copied = counters.bytes_copied.load(Ordering::Relaxed);
     outcome
-}
-
-async fn discover(
-    run: &Run<'_>,
-    scope: &SourceScope,
-) -> Result<BTreeMap<String, Families>, SeamError> {
-    let name = scope.state_name("discovery");
-    if let Some(bytes) = run.store.get_state(&name)? {
-        if let Ok(cached) = serde_json::from_slice::<Discovery>(&bytes) {
-            let fresh = run.now.timestamp() - cached.at < run.settings.sweep_interval.num_seconds();
-            let regions_match = scope.regions.is_empty()
-                || cached
-                    .roots
-                    .values()
-                    .flat_map(|families| families.values())
-                    .all(|regions| *regions == scope.regions);
-            if fresh && regions_match {
-                return Ok(cached.roots);
-            }
-        }
-    }
-    let mut roots = BTreeMap::new();
-    roots.insert(
-        scope.root.clone(),
-        families_under(scope, &scope.root).await?,
-    );
-    if scope.foreign_accounts {
-        for root in foreign_account_roots(scope).await? {
-            let families = families_under(scope, &root).await?;
-            roots.insert(root, families);
-        }
-    }
-    let cached = Discovery {
-        at: run.now.timestamp(),
-        roots: roots.clone(),
-    };
-    if let Ok(bytes) = serde_json::to_vec(&cached) {
-        run.store.put_state(&name, &bytes)?;
-    }
-    Ok(roots)
-}
-
-/// Folders of other accounts beside the scope's own (`AWSLogs/<other>/` in a
-/// per-account bucket): hostile or misrouted, collected as evidence.
-async fn foreign_account_roots(scope: &SourceScope) -> Result<Vec<String>, SeamError> {
-    let Some(parent) = scope
-        .root
-        .strip_suffix(&format!("{}/", scope.member_account_id))
-    else {
-        return Ok(Vec::new());
-    };
-    Ok(scope
-        .source
-        .list_folders(parent)
-        .await?
-        .into_iter()
-        .filter(|folder| *folder != scope.root)
-        .filter(|folder| {
-            folder
-                .strip_prefix(parent)
-                .and_then(|rest| rest.strip_suffix('/'))
-                .is_some_and(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .collect())
-}
-
-async fn families_under(scope: &SourceScope, root: &str) -> Result<Families, SeamError> {
-    let mut families = BTreeMap::new();
-    for folder in scope.source.list_folders(root).await? {
-        let family = folder
-            .trim_start_matches(root)
-            .trim_end_matches('/')
-            .to_string();
-        // CloudTrail, CloudTrail-Digest, CloudTrail-Insight and any other sibling.
-        if family != "CloudTrail" && !family.starts_with("CloudTrail-") {
-            continue;
-        }
-        let regions = if scope.regions.is_empty() {
-            let family_root = format!("{root}{family}/");
-            scope
-                .source
-                .list_folders(&family_root)
-                .await?
-                .iter()
-                .map(|f| {
-                    f.trim_start_matches(&family_root)
-                        .trim_end_matches('/')
-                        .to_string()
-                })
-                .filter(|region| !region.is_empty())
-                .collect()
-        } else {
-            scope.regions.clone()
-        };
-        families.insert(family, regions);
-    }
-    Ok(families)
-}
-
-/// The dates an incremental run lists for `scope`: the open partitions, plus
-/// the redelivery window when its sweep is due.
-fn incremental_dates(run: &Run<'_>, scope: &SourceScope) -> Result<Vec<NaiveDate>, SeamError> {
-    let today = run.now.date_naive();
-    let sweep_due = match run.store.get_state(&scope.state_name("sweep"))? {
-        Some(bytes) => {
-            let last: i64 = String::from_utf8_lossy(&bytes).parse().unwrap_or(0);
-            run.now.timestamp() - last >= run.settings.sweep_interval.num_seconds()
-        }
-        None => true,
-    };
-    let back = if sweep_due {
-        run.settings
-            .redelivery_sweep_days
-            .max(run.settings.lookback_days)
-    } else {
-        run.settings.lookback_days
-    };
-    Ok((0..=i64::from(back))
-        .map(|days| today - Duration::days(days))
-        .collect())
-}
-
-async fn partitions_of(run: &Run<'_>, scope: &SourceScope, window: Window) -> Vec<Partition> {
-    let roots = match discover(run, scope).await {
-        Ok(roots) => roots,
-        Err(error) => {
-            run.error(
-                &scope.member_account_id,
-                &format!("list s3://{}/{}", scope.source.bucket(), scope.root),
-                &error,
-            );
-            return Vec::new();
-        }
-    };
-    let dates = match window {
-        Window::Incremental => match incremental_dates(run, scope) {
-            Ok(dates) => dates,
-            Err(error) => {
-                run.error(&scope.member_account_id, "read_store", &error);
-                return Vec::new();
-            }
-        },
-        Window::Range { from, to } => from.iter_days().take_while(|day| *day <= to).collect(),
-    };
-    debug!(
-        roots = roots.len(),
-        dates = dates.len(),
-        "partitions planned"
-    );
-    let mut partitions = Vec::new();
-    for (root, families) in &roots {
-        for (family, regions) in families {
-            for region in regions {
-                for date in &dates {
-                    partitions.push(Partition {
-                        scope: scope.clone(),
-                        root: root.clone(),
-                        family: family.clone(),
-                        region: region.clone(),
-                        date: *date,
-                    });
-                }
-            }
-        }
-    }
-    partitions
-}
-
-async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
-    let prefix = partition.prefix();
-    let scope = &partition.scope;
-    let done_name = format!(
-        "backfill-done/{}/{}/{prefix}",
-        scope.reader_account_id,
-        scope.source.bucket()
-    );
-    let backfill = matches!(run.window, Window::Range { .. });
-    if backfill && run.store.get_state(&done_name).ok().flatten().is_some() {
-        run.counters
-            .partitions_listed
-            .fetch_add(1, Ordering::Relaxed);
-        run.outcome().stats.partitions_skipped += 1;
-        return Vec::new();
-    }
-    let source_id = (
-        scope.reader_account_id.clone(),
-        scope.source.bucket().to_string(),
-    );
-    if run.refused().contains(&source_id) {
-        return Vec::new();
-    }
-    let listed = match scope.source.list(&prefix).await {
-        Ok(listed) => listed,
-        Err(error) => {
-            if matches!(error, SeamError::AccessDenied(_) | SeamError::NotFound(_)) {
-                run.refused().insert(source_id);
-            }
-            run.error(
-                &scope.member_account_id,
-                &format!("list s3://{}/{prefix}", scope.source.bucket()),
-                &error,
-            );
-            return Vec::new();
-        }
-    };
-    run.counters
-        .partitions_listed
-        .fetch_add(1, Ordering::Relaxed);
-    run.counters
-        .objects_listed
-        .fetch_add(listed.len() as u64, Ordering::Relaxed);
-    let mut jobs = Vec::new();
-    let mut skipped = 0u64;
-    for object in listed {
-        if object.key.ends_with('/') {
-            continue;
-        }
-        let source = SourceRef {
-            account_id: scope.reader_account_id.clone(),
-            bucket: scope.source.bucket().to_string(),
-            key: object.key.clone(),
-        };
-        let previous = match run.store.object(&source) {
-            Ok(previous) => previous,
-            Err(error) => {
-                run.error(&scope.member_account_id, "read_store", &error);
-                continue;
-            }
-        };
-        if previous
-            .as_ref()
-            .is_some_and(|record| record.etag == object.etag)
-        {
-            skipped += 1;
-            continue;
-        }
-        let adopt_first = run.recovering;
-        jobs.push(CopyJob {
-            partition: None,
-            scope: scope.clone(),
-            region: partition.region.clone(),
-            source,
-            listed: object,
-            previous,
-            adopt_first,
-        });
-    }
-    if backfill {
-        if jobs.is_empty() {
-            if let Err(error) = run.store.put_state(&done_name, b"1") {
-                run.error(&scope.member_account_id, "record_partition_done", &error);
-            }
-        } else {
-            let tracker = Arc::new(PartitionDone {
-                state_name: done_name,
-                remaining: std::sync::atomic::AtomicUsize::new(jobs.len()),
-                failed: std::sync::atomic::AtomicBool::new(false),
-            });
-            for job in &mut jobs {
-                job.partition = Some(tracker.clone());
-            }
-        }
-    }
-    run.outcome().stats.objects_skipped += skipped;
-    run.counters
-        .objects_to_copy
-        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-    jobs
-}
-
-async fn copy_job(run: &Run<'_>, job: CopyJob) {
-    let succeeded = copy_one(run, &job).await;
-    if !succeeded {
-        run.jobs_failed.fetch_add(1, Ordering::Relaxed);
-    }
-    let Some(partition) = &job.partition else {
-        return;
-    };
-    if !succeeded {
-        partition.failed.store(true, Ordering::Relaxed);
-    }
-    let last = partition.remaining.fetch_sub(1, Ordering::AcqRel) == 1;
-    if last && !partition.failed.load(Ordering::Relaxed) {
-        if let Err(error) = run.store.put_state(&partition.state_name, b"1") {
-            run.error(
-                &job.scope.member_account_id,
-                "record_partition_done",
-                &error,
-            );
-        }
-    }
-}
-
-/// Copies one object; `true` when it ended recorded (copied or adopted).
-async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
-    let settings = &run.settings.copy;
-    let archive_key = job.source.archive_key(&settings.archive_prefix);
-    let member = job.scope.member_account_id.as_str();
-    let parsed_key = parse_trail_key(&job.source.key);
-
-    // A previous run may have died between PUT and recording: adopt its copy.
-    let mut adopted = None;
-    if job.adopt_first {
-        match adopt(run, job, &archive_key, &parsed_key).await {
-            Ok(found) => adopted = found,
-            Err(error) => {
-                run.error(
-                    member,
-                    &format!("adopt s3://{}/{archive_key}", run.archive.bucket()),
-                    &error,
-                );
-                return false;
-            }
-        }
-    }
-
-    let attempts = run.settings.copy_attempts.max(1);
-    let mut attempt = 0;
-    let copied = loop {
-        if let Some(copied) = adopted.take() {
-            debug!(key = %job.source.key, "adopted the copy of an interrupted attempt");
-            run.outcome().stats.objects_adopted += 1;
-            break copied;
-        }
-        attempt += 1;
-        match copy_object(
-            job.scope.source.as_ref(),
-            run.archive,
-            settings,
-            &job.source,
-            run.now,
-            Some(claims_check(job, &parsed_key)),
-        )
-        .await
-        {
-            Ok(copied) => {
-                run.counters.objects_copied.fetch_add(1, Ordering::Relaxed);
-                run.counters
-                    .bytes_copied
-                    .fetch_add(copied.bytes, Ordering::Relaxed);
-                break copied;
-            }
-            Err(error) if error.is_retryable() && attempt < attempts => {
-                debug!(key = %job.source.key, attempt, %error, "copy attempt failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
-                    .await;
-                // The failed attempt's PUT may have landed (the error came
-                // after it): adopt that copy rather than make a second one.
-                // A copy that failed verification is not adopted.
-                if !matches!(error, CopyError::Invalid(_)) {
-                    match adopt(run, job, &archive_key, &parsed_key).await {
-                        Ok(found) => adopted = found,
-                        Err(error) => {
-                            debug!(key = %job.source.key, %error, "cannot check for a landed copy")
-                        }
-                    }
-                }
-            }
-            Err(CopyError::Invalid(problem)) => {
-                let finding = Finding::new(
-                    FindingKind::ArchiveCopyInvalid,
-                    member,
-                    &job.source.bucket,
-                    &job.source.key,
-                    format!("copy failed verification after {attempt} attempts: {problem}"),
-                )
-                .with_archive_key(Some(&archive_key));
-                run.finding(finding);
-                return false;
-            }
-            Err(error) => {
-                run.error(
-                    member,
-                    &format!("copy s3://{}/{}", job.source.bucket, job.source.key),
-                    &error,
-                );
-                return false;
-            }
-        }
-    };
-
-    let Copied {
-        record,
-        inflate_error,
-        content_findings,
-        ..
-    } = copied;
-    if let Some(previous) = &job.previous {
-        let detail = format!(
-            "source object changed after it was archived: ETag {} -> {}, content SHA-256 {} -> {}; both versions are kept in the archive",
-            previous.etag,
-            record.etag,
-            previous.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
-            record.content_sha256.map(hex::encode).unwrap_or_else(|| "-".into()),
-        );
-        run.finding(
-            Finding::new(
-                FindingKind::SourceObjectModified,
-                member,
-                &job.source.bucket,
-                &job.source.key,
-                detail,
-            )
-            .with_archive_key(Some(&archive_key)),
-        );
-    }
-    for finding in inspect(job, inflate_error.as_ref(), content_findings, parsed_key) {
-        run.finding(finding.with_archive_key(Some(&archive_key)));
-    }
-    // The copy this one supersedes stays in the archive as evidence, and in
-    // the store for retention (its record is replaced below).
-    if let Some(previous) = &job.previous {
-        if let Some(version) = previous
-            .archive_version_id
-            .as_deref()
-            .filter(|version| record.archive_version_id.as_deref() != Some(*version))
-        {
-            let recorded = crate::progress::superseded::record(
-                run.store,
-                &job.source,
-                version,
-                Some(previous.copied_at),
-            );
-            if let Err(error) = recorded {
-                run.error(member, "record_superseded", &error);
-            }
-        }
-    }
-    finish(run, job, record)
-}
-
-/// The archive's copy of this source version, left by an interrupted attempt
-/// (see [`crate::copy::adopt_copy`]); `Ok(None)` when there is none to adopt.
-async fn adopt(
-    run: &Run<'_>,
-    job: &CopyJob,
-    archive_key: &str,
-    parsed_key: &Result<TrailKey, KeyError>,
-) -> Result<Option<Copied>, CopyError> {
-    let settings = &run.settings.copy;
-    let Some(head) = adoptable_copy(run.archive, settings, archive_key, &job.listed.etag)
-        .await
-        .map_err(CopyError::Archive)?
-    else {
-        return Ok(None);
-    };
-    let adopted = adopt_copy(
-        job.scope.source.as_ref(),
-        run.archive,
-        settings,
-        &job.source,
-        &head,
-        run.now,
-        Some(claims_check(job, parsed_key)),
-    )
-    .await?;
-    if adopted.is_some() {
-        // Locked as long as a copy made then must be: the retention period
-        // may have grown since the interrupted run.
-        let copied_at = head
-            .metadata
-            .get(crate::copy::meta::COPIED_AT)
-            .and_then(|t| t.parse::<i64>().ok())
-            .and_then(|t| DateTime::from_timestamp(t, 0))
-            .unwrap_or(run.now);
-        let required = retain_until(copied_at, settings.retention_days);
-        if head
-            .retain_until
-            .is_some_and(|until| until + Duration::seconds(1) < required)
-        {
-            let version = head.version_id.as_deref().ok_or_else(|| {
-                CopyError::Invalid(format!("{archive_key} has no version id to extend"))
-            })?;
-            run.archive
-                .put_retention(archive_key, version, settings.lock_mode, required)
-                .await
-                .map_err(CopyError::Archive)?;
-        }
-    }
-    Ok(adopted)
-}
-
-fn finish(run: &Run<'_>, job: &CopyJob, record: crate::model::object::ObjectRecord) -> bool {
-    if let Err(error) = run.store.record_object(&job.source, &record) {
-        run.error(&job.scope.member_account_id, "record_object", &error);
-        return false;
-    }
-    true
-}
-
-/// The check of a copied body's content: which accounts its records (or its
-/// digest) claim, and whether a log is CloudTrail records JSON at all.
-fn claims_check(job: &CopyJob, parsed_key: &Result<TrailKey, KeyError>) -> ContentCheck {
-    let member = job.scope.member_account_id.clone();
-    let bucket = job.source.bucket.clone();
-    let key = job.source.key.clone();
-    let trail_key = parsed_key.as_ref().ok();
-    let is_digest = trail_key.is_some_and(TrailKey::is_digest);
-    let is_log_family = trail_key.is_some_and(|k| matches!(&k.family, Family::Log { .. }));
-    Box::new(move |inflated| {
-        content_claims(&member, &bucket, &key, is_digest, is_log_family, inflated)
-    })
-}
-
-/// Findings about a freshly copied object: a name or content that claims
-/// another account, or a body that cannot be CloudTrail output.
-fn inspect(
-    job: &CopyJob,
-    inflate_error: Option<&InflateError>,
-    content_findings: Vec<Finding>,
-    parsed_key: Result<TrailKey, KeyError>,
-) -> Vec<Finding> {
-    let member = job.scope.member_account_id.as_str();
-    let bucket = job.source.bucket.as_str();
-    let key = job.source.key.as_str();
-    let mut findings = Vec::new();
-    let trail_key: Option<TrailKey> = match parsed_key {
-        Ok(trail_key) => Some(trail_key),
-        Err(KeyError::AccountMismatch { folder, file }) => {
-            findings.push(Finding::new(
-                FindingKind::AccountMismatch,
-                member,
-                bucket,
-                key,
-                format!("file name claims account {file} inside the folder of account {folder}"),
-            ));
-            None
-        }
-        Err(error) => {
-            findings.push(Finding::new(
-                FindingKind::ObjectMalformed,
-                member,
-                bucket,
-                key,
-                format!("not a CloudTrail file name: {error}"),
-            ));
-            None
-        }
-    };
-    let region = trail_key.as_ref().map(|k| k.region.clone());
-    let is_digest = trail_key.as_ref().is_some_and(TrailKey::is_digest);
-    if let Some(trail_key) = &trail_key {
-        if trail_key.account_id != member {
-            findings.push(Finding::new(
-                FindingKind::AccountMismatch,
-                member,
-                bucket,
-                key,
-                format!(
-                    "key claims account {} in the source of account {member}",
-                    trail_key.account_id
-                ),
-            ));
-        }
-    }
-    match inflate_error {
-        None => {}
-        Some(InflateError::TrailingData { extra_bytes }) if !is_digest => findings.push(Finding::new(
-            FindingKind::LogFileTrailingData,
-            member,
-            bucket,
-            key,
-            format!("{extra_bytes} bytes follow the first gzip member; readers that inflate every member see content CloudTrail never hashed"),
-        )),
-        // Digest problems are judged by validation (digest_malformed).
-        Some(_) if is_digest => {}
-        Some(error) => findings.push(Finding::new(FindingKind::ObjectMalformed, member, bucket, key, format!("cannot be read as CloudTrail output: {error}; raw bytes archived as evidence"))),
-    }
-    // Account claims inside the content, found by `claims_check` while the
-    // copy held the inflated bytes.
-    findings.extend(content_findings);
-    for finding in &mut findings {
-        finding.region = region.clone();
-    }
-    findings
-}
-
-/// Parses inflated content, held or streamed.
-fn parse_json<T: serde::de::DeserializeOwned>(inflated: Inflated<'_>) -> serde_json::Result<T> {
-    match inflated {
-        Inflated::Bytes(bytes) => serde_json::from_slice(bytes),
-        Inflated::Stream(stream) => serde_json::from_reader(stream),
-    }
-}
-
-fn content_claims(
-    member: &str,
-    bucket: &str,
-    key: &str,
-    is_digest: bool,
-    is_log_family: bool,
-    inflated: Inflated<'_>,
-) -> Vec<Finding> {
-    if is_digest {
-        return match parse_json::<DigestClaim>(inflated) {
-            Ok(DigestClaim(Some(claimed))) if claimed != member => vec![Finding::new(
-                FindingKind::AccountMismatch,
-                member,
-                bucket,
-                key,
-                format!("digest body claims account {claimed} in the source of account {member}"),
-            )],
-            _ => Vec::new(),
-        };
-    }
-    match parse_json::<LogClaims>(inflated) {
-        Ok(LogClaims(claimed)) => {
-            let others: Vec<String> = claimed
-                .into_iter()
-                .filter(|account| account != member)
-                .collect();
-            if others.is_empty() {
-                Vec::new()
-            } else {
-                vec![Finding::new(
-                    FindingKind::AccountMismatch,
-                    member,
-                    bucket,
-                    key,
-                    format!(
-                        "records claim recipient account(s) {} in the source of account {member}",
-                        others.join(", ")
-                    ),
-                )]
-            }
-        }
-        Err(error) if is_log_family => vec![Finding::new(
-            FindingKind::ObjectMalformed,
-            member,
-            bucket,
-            key,
-            format!("log body is not CloudTrail records JSON: {error}"),
-        )],
-        Err(_) => Vec::new(),
-    }
 }
 
 /// Info line summarising a finished run (the binary prints the full report).
@@ -996,6 +299,10 @@ pub fn log_summary(outcome: &CollectOutcome) {
 
 #[cfg(test)]
 mod tests {
+    use crate::copy::{adopt_copy, copy_object, retain_until, Copied};
+    use crate::model::error::SeamError;
+    use crate::model::findings::FindingKind;
+    use crate::model::object::SourceRef;
     use std::io::Write as _;
 
     use chrono::TimeZone;
@@ -1130,9 +437,7 @@ mod tests {
             )
             .await
             .unwrap();
-            self.store
-                .put_state(IN_FLIGHT, b"2026-11-27T11:00:00Z")
-                .unwrap();
+            progress::collect::mark_in_flight(&self.store, self.clock.now()).unwrap();
             copied
         }
     }
@@ -1233,9 +538,8 @@ mod tests {
         assert_eq!(rerun.stats.objects_adopted, 1);
         assert_eq!(rerun.stats.objects_copied, 0);
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
-        assert_eq!(
-            world.store.get_state(IN_FLIGHT).unwrap().as_deref(),
-            Some(&b""[..]),
+        assert!(
+            !progress::collect::in_flight(&world.store),
             "a clean run clears the marker"
         );
         // A clean run's successor copies without looking first.
@@ -1362,7 +666,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_copy_whose_verification_failed_after_the_put_landed_is_adopted_on_retry() {
+    async fn a_copy_whose_read_back_failed_after_the_put_landed_is_adopted_by_the_next_run() {
         let world = World::new();
         let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
         world.source.put(&key, log_body(MEMBER), &[]);
@@ -1370,9 +674,20 @@ mod tests {
             .archive
             .failing_version_heads
             .store(1, Ordering::Relaxed);
+        // The HEAD after the PUT fails for good (the seam already retried it):
+        // the copy is not recorded and not copied again in this run.
         let outcome = world.run(Window::Incremental).await;
-        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
-        assert_eq!(outcome.stats.objects_adopted, 1);
+        assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+        assert_eq!(world.archive.puts.load(Ordering::Relaxed), 1);
+        assert!(world
+            .store
+            .object(&world.source_ref(&key))
+            .unwrap()
+            .is_none());
+        // The next run looks before it copies and adopts the landed copy.
+        let rerun = world.run(Window::Incremental).await;
+        assert!(rerun.errors.is_empty(), "{:?}", rerun.errors);
+        assert_eq!(rerun.stats.objects_adopted, 1);
         assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1);
         assert_eq!(world.archive.puts.load(Ordering::Relaxed), 1);
         let recorded = world.store.object(&world.source_ref(&key)).unwrap();
@@ -1679,6 +994,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_request_is_not_copied_again_on_top_of_the_seams_retries() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world
+            .source
+            .fail_gets(&key, SeamError::Transient("503 Slow Down".into()));
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+        assert_eq!(
+            world.source.gets.load(Ordering::Relaxed),
+            1,
+            "the seam retries requests; the copy does not multiply them"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_broken_mid_stream_is_copied_again_up_to_the_attempt_limit() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, gzip(&noise(64 * 1024, 7)), &[]);
+        world.source.break_bodies(&key, 1000);
+        let outcome = world.run(Window::Incremental).await;
+        assert_eq!(outcome.errors.len(), 1, "{:?}", outcome.errors);
+        assert_eq!(
+            world.source.gets.load(Ordering::Relaxed),
+            u64::from(world.settings.copy_attempts),
+            "one GET per whole-copy attempt"
+        );
+        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 0);
+    }
+
+    #[tokio::test]
     async fn a_bucket_that_refuses_listing_is_one_error_not_one_per_partition() {
         let mut world = World::new();
         world.settings.list_concurrency = 1;
@@ -1714,11 +1062,7 @@ mod tests {
         );
         // A run with a failed copy is not clean: the next one looks in the
         // archive before copying.
-        assert!(world
-            .store
-            .get_state(IN_FLIGHT)
-            .unwrap()
-            .is_some_and(|v| !v.is_empty()));
+        assert!(progress::collect::in_flight(&world.store));
     }
 
     #[tokio::test]
