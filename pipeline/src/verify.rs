@@ -43,7 +43,9 @@ use crate::model::object::{ArchivedSource, ObjectRecord, SourceRef};
 use crate::model::report::{OperationError, Stats};
 use crate::seams::{Archive, Clock, ProgressStore};
 
-use crate::progress::validation::{ChainState, LogRefCache, ValidatedCache};
+use crate::progress::validation::{
+    chain_states_under, write_chain_state, ChainState, LogRefCache, ValidatedCache,
+};
 use inventory::{ChainId, Inventory};
 
 /// How a validation run behaves; fixed for a run.
@@ -471,9 +473,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
             }
         }
         if result.changed && refs_saved {
-            if let Err(error) = ctx
-                .store
-                .put_state(&chain_id.state_name(), &result.state.encode())
+            if let Err(error) = write_chain_state(ctx.store, &chain_id.state_name(), &result.state)
             {
                 ctx.error(&OpError::new(
                     &chain_id.account,
@@ -549,8 +549,7 @@ fn load_states(
     if ctx.settings.full {
         return states;
     }
-    let prefix = format!("chain/{}/{}/", source.reader_account_id, source.bucket);
-    let saved = match ctx.store.state_under(&prefix) {
+    let saved = match chain_states_under(ctx.store, &source.reader_account_id, &source.bucket) {
         Ok(saved) => saved,
         Err(error) => {
             ctx.error(&OpError::new(
@@ -561,7 +560,7 @@ fn load_states(
             return states;
         }
     };
-    let by_name: HashMap<String, Vec<u8>> = saved.into_iter().collect();
+    let by_name = saved;
     for chain_id in inventory.chains.keys() {
         let Some(bytes) = by_name.get(&chain_id.state_name()) else {
             continue;

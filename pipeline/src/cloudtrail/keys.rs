@@ -260,19 +260,11 @@ impl TrailKey {
     }
 }
 
-/// Builds the listing prefix `[prefix/]AWSLogs/[org/]account/folder/region/YYYY/MM/DD/`.
-///
-/// An empty `prefix` means the key starts with `AWSLogs/`. Inputs are not validated:
-/// this builds prefixes from configuration and from parsed keys.
-pub fn partition_prefix(
-    prefix: &str,
-    org_id: Option<&str>,
-    account: &str,
-    folder: &str,
-    region: &str,
-    date: NaiveDate,
-) -> String {
-    let mut out = String::with_capacity(prefix.len() + 80);
+/// The root of one account's files: `[prefix/]AWSLogs/[org/]account/`. The one
+/// place that knows the layout above the folders; every other prefix and state
+/// name builds on it. An empty `prefix` means the key starts with `AWSLogs/`.
+pub fn account_root(prefix: &str, org_id: Option<&str>, account: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 40);
     if !prefix.is_empty() {
         out.push_str(prefix);
         out.push('/');
@@ -285,6 +277,22 @@ pub fn partition_prefix(
     }
     out.push_str(account);
     out.push('/');
+    out
+}
+
+/// Builds the listing prefix `[prefix/]AWSLogs/[org/]account/folder/region/YYYY/MM/DD/`.
+///
+/// An empty `prefix` means the key starts with `AWSLogs/`. Inputs are not validated:
+/// this builds prefixes from configuration and from parsed keys.
+pub fn partition_prefix(
+    prefix: &str,
+    org_id: Option<&str>,
+    account: &str,
+    folder: &str,
+    region: &str,
+    date: NaiveDate,
+) -> String {
+    let mut out = account_root(prefix, org_id, account);
     out.push_str(folder);
     out.push('/');
     out.push_str(region);

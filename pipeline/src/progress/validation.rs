@@ -129,6 +129,100 @@ impl SpanSet {
     }
 }
 
+const CHAIN_PREFIX: &str = "chain/";
+const UNREFERENCED_PREFIX: &str = "unreferenced/";
+
+/// The store name of one chain's [`ChainState`]:
+/// `chain/<reader>/<bucket>/<root>CloudTrail-Digest/<region>/<trail>_<home>[_backfill]`.
+pub(crate) fn chain_state_name(
+    reader: &str,
+    bucket: &str,
+    root: &str,
+    region: &str,
+    trail: &str,
+    home_region: &str,
+    backfill: bool,
+) -> String {
+    format!(
+        "{CHAIN_PREFIX}{reader}/{bucket}/{root}CloudTrail-Digest/{region}/{trail}_{home_region}{}",
+        if backfill { "_backfill" } else { "" }
+    )
+}
+
+/// Every chain state saved for one source bucket, raw, by name.
+pub(crate) fn chain_states_under(
+    store: &dyn ProgressStore,
+    reader: &str,
+    bucket: &str,
+) -> Result<HashMap<String, Vec<u8>>, SeamError> {
+    Ok(store
+        .state_under(&format!("{CHAIN_PREFIX}{reader}/{bucket}/"))?
+        .into_iter()
+        .collect())
+}
+
+pub(crate) fn write_chain_state(
+    store: &dyn ProgressStore,
+    name: &str,
+    state: &ChainState,
+) -> Result<(), SeamError> {
+    store.put_state(name, &state.encode())
+}
+
+/// The store name of one account/region's [`AreaState`]:
+/// `unreferenced/<reader>/<bucket>/<root>CloudTrail/<region>/`.
+pub(crate) fn area_state_name(reader: &str, bucket: &str, root: &str, region: &str) -> String {
+    format!(
+        "{UNREFERENCED_PREFIX}{reader}/{bucket}/{root}{}/{region}/",
+        crate::cloudtrail::keys::LOG_FOLDER
+    )
+}
+
+/// The saved [`AreaState`]; `None` when absent or unreadable.
+pub(crate) fn read_area_state(
+    store: &dyn ProgressStore,
+    name: &str,
+) -> Result<Option<AreaState>, SeamError> {
+    Ok(store
+        .get_state(name)?
+        .and_then(|bytes| AreaState::decode(&bytes)))
+}
+
+pub(crate) fn write_area_state(
+    store: &dyn ProgressStore,
+    name: &str,
+    state: &AreaState,
+) -> Result<(), SeamError> {
+    store.put_state(name, &state.encode())
+}
+
+/// The head of one chain as validation left it: the public read view of the
+/// chain states, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHeadView {
+    /// The chain's name without `chain/`:
+    /// `<reader>/<bucket>/<root>CloudTrail-Digest/<region>/<trail>_<home>[_backfill]`.
+    pub chain_id: String,
+    /// Source key, end time and own validity of the newest validated digest.
+    pub head: Option<(String, DateTime<Utc>, bool)>,
+}
+
+/// The heads of every chain in the store; unreadable or other-version states
+/// are left out (validation starts those chains again).
+pub fn chain_heads(store: &dyn ProgressStore) -> Result<Vec<ChainHeadView>, SeamError> {
+    Ok(store
+        .state_under(CHAIN_PREFIX)?
+        .into_iter()
+        .filter_map(|(name, bytes)| {
+            let state = ChainState::decode(&bytes)?;
+            Some(ChainHeadView {
+                chain_id: name.strip_prefix(CHAIN_PREFIX)?.to_string(),
+                head: state.head.map(|link| (link.key, link.end, link.valid)),
+            })
+        })
+        .collect())
+}
+
 /// Per-chain validation state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ChainState {

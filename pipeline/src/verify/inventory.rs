@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::cloudtrail::keys::{
-    digest_key, parse_trail_key, DigestKeyParts, Family, FileName, TrailKey, LOG_FOLDER,
+    account_root, digest_key, parse_trail_key, DigestKeyParts, Family, FileName, TrailKey,
+    LOG_FOLDER,
 };
 use crate::model::object::SourceRef;
+use crate::progress::validation::{area_state_name, chain_state_name};
 
 use crate::model::object::ArchivedSource;
 
@@ -56,22 +58,6 @@ pub(crate) struct AreaId {
     pub region: String,
 }
 
-fn root(prefix: &str, org_id: Option<&str>, account: &str) -> String {
-    let mut out = String::new();
-    if !prefix.is_empty() {
-        out.push_str(prefix);
-        out.push('/');
-    }
-    out.push_str("AWSLogs/");
-    if let Some(org) = org_id {
-        out.push_str(org);
-        out.push('/');
-    }
-    out.push_str(account);
-    out.push('/');
-    out
-}
-
 impl ChainId {
     /// The chain of a digest key; `None` for log keys.
     pub fn of(reader: &str, bucket: &str, key: &TrailKey) -> Option<ChainId> {
@@ -99,15 +85,14 @@ impl ChainId {
 
     /// The store's state name of this chain.
     pub fn state_name(&self) -> String {
-        format!(
-            "chain/{}/{}/{}CloudTrail-Digest/{}/{}_{}{}",
-            self.reader,
-            self.bucket,
-            root(&self.prefix, self.org_id.as_deref(), &self.account),
-            self.region,
-            self.trail,
-            self.home_region,
-            if self.backfill { "_backfill" } else { "" }
+        chain_state_name(
+            &self.reader,
+            &self.bucket,
+            &account_root(&self.prefix, self.org_id.as_deref(), &self.account),
+            &self.region,
+            &self.trail,
+            &self.home_region,
+            self.backfill,
         )
     }
 
@@ -158,12 +143,11 @@ impl ChainId {
 
 impl AreaId {
     pub fn state_name(&self) -> String {
-        format!(
-            "unreferenced/{}/{}/{}{LOG_FOLDER}/{}/",
-            self.reader,
-            self.bucket,
-            root(&self.prefix, self.org_id.as_deref(), &self.account),
-            self.region
+        area_state_name(
+            &self.reader,
+            &self.bucket,
+            &account_root(&self.prefix, self.org_id.as_deref(), &self.account),
+            &self.region,
         )
     }
 }

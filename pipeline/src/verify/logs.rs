@@ -15,7 +15,9 @@ use crate::model::object::SourceRef;
 use super::audit::Audited;
 use super::inventory::{AreaId, ChainId, Inventory, LogEntry};
 use super::{lock, Ctx, OpError, Scope};
-use crate::progress::validation::{log_ref_id, AreaState, ChainState, Span, STATE_VERSION};
+use crate::progress::validation::{
+    log_ref_id, read_area_state, write_area_state, AreaState, ChainState, Span, STATE_VERSION,
+};
 
 /// Files copied this long before the previous check are judged again whatever
 /// their name: covers a collection that recorded them while that check ran.
@@ -246,10 +248,8 @@ pub(crate) fn check_unreferenced(
         let saved = if full {
             AreaState::default()
         } else {
-            match ctx.store.get_state(&name) {
-                Ok(bytes) => bytes
-                    .and_then(|bytes| AreaState::decode(&bytes))
-                    .unwrap_or_default(),
+            match read_area_state(ctx.store, &name) {
+                Ok(saved) => saved.unwrap_or_default(),
                 Err(error) => {
                     ctx.error(&OpError::new(
                         &area.account,
@@ -342,7 +342,7 @@ pub(crate) fn check_unreferenced(
             ),
             last_run_at: Some(ctx.now),
         };
-        if let Err(error) = ctx.store.put_state(&name, &updated.encode()) {
+        if let Err(error) = write_area_state(ctx.store, &name, &updated) {
             ctx.error(&OpError::new(
                 &area.account,
                 format!("write state {name}"),
