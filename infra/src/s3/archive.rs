@@ -18,8 +18,8 @@ use trailvault_pipeline::seams::{
 };
 use trailvault_pipeline::SeamError;
 
+use super::{body_stream, lowercase_metadata, strip_etag};
 use crate::aws::classify;
-use crate::s3_source::{body_stream, lowercase_metadata, strip_etag};
 
 pub struct S3Archive {
     client: Client,
