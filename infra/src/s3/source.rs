@@ -2,10 +2,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use trailvault_pipeline::seams::{ListedObject, ObjectMeta, SourceObject, TrailSource};
+use trailvault_pipeline::seams::{ListedObject, SourceObject, TrailSource};
 use trailvault_pipeline::SeamError;
 
-use super::{body_stream, lowercase_metadata, strip_etag};
+use super::{source_object, strip_etag};
 use crate::aws::classify;
 
 pub struct S3Source {
@@ -101,18 +101,7 @@ impl TrailSource for S3Source {
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
-        let meta = ObjectMeta {
-            size: output.content_length().unwrap_or(0).max(0) as u64,
-            etag: strip_etag(output.e_tag()),
-            version_id: output.version_id().map(str::to_string),
-            metadata: lowercase_metadata(output.metadata()),
-            content_type: output.content_type().map(str::to_string),
-            content_encoding: output.content_encoding().map(str::to_string),
-        };
-        Ok(SourceObject {
-            meta,
-            body: body_stream(output.body, operation),
-        })
+        Ok(source_object(output, operation))
     }
 
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
