@@ -18,7 +18,7 @@ use trailvault_pipeline::seams::{
 };
 use trailvault_pipeline::SeamError;
 
-use super::{lowercase_metadata, source_object, strip_etag};
+use super::{collect_pages, get_object, lowercase_metadata, strip_etag};
 use crate::aws::classify;
 
 pub struct S3Archive {
@@ -255,56 +255,46 @@ impl Archive for S3Archive {
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        let operation = format!("GetObject s3://{}/{key}", self.bucket);
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| classify(&operation, e))?;
-        Ok(source_object(output, operation))
+        get_object(&self.client, &self.bucket, key, version_id).await
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
         let operation = format!("ListObjectVersions s3://{}/{prefix}", self.bucket);
-        let mut out = Vec::new();
-        let mut key_marker: Option<String> = None;
-        let mut version_marker: Option<String> = None;
-        loop {
+        let operation = &operation;
+        collect_pages(|markers: Option<(String, Option<String>)>| async move {
+            let (key_marker, version_marker) = markers.unzip();
             let page = self
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
                 .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker.flatten())
                 .send()
                 .await
-                .map_err(|e| classify(&operation, e))?;
-            for version in page.versions() {
-                let (Some(key), Some(version_id)) = (version.key(), version.version_id()) else {
-                    continue;
-                };
-                out.push(ArchivedVersion {
-                    key: key.to_string(),
-                    version_id: version_id.to_string(),
-                    is_latest: version.is_latest().unwrap_or(false),
-                    size: version.size().unwrap_or(0).max(0) as u64,
-                });
-            }
-            if !page.is_truncated().unwrap_or(false) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-            if key_marker.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+                .map_err(|e| classify(operation, e))?;
+            let versions = page
+                .versions()
+                .iter()
+                .filter_map(|version| {
+                    Some(ArchivedVersion {
+                        key: version.key()?.to_string(),
+                        version_id: version.version_id()?.to_string(),
+                        is_latest: version.is_latest().unwrap_or(false),
+                        size: version.size().unwrap_or(0).max(0) as u64,
+                    })
+                })
+                .collect();
+            let next = match page.next_key_marker() {
+                Some(key_marker) if page.is_truncated().unwrap_or(false) => Some((
+                    key_marker.to_string(),
+                    page.next_version_id_marker().map(str::to_string),
+                )),
+                _ => None,
+            };
+            Ok((versions, next))
+        })
+        .await
     }
 
     async fn put_retention(

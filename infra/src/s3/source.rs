@@ -1,11 +1,12 @@
 //! [`TrailSource`] over S3, read with one member session.
 
 use async_trait::async_trait;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::Client;
 use trailvault_pipeline::seams::{ListedObject, SourceObject, TrailSource};
 use trailvault_pipeline::SeamError;
 
-use super::{source_object, strip_etag};
+use super::{collect_pages, get_object, strip_etag};
 use crate::aws::classify;
 
 pub struct S3Source {
@@ -20,6 +21,36 @@ impl S3Source {
             bucket: bucket.to_string(),
         }
     }
+
+    /// Every page of a ListObjectsV2 under `prefix` (rolled up at `delimiter`
+    /// when there is one), each read into items by `items`.
+    async fn list_pages<T>(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        operation: &str,
+        items: impl Fn(&ListObjectsV2Output) -> Vec<T>,
+    ) -> Result<Vec<T>, SeamError> {
+        let items = &items;
+        collect_pages(|token: Option<String>| async move {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(str::to_string))
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| classify(operation, e))?;
+            let next = match page.next_continuation_token() {
+                Some(next) if page.is_truncated().unwrap_or(false) => Some(next.to_string()),
+                _ => None,
+            };
+            Ok((items(&page), next))
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -30,78 +61,35 @@ impl TrailSource for S3Source {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
         let operation = format!("ListObjectsV2 s3://{}/{prefix}", self.bucket);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| classify(&operation, e))?;
-            for object in page.contents() {
-                let Some(key) = object.key() else { continue };
-                out.push(ListedObject {
-                    key: key.to_string(),
-                    size: object.size().unwrap_or(0).max(0) as u64,
-                    etag: strip_etag(object.e_tag()),
-                });
-            }
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => {
-                    token = Some(next.to_string())
-                }
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.list_pages(prefix, None, &operation, |page| {
+            page.contents()
+                .iter()
+                .filter_map(|object| {
+                    Some(ListedObject {
+                        key: object.key()?.to_string(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                        etag: strip_etag(object.e_tag()),
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
         let operation = format!("ListObjectsV2 s3://{}/{prefix} (folders)", self.bucket);
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .delimiter("/")
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .map_err(|e| classify(&operation, e))?;
-            out.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix())
-                    .map(str::to_string),
-            );
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => {
-                    token = Some(next.to_string())
-                }
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.list_pages(prefix, Some("/"), &operation, |page| {
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix())
+                .map(str::to_string)
+                .collect()
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
-        let operation = format!("GetObject s3://{}/{key}", self.bucket);
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| classify(&operation, e))?;
-        Ok(source_object(output, operation))
+        get_object(&self.client, &self.bucket, key, None).await
     }
 
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
