@@ -13,8 +13,8 @@ use trailvault_config::{Config, RetentionMode, SourceSettings};
 use trailvault_infra::aws::classify;
 use trailvault_infra::rate_limit::{RateLimitedSource, RateLimiter};
 use trailvault_infra::retry::{retry, RetryPolicy, RetryingArchive, RetryingSource};
-use trailvault_infra::s3_archive::S3Archive;
-use trailvault_infra::s3_source::S3Source;
+use trailvault_infra::s3::archive::S3Archive;
+use trailvault_infra::s3::source::S3Source;
 use trailvault_infra::sessions::{
     assume_member_role, session_name, static_source_config, RoleRequest,
 };

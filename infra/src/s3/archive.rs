@@ -13,13 +13,13 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use trailvault_pipeline::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, ObjectMeta,
-    PutSpec, SourceObject, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, PutSpec,
+    SourceObject, UploadedPart,
 };
 use trailvault_pipeline::SeamError;
 
+use super::{collect_pages, get_object, lowercase_metadata, strip_etag};
 use crate::aws::classify;
-use crate::s3_source::{body_stream, lowercase_metadata, strip_etag};
 
 pub struct S3Archive {
     client: Client,
@@ -62,6 +62,26 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// Sets what a [`PutSpec`] asks of a new object on a PutObject or a
+/// CreateMultipartUpload request: SHA-256 checksums, SSE-KMS under the audit
+/// key with an S3 Bucket Key, Object Lock, user metadata and content headers.
+/// The SDK gives the two fluent builders these setters but no common trait.
+macro_rules! with_put_spec {
+    ($request:expr, $spec:expr) => {{
+        let spec: &PutSpec = $spec;
+        $request
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&spec.kms_key_id)
+            .bucket_key_enabled(true)
+            .object_lock_mode(sdk_lock_mode(spec.lock_mode))
+            .object_lock_retain_until_date(sdk_time(spec.retain_until))
+            .set_metadata(Some(spec.metadata.clone().into_iter().collect()))
+            .set_content_type(spec.content_type.clone())
+            .set_content_encoding(spec.content_encoding.clone())
+    }};
+}
+
 #[async_trait]
 impl Archive for S3Archive {
     fn bucket(&self) -> &str {
@@ -75,24 +95,17 @@ impl Archive for S3Archive {
         sha256: [u8; 32],
     ) -> Result<Option<String>, SeamError> {
         let operation = format!("PutObject s3://{}/{}", self.bucket, spec.key);
-        let output = self
+        let request = self
             .client
             .put_object()
             .bucket(&self.bucket)
             .key(&spec.key)
-            .body(SdkBody::from(body))
-            // Both the algorithm and the value: some servers drop a bare value,
-            // and S3 refuses Object Lock puts without any integrity header.
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(SdkBody::from(body));
+        let output = with_put_spec!(request, spec)
+            // Both the algorithm (in the spec) and the value: some servers drop
+            // a bare value, and S3 refuses Object Lock puts without any
+            // integrity header.
             .checksum_sha256(b64(&sha256))
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(&spec.kms_key_id)
-            .bucket_key_enabled(true)
-            .object_lock_mode(sdk_lock_mode(spec.lock_mode))
-            .object_lock_retain_until_date(sdk_time(spec.retain_until))
-            .set_metadata(Some(spec.metadata.clone().into_iter().collect()))
-            .set_content_type(spec.content_type.clone())
-            .set_content_encoding(spec.content_encoding.clone())
             // The body is protected by `x-amz-checksum-sha256` (S3 refuses a
             // mismatch with BadDigest); signing it too would hash it again.
             .customize()
@@ -105,20 +118,12 @@ impl Archive for S3Archive {
 
     async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
         let operation = format!("CreateMultipartUpload s3://{}/{}", self.bucket, spec.key);
-        let output = self
+        let request = self
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
-            .key(&spec.key)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(&spec.kms_key_id)
-            .bucket_key_enabled(true)
-            .object_lock_mode(sdk_lock_mode(spec.lock_mode))
-            .object_lock_retain_until_date(sdk_time(spec.retain_until))
-            .set_metadata(Some(spec.metadata.clone().into_iter().collect()))
-            .set_content_type(spec.content_type.clone())
-            .set_content_encoding(spec.content_encoding.clone())
+            .key(&spec.key);
+        let output = with_put_spec!(request, spec)
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
@@ -250,67 +255,46 @@ impl Archive for S3Archive {
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        let operation = format!("GetObject s3://{}/{key}", self.bucket);
-        let output = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_version_id(version_id.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| classify(&operation, e))?;
-        let meta = ObjectMeta {
-            size: output.content_length().unwrap_or(0).max(0) as u64,
-            etag: strip_etag(output.e_tag()),
-            version_id: output.version_id().map(str::to_string),
-            metadata: lowercase_metadata(output.metadata()),
-            content_type: output.content_type().map(str::to_string),
-            content_encoding: output.content_encoding().map(str::to_string),
-        };
-        Ok(SourceObject {
-            meta,
-            body: body_stream(output.body, operation),
-        })
+        get_object(&self.client, &self.bucket, key, version_id).await
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
         let operation = format!("ListObjectVersions s3://{}/{prefix}", self.bucket);
-        let mut out = Vec::new();
-        let mut key_marker: Option<String> = None;
-        let mut version_marker: Option<String> = None;
-        loop {
+        let operation = &operation;
+        collect_pages(|markers: Option<(String, Option<String>)>| async move {
+            let (key_marker, version_marker) = markers.unzip();
             let page = self
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
                 .prefix(prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker.flatten())
                 .send()
                 .await
-                .map_err(|e| classify(&operation, e))?;
-            for version in page.versions() {
-                let (Some(key), Some(version_id)) = (version.key(), version.version_id()) else {
-                    continue;
-                };
-                out.push(ArchivedVersion {
-                    key: key.to_string(),
-                    version_id: version_id.to_string(),
-                    is_latest: version.is_latest().unwrap_or(false),
-                    size: version.size().unwrap_or(0).max(0) as u64,
-                });
-            }
-            if !page.is_truncated().unwrap_or(false) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_string);
-            version_marker = page.next_version_id_marker().map(str::to_string);
-            if key_marker.is_none() {
-                break;
-            }
-        }
-        Ok(out)
+                .map_err(|e| classify(operation, e))?;
+            let versions = page
+                .versions()
+                .iter()
+                .filter_map(|version| {
+                    Some(ArchivedVersion {
+                        key: version.key()?.to_string(),
+                        version_id: version.version_id()?.to_string(),
+                        is_latest: version.is_latest().unwrap_or(false),
+                        size: version.size().unwrap_or(0).max(0) as u64,
+                    })
+                })
+                .collect();
+            let next = match page.next_key_marker() {
+                Some(key_marker) if page.is_truncated().unwrap_or(false) => Some((
+                    key_marker.to_string(),
+                    page.next_version_id_marker().map(str::to_string),
+                )),
+                _ => None,
+            };
+            Ok((versions, next))
+        })
+        .await
     }
 
     async fn put_retention(
@@ -467,5 +451,87 @@ impl Archive for S3Archive {
             has_bucket_policy,
             lifecycle,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::tests::strings;
+    use aws_sdk_s3::config::{BehaviorVersion, Region};
+    use chrono::TimeZone as _;
+    use std::collections::HashMap;
+
+    fn client() -> Client {
+        Client::from_conf(
+            aws_sdk_s3::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .build(),
+        )
+    }
+
+    fn spec() -> PutSpec {
+        PutSpec {
+            key: "AWSLogs/o-1/123456789012/CloudTrail/x.json.gz".to_string(),
+            kms_key_id: "arn:aws:kms:us-east-1:111111111111:key/audit".to_string(),
+            lock_mode: LockMode::Compliance,
+            retain_until: Utc.with_ymd_and_hms(2031, 1, 2, 3, 4, 5).unwrap(),
+            metadata: strings(&[("trailvault-sha256", "abc"), ("source-etag", "e")]),
+            content_type: Some("application/json".to_string()),
+            content_encoding: Some("gzip".to_string()),
+        }
+    }
+
+    #[test]
+    fn put_and_create_multipart_carry_the_same_spec() {
+        let spec = spec();
+        let client = client();
+        let put = with_put_spec!(client.put_object(), &spec);
+        let create = with_put_spec!(client.create_multipart_upload(), &spec);
+        let (put, create) = (put.as_input(), create.as_input());
+        let metadata: HashMap<String, String> = spec.metadata.clone().into_iter().collect();
+        let retain_until = SdkDateTime::from_secs(spec.retain_until.timestamp());
+
+        assert_eq!(
+            put.get_checksum_algorithm(),
+            &Some(ChecksumAlgorithm::Sha256)
+        );
+        assert_eq!(
+            put.get_server_side_encryption(),
+            &Some(ServerSideEncryption::AwsKms)
+        );
+        assert_eq!(put.get_ssekms_key_id(), &Some(spec.kms_key_id.clone()));
+        assert_eq!(put.get_bucket_key_enabled(), &Some(true));
+        assert_eq!(
+            put.get_object_lock_mode(),
+            &Some(ObjectLockMode::Compliance)
+        );
+        assert_eq!(put.get_object_lock_retain_until_date(), &Some(retain_until));
+        assert_eq!(put.get_metadata(), &Some(metadata.clone()));
+        assert_eq!(put.get_content_type(), &spec.content_type);
+        assert_eq!(put.get_content_encoding(), &spec.content_encoding);
+
+        assert_eq!(
+            create.get_checksum_algorithm(),
+            put.get_checksum_algorithm()
+        );
+        assert_eq!(
+            create.get_server_side_encryption(),
+            put.get_server_side_encryption()
+        );
+        assert_eq!(create.get_ssekms_key_id(), put.get_ssekms_key_id());
+        assert_eq!(
+            create.get_bucket_key_enabled(),
+            put.get_bucket_key_enabled()
+        );
+        assert_eq!(create.get_object_lock_mode(), put.get_object_lock_mode());
+        assert_eq!(
+            create.get_object_lock_retain_until_date(),
+            put.get_object_lock_retain_until_date()
+        );
+        assert_eq!(create.get_metadata(), put.get_metadata());
+        assert_eq!(create.get_content_type(), put.get_content_type());
+        assert_eq!(create.get_content_encoding(), put.get_content_encoding());
     }
 }
