@@ -9,8 +9,8 @@
 //! Durability: sled fsyncs by itself only every 500 ms; [`ProgressStore::flush`]
 //! is called where it matters (before the first copy of a run, at its end).
 
-use chrono::{DateTime, Utc};
 use std::path::Path;
+use tracing::warn;
 
 use trailvault_pipeline::model::findings::Finding;
 use trailvault_pipeline::model::object::{ObjectRecord, SourceRef};
@@ -259,24 +259,29 @@ impl ProgressStore for SledStore {
         Ok(out)
     }
 
-    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
-        let key = finding.dedup_key();
-        if let Some(existing) = self.findings.get(key.as_bytes()).map_err(store_error)? {
-            let mut seen = finding;
-            if let Ok(previous) = serde_json::from_slice::<Finding>(&existing) {
-                seen.first_seen = previous.first_seen;
-                seen.acknowledged_at = previous.acknowledged_at;
+    fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError> {
+        let Some(bytes) = self
+            .findings
+            .get(identity.as_bytes())
+            .map_err(store_error)?
+        else {
+            return Ok(None);
+        };
+        match serde_json::from_slice::<Finding>(&bytes) {
+            Ok(finding) => Ok(Some(finding)),
+            Err(error) => {
+                warn!(identity, %error, "unreadable finding record; recording the finding again");
+                Ok(None)
             }
-            seen.new = false;
-            return Ok(seen);
         }
-        let mut stored = finding.clone();
-        stored.new = false;
-        let bytes = serde_json::to_vec(&stored).map_err(store_error)?;
+    }
+
+    fn put_finding(&self, identity: &str, finding: &Finding) -> Result<(), SeamError> {
+        let bytes = serde_json::to_vec(finding).map_err(store_error)?;
         self.findings
-            .insert(key.as_bytes(), bytes)
+            .insert(identity.as_bytes(), bytes)
             .map_err(store_error)?;
-        Ok(finding)
+        Ok(())
     }
 
     fn findings(&self) -> Result<Vec<Finding>, SeamError> {
@@ -288,23 +293,6 @@ impl ProgressStore for SledStore {
             }
         }
         Ok(out)
-    }
-
-    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
-        let key = finding.dedup_key();
-        let Some(existing) = self.findings.get(key.as_bytes()).map_err(store_error)? else {
-            return Ok(false);
-        };
-        let mut recorded = serde_json::from_slice::<Finding>(&existing).map_err(store_error)?;
-        if recorded.acknowledged_at.is_some() {
-            return Ok(false);
-        }
-        recorded.acknowledged_at = Some(at);
-        let bytes = serde_json::to_vec(&recorded).map_err(store_error)?;
-        self.findings
-            .insert(key.as_bytes(), bytes)
-            .map_err(store_error)?;
-        Ok(true)
     }
 
     fn flush(&self) -> Result<(), SeamError> {

@@ -243,16 +243,16 @@ impl ProgressStore for LagTracker<'_> {
         self.inner.state_under(prefix)
     }
 
-    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
-        self.inner.record_finding(finding)
+    fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError> {
+        self.inner.finding(identity)
+    }
+
+    fn put_finding(&self, identity: &str, finding: &Finding) -> Result<(), SeamError> {
+        self.inner.put_finding(identity, finding)
     }
 
     fn findings(&self) -> Result<Vec<Finding>, SeamError> {
         self.inner.findings()
-    }
-
-    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
-        self.inner.acknowledge_finding(finding, at)
     }
 
     fn flush(&self) -> Result<(), SeamError> {

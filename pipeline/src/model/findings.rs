@@ -133,6 +133,40 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// What recording this finding does when `previous` is the record already
+    /// kept under its identity: the finding as the run reports it, and the
+    /// record to store (`None`: keep the previous one). A finding seen before
+    /// keeps its `first_seen` and acknowledgement and is not new; a stored
+    /// record is never `new` (newness belongs to the run that found it).
+    pub fn recorded_over(self, previous: Option<&Finding>) -> (Finding, Option<Finding>) {
+        match previous {
+            Some(previous) => {
+                let mut seen = self;
+                seen.first_seen = previous.first_seen;
+                seen.acknowledged_at = previous.acknowledged_at;
+                seen.new = false;
+                (seen, None)
+            }
+            None => {
+                let mut stored = self.clone();
+                stored.new = false;
+                (self, Some(stored))
+            }
+        }
+    }
+
+    /// This record acknowledged at `at`; `None` when it already was.
+    pub fn acknowledged(&self, at: DateTime<Utc>) -> Option<Finding> {
+        if self.acknowledged_at.is_some() {
+            return None;
+        }
+        let mut acknowledged = self.clone();
+        acknowledged.acknowledged_at = Some(at);
+        Some(acknowledged)
+    }
+}
+
+impl Finding {
     /// A new finding about one object; `first_seen` and `new` are settled by
     /// the store when the finding is recorded.
     pub fn new(

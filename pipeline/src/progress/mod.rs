@@ -1,6 +1,22 @@
 //! What the progress store remembers, one typed and versioned record per
-//! store key family. This is the only place that knows a store key string.
+//! store key family. This is the only place that knows a store key string;
+//! the stages read and write through the functions here.
+//!
+//! | key family | module | what |
+//! | --- | --- | --- |
+//! | `collect/in-flight` | [`collect`] | a run may have copies in flight |
+//! | `discovery/…`, `sweep/…` | [`collect`] | folders found under a root; last redelivery sweep |
+//! | `backfill-done/…` | [`collect`] | a backfill finished a partition |
+//! | `chain/…` | [`validation`] | per-chain validation state and head ([`validation::chain_heads`] for status) |
+//! | `logrefs/…`, `validated/…` | [`validation`] | logs digests list; what validated cleanly |
+//! | `unreferenced/…` | [`validation`] | up to when an area's logs were checked for references |
+//! | `superseded/…` | [`superseded`] | archive versions a newer copy superseded |
+//! | `expired/…` | [`expired`] | partitions source expiry emptied |
+//!
+//! Archived-object records and findings have their own seam methods
+//! ([`crate::seams::ProgressStore`]); their key layout belongs to each store.
 
 pub mod collect;
+pub mod expired;
 pub mod superseded;
 pub mod validation;

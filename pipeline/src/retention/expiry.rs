@@ -26,7 +26,7 @@
 //! Only day partitions holding a candidate are listed, once each; a
 //! partition whose every record was deleted (or was already gone), with
 //! nothing unarchived beside them, is marked
-//! `expired/<reader>/<bucket>/<partition prefix>` and not listed again for
+//! expired (`progress::expired`) and not listed again for
 //! the records copied before the mark.
 //!
 //! The deletion is a plain `DeleteObject` of the current version, not
@@ -45,7 +45,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -53,6 +53,7 @@ use crate::cloudtrail::keys::{parse_trail_key, FileName, TrailKey};
 use crate::model::error::SeamError;
 use crate::model::object::ObjectRecord;
 use crate::model::report::OperationError;
+use crate::progress::expired::ExpiredPartition;
 use crate::progress::validation::{read_validated, validated_id};
 use crate::seams::{ProgressStore, TrailSource};
 
@@ -61,9 +62,6 @@ pub const DELETE_DENIED_HINT: &str = "the member role may not delete trail files
 
 /// Partitions worked on at once (each is one LIST, then its deletions).
 const MAX_PARTITION_CONCURRENCY: usize = 16;
-
-/// State names of the partition markers start with this.
-const EXPIRED_PREFIX: &str = "expired/";
 
 /// How an expiry run behaves; fixed for a run.
 #[derive(Debug, Clone)]
@@ -199,20 +197,6 @@ pub fn named_time(key: &TrailKey) -> DateTime<Utc> {
         FileName::Log { delivered_at, .. } => delivered_at.and_utc(),
         FileName::Digest { end_time, .. } => end_time.and_utc(),
     }
-}
-
-/// A partition that every considered record of left the source at `done_at`
-/// (epoch seconds): records copied before then need no new listing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct ExpiredMarker {
-    v: u8,
-    done_at: i64,
-}
-
-const MARKER_VERSION: u8 = 1;
-
-fn marker_name(reader: &str, bucket: &str, partition: &str) -> String {
-    format!("{EXPIRED_PREFIX}{reader}/{bucket}/{partition}")
 }
 
 /// One record of a partition, old enough.
@@ -376,14 +360,11 @@ async fn expire_partition(shared: &Shared<'_>, partition: Partition<'_>) -> Expi
     }
     // Every record ends deleted or gone: the partition can be marked.
     let mut complete = partition.young == 0;
-    let marker = marker_name(reader, bucket, &partition.prefix);
-    let done_at = match shared.store.get_state(&marker) {
-        Ok(bytes) => bytes
-            .and_then(|bytes| serde_json::from_slice::<ExpiredMarker>(&bytes).ok())
-            .filter(|marker| marker.v == MARKER_VERSION)
-            .map(|marker| marker.done_at),
+    let marker = ExpiredPartition::new(reader, bucket, &partition.prefix);
+    let done_at = match marker.done_at(shared.store) {
+        Ok(done_at) => done_at,
         Err(error) => {
-            store_error(&mut outcome, format!("read state {marker}"), error);
+            store_error(&mut outcome, format!("read state {}", marker.name()), error);
             return outcome;
         }
     };
@@ -527,13 +508,12 @@ async fn expire_partition(shared: &Shared<'_>, partition: Partition<'_>) -> Expi
         }
     }
     if complete {
-        let value = ExpiredMarker {
-            v: MARKER_VERSION,
-            done_at: shared.now.timestamp(),
-        };
-        let bytes = serde_json::to_vec(&value).unwrap_or_default();
-        if let Err(error) = shared.store.put_state(&marker, &bytes) {
-            store_error(&mut outcome, format!("write state {marker}"), error);
+        if let Err(error) = marker.mark(shared.store, shared.now) {
+            store_error(
+                &mut outcome,
+                format!("write state {}", marker.name()),
+                error,
+            );
         }
     }
     outcome

@@ -24,14 +24,46 @@ pub trait ProgressStore: Send + Sync {
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError>;
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError>;
     fn state_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SeamError>;
+    /// The recorded finding with this identity ([`Finding::dedup_key`]);
+    /// `None` when none is recorded or its record cannot be read (it is then
+    /// recorded again, and reported as new: never silently lost).
+    fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError>;
+    /// Stores `finding` under its identity, replacing any earlier record.
+    fn put_finding(&self, identity: &str, finding: &Finding) -> Result<(), SeamError>;
+    /// Every recorded finding, none of them `new`.
+    fn findings(&self) -> Result<Vec<Finding>, SeamError>;
+
     /// Records a finding; returns it with `first_seen` and `new` settled
     /// (`new` is false if the same finding was recorded by an earlier run,
-    /// whose `first_seen` and acknowledgement it keeps).
-    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError>;
-    fn findings(&self) -> Result<Vec<Finding>, SeamError>;
+    /// whose `first_seen` and acknowledgement it keeps). The rules are
+    /// [`Finding::recorded_over`], the same for every store: implementations
+    /// provide only the record primitives above.
+    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
+        let identity = finding.dedup_key();
+        let previous = self.finding(&identity)?;
+        let (reported, to_store) = finding.recorded_over(previous.as_ref());
+        if let Some(stored) = to_store {
+            self.put_finding(&identity, &stored)?;
+        }
+        Ok(reported)
+    }
+
     /// Marks the recorded finding with `finding`'s identity as acknowledged
     /// at `at`; `false` when none is recorded or it already was.
-    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError>;
+    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
+        let identity = finding.dedup_key();
+        let Some(recorded) = self.finding(&identity)? else {
+            return Ok(false);
+        };
+        match recorded.acknowledged(at) {
+            Some(acknowledged) => {
+                self.put_finding(&identity, &acknowledged)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// Makes everything recorded so far durable.
     fn flush(&self) -> Result<(), SeamError>;
 }

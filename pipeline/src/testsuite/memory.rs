@@ -579,33 +579,17 @@ impl ProgressStore for MemoryStore {
             .collect())
     }
 
-    fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
-        let mut findings = lock(&self.findings);
-        let key = finding.dedup_key();
-        if let Some(existing) = findings.get(&key) {
-            let mut seen = finding;
-            seen.first_seen = existing.first_seen;
-            seen.acknowledged_at = existing.acknowledged_at;
-            seen.new = false;
-            return Ok(seen);
-        }
-        findings.insert(key, finding.clone());
-        Ok(finding)
+    fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError> {
+        Ok(lock(&self.findings).get(identity).cloned())
+    }
+
+    fn put_finding(&self, identity: &str, finding: &Finding) -> Result<(), SeamError> {
+        lock(&self.findings).insert(identity.to_string(), finding.clone());
+        Ok(())
     }
 
     fn findings(&self) -> Result<Vec<Finding>, SeamError> {
         Ok(lock(&self.findings).values().cloned().collect())
-    }
-
-    fn acknowledge_finding(&self, finding: &Finding, at: DateTime<Utc>) -> Result<bool, SeamError> {
-        let mut findings = lock(&self.findings);
-        match findings.get_mut(&finding.dedup_key()) {
-            Some(recorded) if recorded.acknowledged_at.is_none() => {
-                recorded.acknowledged_at = Some(at);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
     }
 
     fn flush(&self) -> Result<(), SeamError> {

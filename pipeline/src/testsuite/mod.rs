@@ -1,3 +1,7 @@
-//! In-memory twins of every seam, for tests here and in the other crates.
+//! What tests here and in the other crates share: in-memory twins of every
+//! seam ([`memory`]) and the conformance suite every store implementation
+//! must pass ([`conformance`]). Built for this crate's tests and, with the
+//! `testsuite` feature, for other crates' tests.
 
+pub mod conformance;
 pub mod memory;

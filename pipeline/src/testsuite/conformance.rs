@@ -1,0 +1,266 @@
+//! One suite of behaviour every [`ProgressStore`] must show, run against each
+//! implementation (arrow-rs `object_store` runs its `integration.rs` over
+//! every backend the same way): the in-memory twin here, and `SledStore` in
+//! `infra/tests/store_conformance.rs`. A twin that drifts from the real store
+//! fails the same test the real store passes.
+//!
+//! Each check is a plain function over `&dyn ProgressStore` (a fresh, empty
+//! store); [`crate::store_conformance_tests!`] turns them into one `#[test]`
+//! each for a store constructor.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::model::findings::{Finding, FindingKind};
+use crate::model::object::{ObjectRecord, SourceRef};
+use crate::seams::ProgressStore;
+
+fn source(account: &str, bucket: &str, key: &str) -> SourceRef {
+    SourceRef {
+        account_id: account.into(),
+        bucket: bucket.into(),
+        key: key.into(),
+    }
+}
+
+fn record(etag: &str, content: Option<[u8; 32]>, version: Option<&str>) -> ObjectRecord {
+    ObjectRecord {
+        v: 1,
+        etag: etag.into(),
+        size: 4321,
+        raw_sha256: [3; 32],
+        content_sha256: content,
+        content_error: content.is_none().then(|| "trailing_data".to_string()),
+        archive_version_id: version.map(str::to_string),
+        copied_at: 1_790_000_000,
+    }
+}
+
+fn at(hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, hour, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn finding(kind: FindingKind, key: &str, detail: &str, seen: DateTime<Utc>) -> Finding {
+    let mut finding = Finding::new(kind, "111122223333", "bucket", key, detail.to_string());
+    finding.first_seen = seen;
+    finding
+}
+
+/// A recorded copy reads back exactly, whatever its ETag form or content
+/// state, and a later record of the same source replaces it.
+pub fn objects_round_trip(store: &dyn ProgressStore) {
+    let plain = source(
+        "111122223333",
+        "bucket",
+        "AWSLogs/111122223333/CloudTrail/a.json.gz",
+    );
+    assert_eq!(store.object(&plain).unwrap(), None, "empty store");
+    let cases = [
+        record(
+            "d41d8cd98f00b204e9800998ecf8427e",
+            Some([9; 32]),
+            Some("v1"),
+        ),
+        record("9b2cf535f27731c974343645a3985328-3", None, None),
+        record("NOT-HEX-\u{e9}tag", Some([0; 32]), Some("null")),
+    ];
+    for expected in &cases {
+        store.record_object(&plain, expected).unwrap();
+        assert_eq!(store.object(&plain).unwrap().as_ref(), Some(expected));
+    }
+}
+
+/// `objects_under` returns exactly the records of one account, bucket and key
+/// prefix, keyed by source key, whatever else the store holds.
+pub fn objects_under_one_source_prefix(store: &dyn ProgressStore) {
+    let one = record(
+        "d41d8cd98f00b204e9800998ecf8427e",
+        Some([1; 32]),
+        Some("v1"),
+    );
+    for (account, bucket, key) in [
+        ("111122223333", "bucket", "AWSLogs/a/1"),
+        ("111122223333", "bucket", "AWSLogs/a/2"),
+        ("111122223333", "bucket", "AWSLogs/b/1"),
+        ("111122223333", "bucket-2", "AWSLogs/a/3"),
+        ("111122223334", "bucket", "AWSLogs/a/4"),
+        // An account id that is a prefix of another must not leak into it.
+        ("11112222333", "bucket", "AWSLogs/a/5"),
+    ] {
+        store
+            .record_object(&source(account, bucket, key), &one)
+            .unwrap();
+    }
+    let mut keys: Vec<String> = store
+        .objects_under("111122223333", "bucket", "AWSLogs/a/")
+        .unwrap()
+        .into_iter()
+        .map(|(key, record)| {
+            assert_eq!(record, one);
+            key
+        })
+        .collect();
+    keys.sort();
+    assert_eq!(keys, ["AWSLogs/a/1", "AWSLogs/a/2"]);
+    assert_eq!(
+        store
+            .objects_under("111122223333", "bucket", "")
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(store
+        .objects_under("999999999999", "bucket", "")
+        .unwrap()
+        .is_empty());
+}
+
+/// State values read back and overwrite; `state_under` lists exactly the
+/// names under a prefix, in name order, empty values included.
+pub fn state_values_by_name_and_prefix(store: &dyn ProgressStore) {
+    assert_eq!(store.get_state("chain/x").unwrap(), None);
+    store.put_state("chain/b", b"2").unwrap();
+    store.put_state("chain/a", b"1").unwrap();
+    store.put_state("chain/c", b"").unwrap();
+    store.put_state("chainz", b"not under chain/").unwrap();
+    store.put_state("chain/a", b"1bis").unwrap();
+    assert_eq!(
+        store.get_state("chain/a").unwrap().as_deref(),
+        Some(&b"1bis"[..])
+    );
+    assert_eq!(
+        store.get_state("chain/c").unwrap().as_deref(),
+        Some(&b""[..])
+    );
+    let listed = store.state_under("chain/").unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("chain/a".to_string(), b"1bis".to_vec()),
+            ("chain/b".to_string(), b"2".to_vec()),
+            ("chain/c".to_string(), Vec::new()),
+        ]
+    );
+    assert!(store.state_under("nothing/").unwrap().is_empty());
+    store.flush().unwrap();
+}
+
+/// A finding is new once: recording it again (a later run) reports it not
+/// new, with the first run's `first_seen`; the list holds it once, never new.
+pub fn findings_are_recorded_once(store: &dyn ProgressStore) {
+    let first = finding(FindingKind::LogFileMissing, "k", "gone", at(1));
+    let recorded = store.record_finding(first.clone()).unwrap();
+    assert!(recorded.new, "first time: new");
+    assert_eq!(recorded.first_seen, at(1));
+    let again = store
+        .record_finding(finding(FindingKind::LogFileMissing, "k", "gone", at(5)))
+        .unwrap();
+    assert!(!again.new, "seen before: not new");
+    assert_eq!(again.first_seen, at(1), "keeps the first sighting");
+    let other_kind = store
+        .record_finding(finding(FindingKind::DigestMissing, "k", "gone", at(5)))
+        .unwrap();
+    assert!(
+        other_kind.new,
+        "another kind on the same key is another finding"
+    );
+    let listed = store.findings().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed.iter().all(|f| !f.new),
+        "stored findings are never new"
+    );
+    assert!(listed.iter().all(Finding::is_open));
+}
+
+/// Acknowledging marks the recorded finding once; the acknowledgement
+/// survives a later sighting, and an unknown finding cannot be acknowledged.
+pub fn acknowledgements_stick(store: &dyn ProgressStore) {
+    let one = finding(FindingKind::AccountMismatch, "k", "claims 999", at(1));
+    assert!(
+        !store.acknowledge_finding(&one, at(2)).unwrap(),
+        "nothing recorded yet"
+    );
+    store.record_finding(one.clone()).unwrap();
+    assert!(store.acknowledge_finding(&one, at(2)).unwrap());
+    assert!(
+        !store.acknowledge_finding(&one, at(3)).unwrap(),
+        "already acknowledged"
+    );
+    let later = store
+        .record_finding(finding(
+            FindingKind::AccountMismatch,
+            "k",
+            "claims 999",
+            at(4),
+        ))
+        .unwrap();
+    assert!(!later.new);
+    assert_eq!(later.acknowledged_at, Some(at(2)));
+    let listed = store.findings().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].acknowledged_at, Some(at(2)));
+    assert_eq!(listed[0].first_seen, at(1));
+    assert!(!listed[0].is_open());
+}
+
+/// A fresh, empty store as a test holds it (with whatever must outlive it,
+/// such as a temporary directory).
+pub trait StoreFixture {
+    fn store(&self) -> &dyn ProgressStore;
+}
+
+impl StoreFixture for crate::testsuite::memory::MemoryStore {
+    fn store(&self) -> &dyn ProgressStore {
+        self
+    }
+}
+
+/// One `#[test]` per conformance check for the fixture `$make` builds (an
+/// expression giving a fresh [`StoreFixture`]; evaluated once per test).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        #[test]
+        fn store_conformance_objects_round_trip() {
+            let fixture = $make;
+            $crate::testsuite::conformance::objects_round_trip(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_objects_under_one_source_prefix() {
+            let fixture = $make;
+            $crate::testsuite::conformance::objects_under_one_source_prefix(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_state_values_by_name_and_prefix() {
+            let fixture = $make;
+            $crate::testsuite::conformance::state_values_by_name_and_prefix(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_findings_are_recorded_once() {
+            let fixture = $make;
+            $crate::testsuite::conformance::findings_are_recorded_once(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_acknowledgements_stick() {
+            let fixture = $make;
+            $crate::testsuite::conformance::acknowledgements_stick(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+    };
+}
+
+#[cfg(test)]
+mod memory_store {
+    crate::store_conformance_tests!(crate::testsuite::memory::MemoryStore::default());
+}
