@@ -750,16 +750,20 @@ mod tests {
             reader_account_id: MEMBER.into(),
             bucket: "trail-bucket".into(),
         }];
-        let targets =
-            crate::retention::targets_from_store(&world.store, &sources, "archive").unwrap();
-        let mut versions: Vec<Option<String>> =
-            targets.iter().map(|t| t.version_id.clone()).collect();
-        versions.sort();
-        versions.dedup();
-        assert_eq!(versions.len(), 2, "{targets:?}");
-        assert!(targets
-            .iter()
-            .all(|t| t.archive_key == world.archive_key(&key) && t.copied_at.is_some()));
+        // The superseded copy is remembered beside the current one's record.
+        let superseded = progress::superseded::under(&world.store, &sources[0]).unwrap();
+        assert_eq!(superseded.len(), 1, "{superseded:?}");
+        let current = world
+            .store
+            .object(&world.source_ref(&key))
+            .unwrap()
+            .unwrap();
+        assert_ne!(
+            Some(superseded[0].version_id.clone()),
+            current.archive_version_id
+        );
+        assert_eq!(superseded[0].source, world.source_ref(&key));
+        assert!(superseded[0].copied_at.is_some());
         // Acknowledged, then rewritten again: a new event, reported as new.
         let first = &rerun.findings[0];
         assert!(world
