@@ -7,7 +7,7 @@ use crate::cloudtrail::keys::{Family, KeyError, TrailKey};
 use crate::copy::{ContentCheck, Inflated};
 use crate::model::findings::{Finding, FindingKind};
 
-use super::job::CopyJob;
+use super::CopyJob;
 
 /// The check of a copied body's content: which accounts its records (or its
 /// digest) claim, and whether a log is CloudTrail records JSON at all.

@@ -2,7 +2,6 @@
 //! record. The one copy-level retry policy of the product lives here.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use chrono::{DateTime, Duration};
 use tracing::debug;
@@ -10,23 +9,9 @@ use tracing::debug;
 use crate::cloudtrail::keys::{parse_trail_key, KeyError, TrailKey};
 use crate::copy::{adopt_copy, adoptable_copy, copy_object, retain_until, Copied, CopyError};
 use crate::model::findings::{Finding, FindingKind};
-use crate::model::object::SourceRef;
-use crate::seams::ListedObject;
 
 use super::inspect::{claims_check, inspect};
-use super::list::PartitionDone;
-use super::{Run, SourceScope};
-
-pub(super) struct CopyJob {
-    pub(super) partition: Option<Arc<PartitionDone>>,
-    pub(super) scope: SourceScope,
-    /// The partition's region (for log lines).
-    pub(super) region: String,
-    pub(super) source: SourceRef,
-    pub(super) listed: ListedObject,
-    pub(super) previous: Option<crate::model::object::ObjectRecord>,
-    pub(super) adopt_first: bool,
-}
+use super::{CopyJob, Run};
 
 pub(super) async fn copy_job(run: &Run<'_>, job: CopyJob) {
     let succeeded = copy_one(run, &job).await;

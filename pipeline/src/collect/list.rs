@@ -8,18 +8,8 @@ use crate::model::error::SeamError;
 use crate::model::object::SourceRef;
 use crate::progress::collect::BackfillPartition;
 
-use super::job::CopyJob;
 use super::plan::Partition;
-use super::{Run, Window};
-
-/// Completion of one listed partition in a backfill: when its last job
-/// finishes without error, the partition is marked done so a resumed backfill
-/// does not list it again.
-pub(super) struct PartitionDone {
-    pub(super) marker: BackfillPartition,
-    pub(super) remaining: std::sync::atomic::AtomicUsize,
-    pub(super) failed: std::sync::atomic::AtomicBool,
-}
+use super::{CopyJob, PartitionDone, Run, Window};
 
 pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
     let prefix = partition.prefix();

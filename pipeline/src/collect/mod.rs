@@ -23,9 +23,11 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::copy::CopySettings;
 use crate::model::findings::Finding;
+use crate::model::object::{ObjectRecord, SourceRef};
 use crate::model::report::{OperationError, Stats};
 use crate::progress;
-use crate::seams::{Archive, Clock, ProgressStore, TrailSource};
+use crate::progress::collect::BackfillPartition;
+use crate::seams::{Archive, Clock, ListedObject, ProgressStore, TrailSource};
 
 /// One place where one member account's trail files are delivered, read
 /// through one session.
@@ -97,6 +99,27 @@ pub struct CollectOutcome {
     pub findings: Vec<Finding>,
     /// Accounts that had an operational error.
     pub failed_accounts: BTreeSet<String>,
+}
+
+/// Completion of one listed partition in a backfill: when its last job
+/// finishes without error, the partition is marked done so a resumed backfill
+/// does not list it again.
+struct PartitionDone {
+    marker: BackfillPartition,
+    remaining: std::sync::atomic::AtomicUsize,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+/// One object to copy, with what the listing and the store said of it.
+struct CopyJob {
+    partition: Option<Arc<PartitionDone>>,
+    scope: SourceScope,
+    /// The partition's region (for log lines).
+    region: String,
+    source: SourceRef,
+    listed: ListedObject,
+    previous: Option<ObjectRecord>,
+    adopt_first: bool,
 }
 
 /// Shared run state: the outcome under a mutex, counters lock-free.
