@@ -76,7 +76,10 @@ impl Connected {
 
 /// Opens the store and builds the clients of the audit identity; `cancel`
 /// abandons their retries. Resolves the archive key's ARN (one DescribeKey).
-pub async fn connect(config: &Config, cancel: CancellationToken) -> Result<Connected, OpenStoreError> {
+pub async fn connect(
+    config: &Config,
+    cancel: CancellationToken,
+) -> Result<Connected, OpenStoreError> {
     let store = open_store(config)?;
     let audit = crate::aws::audit_config(&config.aws).await;
     let retry = RetryPolicy::default();
@@ -112,9 +115,7 @@ pub async fn connect(config: &Config, cancel: CancellationToken) -> Result<Conne
     let access = MemberAccess {
         role_name: config.accounts.role_name.clone(),
         external_id: config.accounts.external_id.clone(),
-        session_duration: Duration::from_secs(u64::from(
-            config.accounts.session_duration_seconds,
-        )),
+        session_duration: Duration::from_secs(u64::from(config.accounts.session_duration_seconds)),
         static_credentials,
         path_style,
         requests_per_second: config.collect.source_requests_per_second,

@@ -107,7 +107,10 @@ mod tests {
         publish_alerts(Some(&notifier), &mut report).await;
         let messages = notifier.messages.lock().unwrap();
         assert_eq!(messages.len(), 1);
-        assert_eq!(messages[0].0, "trailvault verify: 1 new finding(s), 1 critical");
+        assert_eq!(
+            messages[0].0,
+            "trailvault verify: 1 new finding(s), 1 critical"
+        );
         let body: serde_json::Value = serde_json::from_str(&messages[0].1).unwrap();
         assert_eq!(body["command"], "verify");
         assert_eq!(body["findings"].as_array().unwrap().len(), 1);

@@ -174,7 +174,12 @@ mod tests {
         assert_eq!(outcome.report.exit_code(), 0);
         let again = findings(&store, None, &filter, true).await;
         assert_eq!(again.acknowledged_now, 0);
-        let open = store.findings().unwrap().iter().filter(|f| f.is_open()).count();
+        let open = store
+            .findings()
+            .unwrap()
+            .iter()
+            .filter(|f| f.is_open())
+            .count();
         assert_eq!(open, 1);
     }
 }

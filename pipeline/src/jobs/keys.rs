@@ -152,7 +152,10 @@ mod tests {
         let store = Arc::new(MemoryStore::default());
         let keys = CloudTrailKeys::new(directory.clone(), store.clone());
         let around = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
-        let found = keys.find("eu-west-1", key.fingerprint(), around).await.unwrap();
+        let found = keys
+            .find("eu-west-1", key.fingerprint(), around)
+            .await
+            .unwrap();
         assert_eq!(found.map(|k| k.der().to_vec()), Some(der.clone()));
         assert!(store
             .get_state(&format!("pubkey/eu-west-1/{}", key.fingerprint()))
@@ -166,7 +169,11 @@ mod tests {
             .unwrap()
             .is_some());
         assert_eq!(directory.calls.load(Ordering::Relaxed), 1);
-        assert!(keys.find("eu-west-1", "00", around).await.unwrap().is_none());
+        assert!(keys
+            .find("eu-west-1", "00", around)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(directory.calls.load(Ordering::Relaxed), 1);
     }
 

@@ -5,12 +5,12 @@
 //! order and returns the report; the binary wires the world and prints.
 //! Jobs are the only part of the pipeline that import several stages.
 //!
-//! * [`collect::collect`]: `collect`, `backfill` and each run of `run`;
-//! * [`verify::verify`]: `verify`;
-//! * [`retention::retention`]: `retention`;
-//! * [`rebuild::rebuild`]: `rebuild-state`;
-//! * [`findings::findings`]: `findings`;
-//! * [`status::status`]: `status`.
+//! * `collect`, `backfill` and each run of `run`: [`collect::collect`];
+//! * `verify`: [`verify::verify`];
+//! * `retention`: [`retention::retention`];
+//! * `rebuild-state`: [`rebuild::rebuild`];
+//! * `findings`: [`findings::findings`];
+//! * `status`: [`status::status`].
 
 pub mod collect;
 pub mod findings;
@@ -31,8 +31,7 @@ use crate::collect::CollectSettings;
 use crate::model::report::Report;
 use crate::progress::runs::{self, RunRecord};
 use crate::seams::{
-    AccountDirectory, Archive, Clock, Notifier, ProgressStore, PublicKeyDirectory,
-    SourceConnector,
+    AccountDirectory, Archive, Clock, Notifier, ProgressStore, PublicKeyDirectory, SourceConnector,
 };
 use crate::verify::VerifySettings;
 
