@@ -4,6 +4,8 @@
 //! one place ([`aws::classify`]).
 
 pub mod aws;
+pub mod connect;
+pub mod kms;
 pub mod organizations;
 pub mod public_keys;
 pub mod rate_limit;

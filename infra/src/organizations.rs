@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use tokio_util::sync::CancellationToken;
+use trailvault_pipeline::seams::AccountDirectory;
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify;
@@ -70,6 +71,13 @@ impl AccountPages for OrganizationsClient {
             })
             .collect();
         Ok((accounts, output.next_token().map(str::to_string)))
+    }
+}
+
+#[async_trait]
+impl AccountDirectory for OrganizationsClient {
+    async fn active_accounts(&self) -> Result<Vec<String>, SeamError> {
+        active_accounts(self).await
     }
 }
 

@@ -1,22 +1,48 @@
 //! CloudTrail public keys from `ListPublicKeys`, called by the audit identity
 //! in the digest's delivering region (a member cannot forge them).
 
+use async_trait::async_trait;
 use aws_config::{Region, SdkConfig};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
+use trailvault_pipeline::seams::{ListedPublicKey, PublicKeyDirectory};
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify;
 use crate::retry::{retry, RetryPolicy};
 
-/// One key as the API returns it: DER bytes (already base64-decoded by the
-/// SDK), the API's fingerprint and the validity window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiPublicKey {
-    pub der: Vec<u8>,
-    pub fingerprint: Option<String>,
-    pub validity_start: Option<DateTime<Utc>>,
-    pub validity_end: Option<DateTime<Utc>>,
+/// [`PublicKeyDirectory`] over CloudTrail `ListPublicKeys`, called by the
+/// audit identity in the region asked for.
+pub struct CloudTrailPublicKeys {
+    audit: SdkConfig,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+impl CloudTrailPublicKeys {
+    /// Pages are retried under `policy` until `cancel`.
+    pub fn new(
+        audit: &SdkConfig,
+        policy: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> CloudTrailPublicKeys {
+        CloudTrailPublicKeys {
+            audit: audit.clone(),
+            policy,
+            cancel,
+        }
+    }
+}
+
+#[async_trait]
+impl PublicKeyDirectory for CloudTrailPublicKeys {
+    async fn list_public_keys(
+        &self,
+        region: &str,
+        window: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<Vec<ListedPublicKey>, SeamError> {
+        list_public_keys(&self.audit, region, window, &self.policy, &self.cancel).await
+    }
 }
 
 fn chrono_time(time: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
@@ -31,7 +57,7 @@ pub async fn list_public_keys(
     (start, end): (DateTime<Utc>, DateTime<Utc>),
     policy: &RetryPolicy,
     cancel: &CancellationToken,
-) -> Result<Vec<ApiPublicKey>, SeamError> {
+) -> Result<Vec<ListedPublicKey>, SeamError> {
     let config = audit
         .to_builder()
         .region(Region::new(region.to_string()))
@@ -55,7 +81,7 @@ pub async fn list_public_keys(
         .await?;
         for key in output.public_key_list() {
             let Some(value) = key.value() else { continue };
-            out.push(ApiPublicKey {
+            out.push(ListedPublicKey {
                 der: value.as_ref().to_vec(),
                 fingerprint: key.fingerprint().map(str::to_string),
                 validity_start: key.validity_start_time().and_then(chrono_time),
@@ -76,7 +102,7 @@ mod tests {
     use crate::retry::scripted_http::{json_error, reply, ScriptedHttp};
 
     /// One day's keys in eu-west-1, through `http`, with the default retries.
-    async fn list_day(http: &ScriptedHttp) -> Result<Vec<ApiPublicKey>, SeamError> {
+    async fn list_day(http: &ScriptedHttp) -> Result<Vec<ListedPublicKey>, SeamError> {
         let end = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
         list_public_keys(
             &http.config().await,

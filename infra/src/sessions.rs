@@ -3,8 +3,12 @@
 //! the credentials before they expire; the first resolution happens here, up
 //! front, so a refused role is reported clearly for its account.
 
+use std::collections::BTreeMap;
 use std::error::Error as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use async_trait::async_trait;
 
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
@@ -15,11 +19,15 @@ use aws_sdk_sts::operation::assume_role::AssumeRoleError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
+use trailvault_pipeline::seams::{SourceConnector, TrailSource};
 use trailvault_pipeline::SeamError;
 
 use crate::aws::classify_ref;
-use crate::retry::{retry, RetryPolicy};
+use crate::rate_limit::{RateLimitedSource, RateLimiter};
+use crate::retry::{retry, RetryPolicy, RetryingSource};
+use crate::s3::source::S3Source;
 
 pub struct RoleRequest<'a> {
     pub account_id: &'a str,
@@ -124,6 +132,107 @@ pub fn session_name(run_id: &str) -> String {
     let mut name = format!("trailvault-{cleaned}");
     name.truncate(64);
     name
+}
+
+/// Who reads the sources: a member role per account, or static credentials.
+#[derive(Debug, Clone)]
+pub struct MemberAccess {
+    pub role_name: String,
+    pub external_id: String,
+    pub session_duration: Duration,
+    /// Access key id and secret that read every source instead of a role
+    /// (S3-compatible servers without STS).
+    pub static_credentials: Option<(String, String)>,
+    /// Path-style S3 addressing (an overridden endpoint).
+    pub path_style: bool,
+    /// Requests per second per source bucket; 0 for no cap.
+    pub requests_per_second: u32,
+}
+
+/// One account's session, opened once for the connector's life.
+type SessionSlot = Arc<OnceCell<Result<SdkConfig, SeamError>>>;
+
+/// [`SourceConnector`] over STS and S3: one session per reading account
+/// (assumed once, the first time any of its buckets is asked for; a refusal
+/// is remembered too, so an account out of reach is tried once per run), and
+/// for each bucket an S3 source under the rate cap and the retries.
+pub struct MemberConnector {
+    audit: SdkConfig,
+    access: MemberAccess,
+    session_name: String,
+    retry: RetryPolicy,
+    cancel: CancellationToken,
+    sessions: Mutex<BTreeMap<String, SessionSlot>>,
+}
+
+impl MemberConnector {
+    /// Sessions are named after `run_id` (see [`session_name`]); requests are
+    /// retried under `retry` until `cancel`.
+    pub fn new(
+        audit: &SdkConfig,
+        access: MemberAccess,
+        run_id: &str,
+        retry: RetryPolicy,
+        cancel: CancellationToken,
+    ) -> MemberConnector {
+        MemberConnector {
+            audit: audit.clone(),
+            access,
+            session_name: session_name(run_id),
+            retry,
+            cancel,
+            sessions: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Reads sources of `account_id`: an assumed member role, or static
+    /// credentials when configured (benchmarks against servers without STS).
+    async fn session(&self, account_id: &str) -> Result<SdkConfig, SeamError> {
+        if let Some((key, secret)) = &self.access.static_credentials {
+            return Ok(static_source_config(&self.audit, key, secret));
+        }
+        let slot = {
+            let mut sessions = self
+                .sessions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            sessions.entry(account_id.to_string()).or_default().clone()
+        };
+        slot.get_or_init(|| async {
+            let request = RoleRequest {
+                account_id,
+                role_name: &self.access.role_name,
+                external_id: &self.access.external_id,
+                session_name: &self.session_name,
+                session_duration: self.access.session_duration,
+            };
+            assume_member_role(&self.audit, &request, &self.retry, &self.cancel).await
+        })
+        .await
+        .clone()
+    }
+}
+
+#[async_trait]
+impl SourceConnector for MemberConnector {
+    async fn source(
+        &self,
+        reader_account_id: &str,
+        bucket: &str,
+    ) -> Result<Arc<dyn TrailSource>, SeamError> {
+        let config = self.session(reader_account_id).await?;
+        let client = crate::aws::s3_client(&config, self.access.path_style);
+        let mut source: Arc<dyn TrailSource> = Arc::new(S3Source::new(client, bucket));
+        // The cap applies per attempt, under the retries.
+        if let Some(limiter) = RateLimiter::per_second(self.access.requests_per_second) {
+            source = Arc::new(RateLimitedSource::new(source, limiter));
+        }
+        Ok(Arc::new(RetryingSource::new(
+            source,
+            self.retry.clone(),
+            self.cancel.clone(),
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! What trailvault does, independent of how it talks to the world.
 //!
-//! Three floors, each using only the ones below it:
+//! Four floors, each using only the ones below it:
 //!
 //! * ground: [`cloudtrail`] (file formats), [`model`] (source refs, records,
 //!   findings, the report, errors) and [`seams`] (one trait per outside thing);
@@ -8,15 +8,19 @@
 //!   re-hash), [`progress`] (one typed record per store key family) and
 //!   [`ledger`] (the findings ledger in the archive);
 //! * stages, side by side and never importing each other: [`collect`],
-//!   [`verify`], [`retention`].
+//!   [`verify`], [`retention`], [`alerts`];
+//! * top floor: [`jobs`]: one entry point per command, composing the stages.
+//!   It is the only module that imports several stages.
 //!
 //! It has no AWS SDK dependency: `infra` implements the seams with the SDK and
 //! sled, and [`testsuite`] implements them in memory, with the conformance
 //! suite every implementation must pass.
 
+pub mod alerts;
 pub mod cloudtrail;
 pub mod collect;
 pub mod copy;
+pub mod jobs;
 pub mod ledger;
 pub mod model;
 pub mod progress;

@@ -69,21 +69,7 @@ pub struct VerifySettings {
     pub concurrency: usize,
 }
 
-/// Public keys by (delivering region, fingerprint).
-#[async_trait]
-pub trait KeyProvider: Send + Sync {
-    /// The key with `fingerprint` for digests delivered in `region`. `around`
-    /// is the digest's end time (for a backfill digest not found that way, a
-    /// second call passes its `backfill-generation-timestamp`); on a cache
-    /// miss an implementation calling `ListPublicKeys` should ask for
-    /// `[around − 1h, around + 2h]` (SPEC §5.3) and cache the answer.
-    async fn find(
-        &self,
-        region: &str,
-        fingerprint: &str,
-        around: DateTime<Utc>,
-    ) -> Result<Option<PublicKey>, SeamError>;
-}
+pub use crate::seams::KeyProvider;
 
 /// Keys given in a file (`--public-keys`), for offline validation.
 pub struct StaticKeys(pub KeyRing);

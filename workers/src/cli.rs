@@ -1,6 +1,7 @@
 //! The command line of `CLI-CONTRACT.md`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -113,8 +114,8 @@ pub enum Command {
     /// copies finish, the store is flushed, exit 0 (a second signal abandons in-flight requests).
     Run {
         /// Time between run starts: 30s, 5m, 1h, 1h30m, 1d.
-        #[arg(long, value_name = "DURATION", value_parser = crate::daemon::parse_interval)]
-        interval: std::time::Duration,
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
+        interval: Duration,
         #[command(flatten)]
         scope: Scope,
         #[command(flatten)]
@@ -149,6 +150,16 @@ pub enum Command {
     },
 }
 
+impl Scope {
+    /// What the run is limited to, as the jobs take it.
+    pub fn to_job(&self) -> trailvault_pipeline::jobs::Scope {
+        trailvault_pipeline::jobs::Scope {
+            accounts: self.accounts.clone(),
+            regions: self.regions.clone(),
+        }
+    }
+}
+
 /// `--account`: a 12-digit AWS account id.
 fn parse_account_id(text: &str) -> Result<String, String> {
     if text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit()) {
@@ -167,6 +178,56 @@ fn parse_region(text: &str) -> Result<String, String> {
             "`{text}` is not an AWS region name (like us-east-1)"
         ))
     }
+}
+
+/// Parses `30s`, `5m`, `1h`, `1h30m`, `1d`: whole numbers with units in
+/// decreasing order (d, h, m, s), each at most once. Zero and anything else
+/// is refused.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)];
+    let refuse =
+        || format!("--interval must be a duration like 30s, 5m, 1h or 1h30m, not `{text}`");
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(refuse());
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    let mut next_unit = 0;
+    for character in trimmed.chars() {
+        if character.is_ascii_digit() {
+            digits.push(character);
+            continue;
+        }
+        let Some(position) = UNITS[next_unit..]
+            .iter()
+            .position(|(unit, _)| *unit == character.to_ascii_lowercase())
+        else {
+            return Err(refuse());
+        };
+        if digits.is_empty() {
+            return Err(refuse());
+        }
+        let index = next_unit + position;
+        let amount: u64 = digits.parse().map_err(|_| refuse())?;
+        total = amount
+            .checked_mul(UNITS[index].1)
+            .and_then(|seconds| total.checked_add(seconds))
+            .ok_or_else(refuse)?;
+        digits.clear();
+        next_unit = index + 1;
+    }
+    if !digits.is_empty() {
+        return Err(refuse());
+    }
+    if total == 0 {
+        return Err(format!("--interval must be longer than zero, not `{text}`"));
+    }
+    // A year bounds the timer arithmetic; nobody schedules less often.
+    if total > 366 * 86_400 {
+        return Err(format!("--interval `{text}` is longer than a year"));
+    }
+    Ok(Duration::from_secs(total))
 }
 
 #[cfg(test)]
@@ -199,5 +260,46 @@ mod tests {
             let error = Cli::try_parse_from(["trailvault", "collect", bad[0], bad[1]]).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn intervals_parse_and_garbage_is_refused() {
+        let ok = [
+            ("30s", 30),
+            ("5m", 300),
+            ("1h", 3600),
+            ("1h30m", 5400),
+            ("1d2h3m4s", 93_784),
+            (" 90s ", 90),
+            ("2H", 7200),
+        ];
+        for (text, seconds) in ok {
+            assert_eq!(
+                parse_interval(text),
+                Ok(Duration::from_secs(seconds)),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            "0",
+            "0s",
+            "0h0m",
+            "5",
+            "m",
+            "5x",
+            "1m1h",
+            "1h1h",
+            "-5m",
+            "1.5h",
+            "5 m",
+            "99999999999999999999s",
+            "400d",
+            "1h30",
+            "h1",
+        ] {
+            assert!(parse_interval(text).is_err(), "{text:?} accepted");
+        }
+        assert!(parse_interval("0s").unwrap_err().contains("zero"));
     }
 }

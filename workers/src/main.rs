@@ -1,11 +1,16 @@
 //! The `trailvault` binary: command line, wiring of the seams, run modes.
+//!
+//! Floors, each using only the ones below it: `main` → `commands` (one file
+//! per command: wire, call one pipeline job, print) → `output` (printing),
+//! `wiring` (infra builds the seams), `settings` (config → job settings),
+//! `shutdown`, `cli`. Every AWS call is in `trailvault-infra`; every domain
+//! rule in `trailvault-pipeline`.
 
 mod cli;
 mod commands;
-mod daemon;
 mod output;
-mod status;
-mod validation;
+mod settings;
+mod shutdown;
 mod wiring;
 
 use std::io::IsTerminal;

@@ -12,11 +12,17 @@
 //! | `unreferenced/…` | [`validation`] | up to when an area's logs were checked for references |
 //! | `superseded/…` | [`superseded`] | archive versions a newer copy superseded |
 //! | `expired/…` | [`expired`] | partitions source expiry emptied |
+//! | `pubkey/…` | [`pubkey`] | CloudTrail public keys fetched with `ListPublicKeys` |
+//! | `run/…` | [`runs`] | the last runs' summaries |
+//! | `lag/…` | [`lag`] | each account's newest archived file |
 //!
 //! Archived-object records and findings have their own seam methods
 //! ([`crate::seams::ProgressStore`]); their key layout belongs to each store.
 
 pub mod collect;
 pub mod expired;
+pub mod lag;
+pub mod pubkey;
+pub mod runs;
 pub mod superseded;
 pub mod validation;

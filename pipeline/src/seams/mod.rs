@@ -3,17 +3,23 @@
 //! implements them in memory so every stage is testable without a network,
 //! and its conformance suite holds every implementation to the same rules.
 
+mod accounts;
 mod archive;
 mod clock;
+mod connector;
+mod keys;
 mod notifier;
 mod source;
 mod store;
 
+pub use accounts::AccountDirectory;
 pub use archive::{
     Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, PutSpec,
     UploadedPart,
 };
 pub use clock::{Clock, SystemClock};
+pub use connector::SourceConnector;
+pub use keys::{KeyProvider, ListedPublicKey, PublicKeyDirectory};
 pub use notifier::Notifier;
 pub use source::{ByteStream, ListedObject, ObjectMeta, SourceObject, TrailSource};
 pub use store::ProgressStore;

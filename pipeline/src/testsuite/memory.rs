@@ -629,3 +629,82 @@ impl Clock for FixedClock {
         *lock(&self.0)
     }
 }
+
+/// A fixed organization: its ACTIVE accounts, or an error for every call.
+#[derive(Default)]
+pub struct MemoryAccounts {
+    pub active: Vec<String>,
+    pub failure: Option<SeamError>,
+}
+
+#[async_trait]
+impl crate::seams::AccountDirectory for MemoryAccounts {
+    async fn active_accounts(&self) -> Result<Vec<String>, SeamError> {
+        match &self.failure {
+            Some(error) => Err(error.clone()),
+            None => Ok(self.active.clone()),
+        }
+    }
+}
+
+/// Sources by (reading account, bucket); an account listed as unreachable
+/// is refused like a role that cannot be assumed. A bucket not added yet is
+/// created empty on first use.
+#[derive(Default)]
+pub struct MemoryConnector {
+    sources: Mutex<BTreeMap<(String, String), std::sync::Arc<MemorySource>>>,
+    unreachable: Mutex<BTreeSet<String>>,
+}
+
+impl MemoryConnector {
+    /// The source `bucket` read as `reader_account_id` (created if new).
+    pub fn bucket(&self, reader_account_id: &str, bucket: &str) -> std::sync::Arc<MemorySource> {
+        lock(&self.sources)
+            .entry((reader_account_id.to_string(), bucket.to_string()))
+            .or_insert_with(|| std::sync::Arc::new(MemorySource::new(bucket)))
+            .clone()
+    }
+
+    pub fn refuse(&self, account_id: &str) {
+        lock(&self.unreachable).insert(account_id.to_string());
+    }
+}
+
+#[async_trait]
+impl crate::seams::SourceConnector for MemoryConnector {
+    async fn source(
+        &self,
+        reader_account_id: &str,
+        bucket: &str,
+    ) -> Result<std::sync::Arc<dyn TrailSource>, SeamError> {
+        if lock(&self.unreachable).contains(reader_account_id) {
+            return Err(SeamError::AccessDenied(format!(
+                "AssumeRole {reader_account_id}: refused"
+            )));
+        }
+        Ok(self.bucket(reader_account_id, bucket))
+    }
+}
+
+/// `ListPublicKeys` in memory: keys by region, and how often it was asked.
+#[derive(Default)]
+pub struct MemoryPublicKeys {
+    pub keys: Mutex<Vec<(String, crate::seams::ListedPublicKey)>>,
+    pub calls: AtomicU64,
+}
+
+#[async_trait]
+impl crate::seams::PublicKeyDirectory for MemoryPublicKeys {
+    async fn list_public_keys(
+        &self,
+        region: &str,
+        _window: (DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<Vec<crate::seams::ListedPublicKey>, SeamError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Ok(lock(&self.keys)
+            .iter()
+            .filter(|(listed_region, _)| listed_region == region)
+            .map(|(_, key)| key.clone())
+            .collect())
+    }
+}

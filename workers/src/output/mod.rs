@@ -1,5 +1,10 @@
-//! What a run prints: the contract's JSON report on stdout with `--json`,
-//! otherwise a short human summary.
+//! What the commands print: the contract's JSON report on stdout with
+//! `--json`, otherwise a short human summary; the retention report, the
+//! status text, finding lines and the progress display.
+
+pub mod progress;
+pub mod retention;
+pub mod status;
 
 use std::fmt::Write as _;
 
@@ -14,6 +19,38 @@ pub fn print_report(report: &Report, json: bool) {
         }
     } else {
         print!("{}", human_summary(report));
+    }
+}
+
+/// One report of the daemon: with `--json`, one object per line (a stream
+/// of reports).
+pub fn print_run(report: &Report, json: bool) {
+    if json {
+        match serde_json::to_string(report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => eprintln!("trailvault: cannot serialize the report: {error}"),
+        }
+    } else {
+        print_report(report, false);
+    }
+}
+
+/// `findings`: the JSON report, or one line per finding and the counts.
+pub fn print_findings(report: &Report, acknowledged_now: Option<usize>, json: bool) {
+    if json {
+        print_report(report, true);
+        return;
+    }
+    for finding in &report.findings {
+        println!(
+            "{} {}",
+            finding.first_seen.format("%Y-%m-%dT%H:%M:%SZ"),
+            finding_line(finding)
+        );
+    }
+    println!("{} finding(s)", report.findings.len());
+    if let Some(count) = acknowledged_now {
+        println!("{count} acknowledged now");
     }
 }
 

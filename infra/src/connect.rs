@@ -1,0 +1,135 @@
+//! Builds every seam the binary needs from the configuration: the progress
+//! store, the archive, member access to the sources, the organization's
+//! account list, CloudTrail's public keys, the alert topic, and the archive
+//! key's ARN. The only place that turns a [`Config`] into AWS clients.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use tokio_util::sync::CancellationToken;
+use trailvault_config::Config;
+use trailvault_pipeline::seams::{
+    AccountDirectory, Archive, Notifier, PublicKeyDirectory, SourceConnector,
+};
+use trailvault_pipeline::SeamError;
+
+use crate::organizations::OrganizationsClient;
+use crate::public_keys::CloudTrailPublicKeys;
+use crate::retry::{RetryPolicy, RetryingArchive};
+use crate::s3::archive::S3Archive;
+use crate::sessions::{MemberAccess, MemberConnector};
+use crate::sns::SnsNotifier;
+use crate::store::SledStore;
+
+/// The progress store could not be opened (it is missing, damaged, or held
+/// by another trailvault process).
+#[derive(Debug, thiserror::Error)]
+#[error("opening the progress store at {}: {source}", path.display())]
+pub struct OpenStoreError {
+    pub path: PathBuf,
+    pub source: SeamError,
+}
+
+/// Opens the progress store the configuration names.
+pub fn open_store(config: &Config) -> Result<Arc<SledStore>, OpenStoreError> {
+    let path = &config.store.path;
+    let store = SledStore::open(path).map_err(|source| OpenStoreError {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// The outside world of one process, connected.
+pub struct Connected {
+    pub store: Arc<SledStore>,
+    /// The archive bucket, every call retried until the cancellation token.
+    pub archive: Arc<dyn Archive>,
+    pub accounts: Arc<dyn AccountDirectory>,
+    pub public_keys: Arc<dyn PublicKeyDirectory>,
+    /// The alert topic, when one is configured.
+    pub notifier: Option<Arc<dyn Notifier>>,
+    /// The archive KMS key as a full ARN when it could be resolved, else as
+    /// configured.
+    pub kms_key_arn: String,
+    audit: SdkConfig,
+    access: MemberAccess,
+    retry: RetryPolicy,
+    cancel: CancellationToken,
+}
+
+impl Connected {
+    /// Member access for one run: sessions named after `run_id`, opened at
+    /// most once each for the connector's life.
+    pub fn source_connector(&self, run_id: &str) -> Arc<dyn SourceConnector> {
+        Arc::new(MemberConnector::new(
+            &self.audit,
+            self.access.clone(),
+            run_id,
+            self.retry.clone(),
+            self.cancel.clone(),
+        ))
+    }
+}
+
+/// Opens the store and builds the clients of the audit identity; `cancel`
+/// abandons their retries. Resolves the archive key's ARN (one DescribeKey).
+pub async fn connect(
+    config: &Config,
+    cancel: CancellationToken,
+) -> Result<Connected, OpenStoreError> {
+    let store = open_store(config)?;
+    let audit = crate::aws::audit_config(&config.aws).await;
+    let retry = RetryPolicy::default();
+    let path_style = config.aws.endpoint_url.is_some();
+    let client = crate::aws::s3_client(&audit, path_style);
+    let archive: Arc<dyn Archive> = Arc::new(RetryingArchive::new(
+        Arc::new(S3Archive::new(client, &config.archive.bucket)),
+        retry.clone(),
+        cancel.clone(),
+    ));
+    let kms_key_arn =
+        crate::kms::resolve_kms_key(&audit, &config.archive.kms_key_id, &retry, &cancel).await;
+    let accounts: Arc<dyn AccountDirectory> = Arc::new(OrganizationsClient::new(
+        &audit,
+        retry.clone(),
+        cancel.clone(),
+    ));
+    let public_keys: Arc<dyn PublicKeyDirectory> = Arc::new(CloudTrailPublicKeys::new(
+        &audit,
+        retry.clone(),
+        cancel.clone(),
+    ));
+    let notifier = config
+        .alerts
+        .sns_topic_arn
+        .as_deref()
+        .map(|topic| Arc::new(SnsNotifier::new(&audit, topic)) as Arc<dyn Notifier>);
+    let aws = &config.aws;
+    let static_credentials = match (&aws.source_access_key_id, &aws.source_secret_access_key) {
+        (Some(key), Some(secret)) => Some((key.clone(), secret.clone())),
+        _ => None,
+    };
+    let access = MemberAccess {
+        role_name: config.accounts.role_name.clone(),
+        external_id: config.accounts.external_id.clone(),
+        session_duration: Duration::from_secs(u64::from(config.accounts.session_duration_seconds)),
+        static_credentials,
+        path_style,
+        requests_per_second: config.collect.source_requests_per_second,
+    };
+    Ok(Connected {
+        store,
+        archive,
+        accounts,
+        public_keys,
+        notifier,
+        kms_key_arn,
+        audit,
+        access,
+        retry,
+        cancel,
+    })
+}

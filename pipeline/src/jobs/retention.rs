@@ -1,0 +1,201 @@
+//! The retention job: checks (and extends) every archived version's Object
+//! Lock and the bucket's settings; with `source_retention_days`, also plans
+//! (and deletes) expired source files, but only when this run confirmed that
+//! the archive is locked down.
+
+use chrono::Utc;
+use tracing::info;
+
+use crate::ledger;
+use crate::model::report::{OperationError, Report};
+use crate::retention::expiry::{self, ExpiryOutcome, ExpiryScope, ExpirySettings};
+use crate::retention::{self, RetentionOutcome, RetentionSettings};
+
+use super::sources::{self, Scope};
+use super::verify::announce;
+use super::{JobSettings, World};
+
+/// The retention job: the report and the retention outcome (the retention
+/// report prints both). `apply` extends short locks (and deletes expired
+/// source files); `full` checks every version the archive lists instead of
+/// the store's records.
+pub async fn retention(
+    world: &World,
+    settings: &JobSettings,
+    apply: bool,
+    full: bool,
+) -> (Report, RetentionOutcome) {
+    let mut report = Report::new("retention");
+    let copy = &settings.collect.copy;
+    let retention_settings = RetentionSettings {
+        archive_prefix: copy.archive_prefix.clone(),
+        lock_mode: copy.lock_mode,
+        retention_days: copy.retention_days,
+        concurrency: settings.collect.concurrency,
+        apply,
+    };
+    let archive = world.archive.as_ref();
+    let store = world.store.as_ref();
+    let expiry_days = settings.source_retention_days;
+    let accounts: Result<Vec<String>, String> = if !full || expiry_days.is_some() {
+        sources::accounts(world, &settings.accounts, &Scope::default()).await
+    } else {
+        Ok(Vec::new())
+    };
+    let targets = if full {
+        retention::targets_from_archive(archive, &retention_settings.archive_prefix)
+            .await
+            .map_err(|error| {
+                (
+                    format!("list versions of s3://{}", archive.bucket()),
+                    error.to_string(),
+                )
+            })
+    } else {
+        match &accounts {
+            Ok(accounts) => match retention::targets_from_store(
+                store,
+                &sources::archived_sources(&settings.sources, accounts),
+                &retention_settings.archive_prefix,
+            ) {
+                // The findings ledger is not in the store: its few objects
+                // are listed.
+                Ok(mut targets) => {
+                    let ledger = ledger::ledger_prefix(&retention_settings.archive_prefix);
+                    match retention::targets_under(archive, &ledger).await {
+                        Ok(ledger_targets) => {
+                            targets.extend(ledger_targets);
+                            Ok(targets)
+                        }
+                        Err(error) => Err((
+                            format!("list versions of s3://{}/{ledger}", archive.bucket()),
+                            error.to_string(),
+                        )),
+                    }
+                }
+                Err(error) => Err(("read_store".to_string(), error.to_string())),
+            },
+            Err(message) => Err(("list accounts".to_string(), message.clone())),
+        }
+    };
+    let mut outcome = RetentionOutcome::default();
+    retention::check_bucket(archive, store, &retention_settings, &mut outcome).await;
+    // Source expiry only runs when this run confirmed the archive is locked
+    // down: bucket settings and every version's lock read without a failure.
+    let mut archive_confirmed = outcome.errors.is_empty() && outcome.bucket_problems.is_empty();
+    match targets {
+        Ok(targets) => {
+            info!(
+                versions = targets.len(),
+                apply, full, "retention check started"
+            );
+            let checked = retention::enforce(
+                archive,
+                store,
+                &retention_settings,
+                targets,
+                Utc::now(),
+                &world.cancel.stop,
+            )
+            .await;
+            archive_confirmed &= checked.errors.is_empty();
+            let bucket_problems = std::mem::take(&mut outcome.bucket_problems);
+            let bucket_findings = std::mem::take(&mut outcome.findings);
+            let bucket_errors = std::mem::take(&mut outcome.errors);
+            outcome = checked;
+            outcome.bucket_problems = bucket_problems;
+            outcome.findings.splice(0..0, bucket_findings);
+            outcome.errors.splice(0..0, bucket_errors);
+        }
+        Err((operation, message)) => {
+            archive_confirmed = false;
+            report.error("-", &operation, message);
+        }
+    }
+    if let Some(days) = expiry_days {
+        if world.cancel.stop.is_cancelled() {
+            // Reported as interrupted below.
+        } else if !archive_confirmed {
+            report.error(
+                "-",
+                "source expiry",
+                "skipped: this run could not confirm that the archive is locked down (see the bucket problems and errors); nothing was deleted from the sources",
+            );
+        } else {
+            match &accounts {
+                Ok(accounts) => {
+                    let expired = source_expiry(world, settings, accounts, days, apply).await;
+                    outcome.errors.extend(expired.1);
+                    outcome.source_expiry = Some(expired.0);
+                }
+                Err(message) => report.error("-", "list accounts", message.clone()),
+            }
+        }
+    }
+    report.stats.objects_listed = outcome.checked;
+    report.stats.errors += outcome.errors.len() as u64;
+    report.errors.extend(std::mem::take(&mut outcome.errors));
+    report
+        .findings
+        .extend(std::mem::take(&mut outcome.findings));
+    if world.cancel.stop.is_cancelled() {
+        report.error(
+            "-",
+            "retention",
+            "interrupted by a signal; versions not reached were not checked",
+        );
+    }
+    announce(world, settings, &mut report).await;
+    super::finish_run(world, settings, &mut report);
+    (report, outcome)
+}
+
+/// Source expiry over every source of `accounts`, each read (and deleted)
+/// with its member session: the outcome, and the operational errors
+/// (accounts out of reach included).
+async fn source_expiry(
+    world: &World,
+    settings: &JobSettings,
+    accounts: &[String],
+    days: u32,
+    apply: bool,
+) -> (ExpiryOutcome, Vec<OperationError>) {
+    let (scopes, mut errors) = sources::scopes(
+        world,
+        &settings.sources,
+        &settings.accounts,
+        accounts,
+        &Scope::default(),
+    )
+    .await;
+    let expiry_scopes: Vec<ExpiryScope<'_>> = scopes
+        .iter()
+        .map(|scope| ExpiryScope {
+            reader_account_id: scope.reader_account_id.clone(),
+            source: scope.source.as_ref(),
+            root: scope.root.clone(),
+            regions: scope.regions.clone(),
+        })
+        .collect();
+    let expiry_settings = ExpirySettings {
+        source_retention_days: days,
+        concurrency: settings.collect.concurrency,
+        apply,
+    };
+    info!(
+        scopes = expiry_scopes.len(),
+        source_retention_days = days,
+        apply,
+        "source expiry started"
+    );
+    let mut outcome = expiry::expire(
+        &expiry_scopes,
+        world.store.as_ref(),
+        &expiry_settings,
+        Utc::now(),
+        &world.cancel.stop,
+    )
+    .await;
+    errors.append(&mut outcome.errors);
+    (outcome, errors)
+}

@@ -1,0 +1,370 @@
+//! Where a run reads: the accounts (configured, discovered, filtered), the
+//! sources configured for them, and the source scopes of a run (a session per
+//! reading account, the CloudTrail root and the regions of each source).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::collect::SourceScope;
+use crate::model::object::ArchivedSource;
+use crate::model::report::{FindingScope, OperationError};
+use crate::seams::TrailSource;
+
+use super::World;
+
+/// The placeholder a per-account bucket template contains.
+pub const ACCOUNT_ID_PLACEHOLDER: &str = "{account_id}";
+
+/// Which accounts a run covers.
+#[derive(Debug, Clone, Default)]
+pub struct AccountSelection {
+    /// Accounts listed in the configuration.
+    pub ids: Vec<String>,
+    /// Also every ACTIVE account of the organization.
+    pub discover: bool,
+    /// Only these (empty: all).
+    pub include: Vec<String>,
+    /// Never these.
+    pub exclude: Vec<String>,
+}
+
+/// One configured place where CloudTrail delivers files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// A trail per member account, each in its own bucket, read by that
+    /// account's role.
+    PerAccount {
+        /// The bucket name, with `{account_id}` for the member account.
+        bucket_template: String,
+        key_prefix: String,
+        /// Empty: every region found.
+        regions: Vec<String>,
+    },
+    /// An organization trail: one bucket, read by one account's role.
+    Organization {
+        bucket: String,
+        org_id: String,
+        key_prefix: String,
+        reader_account_id: String,
+        regions: Vec<String>,
+    },
+}
+
+impl SourceSpec {
+    /// The bucket holding `account_id`'s trail of a per-account source: the
+    /// template with every `{account_id}` replaced.
+    pub fn bucket_for(bucket_template: &str, account_id: &str) -> String {
+        bucket_template.replace(ACCOUNT_ID_PLACEHOLDER, account_id)
+    }
+}
+
+/// What the command line limits a run to (empty: everything).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub accounts: Vec<String>,
+    pub regions: Vec<String>,
+}
+
+/// The accounts of this run: static ids and discovered ACTIVE accounts,
+/// filtered by include/exclude and by `--account`. The error is the
+/// report's message.
+pub async fn accounts(
+    world: &World,
+    selection: &AccountSelection,
+    scope: &Scope,
+) -> Result<Vec<String>, String> {
+    let mut accounts: BTreeSet<String> = selection.ids.iter().cloned().collect();
+    if selection.discover {
+        let discovered = world.accounts.active_accounts().await.map_err(|error| {
+            format!("discovering accounts with organizations:ListAccounts: {error}")
+        })?;
+        info!(count = discovered.len(), "accounts discovered");
+        accounts.extend(discovered);
+    }
+    Ok(filter_accounts(
+        accounts,
+        &selection.include,
+        &selection.exclude,
+        &scope.accounts,
+    ))
+}
+
+pub fn filter_accounts(
+    accounts: BTreeSet<String>,
+    include: &[String],
+    exclude: &[String],
+    only: &[String],
+) -> Vec<String> {
+    accounts
+        .into_iter()
+        .filter(|id| include.is_empty() || include.contains(id))
+        .filter(|id| !exclude.contains(id))
+        .filter(|id| only.is_empty() || only.contains(id))
+        .collect()
+}
+
+/// The (reading account, bucket) pairs whose archived objects are validated.
+pub fn archived_sources(sources: &[SourceSpec], accounts: &[String]) -> Vec<ArchivedSource> {
+    let mut out = Vec::new();
+    for source in sources {
+        match source {
+            SourceSpec::PerAccount {
+                bucket_template, ..
+            } => {
+                out.extend(accounts.iter().map(|account| ArchivedSource {
+                    reader_account_id: account.clone(),
+                    bucket: SourceSpec::bucket_for(bucket_template, account),
+                }));
+            }
+            SourceSpec::Organization {
+                bucket,
+                reader_account_id,
+                ..
+            } => out.push(ArchivedSource {
+                reader_account_id: reader_account_id.clone(),
+                bucket: bucket.clone(),
+            }),
+        }
+    }
+    out
+}
+
+/// The findings in `scope`: an organization trail's bucket is read by its
+/// reader account.
+pub fn finding_scope(sources: &[SourceSpec], scope: &Scope) -> FindingScope {
+    FindingScope {
+        accounts: scope.accounts.clone(),
+        regions: scope.regions.clone(),
+        readers: sources
+            .iter()
+            .filter_map(|source| match source {
+                SourceSpec::Organization {
+                    bucket,
+                    reader_account_id,
+                    ..
+                } => Some((bucket.clone(), reader_account_id.clone())),
+                SourceSpec::PerAccount { .. } => None,
+            })
+            .collect(),
+    }
+}
+
+fn root(prefix: &str, org_id: Option<&str>, account_id: &str) -> String {
+    let mut root = String::new();
+    if !prefix.is_empty() {
+        root.push_str(prefix);
+        root.push('/');
+    }
+    root.push_str("AWSLogs/");
+    if let Some(org_id) = org_id {
+        root.push_str(org_id);
+        root.push('/');
+    }
+    root.push_str(account_id);
+    root.push('/');
+    root
+}
+
+fn regions(configured: &[String], only: &[String]) -> Vec<String> {
+    if only.is_empty() {
+        configured.to_vec()
+    } else if configured.is_empty() {
+        only.to_vec()
+    } else {
+        configured
+            .iter()
+            .filter(|r| only.contains(r))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The (reading account, bucket) pairs `sources` read for `accounts`, in
+/// configuration order.
+fn source_buckets(sources: &[SourceSpec], accounts: &[String]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for source in sources {
+        match source {
+            SourceSpec::PerAccount {
+                bucket_template, ..
+            } => pairs.extend(accounts.iter().map(|account| {
+                (
+                    account.clone(),
+                    SourceSpec::bucket_for(bucket_template, account),
+                )
+            })),
+            SourceSpec::Organization {
+                bucket,
+                reader_account_id,
+                ..
+            } => pairs.push((reader_account_id.clone(), bucket.clone())),
+        }
+    }
+    pairs
+}
+
+/// Sessions and source scopes for `accounts`. An account whose role cannot
+/// be assumed is reported and left out; the others go on.
+pub async fn scopes(
+    world: &World,
+    sources: &[SourceSpec],
+    selection: &AccountSelection,
+    accounts: &[String],
+    scope: &Scope,
+) -> (Vec<SourceScope>, Vec<OperationError>) {
+    let mut errors = Vec::new();
+    let mut scopes = Vec::new();
+    let pairs = source_buckets(sources, accounts);
+    let resolved = futures::future::join_all(pairs.iter().map(|(account, bucket)| async move {
+        let source = world.connector.source(account, bucket).await;
+        ((account.clone(), bucket.clone()), source)
+    }))
+    .await;
+    let mut opened: BTreeMap<(String, String), Arc<dyn TrailSource>> = BTreeMap::new();
+    // Each account out of reach is reported once, whatever it reads.
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
+    for (slot, result) in resolved {
+        match result {
+            Ok(source) => {
+                opened.insert(slot, source);
+            }
+            Err(error) => {
+                refused.entry(slot.0).or_insert_with(|| error.to_string());
+            }
+        }
+    }
+    for (account, message) in refused {
+        warn!(account_id = %account, error = %message, "cannot assume the member role");
+        errors.push(OperationError {
+            account_id: account,
+            operation: "sts:AssumeRole".to_string(),
+            message,
+        });
+    }
+    for source in sources {
+        match source {
+            SourceSpec::PerAccount {
+                bucket_template,
+                key_prefix,
+                regions: configured,
+            } => {
+                for account in accounts {
+                    let bucket = SourceSpec::bucket_for(bucket_template, account);
+                    let Some(source) = opened.get(&(account.clone(), bucket)) else {
+                        continue;
+                    };
+                    scopes.push(SourceScope {
+                        reader_account_id: account.clone(),
+                        member_account_id: account.clone(),
+                        source: source.clone(),
+                        root: root(key_prefix, None, account),
+                        regions: regions(configured, &scope.regions),
+                        foreign_accounts: true,
+                    });
+                }
+            }
+            SourceSpec::Organization {
+                bucket,
+                org_id,
+                key_prefix,
+                reader_account_id,
+                regions: configured,
+            } => {
+                let Some(source) = opened.get(&(reader_account_id.clone(), bucket.clone())) else {
+                    continue;
+                };
+                // Member folders persist after an account leaves the organization:
+                // collect every folder found, filtered like the account list.
+                let org_root = root(key_prefix, None, org_id);
+                let mut members: BTreeSet<String> = accounts.iter().cloned().collect();
+                match source.list_folders(&org_root).await {
+                    Ok(folders) => {
+                        let found: BTreeSet<String> = folders
+                            .iter()
+                            .filter_map(|f| {
+                                f.strip_prefix(&org_root)
+                                    .map(|s| s.trim_end_matches('/').to_string())
+                            })
+                            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
+                            .collect();
+                        members.extend(filter_accounts(
+                            found,
+                            &selection.include,
+                            &selection.exclude,
+                            &scope.accounts,
+                        ));
+                    }
+                    Err(error) => {
+                        errors.push(OperationError {
+                            account_id: reader_account_id.clone(),
+                            operation: format!("list s3://{bucket}/{org_root}"),
+                            message: error.to_string(),
+                        });
+                        continue;
+                    }
+                }
+                for member in members {
+                    scopes.push(SourceScope {
+                        reader_account_id: reader_account_id.clone(),
+                        member_account_id: member.clone(),
+                        source: source.clone(),
+                        root: root(key_prefix, Some(org_id), &member),
+                        regions: regions(configured, &scope.regions),
+                        foreign_accounts: false,
+                    });
+                }
+            }
+        }
+    }
+    (scopes, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[&str]) -> BTreeSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn account_filters_apply_include_then_exclude_then_only() {
+        let all = set(&["111111111111", "222222222222", "333333333333"]);
+        assert_eq!(filter_accounts(all.clone(), &[], &[], &[]).len(), 3);
+        assert_eq!(
+            filter_accounts(all.clone(), &["111111111111".into()], &[], &[]),
+            vec!["111111111111"]
+        );
+        assert_eq!(
+            filter_accounts(all.clone(), &[], &["111111111111".into()], &[]),
+            vec!["222222222222", "333333333333"]
+        );
+        assert_eq!(
+            filter_accounts(all, &[], &["222222222222".into()], &["222222222222".into()]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn roots_follow_the_cloudtrail_layouts() {
+        assert_eq!(root("", None, "111111111111"), "AWSLogs/111111111111/");
+        assert_eq!(
+            root("org/x", Some("o-abc"), "111111111111"),
+            "org/x/AWSLogs/o-abc/111111111111/"
+        );
+        assert_eq!(root("p", None, "o-abc"), "p/AWSLogs/o-abc/");
+    }
+
+    #[test]
+    fn region_limits_intersect_configured_regions() {
+        let configured = vec!["us-east-1".to_string(), "eu-west-1".to_string()];
+        assert_eq!(regions(&configured, &[]), configured);
+        assert_eq!(
+            regions(&configured, &["eu-west-1".into()]),
+            vec!["eu-west-1"]
+        );
+        assert_eq!(regions(&[], &["eu-west-1".into()]), vec!["eu-west-1"]);
+    }
+}

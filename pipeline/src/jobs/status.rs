@@ -1,0 +1,461 @@
+//! `status`: what it shows, read from the store's records (`run/…`, `lag/…`,
+//! the validation state of each chain and the findings).
+//!
+//! The store is one sled instance per process, and a running daemon holds it.
+//! So every run also writes the status as a JSON snapshot beside the store
+//! (`<store path>.status.json`), and `status` reads that when it cannot open
+//! the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use crate::cloudtrail::keys::{parse_trail_key, FileName};
+use crate::model::error::SeamError;
+use crate::model::findings::{Finding, Severity};
+use crate::progress::lag;
+use crate::progress::runs::{last_runs, RunRecord};
+use crate::seams::ProgressStore;
+
+/// Layout version of the status view (and its snapshot).
+const VIEW_VERSION: u8 = 1;
+const CHAIN_PREFIX: &str = "chain/";
+/// Critical findings listed in full by `status` (the counts cover all).
+const CRITICAL_LISTED: usize = 50;
+
+/// One member account's lag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLag {
+    pub account_id: String,
+    /// `None`: nothing archived for it yet.
+    pub newest_file_time: Option<DateTime<Utc>>,
+    /// Seconds from the newest file to now.
+    pub lag_seconds: Option<i64>,
+}
+
+/// The head of one digest chain, as validation left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// `<reader>/<bucket>/<root>CloudTrail-Digest/<region>/<trail>_<home>[_backfill]`.
+    pub chain_id: String,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub trail: Option<String>,
+    pub backfill: bool,
+    pub head_end: Option<DateTime<Utc>>,
+    pub head_key: Option<String>,
+    /// Whether the head digest passed its own checks.
+    pub head_valid: Option<bool>,
+    pub age_seconds: Option<i64>,
+}
+
+/// Open findings (recorded and not acknowledged): counts by kind and the
+/// critical ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingsSummary {
+    pub open: u64,
+    /// Findings an operator acknowledged (not counted above).
+    #[serde(default)]
+    pub acknowledged: u64,
+    pub critical_total: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    /// The newest critical findings (at most 50).
+    pub critical: Vec<Finding>,
+}
+
+/// Everything `status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub v: u8,
+    /// When the numbers were read from the store.
+    pub generated_at: DateTime<Utc>,
+    /// `store`, or `snapshot` when a running trailvault holds the store.
+    pub source: String,
+    pub runs: Vec<RunRecord>,
+    pub accounts: Vec<AccountLag>,
+    pub chains: Vec<ChainHead>,
+    pub findings: FindingsSummary,
+}
+
+/// The parts of verify's chain state that status needs (the full layout is
+/// `crate::progress::validation::ChainState`; extra fields are ignored).
+#[derive(Deserialize)]
+struct ChainStateHead {
+    v: u8,
+    head: Option<HeadLink>,
+}
+
+#[derive(Deserialize)]
+struct HeadLink {
+    key: String,
+    end: DateTime<Utc>,
+    valid: bool,
+}
+
+fn chain_head(name: &str, bytes: &[u8]) -> Option<ChainHead> {
+    let chain_id = name.strip_prefix(CHAIN_PREFIX)?.to_string();
+    let state = serde_json::from_slice::<ChainStateHead>(bytes)
+        .ok()
+        .filter(|state| state.v == 1)?;
+    let mut head = ChainHead {
+        backfill: chain_id.ends_with("_backfill"),
+        chain_id,
+        account_id: None,
+        region: None,
+        trail: None,
+        head_end: None,
+        head_key: None,
+        head_valid: None,
+        age_seconds: None,
+    };
+    if let Some(link) = state.head {
+        if let Ok(parsed) = parse_trail_key(&link.key) {
+            head.account_id = Some(parsed.account_id.clone());
+            head.region = Some(parsed.region.clone());
+            if let FileName::Digest {
+                trail_name,
+                backfill,
+                ..
+            } = &parsed.file
+            {
+                head.trail = Some(trail_name.clone());
+                head.backfill = *backfill;
+            }
+        }
+        head.head_end = Some(link.end);
+        head.head_key = Some(link.key);
+        head.head_valid = Some(link.valid);
+    }
+    Some(head)
+}
+
+impl StatusView {
+    /// Reads the status from the store. `configured_accounts` are listed
+    /// even before anything was archived for them.
+    pub fn from_store(
+        store: &dyn ProgressStore,
+        configured_accounts: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<StatusView, SeamError> {
+        let runs = last_runs(store)?;
+        let mut lags: BTreeMap<String, Option<DateTime<Utc>>> = configured_accounts
+            .iter()
+            .map(|account| (account.clone(), None))
+            .collect();
+        for (account, record) in lag::all(store)? {
+            lags.insert(account, Some(record.newest_file_time));
+        }
+        let accounts = lags
+            .into_iter()
+            .map(|(account_id, newest_file_time)| AccountLag {
+                account_id,
+                newest_file_time,
+                lag_seconds: None,
+            })
+            .collect();
+        let chains = store
+            .state_under(CHAIN_PREFIX)?
+            .iter()
+            .filter_map(|(name, bytes)| chain_head(name, bytes))
+            .collect();
+        let mut findings = FindingsSummary::default();
+        let mut critical = Vec::new();
+        for mut finding in store.findings()? {
+            // Recorded findings: none of them is new to `status`.
+            finding.new = false;
+            if !finding.is_open() {
+                findings.acknowledged += 1;
+                continue;
+            }
+            findings.open += 1;
+            *findings
+                .by_kind
+                .entry(finding.kind.as_str().to_string())
+                .or_default() += 1;
+            if finding.severity == Severity::Critical {
+                findings.critical_total += 1;
+                critical.push(finding);
+            }
+        }
+        critical.sort_by_key(|finding| std::cmp::Reverse(finding.first_seen));
+        critical.truncate(CRITICAL_LISTED);
+        findings.critical = critical;
+        let mut view = StatusView {
+            v: VIEW_VERSION,
+            generated_at: now,
+            source: "store".to_string(),
+            runs,
+            accounts,
+            chains,
+            findings,
+        };
+        view.refresh_ages(now);
+        Ok(view)
+    }
+
+    /// Recomputes lags and ages against `now` (a snapshot is read later
+    /// than it was written).
+    pub fn refresh_ages(&mut self, now: DateTime<Utc>) {
+        for account in &mut self.accounts {
+            account.lag_seconds = account
+                .newest_file_time
+                .map(|time| (now - time).num_seconds());
+        }
+        for chain in &mut self.chains {
+            chain.age_seconds = chain.head_end.map(|end| (now - end).num_seconds());
+        }
+    }
+}
+
+/// Where the status snapshot of the store at `store_path` is kept.
+pub fn snapshot_path(store_path: &Path) -> PathBuf {
+    let name = store_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trailvault-store".to_string());
+    store_path.with_file_name(format!("{name}.status.json"))
+}
+
+/// Writes the snapshot atomically (temporary file, then rename).
+pub fn write_snapshot(store_path: &Path, view: &StatusView) -> std::io::Result<()> {
+    let path = snapshot_path(store_path);
+    let temporary = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(view).map_err(std::io::Error::other)?;
+    std::fs::write(&temporary, bytes)?;
+    std::fs::rename(&temporary, &path)
+}
+
+pub fn read_snapshot(store_path: &Path) -> Option<StatusView> {
+    let bytes = std::fs::read(snapshot_path(store_path)).ok()?;
+    serde_json::from_slice::<StatusView>(&bytes)
+        .ok()
+        .filter(|view| view.v == VIEW_VERSION)
+}
+
+/// How `status` reaches the store.
+pub enum StoreAccess<'a> {
+    /// The store (an empty one when trailvault never ran).
+    Open(&'a dyn ProgressStore),
+    /// The store could not be opened (a running trailvault holds it): the
+    /// snapshot the last run wrote is shown instead; `error` says why.
+    Held { error: String },
+}
+
+/// The `status` job: the view read from the store, or from the snapshot
+/// beside `store_path` when the store is held. The error is the message to
+/// show when nothing can be read.
+pub fn status(
+    access: StoreAccess<'_>,
+    store_path: &Path,
+    configured_accounts: &[String],
+    now: DateTime<Utc>,
+) -> Result<StatusView, String> {
+    match access {
+        StoreAccess::Open(store) => StatusView::from_store(store, configured_accounts, now)
+            .map_err(|error| format!("cannot read the status from the store: {error}")),
+        StoreAccess::Held { error } => match read_snapshot(store_path) {
+            Some(mut view) => {
+                info!(error = %error, "the store is in use; showing the snapshot of the last run");
+                view.source = "snapshot".to_string();
+                view.refresh_ages(now);
+                Ok(view)
+            }
+            None => Err(error),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::findings::FindingKind;
+    use crate::model::object::{ObjectRecord, SourceRef};
+    use crate::model::report::Report;
+    use crate::progress::lag::LagTracker;
+    use crate::progress::runs::{record_run, RUN_SLOTS};
+    use crate::testsuite::memory::MemoryStore;
+    use chrono::Duration;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn run_at(started: DateTime<Utc>) -> RunRecord {
+        let mut report = Report::new("collect");
+        report.started_at = started;
+        report.finished_at = started + Duration::seconds(3);
+        report.stats.objects_copied = 5;
+        RunRecord::from_report(&report, false)
+    }
+
+    const LOG: &str = "AWSLogs/222222222201/CloudTrail/us-east-1/2026/01/01/222222222201_CloudTrail_us-east-1_20260101T0105Z_abcdefghijklmnop.json.gz";
+    const DIGEST: &str = "AWSLogs/222222222201/CloudTrail-Digest/us-east-1/2026/01/01/222222222201_CloudTrail-Digest_us-east-1_Trail_us-east-1_20260101T020000Z.json.gz";
+    const FUTURE: &str = "AWSLogs/222222222201/CloudTrail/us-east-1/2099/01/01/222222222201_CloudTrail_us-east-1_20990101T0105Z_abcdefghijklmnop.json.gz";
+
+    fn record() -> ObjectRecord {
+        ObjectRecord {
+            v: 1,
+            etag: "e".into(),
+            size: 1,
+            raw_sha256: [0; 32],
+            content_sha256: None,
+            content_error: None,
+            archive_version_id: None,
+            copied_at: 0,
+        }
+    }
+
+    #[test]
+    fn lag_is_the_newest_file_name_time_and_never_moves_back() {
+        let store = MemoryStore::default();
+        let now = at("2026-01-01T03:00:00Z");
+        let tracker = LagTracker::new(&store, now);
+        for key in [LOG, DIGEST, FUTURE, "not-a-trail-key"] {
+            let source = SourceRef {
+                account_id: "999999999999".into(),
+                bucket: "b".into(),
+                key: key.into(),
+            };
+            tracker.record_object(&source, &record()).unwrap();
+        }
+        assert_eq!(tracker.save().unwrap(), 1);
+        assert_eq!(
+            store.objects_under("999999999999", "b", "").unwrap().len(),
+            4
+        );
+        let view = StatusView::from_store(&store, &["222222222202".to_string()], now).unwrap();
+        assert_eq!(
+            view.accounts,
+            vec![
+                AccountLag {
+                    account_id: "222222222201".into(),
+                    newest_file_time: Some(at("2026-01-01T02:00:00Z")),
+                    lag_seconds: Some(3600),
+                },
+                AccountLag {
+                    account_id: "222222222202".into(),
+                    newest_file_time: None,
+                    lag_seconds: None,
+                },
+            ]
+        );
+        // The record's bytes stay as they were.
+        let stored = store.get_state("lag/222222222201").unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(stored).unwrap(),
+            r#"{"v":1,"newest_file_time":"2026-01-01T02:00:00Z","updated_at":"2026-01-01T03:00:00Z"}"#
+        );
+        // An older file later does not move the lag back.
+        let later = LagTracker::new(&store, now);
+        let source = SourceRef {
+            account_id: "999999999999".into(),
+            bucket: "b".into(),
+            key: LOG.into(),
+        };
+        later.record_object(&source, &record()).unwrap();
+        later.save().unwrap();
+        let view = StatusView::from_store(&store, &[], now).unwrap();
+        assert_eq!(
+            view.accounts[0].newest_file_time,
+            Some(at("2026-01-01T02:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn status_reads_chain_heads_and_findings() {
+        let store = MemoryStore::default();
+        let now = at("2026-01-01T04:00:00Z");
+        let state = serde_json::json!({
+            "v": 1,
+            "validated": {"spans": []},
+            "listed": {"spans": []},
+            "head": {"key": DIGEST, "end": "2026-01-01T02:00:00Z", "start": null,
+                     "sha256": null, "signature": null, "valid": true}
+        });
+        let name =
+            "chain/222222222201/b/AWSLogs/222222222201/CloudTrail-Digest/us-east-1/Trail_us-east-1";
+        store.put_state(name, state.to_string().as_bytes()).unwrap();
+        store
+            .put_state("chain/x/other-version", b"{\"v\":9}")
+            .unwrap();
+        store
+            .record_finding(Finding::new(
+                FindingKind::DigestMissing,
+                "222222222201",
+                "b",
+                "k",
+                "gone".into(),
+            ))
+            .unwrap();
+        store
+            .record_finding(Finding::new(
+                FindingKind::ChainGap,
+                "222222222201",
+                "b",
+                "k",
+                "gap".into(),
+            ))
+            .unwrap();
+        let acknowledged = store
+            .record_finding(Finding::new(
+                FindingKind::LogFileMissing,
+                "222222222201",
+                "b",
+                "k2",
+                "triaged".into(),
+            ))
+            .unwrap();
+        assert!(store.acknowledge_finding(&acknowledged, now).unwrap());
+        record_run(&store, &run_at(now - Duration::minutes(5)), RUN_SLOTS).unwrap();
+        let view = StatusView::from_store(&store, &[], now).unwrap();
+        assert_eq!(view.runs.len(), 1);
+        assert_eq!(view.chains.len(), 1);
+        let chain = &view.chains[0];
+        assert_eq!(chain.account_id.as_deref(), Some("222222222201"));
+        assert_eq!(chain.trail.as_deref(), Some("Trail"));
+        assert_eq!(chain.age_seconds, Some(7200));
+        assert!(!chain.backfill);
+        assert_eq!(view.findings.open, 2, "the acknowledged one is not open");
+        assert_eq!(view.findings.acknowledged, 1);
+        assert_eq!(view.findings.critical_total, 1);
+        assert_eq!(view.findings.by_kind["chain_gap"], 1);
+
+        // The snapshot round-trips and ages are recomputed when read later.
+        let dir = std::env::temp_dir().join(format!("trailvault-status-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store_path = dir.join("store");
+        write_snapshot(&store_path, &view).unwrap();
+        assert!(dir.join("store.status.json").exists());
+        let mut read = read_snapshot(&store_path).unwrap();
+        read.refresh_ages(now + Duration::hours(1));
+        assert_eq!(read.chains[0].age_seconds, Some(3 * 3600));
+        let held = status(
+            StoreAccess::Held {
+                error: "held".into(),
+            },
+            &store_path,
+            &[],
+            now + Duration::hours(1),
+        )
+        .unwrap();
+        assert_eq!(held.source, "snapshot");
+        assert_eq!(held.chains[0].age_seconds, Some(3 * 3600));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            status(
+                StoreAccess::Held {
+                    error: "held".into()
+                },
+                &store_path,
+                &[],
+                now
+            ),
+            Err("held".to_string())
+        );
+    }
+}

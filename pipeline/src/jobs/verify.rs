@@ -1,0 +1,234 @@
+//! The `verify` job, and the validation the other jobs run after theirs:
+//! the chains of every configured source, the fetch-from-source fallback,
+//! the open findings in scope and the announcement.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::alerts;
+use crate::copy::{copy_object, CopyError, CopySettings};
+use crate::model::error::SeamError;
+use crate::model::object::{ObjectRecord, SourceRef};
+use crate::model::report::Report;
+use crate::seams::{Archive, ProgressStore, SourceConnector, TrailSource};
+use crate::verify::{self, SourceLookup, VerifyOutcome};
+
+use super::sources::{self, Scope};
+use super::{keys, JobSettings, World};
+
+/// Sources by (reading account, bucket); `None` when unreachable.
+type SourceSessions = BTreeMap<(String, String), Option<Arc<dyn TrailSource>>>;
+
+/// Copies a log file a digest names but the archive lacks, straight from its
+/// source, before it may be called missing.
+pub struct SourceFetcher<'a> {
+    connector: &'a dyn SourceConnector,
+    archive: &'a dyn Archive,
+    store: &'a dyn ProgressStore,
+    settings: &'a CopySettings,
+    sources: Mutex<SourceSessions>,
+}
+
+impl<'a> SourceFetcher<'a> {
+    pub fn new(
+        connector: &'a dyn SourceConnector,
+        archive: &'a dyn Archive,
+        store: &'a dyn ProgressStore,
+        settings: &'a CopySettings,
+    ) -> SourceFetcher<'a> {
+        SourceFetcher {
+            connector,
+            archive,
+            store,
+            settings,
+            sources: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl SourceLookup for SourceFetcher<'_> {
+    async fn fetch_missing(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
+        let trail_source = {
+            let mut sources = self.sources.lock().await;
+            let slot = (source.account_id.clone(), source.bucket.clone());
+            if !sources.contains_key(&slot) {
+                let made = match self
+                    .connector
+                    .source(&source.account_id, &source.bucket)
+                    .await
+                {
+                    Ok(trail_source) => Some(trail_source),
+                    Err(error) => {
+                        warn!(account_id = %source.account_id, %error, "cannot reach the source to look for a missing log");
+                        None
+                    }
+                };
+                sources.insert(slot.clone(), made);
+            }
+            sources.get(&slot).cloned().flatten()
+        };
+        let Some(trail_source) = trail_source else {
+            return Err(SeamError::AccessDenied(format!(
+                "no session for account {}",
+                source.account_id
+            )));
+        };
+        match copy_object(
+            trail_source.as_ref(),
+            self.archive,
+            self.settings,
+            source,
+            chrono::Utc::now(),
+            None,
+        )
+        .await
+        {
+            Ok(copied) => {
+                self.store.record_object(source, &copied.record)?;
+                info!(key = %source.key, "fetched a log file from its source that the archive lacked");
+                Ok(Some(copied.record))
+            }
+            Err(CopyError::Source(error)) if error.is_not_found() => Ok(None),
+            Err(error) => Err(SeamError::Transient(error.to_string())),
+        }
+    }
+}
+
+/// Validates the chains of `accounts` (all configured sources of them),
+/// limited to `scope`. The error (an unreadable keys file) is the message.
+pub async fn validate(
+    world: &World,
+    settings: &JobSettings,
+    accounts: &[String],
+    scope: &Scope,
+    keys_file: Option<&Path>,
+    full: bool,
+) -> Result<VerifyOutcome, String> {
+    let archived = sources::archived_sources(&settings.sources, accounts);
+    let mut verify_settings = settings.verify.clone();
+    verify_settings.full = full;
+    let keys_file = keys_file.or(settings.public_keys_file.as_deref());
+    let keys = keys::key_provider(keys_file, &world.public_keys, &world.store)?;
+    let lookup = SourceFetcher::new(
+        world.connector.as_ref(),
+        world.archive.as_ref(),
+        world.store.as_ref(),
+        &settings.collect.copy,
+    );
+    Ok(verify::verify(
+        &archived,
+        &scope.accounts,
+        &scope.regions,
+        world.archive.as_ref(),
+        world.store.as_ref(),
+        keys.as_ref(),
+        &lookup,
+        world.clock.as_ref(),
+        &verify_settings,
+    )
+    .await)
+}
+
+/// Adds a validation's numbers, errors and findings (each once) to `report`.
+pub fn merge_verify(report: &mut Report, outcome: Result<VerifyOutcome, String>) {
+    match outcome {
+        Ok(outcome) => {
+            info!(
+                chains = outcome.chains,
+                digests = outcome.stats.digests_validated,
+                log_files = outcome.stats.log_files_validated,
+                findings = outcome.findings.len(),
+                "validation finished"
+            );
+            report.stats.digests_validated += outcome.stats.digests_validated;
+            report.stats.log_files_validated += outcome.stats.log_files_validated;
+            report.stats.errors += outcome.errors.len() as u64;
+            report.errors.extend(outcome.errors);
+            for finding in outcome.findings {
+                if !report
+                    .findings
+                    .iter()
+                    .any(|seen| seen.dedup_key() == finding.dedup_key())
+                {
+                    report.findings.push(finding);
+                }
+            }
+        }
+        Err(error) => report.error("-", "verify", error),
+    }
+}
+
+/// Adds the findings earlier runs recorded that are still open in `scope`
+/// (see [`Report::include_open_findings`]): the exit status is 3 while
+/// evidence of lost or altered history is on record, not only in the run
+/// that found it.
+pub fn include_open_findings(
+    world: &World,
+    settings: &JobSettings,
+    report: &mut Report,
+    scope: &Scope,
+) {
+    let finding_scope = sources::finding_scope(&settings.sources, scope);
+    match world.store.findings() {
+        Ok(recorded) => report.include_open_findings(recorded, &finding_scope),
+        Err(error) => report.error("-", "read findings", error.to_string()),
+    }
+}
+
+/// Records the run's new findings in the ledger and publishes them.
+pub async fn announce(world: &World, settings: &JobSettings, report: &mut Report) {
+    alerts::announce(
+        world.archive.as_ref(),
+        &settings.collect.copy,
+        world.notifier.as_deref(),
+        report,
+    )
+    .await;
+}
+
+/// Validates the chains of every configured account (limited to `scope`) into
+/// `report`, adds the open findings in scope and publishes the new ones.
+pub async fn validate_into(
+    world: &World,
+    settings: &JobSettings,
+    report: &mut Report,
+    scope: &Scope,
+    keys_file: Option<&Path>,
+    full: bool,
+) {
+    let accounts = match sources::accounts(world, &settings.accounts, &Scope::default()).await {
+        Ok(accounts) => accounts,
+        Err(error) => {
+            report.error("-", "list accounts", error);
+            return;
+        }
+    };
+    report.stats.accounts = accounts.len() as u64;
+    merge_verify(
+        report,
+        validate(world, settings, &accounts, scope, keys_file, full).await,
+    );
+    include_open_findings(world, settings, report, scope);
+    announce(world, settings, report).await;
+}
+
+/// The `verify` job: validates the archive's digest chains (`full`: re-reads
+/// and re-hashes everything), then ends the run.
+pub async fn verify(
+    world: &World,
+    settings: &JobSettings,
+    scope: &Scope,
+    keys_file: Option<&Path>,
+    full: bool,
+) -> Report {
+    let mut report = Report::new("verify");
+    validate_into(world, settings, &mut report, scope, keys_file, full).await;
+    super::finish_run(world, settings, &mut report);
+    report
+}

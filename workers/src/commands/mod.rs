@@ -1,0 +1,114 @@
+//! The commands of `CLI-CONTRACT.md`: each wires the seams, calls one
+//! pipeline job and prints.
+
+mod backfill;
+mod collect;
+mod findings;
+mod rebuild;
+mod retention;
+mod run;
+mod status;
+mod verify;
+
+use std::path::Path;
+
+use trailvault_config::Config;
+use trailvault_pipeline::jobs::keys::keys_from_file;
+use trailvault_pipeline::model::report::exit;
+
+use crate::cli::{Cli, Command};
+
+fn load_config(cli: &Cli) -> Result<Config, i32> {
+    let Some(path) = &cli.config else {
+        eprintln!("trailvault: no configuration: pass --config FILE or set TRAILVAULT_CONFIG");
+        return Err(exit::USAGE);
+    };
+    Config::load(path).map_err(|error| {
+        eprintln!("trailvault: {}: {error}", path.display());
+        exit::USAGE
+    })
+}
+
+pub async fn dispatch(cli: Cli) -> i32 {
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(code) => return code,
+    };
+    let json = cli.json;
+    match cli.command {
+        Command::Collect {
+            scope,
+            keys,
+            allow_unlocked_archive,
+            no_verify,
+        } => {
+            collect::collect(
+                &config,
+                &scope,
+                keys.public_keys,
+                allow_unlocked_archive,
+                no_verify,
+                json,
+            )
+            .await
+        }
+        Command::Backfill {
+            scope,
+            keys,
+            since,
+            until,
+        } => {
+            backfill::backfill(
+                &config,
+                &scope,
+                keys.public_keys,
+                &since,
+                until.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Findings {
+            accounts,
+            kinds,
+            since,
+            acknowledge,
+        } => {
+            findings::findings(
+                &config,
+                &accounts,
+                &kinds,
+                since.as_deref(),
+                acknowledge,
+                json,
+            )
+            .await
+        }
+        Command::Verify { scope, keys, full } => {
+            verify::verify(&config, &scope, keys.public_keys.as_deref(), full, json).await
+        }
+        Command::Retention { apply, full } => {
+            retention::retention(&config, apply, full, json).await
+        }
+        Command::Run {
+            interval,
+            scope,
+            keys,
+        } => run::run(&config, interval, &scope, keys.public_keys, json).await,
+        Command::Status => status::status(&config, json),
+        Command::RebuildState { keys, no_verify } => {
+            rebuild::rebuild(&config, keys.public_keys.as_deref(), no_verify, json).await
+        }
+    }
+}
+
+/// A keys file that cannot be read is a usage error: nothing is done.
+fn check_keys_file(config: &Config, keys: Option<&Path>) -> Result<(), ()> {
+    if let Some(path) = keys.or(config.verify.public_keys_file.as_deref()) {
+        if let Err(error) = keys_from_file(path) {
+            eprintln!("trailvault: {error}");
+            return Err(());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `trailvault run --interval DURATION`: collection plus validation on a
+//! schedule.
+//!
+//! Runs never overlap: the next one starts `interval` after the previous one
+//! started, or right after it finished when it overran (logged). The store is
+//! opened once for the life of the daemon (sled allows one instance per
+//! process) and every run is recorded in it (`run/…`). While idle between
+//! runs a signal ends the daemon at once; during a run, see `shutdown.rs`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{info, warn};
+use trailvault_config::Config;
+use trailvault_pipeline::collect::Window;
+use trailvault_pipeline::jobs::collect::{self as job, CollectRequest};
+use trailvault_pipeline::model::report::exit;
+use trailvault_pipeline::seams::ProgressStore;
+
+use super::check_keys_file;
+use crate::cli::Scope;
+use crate::output::print_run;
+use crate::output::progress::Progress;
+use crate::shutdown::Shutdown;
+use crate::wiring;
+
+/// Runs collection plus validation every `interval` until a signal.
+pub async fn run(
+    config: &Config,
+    interval: Duration,
+    scope: &Scope,
+    keys: Option<PathBuf>,
+    json: bool,
+) -> i32 {
+    let shutdown = Shutdown::on_signals();
+    // A keys file that cannot be read is a usage error: nothing was done.
+    if check_keys_file(config, keys.as_deref()).is_err() {
+        return exit::USAGE;
+    }
+    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+        Ok(wired) => wired,
+        Err(error) => {
+            eprintln!("trailvault: {error}");
+            return exit::USAGE;
+        }
+    };
+    info!(
+        interval_seconds = interval.as_secs(),
+        "daemon started; SIGTERM or SIGINT stops it"
+    );
+    let request = CollectRequest {
+        window: Window::Incremental,
+        scope: scope.to_job(),
+        allow_unlocked: false,
+        verify: true,
+        keys_file: keys,
+    };
+    let mut runs: u64 = 0;
+    while !shutdown.stop.is_cancelled() {
+        let started = Instant::now();
+        runs += 1;
+        let world = wiring::world(&wired, &shutdown);
+        let report = job::collect(&world, &wired.settings, &request, &Progress::default()).await;
+        print_run(&report, json);
+        info!(
+            run = runs,
+            exit_code = report.exit_code(),
+            copied = report.stats.objects_copied,
+            findings = report.findings.len(),
+            errors = report.errors.len(),
+            "scheduled run finished"
+        );
+        if shutdown.stop.is_cancelled() {
+            break;
+        }
+        let next = started + interval;
+        let now = Instant::now();
+        if now >= next {
+            warn!(
+                took_seconds = (now - started).as_secs(),
+                interval_seconds = interval.as_secs(),
+                "the run took longer than the interval; the next one starts now"
+            );
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = shutdown.stop.cancelled() => break,
+        }
+    }
+    if let Err(error) = wired.connected.store.flush() {
+        warn!(%error, "cannot flush the progress store");
+        return exit::OPERATIONAL_ERRORS;
+    }
+    info!(runs, "daemon stopped");
+    exit::OK
+}

@@ -1,0 +1,125 @@
+//! The configuration file's settings as the pipeline's jobs take them.
+
+use chrono::Duration;
+use trailvault_config::{Config, RetentionMode, SourceSettings};
+use trailvault_pipeline::cloudtrail::gzip::InflateLimits;
+use trailvault_pipeline::collect::CollectSettings;
+use trailvault_pipeline::copy::CopySettings;
+use trailvault_pipeline::jobs::{AccountSelection, JobSettings, SourceSpec};
+use trailvault_pipeline::seams::LockMode;
+use trailvault_pipeline::verify::VerifySettings;
+
+/// Everything the jobs need from `config`; `kms_key_arn` is the archive key
+/// as resolved by the audit identity.
+pub fn job_settings(config: &Config, kms_key_arn: &str) -> JobSettings {
+    let accounts = &config.accounts;
+    JobSettings {
+        accounts: AccountSelection {
+            ids: accounts.ids.clone(),
+            discover: accounts.discover,
+            include: accounts.include.clone(),
+            exclude: accounts.exclude.clone(),
+        },
+        sources: config.sources.iter().map(source_spec).collect(),
+        collect: collect_settings(config, kms_key_arn),
+        verify_after_collect: config.collect.verify_after_collect,
+        verify: verify_settings(config, false),
+        public_keys_file: config.verify.public_keys_file.clone(),
+        source_retention_days: config.retention.source_retention_days,
+        store_path: config.store.path.clone(),
+    }
+}
+
+fn source_spec(source: &SourceSettings) -> SourceSpec {
+    match source {
+        SourceSettings::PerAccount(per_account) => SourceSpec::PerAccount {
+            bucket_template: per_account.bucket_template.clone(),
+            key_prefix: per_account.key_prefix.clone(),
+            regions: per_account.regions.clone(),
+        },
+        SourceSettings::Organization(org) => SourceSpec::Organization {
+            bucket: org.bucket.clone(),
+            org_id: org.org_id.clone(),
+            key_prefix: org.key_prefix.clone(),
+            reader_account_id: org.reader_account_id.clone(),
+            regions: org.regions.clone(),
+        },
+    }
+}
+
+fn inflate_limits(config: &Config) -> InflateLimits {
+    InflateLimits {
+        max_inflated_bytes: config.collect.max_inflated_bytes,
+        max_ratio: config.collect.max_inflate_ratio,
+    }
+}
+
+pub fn collect_settings(config: &Config, kms_key_arn: &str) -> CollectSettings {
+    CollectSettings {
+        copy: CopySettings {
+            archive_prefix: config.archive.prefix.clone(),
+            kms_key_id: kms_key_arn.to_string(),
+            lock_mode: match config.archive.retention_mode {
+                RetentionMode::Compliance => LockMode::Compliance,
+                RetentionMode::Governance => LockMode::Governance,
+            },
+            retention_days: config.archive.retention_days,
+            multipart_threshold_bytes: config.collect.multipart_threshold_bytes,
+            inflate_limits: inflate_limits(config),
+        },
+        concurrency: config.collect.concurrency,
+        list_concurrency: config.collect.concurrency.clamp(1, 16),
+        lookback_days: config.collect.lookback_days,
+        redelivery_sweep_days: config.collect.redelivery_sweep_days,
+        sweep_interval: Duration::hours(24),
+        copy_attempts: 3,
+    }
+}
+
+pub fn verify_settings(config: &Config, full: bool) -> VerifySettings {
+    VerifySettings {
+        archive_prefix: config.archive.prefix.clone(),
+        chain_head_stale: Duration::hours(i64::from(config.verify.chain_head_stale_hours)),
+        unreferenced_grace: Duration::hours(i64::from(config.verify.unreferenced_grace_hours)),
+        max_digest_bytes: 64 * 1024 * 1024,
+        inflate_limits: inflate_limits(config),
+        full,
+        concurrency: config.collect.concurrency,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_and_settings_follow_the_configuration() {
+        let config = Config::from_toml_str(trailvault_config::EXAMPLE_TOML).unwrap();
+        let settings = job_settings(&config, "arn:aws:kms:us-east-1:1:key/k");
+        assert_eq!(settings.sources.len(), config.sources.len());
+        assert_eq!(
+            settings.collect.copy.kms_key_id,
+            "arn:aws:kms:us-east-1:1:key/k"
+        );
+        assert_eq!(settings.collect.copy.archive_prefix, config.archive.prefix);
+        assert_eq!(settings.verify.archive_prefix, config.archive.prefix);
+        assert!(!settings.verify.full);
+        for (spec, source) in settings.sources.iter().zip(&config.sources) {
+            match (spec, source) {
+                (
+                    SourceSpec::PerAccount {
+                        bucket_template, ..
+                    },
+                    SourceSettings::PerAccount(per_account),
+                ) => assert_eq!(
+                    SourceSpec::bucket_for(bucket_template, "111122223333"),
+                    per_account.bucket_for("111122223333")
+                ),
+                (SourceSpec::Organization { bucket, .. }, SourceSettings::Organization(org)) => {
+                    assert_eq!(bucket, &org.bucket)
+                }
+                _ => panic!("source kinds differ"),
+            }
+        }
+    }
+}
