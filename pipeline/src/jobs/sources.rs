@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::cloudtrail::keys::account_root;
 use crate::collect::SourceScope;
 use crate::model::object::ArchivedSource;
 use crate::model::report::{FindingScope, OperationError};
@@ -151,22 +152,6 @@ pub fn finding_scope(sources: &[SourceSpec], scope: &Scope) -> FindingScope {
     }
 }
 
-fn root(prefix: &str, org_id: Option<&str>, account_id: &str) -> String {
-    let mut root = String::new();
-    if !prefix.is_empty() {
-        root.push_str(prefix);
-        root.push('/');
-    }
-    root.push_str("AWSLogs/");
-    if let Some(org_id) = org_id {
-        root.push_str(org_id);
-        root.push('/');
-    }
-    root.push_str(account_id);
-    root.push('/');
-    root
-}
-
 fn regions(configured: &[String], only: &[String]) -> Vec<String> {
     if only.is_empty() {
         configured.to_vec()
@@ -259,7 +244,7 @@ pub async fn scopes(
                         reader_account_id: account.clone(),
                         member_account_id: account.clone(),
                         source: source.clone(),
-                        root: root(key_prefix, None, account),
+                        root: account_root(key_prefix, None, account),
                         regions: regions(configured, &scope.regions),
                         foreign_accounts: true,
                     });
@@ -277,7 +262,7 @@ pub async fn scopes(
                 };
                 // Member folders persist after an account leaves the organization:
                 // collect every folder found, filtered like the account list.
-                let org_root = root(key_prefix, None, org_id);
+                let org_root = account_root(key_prefix, None, org_id);
                 let mut members: BTreeSet<String> = accounts.iter().cloned().collect();
                 match source.list_folders(&org_root).await {
                     Ok(folders) => {
@@ -310,7 +295,7 @@ pub async fn scopes(
                         reader_account_id: reader_account_id.clone(),
                         member_account_id: member.clone(),
                         source: source.clone(),
-                        root: root(key_prefix, Some(org_id), &member),
+                        root: account_root(key_prefix, Some(org_id), &member),
                         regions: regions(configured, &scope.regions),
                         foreign_accounts: false,
                     });
@@ -349,12 +334,15 @@ mod tests {
 
     #[test]
     fn roots_follow_the_cloudtrail_layouts() {
-        assert_eq!(root("", None, "111111111111"), "AWSLogs/111111111111/");
         assert_eq!(
-            root("org/x", Some("o-abc"), "111111111111"),
+            account_root("", None, "111111111111"),
+            "AWSLogs/111111111111/"
+        );
+        assert_eq!(
+            account_root("org/x", Some("o-abc"), "111111111111"),
             "org/x/AWSLogs/o-abc/111111111111/"
         );
-        assert_eq!(root("p", None, "o-abc"), "p/AWSLogs/o-abc/");
+        assert_eq!(account_root("p", None, "o-abc"), "p/AWSLogs/o-abc/");
     }
 
     #[test]

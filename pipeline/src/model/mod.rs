@@ -6,6 +6,7 @@ pub mod error;
 pub mod findings;
 pub mod object;
 pub mod report;
+pub mod time;
 
 pub use error::SeamError;
 pub use findings::{Finding, FindingKind, Severity};

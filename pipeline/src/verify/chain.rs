@@ -1,4 +1,4 @@
-//! One digest chain, oldest first (SPEC §9.2 steps 2–5): each digest not
+//! One digest chain, oldest first (docs/cloudtrail-format.md §9.2 steps 2–5): each digest not
 //! validated before is examined, linked to the archived digest before it,
 //! checked for missing hours, and its log files are checked.
 
@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::model::findings::{Finding, FindingKind};
 use crate::model::object::SourceRef;
+use crate::model::time::utc_text;
 
 use super::audit::Audited;
 use super::digest_check::{examine_digest, Examined, Problem};
@@ -23,10 +24,6 @@ pub(crate) struct ChainResult {
     /// Earliest delivery window start of the digests validated in this run
     /// (log files in it must be checked for references again).
     pub earliest_window_start: Option<DateTime<Utc>>,
-}
-
-fn time_text(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Validates the digests of `entries` (one chain, oldest first) that
@@ -263,7 +260,7 @@ pub(crate) fn report_missing_hours(
         let key = chain.digest_key(*hour);
         let mut detail = format!(
             "no digest for the hour ending {} is archived: {why}",
-            time_text(*hour)
+            utc_text(*hour)
         );
         if more > 0 && index + 1 == hours.len() {
             detail.push_str(&format!(
@@ -275,7 +272,7 @@ pub(crate) fn report_missing_hours(
     !hours.is_empty()
 }
 
-/// The links of `current` to the digest before it (SPEC §9.2 steps 3–4).
+/// The links of `current` to the digest before it (docs/cloudtrail-format.md §9.2 steps 3–4).
 /// `older` is the archived digest before it in the chain, `before` its link
 /// data. Only a valid digest's claims are judged; an invalid one already has
 /// its finding, and its `previous*` fields may be forged. Returns whether the
@@ -305,8 +302,8 @@ async fn check_links(
                     "the archived digests around it, {} and {}, end at {} and {}, and CloudTrail delivers one digest per hour",
                     older.key,
                     current.key,
-                    time_text(older.end),
-                    time_text(current.end)
+                    utc_text(older.end),
+                    utc_text(current.end)
                 ),
             );
         }
@@ -326,8 +323,8 @@ async fn check_links(
                     format!(
                         "the chain restarts here (all previousDigest* fields are null) although digest {} (ending {}) is archived before it: nothing covers {} to {start}; logging or log file validation was off, or the trail was recreated",
                         older.key,
-                        time_text(older.end),
-                        time_text(older.end),
+                        utc_text(older.end),
+                        utc_text(older.end),
                     ),
                 )
                 .with_region(Some(&chain.region))
@@ -428,7 +425,7 @@ async fn check_links(
                         format!(
                             "digestStartTime {} differs from the previous digest's end {} ({}): deliveries in between are covered by no digest",
                             digest.digest_start_time.original,
-                            time_text(target.end),
+                            utc_text(target.end),
                             target.key
                         ),
                     )
@@ -441,7 +438,7 @@ async fn check_links(
     }
 
     // Hours missing between the archived digest before and the one this
-    // digest names: every hour back from the named one (SPEC §6.5: the CLI
+    // digest names: every hour back from the named one (docs/cloudtrail-format.md §6.5: the CLI
     // names only one of several consecutive deletions).
     if let (true, Some(older), false) = (standard, older, links_to_older) {
         let named = parse_digest_key(&chain.reader, &previous.s3_bucket, &previous.s3_object);

@@ -1,4 +1,4 @@
-//! The checks of one digest on its own (SPEC §9.2 step 2): read its archived
+//! The checks of one digest on its own (docs/cloudtrail-format.md §9.2 step 2): read its archived
 //! copy, inflate exactly one gzip member, parse, compare with where it was
 //! found, and verify CloudTrail's RSA signature over the original location.
 
@@ -12,6 +12,7 @@ use crate::cloudtrail::digest::{sha256, verify_signature, Digest};
 use crate::cloudtrail::gzip::{inflate_single_member, InflateLimits};
 use crate::model::error::SeamError;
 use crate::model::findings::FindingKind;
+use crate::model::time::utc_text;
 use crate::seams::ByteStream;
 
 use super::inventory::{ChainId, DigestEntry};
@@ -298,7 +299,7 @@ fn body_problem(
             format!(
                 "digestEndTime {} differs from the time {} in the digest's key",
                 digest.digest_end_time.original,
-                entry.end.format("%Y-%m-%dT%H:%M:%SZ")
+                utc_text(entry.end)
             ),
         );
     }
@@ -416,7 +417,7 @@ async fn check_signature(
             detail: format!(
                 "no CloudTrail public key with fingerprint {fingerprint:?} is known for the delivering region {} (searched around {})",
                 chain.region,
-                examined.end.format("%Y-%m-%dT%H:%M:%SZ")
+                utc_text(examined.end)
             ),
         }));
     };

@@ -1,4 +1,4 @@
-//! The newest end of every standard chain (SPEC §9.2 step 4, §6.5 "deleting
+//! The newest end of every standard chain (docs/cloudtrail-format.md §9.2 step 4, §6.5 "deleting
 //! the newest digests is undetectable" by the CLI): a head older than the
 //! configured threshold is `chain_head_stale`; a head behind the validated
 //! heads of its sibling chains — the same trail in other regions, or in other
@@ -13,15 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::model::findings::{Finding, FindingKind};
+use crate::model::time::utc_text;
 
 use super::chain::report_missing_hours;
 use super::inventory::{ChainId, Inventory, SiblingGroup};
 use super::{Ctx, Scope, MAX_MISSING_PER_GAP};
 use crate::progress::validation::ChainState;
-
-fn time_text(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
 
 /// A sibling's validated head: its chain, end time and key.
 type ProvenHead<'a> = (&'a ChainId, DateTime<Utc>, &'a str);
@@ -66,7 +63,7 @@ pub(crate) fn check_heads(
                     &head.key,
                     format!(
                         "the newest archived digest of this chain ended {} ({} hours ago, threshold {} hours): digests stopped arriving, or the newest ones were deleted before collection",
-                        time_text(head.end),
+                        utc_text(head.end),
                         age.num_hours(),
                         ctx.settings.chain_head_stale.num_hours()
                     ),
@@ -112,9 +109,9 @@ pub(crate) fn check_heads(
             more,
             &format!(
                 "this chain's newest archived digest ends {} ({}), while sibling chain digest {sibling_key} of the same trail, validly signed, ends {}; CloudTrail delivers every chain of a trail every hour, so the newest digests of this chain were deleted or withheld",
-                time_text(head.end),
+                utc_text(head.end),
                 head.key,
-                time_text(*sibling_end),
+                utc_text(*sibling_end),
             ),
         );
     }

@@ -1,4 +1,4 @@
-//! Log files (SPEC §9.2 step 5): every file a valid digest lists must be
+//! Log files (docs/cloudtrail-format.md §9.2 step 5): every file a valid digest lists must be
 //! archived with the listed content hash (recorded at copy time: no second
 //! download); every archived `CloudTrail/` file must be listed by some digest
 //! once its grace period has passed.
@@ -11,6 +11,7 @@ use crate::cloudtrail::digest::Digest;
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::model::findings::{Finding, FindingKind};
 use crate::model::object::SourceRef;
+use crate::model::time::utc_text;
 
 use super::audit::Audited;
 use super::inventory::{AreaId, ChainId, Inventory, LogEntry};
@@ -200,10 +201,6 @@ pub(crate) fn register_references(
     Ok(())
 }
 
-fn time_text(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 /// `log_file_unreferenced` for archived `CloudTrail/` files that no digest
 /// lists, named before `now − grace` inside the delivery windows of the
 /// area's validated standard digests whose log lists were read (a file in a
@@ -297,9 +294,9 @@ pub(crate) fn check_unreferenced(
                 Ok(true) => {}
                 Ok(false) => {
                     let window_start = DateTime::from_timestamp(span.window_start, 0)
-                        .map_or_else(String::new, time_text);
+                        .map_or_else(String::new, utc_text);
                     let window_end = DateTime::from_timestamp(span.last_end, 0)
-                        .map_or_else(String::new, time_text);
+                        .map_or_else(String::new, utc_text);
                     let archive_key = SourceRef {
                         account_id: area.reader.clone(),
                         bucket: area.bucket.clone(),
@@ -314,7 +311,7 @@ pub(crate) fn check_unreferenced(
                             &log.key,
                             format!(
                                 "archived log file delivered at {} (per its name) is listed by no digest, although validated digests of trail {trail} cover {window_start} to {window_end} for this account and region and the grace period of {} hours has passed; it may have been planted in the source bucket",
-                                time_text(delivered),
+                                utc_text(delivered),
                                 ctx.settings.unreferenced_grace.num_hours()
                             ),
                         )

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 
 use trailvault_pipeline::model::findings::{Finding, Severity};
 use trailvault_pipeline::model::report::Report;
+use trailvault_pipeline::model::time::utc_text;
 
 pub fn print_report(report: &Report, json: bool) {
     if json {
@@ -42,11 +43,7 @@ pub fn print_findings(report: &Report, acknowledged_now: Option<usize>, json: bo
         return;
     }
     for finding in &report.findings {
-        println!(
-            "{} {}",
-            finding.first_seen.format("%Y-%m-%dT%H:%M:%SZ"),
-            finding_line(finding)
-        );
+        println!("{} {}", utc_text(finding.first_seen), finding_line(finding));
     }
     println!("{} finding(s)", report.findings.len());
     if let Some(count) = acknowledged_now {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use trailvault_pipeline::model::report::Report;
+use trailvault_pipeline::model::time::{utc_text, utc_text_or};
 use trailvault_pipeline::retention::expiry::ExpiryOutcome;
 use trailvault_pipeline::retention::RetentionOutcome;
 use trailvault_pipeline::seams::LockMode;
@@ -28,12 +29,7 @@ pub fn print_retention(report: &Report, outcome: &RetentionOutcome, apply: bool,
         }
         return;
     }
-    let time = |t: Option<DateTime<Utc>>| {
-        t.map_or_else(
-            || "none".to_string(),
-            |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        )
-    };
+    let time = |t: Option<DateTime<Utc>>| utc_text_or(t, "none");
     println!(
         "trailvault retention ({}): {} versions checked, {} compliant, {} short{}",
         if apply { "applied" } else { "dry run" },
@@ -105,7 +101,7 @@ fn print_source_expiry(expiry: &ExpiryOutcome, apply: bool) {
     println!(
         "  source expiry (source_retention_days = {}: files named before {}): {} {}, {} already gone, kept: {}",
         expiry.source_retention_days,
-        expiry.cutoff.format("%Y-%m-%dT%H:%M:%SZ"),
+        utc_text(expiry.cutoff),
         if apply {
             expiry.deleted
         } else {
