@@ -1,6 +1,6 @@
 //! Validation of the archive's copies of CloudTrail's signed digest chains
-//! (SPEC §9.2, DESIGN "Data flow" step 6), stricter than `aws cloudtrail
-//! validate-logs` (SPEC §6.5): every digest's format, location, key name and
+//! (docs/cloudtrail-format.md §9.2, docs/architecture.md "Data flow of one collection run" step 6), stricter than `aws cloudtrail
+//! validate-logs` (docs/cloudtrail-format.md §6.5): every digest's format, location, key name and
 //! RSA signature; every link (previous digest archived, its hash, signature
 //! and end time); every missing hour, including consecutive and newest
 //! deletions; every listed log file's content hash, recorded at copy time;
@@ -23,8 +23,6 @@ mod inventory;
 mod logs;
 
 #[cfg(test)]
-pub(crate) mod testkit;
-#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,9 +36,10 @@ use tracing::{info_span, warn, Instrument};
 use crate::cloudtrail::gzip::InflateLimits;
 use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
 use crate::model::error::SeamError;
-use crate::model::findings::{Finding, FindingKind};
+use crate::model::findings::{Finding, FindingKind, FindingSet};
 use crate::model::object::{ArchivedSource, ObjectRecord, SourceRef};
 use crate::model::report::{OperationError, Stats};
+use crate::model::time::utc_text;
 use crate::seams::{Archive, Clock, ProgressStore};
 
 use crate::progress::validation::{
@@ -87,7 +86,7 @@ impl KeyProvider for StaticKeys {
 }
 
 /// Fetch-from-source fallback for a log file a digest names but the archive
-/// lacks (DESIGN step 6).
+/// lacks (docs/architecture.md step 6).
 #[async_trait]
 pub trait SourceLookup: Send + Sync {
     /// Copies `source` into the archive now if it is still at the source and
@@ -122,7 +121,7 @@ pub struct VerifyOutcome {
 
 /// A digest CloudTrail delivers for hour `t` is expected in the archive once
 /// its sibling chains have moved past `t` and this much time has passed:
-/// covers delivery and collection latency (SPEC §2: delivery is not punctual).
+/// covers delivery and collection latency (docs/cloudtrail-format.md §2: delivery is not punctual).
 const DIGEST_DELIVERY_GRACE_MINUTES: i64 = 60;
 
 /// Most missing hours reported for one gap (a week); the detail of the last
@@ -149,8 +148,7 @@ impl OpError {
 
 #[derive(Default)]
 struct Collected {
-    findings: Vec<Finding>,
-    seen: HashSet<String>,
+    findings: FindingSet,
     errors: Vec<OperationError>,
     digests_validated: u64,
     log_files_validated: u64,
@@ -217,8 +215,7 @@ impl<'a> Ctx<'a> {
     /// Records a finding (once per run) and keeps what the store returns.
     pub fn finding(&self, mut finding: Finding) {
         finding.first_seen = self.now;
-        let dedup_key = finding.dedup_key();
-        if !lock(&self.collected).seen.insert(dedup_key) {
+        if !lock(&self.collected).findings.claim(&finding) {
             return;
         }
         match self.store.record_finding(finding) {
@@ -302,7 +299,7 @@ impl<'a> Ctx<'a> {
                 ..Stats::default()
             },
             errors: collected.errors,
-            findings: collected.findings,
+            findings: collected.findings.into_vec(),
             chains,
         }
     }
@@ -513,7 +510,7 @@ fn set_aside_future_digests(ctx: &Ctx<'_>, inventory: &mut Inventory, scope: &Sc
                     &entry.key,
                     format!(
                         "the key names a digest ending {}, in the future: CloudTrail signs a digest after its hour ends",
-                        entry.end.format("%Y-%m-%dT%H:%M:%SZ")
+                        utc_text(entry.end)
                     ),
                 )
                 .with_region(Some(&chain.region))

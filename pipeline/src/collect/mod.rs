@@ -1,7 +1,7 @@
 //! One collection run: list the open partitions of every source, diff them
 //! against the store, copy what is new or changed through [`crate::copy`],
 //! inspect what was copied, and record it. The crash-safety argument is in
-//! `collect/design.md` beside this file.
+//! `design.md` beside this file.
 
 mod inspect;
 mod job;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::copy::CopySettings;
-use crate::model::findings::Finding;
+use crate::model::findings::{Finding, FindingSet};
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::model::report::{OperationError, Stats};
 use crate::progress;
@@ -142,11 +142,19 @@ struct Run<'a> {
     /// refusal is one error, not one per partition.
     refused: Mutex<BTreeSet<(String, String)>>,
     outcome: Mutex<CollectOutcome>,
+    /// The run's findings, each once; moved into the outcome at the end.
+    findings: Mutex<FindingSet>,
 }
 
 impl Run<'_> {
     fn refused(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
         self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn findings(&self) -> std::sync::MutexGuard<'_, FindingSet> {
+        self.findings
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -171,12 +179,7 @@ impl Run<'_> {
 
     fn finding(&self, finding: Finding) {
         // One finding per (kind, object) per run, even if two checks see it.
-        if self
-            .outcome()
-            .findings
-            .iter()
-            .any(|seen| seen.dedup_key() == finding.dedup_key())
-        {
+        if !self.findings().claim(&finding) {
             return;
         }
         match self.store.record_finding(finding) {
@@ -184,7 +187,7 @@ impl Run<'_> {
                 if recorded.new {
                     recorded.log_new();
                 }
-                self.outcome().findings.push(recorded);
+                self.findings().push(recorded);
             }
             Err(error) => self.error("-", "record_finding", &error),
         }
@@ -246,6 +249,7 @@ pub async fn collect(
         jobs_failed: AtomicU64::new(0),
         refused: Mutex::default(),
         outcome: Mutex::new(CollectOutcome::default()),
+        findings: Mutex::default(),
     };
     let run = &run;
 
@@ -301,6 +305,7 @@ pub async fn collect(
         run.error("-", "flush_store", &error);
     }
     let mut outcome = std::mem::take(&mut *run.outcome());
+    outcome.findings = std::mem::take(&mut *run.findings()).into_vec();
     outcome.stats.partitions_listed = counters.partitions_listed.load(Ordering::Relaxed);
     outcome.stats.objects_listed = counters.objects_listed.load(Ordering::Relaxed);
     outcome.stats.objects_copied = counters.objects_copied.load(Ordering::Relaxed);

@@ -150,15 +150,7 @@ pub fn merge_verify(report: &mut Report, outcome: Result<VerifyOutcome, String>)
             report.stats.log_files_validated += outcome.stats.log_files_validated;
             report.stats.errors += outcome.errors.len() as u64;
             report.errors.extend(outcome.errors);
-            for finding in outcome.findings {
-                if !report
-                    .findings
-                    .iter()
-                    .any(|seen| seen.dedup_key() == finding.dedup_key())
-                {
-                    report.findings.push(finding);
-                }
-            }
+            report.add_findings(outcome.findings);
         }
         Err(error) => report.error("-", "verify", error),
     }

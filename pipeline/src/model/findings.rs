@@ -1,5 +1,5 @@
 //! Findings: evidence that history was lost or altered, or that the archive is
-//! not as locked as required. Kinds and JSON follow `CLI-CONTRACT.md`.
+//! not as locked as required. Kinds and JSON follow `docs/cli-contract.md`.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -246,6 +246,61 @@ impl Finding {
     }
 }
 
+/// A run's findings, each identity ([`Finding::dedup_key`]) once, in the order
+/// first seen: the one place a run de-duplicates findings (the store does it
+/// across runs). Lookups are hashed, so a run with very many findings (a
+/// member can plant thousands of malformed files) stays linear.
+#[derive(Debug, Clone, Default)]
+pub struct FindingSet {
+    identities: std::collections::HashSet<String>,
+    findings: Vec<Finding>,
+}
+
+impl FindingSet {
+    /// A set holding `findings` (later duplicates dropped).
+    pub fn of(findings: Vec<Finding>) -> FindingSet {
+        let mut set = FindingSet::default();
+        for finding in findings {
+            set.insert(finding);
+        }
+        set
+    }
+
+    /// Claims `finding`'s identity for this run: `false` when it was already
+    /// claimed. A claimed finding is added later with [`FindingSet::push`]
+    /// (once the store has settled it), or never if recording it failed.
+    pub fn claim(&mut self, finding: &Finding) -> bool {
+        self.identities.insert(finding.dedup_key())
+    }
+
+    /// Adds a finding whose identity was claimed.
+    pub fn push(&mut self, finding: Finding) {
+        debug_assert!(self.identities.contains(&finding.dedup_key()));
+        self.findings.push(finding);
+    }
+
+    /// Claims and adds `finding`; `false` (and nothing added) for a duplicate.
+    pub fn insert(&mut self, finding: Finding) -> bool {
+        if !self.claim(&finding) {
+            return false;
+        }
+        self.findings.push(finding);
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.findings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<Finding> {
+        self.findings
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +369,37 @@ mod tests {
         assert_ne!(
             change("ETag 1 -> 2").dedup_key(),
             change("ETag 2 -> 3").dedup_key()
+        );
+    }
+
+    #[test]
+    fn a_finding_set_keeps_each_identity_once_in_first_seen_order() {
+        let make = |kind, key: &str, detail: &str| {
+            Finding::new(kind, "111122223333", "b", key, detail.to_string())
+        };
+        let mut set = FindingSet::of(vec![
+            make(FindingKind::LogFileMissing, "k1", "a"),
+            make(FindingKind::LogFileMissing, "k1", "a"),
+            make(FindingKind::DigestMissing, "k1", "a"),
+        ]);
+        assert_eq!(set.len(), 2);
+        let late = make(FindingKind::LogFileMissing, "k2", "a");
+        assert!(set.claim(&late));
+        assert!(!set.claim(&late), "claimed once");
+        assert!(!set.insert(make(FindingKind::DigestMissing, "k1", "a")));
+        set.push(late);
+        let kinds: Vec<_> = set
+            .into_vec()
+            .into_iter()
+            .map(|f| (f.kind, f.key))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (FindingKind::LogFileMissing, "k1".to_string()),
+                (FindingKind::DigestMissing, "k1".to_string()),
+                (FindingKind::LogFileMissing, "k2".to_string()),
+            ]
         );
     }
 }

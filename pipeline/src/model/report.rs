@@ -1,9 +1,9 @@
-//! The run report of `CLI-CONTRACT.md` (`--json`) and the exit status rules.
+//! The run report of `docs/cli-contract.md` (`--json`) and the exit status rules.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::findings::Finding;
+use crate::model::findings::{Finding, FindingSet};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -113,19 +113,24 @@ impl Report {
     /// about a current state ([`FindingKind::is_state`]) are reported only
     /// while a run observes them.
     pub fn include_open_findings(&mut self, recorded: Vec<Finding>, scope: &FindingScope) {
-        let mut present: std::collections::HashSet<String> =
-            self.findings.iter().map(Finding::dedup_key).collect();
-        for mut finding in recorded {
-            if finding.kind.is_state()
-                || !finding.is_open()
-                || !scope.covers(&finding)
-                || !present.insert(finding.dedup_key())
-            {
-                continue;
-            }
-            finding.new = false;
-            self.findings.push(finding);
+        self.add_findings(
+            recorded
+                .into_iter()
+                .filter(|f| !f.kind.is_state() && f.is_open() && scope.covers(f))
+                .map(|mut f| {
+                    f.new = false;
+                    f
+                }),
+        );
+    }
+
+    /// Adds `findings` that the report does not hold yet (by identity).
+    pub fn add_findings(&mut self, findings: impl IntoIterator<Item = Finding>) {
+        let mut set = FindingSet::of(std::mem::take(&mut self.findings));
+        for finding in findings {
+            set.insert(finding);
         }
+        self.findings = set.into_vec();
     }
 
     /// 3 if any open finding is present (new or from an earlier run; an
