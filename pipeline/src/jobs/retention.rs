@@ -9,7 +9,7 @@ use tracing::info;
 use crate::ledger;
 use crate::model::report::{OperationError, Report};
 use crate::retention::expiry::{self, ExpiryOutcome, ExpiryScope, ExpirySettings};
-use crate::retention::{self, RetentionOutcome, RetentionSettings};
+use crate::retention::{self, LockConfirmed, RetentionOutcome, RetentionSettings};
 
 use super::sources::{self, Scope};
 use super::verify::announce;
@@ -78,58 +78,36 @@ pub async fn retention(
             Err(message) => Err(("list accounts".to_string(), message.clone())),
         }
     };
-    let mut outcome = RetentionOutcome::default();
-    retention::check_bucket(archive, store, &retention_settings, &mut outcome).await;
-    // Source expiry only runs when this run confirmed the archive is locked
-    // down: bucket settings and every version's lock read without a failure.
-    let mut archive_confirmed = outcome.errors.is_empty() && outcome.bucket_problems.is_empty();
-    match targets {
-        Ok(targets) => {
-            info!(
-                versions = targets.len(),
-                apply, full, "retention check started"
-            );
-            let checked = retention::enforce(
-                archive,
-                store,
-                &retention_settings,
-                targets,
-                Utc::now(),
-                &world.cancel.stop,
-            )
-            .await;
-            archive_confirmed &= checked.errors.is_empty();
-            let bucket_problems = std::mem::take(&mut outcome.bucket_problems);
-            let bucket_findings = std::mem::take(&mut outcome.findings);
-            let bucket_errors = std::mem::take(&mut outcome.errors);
-            outcome = checked;
-            outcome.bucket_problems = bucket_problems;
-            outcome.findings.splice(0..0, bucket_findings);
-            outcome.errors.splice(0..0, bucket_errors);
-        }
-        Err((operation, message)) => {
-            archive_confirmed = false;
-            report.error("-", &operation, message);
-        }
-    }
+    let targets = targets.map_err(|(operation, message)| OperationError {
+        account_id: "-".to_string(),
+        operation,
+        message,
+    });
+    let (mut outcome, lock_confirmed) = retention::check(
+        archive,
+        store,
+        &retention_settings,
+        targets,
+        Utc::now(),
+        &world.cancel.stop,
+    )
+    .await;
     if let Some(days) = expiry_days {
-        if world.cancel.stop.is_cancelled() {
-            // Reported as interrupted below.
-        } else if !archive_confirmed {
-            report.error(
+        match (&lock_confirmed, &accounts) {
+            // Interrupted: reported as such below.
+            _ if world.cancel.stop.is_cancelled() => {}
+            (None, _) => report.error(
                 "-",
                 "source expiry",
                 "skipped: this run could not confirm that the archive is locked down (see the bucket problems and errors); nothing was deleted from the sources",
-            );
-        } else {
-            match &accounts {
-                Ok(accounts) => {
-                    let expired = source_expiry(world, settings, accounts, days, apply).await;
-                    outcome.errors.extend(expired.1);
-                    outcome.source_expiry = Some(expired.0);
-                }
-                Err(message) => report.error("-", "list accounts", message.clone()),
+            ),
+            (Some(confirmed), Ok(accounts)) => {
+                let expired =
+                    source_expiry(world, settings, confirmed, accounts, days, apply).await;
+                outcome.errors.extend(expired.1);
+                outcome.source_expiry = Some(expired.0);
             }
+            (Some(_), Err(message)) => report.error("-", "list accounts", message.clone()),
         }
     }
     report.stats.objects_listed = outcome.checked;
@@ -156,6 +134,7 @@ pub async fn retention(
 async fn source_expiry(
     world: &World,
     settings: &JobSettings,
+    lock_confirmed: &LockConfirmed,
     accounts: &[String],
     days: u32,
     apply: bool,
@@ -189,6 +168,7 @@ async fn source_expiry(
         "source expiry started"
     );
     let mut outcome = expiry::expire(
+        lock_confirmed,
         &expiry_scopes,
         world.store.as_ref(),
         &expiry_settings,

@@ -14,7 +14,7 @@
 //! 3. **Chain-validated**: verify vouched for exactly the archived content —
 //!    a digest validated cleanly (valid on its own, no finding on its links),
 //!    or a log file such a digest lists with the hash the archived copy has
-//!    (`validated/…` state, see `verify/state.rs`). The vouched hash must equal
+//!    (`validated/…` state, see `progress/validation.rs`). The vouched hash must equal
 //!    the record's content hash, so a later copy with other content is not
 //!    covered by an earlier validation.
 //! 4. **No finding** names the object (a modified source, a broken archive
@@ -232,6 +232,7 @@ struct Shared<'a> {
 /// that are old enough, archived unchanged and chain-validated; see the
 /// module docs. Stops taking partitions when `cancel` fires.
 pub async fn expire(
+    _lock_confirmed: &super::LockConfirmed,
     scopes: &[ExpiryScope<'_>],
     store: &dyn ProgressStore,
     settings: &ExpirySettings,
@@ -534,8 +535,7 @@ mod tests {
 
     use super::*;
     use crate::model::findings::{Finding, FindingKind};
-    use crate::verify;
-    use crate::verify::testkit::*;
+    use crate::testsuite::chains::*;
 
     const HOURS: usize = 6;
 
@@ -574,6 +574,7 @@ mod tests {
             regions: Vec::new(),
         }];
         expire(
+            &crate::retention::LockConfirmed::for_tests(),
             &scopes,
             &world.store,
             &settings(days, apply),
@@ -598,7 +599,7 @@ mod tests {
     }
 
     async fn verified(world: &World) {
-        let outcome = world.run(&verify::testkit::settings()).await;
+        let outcome = world.run(&crate::testsuite::chains::settings()).await;
         assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
     }
 
@@ -785,7 +786,7 @@ mod tests {
         // Digest 2 without its signature metadata: invalid.
         world.source.put(&chain[2].key, chain[2].raw.clone(), &[]);
         world.archive_all().await;
-        let outcome = world.run(&verify::testkit::settings()).await;
+        let outcome = world.run(&crate::testsuite::chains::settings()).await;
         assert_eq!(outcome.findings.len(), 1, "{:?}", outcome.findings);
         let plan = expire_world(&world, 1, false, later()).await;
         let mut expected = keys_of(&chain);
@@ -819,7 +820,7 @@ mod tests {
 
         // The earlier digests arrive: digest 4's link to digest 3 fails.
         world.archive_all().await;
-        let outcome = world.run(&verify::testkit::settings()).await;
+        let outcome = world.run(&crate::testsuite::chains::settings()).await;
         let kinds: Vec<(FindingKind, String)> = outcome
             .findings
             .iter()
@@ -890,7 +891,15 @@ mod tests {
         }];
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let outcome = expire(&scopes, &world.store, &settings(1, true), later(), &cancel).await;
+        let outcome = expire(
+            &crate::retention::LockConfirmed::for_tests(),
+            &scopes,
+            &world.store,
+            &settings(1, true),
+            later(),
+            &cancel,
+        )
+        .await;
         assert_eq!(outcome.deleted, 0);
         assert_eq!(world.source.lists.load(Ordering::Relaxed), lists);
         assert_eq!(world.source.deletes.load(Ordering::Relaxed), 0);
@@ -909,6 +918,7 @@ mod tests {
             regions: vec!["eu-west-1".into()],
         }];
         let outcome = expire(
+            &crate::retention::LockConfirmed::for_tests(),
             &scopes,
             &world.store,
             &settings(1, true),

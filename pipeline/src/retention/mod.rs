@@ -20,8 +20,6 @@
 
 pub mod expiry;
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -31,10 +29,11 @@ use tracing::{debug, info, warn};
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::copy::meta;
 use crate::model::error::SeamError;
-use crate::model::findings::{Finding, FindingKind};
+use crate::model::findings::{Finding, FindingKind, FindingSet};
 use crate::model::object::ArchivedSource;
 use crate::model::object::SourceRef;
 use crate::model::report::OperationError;
+use crate::model::time::{utc_text, utc_text_or};
 use crate::progress;
 use crate::seams::{Archive, ArchivedHead, BucketProtection, LockMode, ProgressStore};
 
@@ -329,13 +328,6 @@ enum Checked {
     Skipped,
 }
 
-fn time_text(time: Option<DateTime<Utc>>) -> String {
-    time.map_or_else(
-        || "never".to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
-}
-
 async fn check_one(
     archive: &dyn Archive,
     settings: &RetentionSettings,
@@ -414,8 +406,8 @@ async fn check_one(
             key,
             format!(
                 "retained until {}, required {}, and the version has no id to extend",
-                time_text(head.retain_until),
-                time_text(Some(required))
+                utc_text_or(head.retain_until, "never"),
+                utc_text(required)
             ),
         ));
     };
@@ -446,9 +438,9 @@ async fn check_one(
             key,
             format!(
                 "retained until {} ({}), required {}; extending the lock was refused: {failure}",
-                time_text(head.retain_until),
+                utc_text_or(head.retain_until, "never"),
                 head.lock_mode.map_or("no lock", LockMode::as_str),
-                time_text(Some(required))
+                utc_text(required)
             ),
         ));
     }
@@ -466,8 +458,8 @@ async fn check_one(
                     key,
                     format!(
                         "the lock was extended to {} but the archive reports {} ({})",
-                        time_text(Some(until)),
-                        time_text(after.retain_until),
+                        utc_text(until),
+                        utc_text_or(after.retain_until, "never"),
                         after.lock_mode.map_or("no lock", LockMode::as_str)
                     ),
                 ))
@@ -501,7 +493,7 @@ pub async fn enforce(
         .buffer_unordered(settings.concurrency.max(1))
         .collect()
         .await;
-    let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
+    let mut findings = FindingSet::default();
     for result in results {
         match result {
             Checked::Skipped => continue,
@@ -512,11 +504,11 @@ pub async fn enforce(
                 }
                 outcome.changes.push(change);
                 if let Some(finding) = finding {
-                    findings.entry(finding.dedup_key()).or_insert(finding);
+                    findings.insert(finding);
                 }
             }
             Checked::Finding(finding) => {
-                findings.entry(finding.dedup_key()).or_insert(finding);
+                findings.insert(finding);
             }
             Checked::Error(error) => {
                 warn!(account_id = %error.account_id, operation = %error.operation, message = %error.message, "retention check failed");
@@ -528,7 +520,7 @@ pub async fn enforce(
     outcome
         .changes
         .sort_by(|a, b| (&a.archive_key, &a.version_id).cmp(&(&b.archive_key, &b.version_id)));
-    for finding in findings.into_values() {
+    for finding in findings.into_vec() {
         record(store, &mut outcome, finding);
     }
     info!(
@@ -593,8 +585,66 @@ pub async fn check_bucket(
     record(store, outcome, finding);
 }
 
+/// Proof that this run confirmed the archive is locked down: the bucket's
+/// settings and every checked version's lock were read without a failure and
+/// the bucket showed no problem. Only [`check`] makes one, and source expiry
+/// ([`expiry::expire`]) takes one: a source file is never deleted on the word
+/// of an earlier run, a failed read or an unlocked archive.
+#[derive(Debug)]
+pub struct LockConfirmed(());
+
+impl LockConfirmed {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> LockConfirmed {
+        LockConfirmed(())
+    }
+}
+
+/// Retention's check of one run: the bucket's settings ([`check_bucket`]),
+/// then every target version's lock ([`enforce`]; extended when
+/// `settings.apply`). `targets` is the list of versions, or the operation
+/// that failed to produce it. The outcome carries the bucket's problems and
+/// findings first; the proof comes only when the whole check went through.
+pub async fn check(
+    archive: &dyn Archive,
+    store: &dyn ProgressStore,
+    settings: &RetentionSettings,
+    targets: Result<Vec<Target>, OperationError>,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> (RetentionOutcome, Option<LockConfirmed>) {
+    let mut bucket = RetentionOutcome::default();
+    check_bucket(archive, store, settings, &mut bucket).await;
+    let mut confirmed = bucket.errors.is_empty() && bucket.bucket_problems.is_empty();
+    let mut outcome = match targets {
+        Ok(targets) => {
+            info!(
+                versions = targets.len(),
+                apply = settings.apply,
+                "retention check started"
+            );
+            let checked = enforce(archive, store, settings, targets, now, cancel).await;
+            confirmed &= checked.errors.is_empty();
+            checked
+        }
+        Err(error) => {
+            confirmed = false;
+            let mut failed = RetentionOutcome::default();
+            failed.errors.push(error);
+            failed
+        }
+    };
+    confirmed &= !cancel.is_cancelled();
+    outcome.bucket_problems = bucket.bucket_problems;
+    outcome.lifecycle_warnings = bucket.lifecycle_warnings;
+    outcome.findings.splice(0..0, bucket.findings);
+    outcome.errors.splice(0..0, bucket.errors);
+    (outcome, confirmed.then_some(LockConfirmed(())))
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::sync::atomic::Ordering;
 
     use bytes::Bytes;
