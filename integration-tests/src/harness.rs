@@ -1,4 +1,4 @@
-//! Test harness for the local AWS emulator (ministack, see shared TESTBED.md): where it
+//! Test harness for the local AWS emulator (ministack, see docs/testbed.md): where it
 //! is, resetting it, and hermetic SDK configurations.
 //!
 //! Integration tests never skip silently: without a reachable emulator they panic

@@ -26,6 +26,7 @@ pub mod model;
 pub mod progress;
 pub mod retention;
 pub mod seams;
+#[cfg(any(test, feature = "testsuite"))]
 pub mod testsuite;
 pub mod verify;
 

@@ -1,4 +1,4 @@
-//! The command line of `CLI-CONTRACT.md`.
+//! The command line of `docs/cli-contract.md`.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! CloudTrail's output formats as the simulator writes them: key names (SPEC §1),
-//! digest JSON (SPEC §2), log records (modelled on `samples/cloudtrail-logs/`), gzip.
+//! CloudTrail's output formats as the simulator writes them: key names (docs/cloudtrail-format.md §1),
+//! digest JSON (docs/cloudtrail-format.md §2), log records (modelled on `samples/cloudtrail-logs/`), gzip.
 
 use std::io::Write as _;
 
@@ -64,7 +64,7 @@ pub fn log_key(
     )
 }
 
-/// Full key of a digest file (SPEC §1.2): the day folder and the timestamp are the
+/// Full key of a digest file (docs/cloudtrail-format.md §1.2): the day folder and the timestamp are the
 /// digest end time; the first region is the delivering one, the last the trail's home.
 pub fn digest_key(
     root: &str,
@@ -120,7 +120,7 @@ pub struct LogFileEntry {
     pub oldest_event_time: String,
 }
 
-/// A digest file's content (SPEC §2), rendered in CloudTrail's field order.
+/// A digest file's content (docs/cloudtrail-format.md §2), rendered in CloudTrail's field order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestBody {
     pub aws_account_id: String,
@@ -680,7 +680,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone as _;
 
-    /// SPEC §1 patterns, written as plain checks so no regex crate is needed.
+    /// docs/cloudtrail-format.md §1 patterns, written as plain checks so no regex crate is needed.
     fn is_log_key(key: &str, root: &str, family: &str, account_id: &str, region: &str) -> bool {
         let Some(rest) = key.strip_prefix(&format!("{root}/{family}/{region}/")) else {
             return false;
@@ -769,7 +769,7 @@ mod tests {
             digest,
             "AWSLogs/222222222201/CloudTrail-Digest/eu-west-1/2026/03/09/222222222201_CloudTrail-Digest_eu-west-1_management-events_us-east-1_20260309T230404Z.json.gz"
         );
-        // The CLI's fixed-slice date extraction (SPEC §1.2).
+        // The CLI's fixed-slice date extraction (docs/cloudtrail-format.md §1.2).
         assert_eq!(
             &digest[digest.len() - 24..digest.len() - 8],
             "20260309T230404Z"

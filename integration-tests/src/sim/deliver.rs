@@ -225,7 +225,7 @@ fn plan_digest(
 /// whole minutes strictly inside the window, and the digest ending at `end`.
 ///
 /// Insights files are listed in `logFiles` like ordinary logs. Whether real digests
-/// list them is unconfirmed (SPEC §10.4); listing them makes the validator follow
+/// list them is unconfirmed (docs/cloudtrail-format.md §10.4); listing them makes the validator follow
 /// `logFiles` into any folder instead of hard-coding `CloudTrail/`, and keeps them
 /// from counting as unreferenced.
 fn plan_hour(

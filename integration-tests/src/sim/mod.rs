@@ -4,7 +4,7 @@
 //! the emulator (audit account with a locked archive bucket, KMS key and collector
 //! user; member accounts with trail buckets and reader roles; an organization trail in
 //! a management account), then writes realistic log files and RSA-signed digest chains
-//! exactly as CloudTrail does (shared `cloudtrail/SPEC.md`), and can tamper with them
+//! exactly as CloudTrail does (`docs/cloudtrail-format.md`), and can tamper with them
 //! the way a member-account administrator could.
 //!
 //! It is an independent implementation of the formats: nothing here comes from the

@@ -1,4 +1,4 @@
-//! The simulator's stand-in for CloudTrail's per-Region signing key (SPEC §3, §5).
+//! The simulator's stand-in for CloudTrail's per-Region signing key (docs/cloudtrail-format.md §3, §5).
 //!
 //! Written independently of the pipeline crate's validator on purpose: the validator is
 //! checked against this code, so sharing it would let one bug hide another.
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// `digestSignatureAlgorithm` and the `signature-algorithm` S3 metadata value.
 pub const SIGNATURE_ALGORITHM: &str = "SHA256withRSA";
 
-/// SPEC §3.3, exactly: four fields joined by a single LF, no trailing newline. Values
+/// docs/cloudtrail-format.md §3.3, exactly: four fields joined by a single LF, no trailing newline. Values
 /// are the JSON-decoded strings of the digest (its *original* bucket and key), the
 /// third is the lowercase hex SHA-256 of the inflated digest bytes, and a null previous
 /// signature is the literal `null` (the Java implementation's rendering).
@@ -189,7 +189,7 @@ impl PublicKeyList {
 
 /// Checks a digest object as a validator would, from its raw (gzip) bytes, its
 /// `signature` metadata and a PKCS#1 DER public key: single gzip member, JSON-decoded
-/// fields, SPEC §3.3 string to sign, RSASSA-PKCS1-v1_5/SHA-256. Returns the parsed
+/// fields, docs/cloudtrail-format.md §3.3 string to sign, RSASSA-PKCS1-v1_5/SHA-256. Returns the parsed
 /// body. A test helper for the simulator's own output, not trailvault's validator.
 pub fn verify_digest_object(
     raw: &[u8],

@@ -3,7 +3,7 @@
 //!
 //! Every tamper picks a deterministic victim in the selected chain (by default member
 //! 0, first region, per-account trail) and reports exactly which source object it
-//! touched and which finding kind (shared CLI-CONTRACT.md) trailvault must raise on
+//! touched and which finding kind (`docs/cli-contract.md`) trailvault must raise on
 //! that object — assuming the tamper happens *before* trailvault collected the
 //! victim. After collection the archive keeps the original, history is not lost,
 //! and the expected outcome differs (e.g. `source_object_modified` or nothing).

@@ -77,7 +77,7 @@ fn exported_key(sim: &Sim) -> Vec<u8> {
     keys[0].1.clone()
 }
 
-/// Checks a digest key against SPEC §1.2 for its chain; returns the timestamp.
+/// Checks a digest key against docs/cloudtrail-format.md §1.2 for its chain; returns the timestamp.
 fn digest_key_timestamp(key: &str, root: &str, account: &str, region: &str, trail: &str) -> String {
     let name = key
         .strip_prefix(&format!("{root}/{DIGEST_FAMILY}/{region}/"))

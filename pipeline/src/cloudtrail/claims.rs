@@ -1,5 +1,5 @@
 //! Which account a CloudTrail body claims: the `recipientAccountId` of each
-//! record of a log file (SPEC §2.1) and the `awsAccountId` of a digest. Read
+//! record of a log file (docs/cloudtrail-format.md §1.1) and the `awsAccountId` of a digest. Read
 //! in one pass without keeping the body: records and every other field are
 //! skipped as they are parsed, so memory stays bounded whatever a member
 //! account puts in the file (a log of millions of empty records, an account

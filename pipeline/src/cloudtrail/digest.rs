@@ -1,10 +1,10 @@
-//! CloudTrail digest files: the JSON body (SPEC §2), the string to sign (SPEC §3.3)
-//! and the signature check (SPEC §3.2).
+//! CloudTrail digest files: the JSON body (docs/cloudtrail-format.md §2), the string to sign (docs/cloudtrail-format.md §3.3)
+//! and the signature check (docs/cloudtrail-format.md §3.2).
 //!
 //! A digest is parsed from its **exact inflated bytes** (see
 //! [`crate::cloudtrail::gzip::inflate_single_member`]); the same bytes are hashed for
 //! the string to sign and for the successor's `previousDigestHashValue`. JSON is never
-//! re-serialised (SPEC §4: key order, whitespace and `\/` escaping would change).
+//! re-serialised (docs/cloudtrail-format.md §4: key order, whitespace and `\/` escaping would change).
 //!
 //! Parsing is lenient in shape and strict in meaning: it reads a JSON object field by
 //! field, so that each missing, mistyped or wrongly-null field is reported as
@@ -84,8 +84,8 @@ pub struct Digest {
     pub previous: Option<PreviousDigest>,
     /// `logFiles`, possibly empty.
     pub log_files: Vec<LogFileRef>,
-    /// Fields SPEC §2 lists that were absent but not required by the AWS CLI
-    /// (SPEC §9.2: warn, don't fail, until confirmed on real output). The CLI's six
+    /// Fields docs/cloudtrail-format.md §2 lists that were absent but not required by the AWS CLI
+    /// (docs/cloudtrail-format.md §9.2: warn, don't fail, until confirmed on real output). The CLI's six
     /// mandatory fields, `awsAccountId` and `logFiles` are errors when absent.
     pub absent_fields: Vec<&'static str>,
 }
@@ -146,7 +146,7 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     array.unwrap_or([0; 32])
 }
 
-/// The exact string CloudTrail signs (SPEC §3.3):
+/// The exact string CloudTrail signs (docs/cloudtrail-format.md §3.3):
 /// `end_time \n bucket/object \n inflated_sha256_hex \n (previous_signature | "null")`,
 /// LF separators, no trailing newline. Values must be the JSON-decoded strings from
 /// the digest itself (the original bucket and key, not where a copy now lives).
@@ -163,7 +163,7 @@ pub fn string_to_sign(
 }
 
 /// Verifies an RSASSA-PKCS1-v1_5 / SHA-256 signature (hex, either case) of
-/// `message` with `public_key` (SPEC §3.2; not PSS).
+/// `message` with `public_key` (docs/cloudtrail-format.md §3.2; not PSS).
 pub fn verify_signature(
     public_key: &PublicKey,
     message: &[u8],

@@ -1,6 +1,6 @@
 //! Push-based inspection of single-member gzip objects while they stream from S3.
 //!
-//! CloudTrail hashes the **inflated** bytes of exactly one gzip member (SPEC §4), and
+//! CloudTrail hashes the **inflated** bytes of exactly one gzip member (docs/cloudtrail-format.md §4), and
 //! an attacker may append a second member, truncate the object, corrupt it, or upload
 //! a decompression bomb. [`GzipInspector`] takes the raw bytes chunk by chunk (we never
 //! hold whole objects), and computes in one pass:
@@ -12,7 +12,7 @@
 //! The header is parsed by hand (RFC 1952, including FEXTRA/FNAME/FCOMMENT/FHCRC),
 //! the body is inflated as raw deflate and the trailer's CRC-32 and ISIZE are
 //! verified. Whether an object is gzip is decided by its magic bytes only, never by
-//! `Content-Encoding` (SPEC §7).
+//! `Content-Encoding` (docs/cloudtrail-format.md §7).
 //!
 //! **Chunking independence.** The outcome depends only on the byte sequence, not on
 //! how it was split into chunks: input is processed internally in fixed blocks of
@@ -68,7 +68,7 @@ pub enum InflateError {
     #[error("gzip data is truncated")]
     Truncated,
     /// Bytes follow the first member's trailer — e.g. an appended second member,
-    /// which multi-member readers would show but CloudTrail never hashed (SPEC §4).
+    /// which multi-member readers would show but CloudTrail never hashed (docs/cloudtrail-format.md §4).
     #[error("{extra_bytes} bytes of unexpected data after the end of the gzip member")]
     TrailingData {
         /// How many bytes follow the trailer.

@@ -1,6 +1,6 @@
-//! S3 key names of CloudTrail log and digest files (SPEC §1).
+//! S3 key names of CloudTrail log and digest files (docs/cloudtrail-format.md §1).
 //!
-//! Layouts (SPEC §1.1, §1.2):
+//! Layouts (docs/cloudtrail-format.md §1.1, §1.2):
 //!
 //! ```text
 //! [<prefix>/]AWSLogs/[<o-org>/]<acct>/<folder>/<region>/YYYY/MM/DD/<acct>_<folder>_<region>_<YYYYMMDDTHHmmZ>_<unique>.json.gz
@@ -101,7 +101,7 @@ pub enum KeyError {
         file: String,
     },
     /// A digest's `YYYY/MM/DD` folder is not the date of its end timestamp
-    /// (SPEC §1.2: the folder is the digest end date).
+    /// (docs/cloudtrail-format.md §1.2: the folder is the digest end date).
     #[error("date folder {folder} differs from the digest end date {file}")]
     DateMismatch {
         /// Date from the folders.
@@ -160,7 +160,7 @@ pub enum FileName {
         home_region: String,
         /// Digest end time, to the second, UTC.
         end_time: NaiveDateTime,
-        /// Whether the name ends in `_backfill` (a separate chain, SPEC §2).
+        /// Whether the name ends in `_backfill` (a separate chain, docs/cloudtrail-format.md §2).
         backfill: bool,
     },
 }
@@ -306,7 +306,7 @@ pub fn partition_prefix(
     out
 }
 
-/// The parts that identify one digest chain's keys (SPEC §1.2), for [`digest_key`].
+/// The parts that identify one digest chain's keys (docs/cloudtrail-format.md §1.2), for [`digest_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigestKeyParts<'a> {
     /// S3 key prefix before `AWSLogs/`, without trailing `/`; may be empty.
@@ -323,7 +323,7 @@ pub struct DigestKeyParts<'a> {
     pub home_region: &'a str,
 }
 
-/// Builds a digest key exactly like the AWS CLI's `_create_digest_key` (SPEC §1.2):
+/// Builds a digest key exactly like the AWS CLI's `_create_digest_key` (docs/cloudtrail-format.md §1.2):
 /// the date folder is the end time's date, the timestamp `%Y%m%dT%H%M%SZ`.
 ///
 /// Inputs are not validated; keys built from valid parts round-trip through
@@ -363,13 +363,13 @@ fn digest_file_name(
     )
 }
 
-/// Parses a CloudTrail log or digest key (SPEC §1).
+/// Parses a CloudTrail log or digest key (docs/cloudtrail-format.md §1).
 ///
 /// Accepts an optional multi-segment prefix before `AWSLogs/`, an optional `o-…`
 /// organization segment, the `CloudTrail`, `CloudTrail-Digest` and any other
 /// `CloudTrail-<Name>` folder. Validates 12-digit accounts, region names, the date
 /// folders, the file-name shape and, for digests, trail name, home region and that
-/// the date folder is the end date. Digest names are split per SPEC's "parsing
+/// the date folder is the end date. Digest names are split per docs/cloudtrail-format.md §1.2 "parsing
 /// names" rule: strip the known front and back, the home region is after the last
 /// `_`, never `split('_')`, because trail names may contain `_`.
 ///

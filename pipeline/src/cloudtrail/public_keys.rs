@@ -1,9 +1,9 @@
-//! CloudTrail public keys (SPEC §5): DER parsing, MD5 fingerprints, the
+//! CloudTrail public keys (docs/cloudtrail-format.md §5): DER parsing, MD5 fingerprints, the
 //! `aws cloudtrail list-public-keys` JSON shape, and a per-region key ring.
 //!
 //! `ListPublicKeys` returns DER PKCS#1 `RSAPublicKey` values, but the AWS docs' own
 //! sample contains an X.509 `SubjectPublicKeyInfo`; both are accepted. The
-//! fingerprint is always the MD5 of the DER bytes **as given** (SPEC §5.2), so an
+//! fingerprint is always the MD5 of the DER bytes **as given** (docs/cloudtrail-format.md §5.2), so an
 //! SPKI key keeps its SPKI fingerprint while verification uses the embedded PKCS#1.
 
 use std::collections::HashMap;
@@ -436,7 +436,7 @@ pub fn to_list_public_keys_json(keys: &[PublicKey]) -> String {
     serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string())
 }
 
-/// Public keys by delivering region and fingerprint (SPEC §5.3: keys are per region).
+/// Public keys by delivering region and fingerprint (docs/cloudtrail-format.md §5.3: keys are per region).
 ///
 /// Keys loaded from a file that names no region go to the wildcard set and are
 /// found for every region; region-specific keys are preferred.

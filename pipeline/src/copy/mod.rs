@@ -1,7 +1,7 @@
 //! Copying one source object into the archive: stream it from the source,
 //! hash the raw and the inflated bytes on the way, PUT it with SSE-KMS, a
 //! SHA-256 checksum, Object Lock and provenance metadata, then prove the copy
-//! with a HEAD before anyone may call it done. See `collect/design.md` for the
+//! with a HEAD before anyone may call it done. See `../collect/design.md` for the
 //! crash-safety argument.
 
 mod adopt;

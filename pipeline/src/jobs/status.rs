@@ -18,11 +18,11 @@ use crate::model::error::SeamError;
 use crate::model::findings::{Finding, Severity};
 use crate::progress::lag;
 use crate::progress::runs::{last_runs, RunRecord};
+use crate::progress::validation::{chain_heads, ChainHeadView};
 use crate::seams::ProgressStore;
 
 /// Layout version of the status view (and its snapshot).
 const VIEW_VERSION: u8 = 1;
-const CHAIN_PREFIX: &str = "chain/";
 /// Critical findings listed in full by `status` (the counts cover all).
 const CRITICAL_LISTED: usize = 50;
 
@@ -80,29 +80,10 @@ pub struct StatusView {
     pub findings: FindingsSummary,
 }
 
-/// The parts of verify's chain state that status needs (the full layout is
-/// `crate::progress::validation::ChainState`; extra fields are ignored).
-#[derive(Deserialize)]
-struct ChainStateHead {
-    v: u8,
-    head: Option<HeadLink>,
-}
-
-#[derive(Deserialize)]
-struct HeadLink {
-    key: String,
-    end: DateTime<Utc>,
-    valid: bool,
-}
-
-fn chain_head(name: &str, bytes: &[u8]) -> Option<ChainHead> {
-    let chain_id = name.strip_prefix(CHAIN_PREFIX)?.to_string();
-    let state = serde_json::from_slice::<ChainStateHead>(bytes)
-        .ok()
-        .filter(|state| state.v == 1)?;
+fn chain_head(view: ChainHeadView) -> ChainHead {
     let mut head = ChainHead {
-        backfill: chain_id.ends_with("_backfill"),
-        chain_id,
+        backfill: view.chain_id.ends_with("_backfill"),
+        chain_id: view.chain_id,
         account_id: None,
         region: None,
         trail: None,
@@ -111,8 +92,8 @@ fn chain_head(name: &str, bytes: &[u8]) -> Option<ChainHead> {
         head_valid: None,
         age_seconds: None,
     };
-    if let Some(link) = state.head {
-        if let Ok(parsed) = parse_trail_key(&link.key) {
+    if let Some((key, end, valid)) = view.head {
+        if let Ok(parsed) = parse_trail_key(&key) {
             head.account_id = Some(parsed.account_id.clone());
             head.region = Some(parsed.region.clone());
             if let FileName::Digest {
@@ -125,11 +106,11 @@ fn chain_head(name: &str, bytes: &[u8]) -> Option<ChainHead> {
                 head.backfill = *backfill;
             }
         }
-        head.head_end = Some(link.end);
-        head.head_key = Some(link.key);
-        head.head_valid = Some(link.valid);
+        head.head_end = Some(end);
+        head.head_key = Some(key);
+        head.head_valid = Some(valid);
     }
-    Some(head)
+    head
 }
 
 impl StatusView {
@@ -156,11 +137,7 @@ impl StatusView {
                 lag_seconds: None,
             })
             .collect();
-        let chains = store
-            .state_under(CHAIN_PREFIX)?
-            .iter()
-            .filter_map(|(name, bytes)| chain_head(name, bytes))
-            .collect();
+        let chains = chain_heads(store)?.into_iter().map(chain_head).collect();
         let mut findings = FindingsSummary::default();
         let mut critical = Vec::new();
         for mut finding in store.findings()? {
@@ -194,6 +171,27 @@ impl StatusView {
         };
         view.refresh_ages(now);
         Ok(view)
+    }
+
+    /// The status before the first run: the configured accounts, nothing
+    /// archived, validated or found yet (shown without creating a store).
+    pub fn never_run(configured_accounts: &[String], now: DateTime<Utc>) -> StatusView {
+        StatusView {
+            v: VIEW_VERSION,
+            generated_at: now,
+            source: "store".to_string(),
+            runs: Vec::new(),
+            accounts: configured_accounts
+                .iter()
+                .map(|account_id| AccountLag {
+                    account_id: account_id.clone(),
+                    newest_file_time: None,
+                    lag_seconds: None,
+                })
+                .collect(),
+            chains: Vec::new(),
+            findings: FindingsSummary::default(),
+        }
     }
 
     /// Recomputes lags and ages against `now` (a snapshot is read later
@@ -237,7 +235,9 @@ pub fn read_snapshot(store_path: &Path) -> Option<StatusView> {
 
 /// How `status` reaches the store.
 pub enum StoreAccess<'a> {
-    /// The store (an empty one when trailvault never ran).
+    /// trailvault never ran: there is no store yet.
+    NeverRun,
+    /// The store.
     Open(&'a dyn ProgressStore),
     /// The store could not be opened (a running trailvault holds it): the
     /// snapshot the last run wrote is shown instead; `error` says why.
@@ -254,6 +254,7 @@ pub fn status(
     now: DateTime<Utc>,
 ) -> Result<StatusView, String> {
     match access {
+        StoreAccess::NeverRun => Ok(StatusView::never_run(configured_accounts, now)),
         StoreAccess::Open(store) => StatusView::from_store(store, configured_accounts, now)
             .map_err(|error| format!("cannot read the status from the store: {error}")),
         StoreAccess::Held { error } => match read_snapshot(store_path) {
@@ -456,6 +457,16 @@ mod tests {
                 now
             ),
             Err("held".to_string())
+        );
+    }
+
+    #[test]
+    fn the_never_run_status_is_the_status_of_an_empty_store() {
+        let now = at("2026-01-01T04:00:00Z");
+        let accounts = ["111111111111".to_string(), "222222222222".to_string()];
+        assert_eq!(
+            StatusView::never_run(&accounts, now),
+            StatusView::from_store(&MemoryStore::default(), &accounts, now).unwrap()
         );
     }
 }

@@ -1,5 +1,5 @@
 //! What validation remembers between runs, in the progress store's small
-//! state values (see `design.md` beside this file for why it is enough):
+//! state values (see `verify/design.md` for why it is enough):
 //!
 //! * `chain/<reader>/<bucket>/<root>CloudTrail-Digest/<region>/<trail>_<home>[_backfill]`
 //!   — [`ChainState`]: which digests of the chain were validated (as hourly
@@ -27,7 +27,7 @@ use crate::seams::ProgressStore;
 /// Record layout version of every value written here.
 pub(crate) const STATE_VERSION: u8 = 1;
 
-/// Seconds between two digests of one chain (SPEC §1.2: hourly, constant mm:ss).
+/// Seconds between two digests of one chain (docs/cloudtrail-format.md §1.2: hourly, constant mm:ss).
 pub(crate) const HOUR_SECONDS: i64 = 3600;
 
 /// A digest as the next one links to it: the data `previousDigest*` must match.

@@ -13,7 +13,7 @@ pub trait KeyProvider: Send + Sync {
     /// is the digest's end time (for a backfill digest not found that way, a
     /// second call passes its `backfill-generation-timestamp`); on a cache
     /// miss an implementation calling `ListPublicKeys` should ask for
-    /// `[around − 1h, around + 2h]` (SPEC §5.3) and cache the answer.
+    /// `[around − 1h, around + 2h]` (docs/cloudtrail-format.md §5.3) and cache the answer.
     async fn find(
         &self,
         region: &str,

@@ -1,5 +1,5 @@
 //! Test-only CloudTrail stand-in: signed digest chains and log files built per
-//! SPEC §1–§4 with a test RSA key, put into a [`MemorySource`] and archived
+//! docs/cloudtrail-format.md §1–§4 with a test RSA key, put into a [`MemorySource`] and archived
 //! exactly as collect archives them ([`copy_object`], then the store record).
 //! Key names, JSON and the string to sign are written here independently of
 //! the pipeline's own `cloudtrail` module, so one cannot hide the other's bug.
@@ -18,10 +18,12 @@ use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
 use crate::copy::{copy_object, CopyError, CopySettings};
 use crate::model::error::SeamError;
 use crate::model::object::{ObjectRecord, SourceRef};
+use crate::model::time::utc_text;
 use crate::seams::{Clock, LockMode, ProgressStore, TrailSource};
 use crate::testsuite::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
 
-use super::{verify, ArchivedSource, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings};
+use crate::model::object::ArchivedSource;
+use crate::verify::{verify, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings};
 
 pub const READER: &str = "999988887777";
 pub const BUCKET: &str = "org-trail-bucket";
@@ -72,10 +74,6 @@ pub fn aws_key() -> &'static TestKey {
 pub fn rogue_key() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
     KEY.get_or_init(TestKey::generate)
-}
-
-pub fn time_text(time: DateTime<Utc>) -> String {
-    time.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 pub fn sha_hex(bytes: &[u8]) -> String {
@@ -154,7 +152,7 @@ impl Trail {
         let delivered = delivered
             .duration_trunc(Duration::minutes(1))
             .expect("truncate");
-        let event_time = time_text(delivered - Duration::minutes(3));
+        let event_time = utc_text(delivered - Duration::minutes(3));
         let inflated = format!(
             r#"{{"Records":[{{"eventVersion":"1.08","eventTime":"{event_time}","awsRegion":"{}","recipientAccountId":"{}","eventName":"Event{unique}"}}]}}"#,
             self.region, self.account
@@ -194,7 +192,7 @@ pub struct PreviousLink<'a> {
     pub signature: &'a str,
 }
 
-/// Digest JSON per SPEC §2 (field order of real digests, `/` escaped as `\/`
+/// Digest JSON per docs/cloudtrail-format.md §2 (field order of real digests, `/` escaped as `\/`
 /// like real bodies).
 #[allow(clippy::too_many_arguments)]
 pub fn digest_json(
@@ -242,8 +240,8 @@ pub fn digest_json(
     let json = format!(
         r#"{{"awsAccountId":{},"digestStartTime":{},"digestEndTime":{},"digestS3Bucket":{},"digestS3Object":{},"digestPublicKeyFingerprint":{},"digestSignatureAlgorithm":"SHA256withRSA","newestEventTime":{newest},"oldestEventTime":{oldest},"previousDigestS3Bucket":{prev_bucket},"previousDigestS3Object":{prev_key},"previousDigestHashValue":{prev_hash},"previousDigestHashAlgorithm":{prev_algorithm},"previousDigestSignature":{prev_signature},"logFiles":[{}]}}"#,
         text(account),
-        text(&time_text(start)),
-        text(&time_text(end)),
+        text(&utc_text(start)),
+        text(&utc_text(end)),
         text(bucket),
         text(key),
         text(fingerprint),
@@ -252,7 +250,7 @@ pub fn digest_json(
     json.replace('/', "\\/").into_bytes()
 }
 
-/// SPEC §3.3, written out again on purpose.
+/// docs/cloudtrail-format.md §3.3, written out again on purpose.
 pub fn sign_digest(
     key: &TestKey,
     end: DateTime<Utc>,
@@ -263,7 +261,7 @@ pub fn sign_digest(
 ) -> String {
     let message = format!(
         "{}\n{bucket}/{object}\n{}\n{}",
-        time_text(end),
+        utc_text(end),
         sha_hex(inflated),
         previous_signature.unwrap_or("null")
     );
@@ -473,7 +471,7 @@ impl World {
 
     /// Puts a digest with CloudTrail's metadata, and its log files.
     pub fn put_digest(&self, digest: &SimDigest) {
-        let generated = digest.backfill_generated.map(time_text);
+        let generated = digest.backfill_generated.map(utc_text);
         let mut metadata = vec![
             ("signature", digest.signature.as_str()),
             ("signature-algorithm", "SHA256withRSA"),

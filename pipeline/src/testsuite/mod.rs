@@ -3,5 +3,8 @@
 //! must pass ([`conformance`]). Built for this crate's tests and, with the
 //! `testsuite` feature, for other crates' tests.
 
+/// Signed digest chains in a memory archive, for the validation and expiry tests.
+#[cfg(test)]
+pub(crate) mod chains;
 pub mod conformance;
 pub mod memory;

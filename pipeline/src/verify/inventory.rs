@@ -14,7 +14,7 @@ use crate::progress::validation::{area_state_name, chain_state_name};
 
 use crate::model::object::ArchivedSource;
 
-/// One digest chain (SPEC §1.2): the digests of one (source bucket, key root,
+/// One digest chain (docs/cloudtrail-format.md §1.2): the digests of one (source bucket, key root,
 /// account, delivering region, trail, home region), standard or backfill.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ChainId {
@@ -214,7 +214,7 @@ impl Inventory {
                 });
             }
             FileName::Log { delivered_at, .. } => {
-                // Only the folder whose digest coverage is documented (SPEC §10.4).
+                // Only the folder whose digest coverage is documented (docs/cloudtrail-format.md §10.4).
                 if !matches!(&trail_key.family, Family::Log { folder } if folder == LOG_FOLDER) {
                     return;
                 }

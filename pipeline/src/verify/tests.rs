@@ -1,4 +1,4 @@
-//! Validation against the in-memory seams: a clean chain, each tamper of SPEC
+//! Validation against the in-memory seams: a clean chain, each tamper of docs/cloudtrail-format.md
 //! §9.4 (and the CLI's blind spots of §6.5), incremental runs, full audits,
 //! operational errors, and arbitrary digest content.
 
@@ -12,11 +12,12 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::inventory::{parse_digest_key, DigestEntry};
-use super::testkit::*;
 use super::*;
 use crate::cloudtrail::digest::Digest;
 use crate::model::findings::FindingKind;
+use crate::model::time::utc_text;
 use crate::seams::{LockMode, PutSpec};
+use crate::testsuite::chains::*;
 use crate::testsuite::memory::{MemoryArchive, MemoryStore};
 
 const HOURS: usize = 48;
@@ -324,7 +325,7 @@ async fn signed_digest_with_a_wrong_previous_signature_is_a_link_mismatch() {
 #[tokio::test]
 async fn signed_digest_starting_after_its_previous_end_is_a_gap() {
     let scenario = scenario_with(|chain| {
-        let later = time_text(chain[20].end + Duration::minutes(5));
+        let later = utc_text(chain[20].end + Duration::minutes(5));
         edit_and_resign(&mut chain[21], |object| {
             object.insert("digestStartTime".into(), later.into());
         });

@@ -1,4 +1,4 @@
-//! The commands of `CLI-CONTRACT.md`: each wires the seams, calls one
+//! The commands of `docs/cli-contract.md`: each wires the seams, calls one
 //! pipeline job and prints.
 
 mod backfill;

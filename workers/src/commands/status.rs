@@ -6,7 +6,6 @@
 use trailvault_config::Config;
 use trailvault_pipeline::jobs::status::{self as job, StoreAccess};
 use trailvault_pipeline::model::report::exit;
-use trailvault_pipeline::testsuite::memory::MemoryStore;
 
 use crate::output::status::print_status;
 use crate::wiring;
@@ -17,7 +16,7 @@ pub fn status(config: &Config, json: bool) -> i32 {
     let ids = &config.accounts.ids;
     let view = if !path.exists() {
         // Never run: show the empty status without creating a store.
-        job::status(StoreAccess::Open(&MemoryStore::default()), path, ids, now)
+        job::status(StoreAccess::NeverRun, path, ids, now)
     } else {
         match wiring::open_store(config) {
             Ok(store) => job::status(StoreAccess::Open(store.as_ref()), path, ids, now),

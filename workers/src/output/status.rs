@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use trailvault_pipeline::jobs::status::StatusView;
 use trailvault_pipeline::model::report::exit;
+use trailvault_pipeline::model::time::{utc_text, utc_text_or};
 
 use super::finding_line;
 
@@ -44,13 +44,6 @@ pub fn age_text(seconds: Option<i64>) -> String {
     }
 }
 
-fn time_text(time: Option<DateTime<Utc>>) -> String {
-    time.map_or_else(
-        || "-".to_string(),
-        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-    )
-}
-
 /// Runs shown by the human table.
 const RUNS_SHOWN: usize = 10;
 
@@ -60,7 +53,7 @@ pub fn human(view: &StatusView) -> String {
     let _ = writeln!(
         out,
         "trailvault status at {}{}",
-        time_text(Some(view.generated_at)),
+        utc_text(view.generated_at),
         if view.source == "snapshot" {
             " (snapshot written by the last run; a running trailvault holds the store)"
         } else {
@@ -81,7 +74,7 @@ pub fn human(view: &StatusView) -> String {
             let _ = writeln!(
                 out,
                 "  {:<20}  {:<13}  {:>7.1}s  {:>4}  {:>8}  {:>8}  {:>6}  {:>8}{}",
-                time_text(Some(run.started_at)),
+                utc_text(run.started_at),
                 run.command,
                 seconds,
                 run.exit_code,
@@ -102,7 +95,7 @@ pub fn human(view: &StatusView) -> String {
             out,
             "  {:<12}  {:<20}  {:>7}",
             account.account_id,
-            time_text(account.newest_file_time),
+            utc_text_or(account.newest_file_time, "-"),
             age_text(account.lag_seconds)
         );
     }
@@ -117,7 +110,7 @@ pub fn human(view: &StatusView) -> String {
             chain.account_id.as_deref().unwrap_or("-"),
             chain.region.as_deref().unwrap_or("-"),
             chain.trail.as_deref().unwrap_or("-"),
-            time_text(chain.head_end),
+            utc_text_or(chain.head_end, "-"),
             age_text(chain.age_seconds),
             if chain.backfill { "  backfill" } else { "" },
             if chain.head_valid == Some(false) {
@@ -140,7 +133,7 @@ pub fn human(view: &StatusView) -> String {
         let _ = writeln!(
             out,
             "  {} {}",
-            time_text(Some(finding.first_seen)),
+            utc_text(finding.first_seen),
             finding_line(finding)
         );
     }
@@ -157,6 +150,7 @@ pub fn human(view: &StatusView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
     use trailvault_pipeline::model::findings::{Finding, FindingKind};
     use trailvault_pipeline::seams::ProgressStore;
     use trailvault_pipeline::testsuite::memory::MemoryStore;
@@ -169,8 +163,10 @@ mod tests {
             .with_timezone(&Utc);
         let state = serde_json::json!({
             "v": 1,
+            "validated": {"spans": []},
             "head": {"key": "AWSLogs/222222222201/CloudTrail-Digest/us-east-1/2026/01/01/222222222201_CloudTrail-Digest_us-east-1_Trail_us-east-1_20260101T020000Z.json.gz",
-                     "end": "2026-01-01T02:00:00Z", "valid": true}
+                     "end": "2026-01-01T02:00:00Z", "start": null, "sha256": null,
+                     "signature": null, "valid": true}
         });
         store
             .put_state("chain/222222222201/b/x", state.to_string().as_bytes())
