@@ -8,13 +8,14 @@
 //!   re-hash), [`progress`] (one typed record per store key family) and
 //!   [`ledger`] (the findings ledger in the archive);
 //! * stages, side by side and never importing each other: [`collect`],
-//!   [`verify`], [`retention`], [`alerts`];
+//!   [`verify`], [`retention`], [`rebuild`], [`alerts`];
 //! * top floor: [`jobs`]: one entry point per command, composing the stages.
 //!   It is the only module that imports several stages.
 //!
 //! It has no AWS SDK dependency: `infra` implements the seams with the SDK and
-//! sled, and [`testsuite`] implements them in memory, with the conformance
-//! suite every implementation must pass.
+//! sled, and `testsuite` (for tests, and other crates' tests with the
+//! `testsuite` feature) implements them in memory, with the conformance suite
+//! every implementation must pass.
 
 pub mod alerts;
 pub mod cloudtrail;
@@ -24,6 +25,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod model;
 pub mod progress;
+pub mod rebuild;
 pub mod retention;
 pub mod seams;
 #[cfg(any(test, feature = "testsuite"))]

@@ -1,0 +1,235 @@
+//! Rebuilding the store from the archive (`rebuild-state`): every current
+//! archive version carries its provenance (source account in the key, source
+//! ETag, checksums, content hash), so the next collect copies nothing again;
+//! the versions newer copies superseded are remembered for retention, and the
+//! findings ledger is read back so nothing is alerted twice. The store is a
+//! cache of what the archive proves: this is how a lost store comes back.
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::cloudtrail::gzip::InflateLimits;
+use crate::copy;
+use crate::ledger;
+use crate::model::object::SourceRef;
+use crate::model::report::OperationError;
+use crate::progress::lag::LagTracker;
+use crate::progress::superseded;
+use crate::seams::{Archive, ProgressStore};
+
+/// How a rebuild reads the archive.
+#[derive(Debug, Clone)]
+pub struct RebuildSettings {
+    pub archive_prefix: String,
+    /// HEADs (and re-hashes of multipart copies) at once.
+    pub concurrency: usize,
+    pub inflate_limits: InflateLimits,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Default)]
+pub struct RebuildOutcome {
+    /// Current archive versions listed (the ledger's excepted).
+    pub listed: u64,
+    /// Of those, recorded in the store.
+    pub recorded: u64,
+    pub errors: Vec<OperationError>,
+    /// The archive could not be listed: nothing was rebuilt.
+    pub archive_unlisted: bool,
+}
+
+impl RebuildOutcome {
+    fn error(&mut self, account_id: &str, operation: &str, message: impl Into<String>) {
+        self.errors.push(OperationError {
+            account_id: account_id.to_string(),
+            operation: operation.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Records every current archive version, the superseded versions and the
+/// findings ledger in `store`. Stops taking new versions when `cancel` fires.
+pub async fn rebuild_store(
+    archive: &dyn Archive,
+    store: &dyn ProgressStore,
+    settings: &RebuildSettings,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> RebuildOutcome {
+    let prefix = &settings.archive_prefix;
+    let mut outcome = RebuildOutcome::default();
+    let list_prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let versions = match archive.list_versions(&list_prefix).await {
+        Ok(versions) => versions,
+        Err(error) => {
+            outcome.error(
+                "-",
+                &format!("list versions of s3://{}/{list_prefix}", archive.bucket()),
+                error.to_string(),
+            );
+            outcome.archive_unlisted = true;
+            return outcome;
+        }
+    };
+    // The findings ledger is read back below, not recorded as copies; the
+    // versions newer copies superseded are remembered for retention.
+    let (latest, superseded_versions): (Vec<_>, Vec<_>) = versions
+        .into_iter()
+        .filter(|v| !ledger::is_ledger_key(prefix, &v.key))
+        .partition(|v| v.is_latest);
+    for version in &superseded_versions {
+        if let Some(source) = SourceRef::from_archive_key(prefix, &version.key) {
+            let recorded = superseded::record(store, &source, &version.version_id, None);
+            if let Err(error) = recorded {
+                outcome.error(&source.account_id, "record_superseded", error.to_string());
+            }
+        }
+    }
+    outcome.listed = latest.len() as u64;
+    let now_seconds = now.timestamp();
+    // Each HEAD is recorded as it arrives: the heads (with their metadata)
+    // of a whole archive are never held at once.
+    let mut heads = futures::stream::iter(latest)
+        .take_while(|_| std::future::ready(!cancel.is_cancelled()))
+        .map(|version| async move {
+            let head = archive.head(&version.key, Some(&version.version_id)).await;
+            (version, head)
+        })
+        .buffer_unordered(settings.concurrency.max(1));
+    // The rebuilt store also knows each account's newest file (`lag/…`).
+    let tracker = LagTracker::new(store, now);
+    while let Some((version, head)) = heads.next().await {
+        let Some(source) = SourceRef::from_archive_key(prefix, &version.key) else {
+            outcome.error(
+                "-",
+                "rebuild",
+                format!(
+                    "{} is not an archive key of this configuration",
+                    version.key
+                ),
+            );
+            continue;
+        };
+        let head = match head {
+            Ok(Some(head)) => head,
+            Ok(None) => continue,
+            Err(error) => {
+                outcome.error(&source.account_id, "rebuild", error.to_string());
+                continue;
+            }
+        };
+        let copied_at = head
+            .metadata
+            .get(copy::meta::COPIED_AT)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(now_seconds);
+        let limits = settings.inflate_limits;
+        let record =
+            copy::record_from_archive(archive, &version.key, &head, copied_at, limits).await;
+        match record {
+            Ok(Some(record)) => match tracker.record_object(&source, &record) {
+                Ok(()) => outcome.recorded += 1,
+                Err(error) => outcome.error(&source.account_id, "record_object", error.to_string()),
+            },
+            Err(error) => outcome.error(&source.account_id, "rebuild", error.to_string()),
+            Ok(None) => outcome.error(
+                &source.account_id,
+                "rebuild",
+                format!(
+                    "{} has no SHA-256 checksum; not recorded (collect will copy it again)",
+                    version.key
+                ),
+            ),
+        }
+    }
+    if let Err(error) = tracker.save() {
+        outcome.error("-", "record_lag", error.to_string());
+    }
+    // The findings recorded so far, with their acknowledgements, so the
+    // validation below does not report them as new again.
+    match ledger::restore(archive, store, prefix).await {
+        Ok(restored) => {
+            info!(
+                entries = restored.entries,
+                findings = restored.findings,
+                acknowledged = restored.acknowledged,
+                "findings ledger read back"
+            );
+            for (key, reason) in restored.unreadable {
+                outcome.error("-", &format!("read the findings ledger {key}"), reason);
+            }
+        }
+        Err(error) => outcome.error("-", "read the findings ledger", error.to_string()),
+    }
+    info!(
+        recorded = outcome.recorded,
+        "store rebuilt from the archive"
+    );
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::seams::Clock;
+    use crate::testsuite::chains::{build_chain, copy_settings, Trail, World};
+    use crate::testsuite::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn a_lost_store_is_rebuilt_record_for_record_from_the_archive() {
+        let first_end = Utc
+            .with_ymd_and_hms(2026, 11, 27, 1, 0, 0)
+            .single()
+            .unwrap();
+        let world = World::new(first_end + chrono::Duration::hours(6));
+        let trail = Trail::org("us-east-1");
+        for digest in build_chain(&trail, first_end, 3) {
+            world.put_digest(&digest);
+        }
+        world.archive_all().await;
+        let copy = copy_settings();
+        let settings = RebuildSettings {
+            archive_prefix: copy.archive_prefix.clone(),
+            concurrency: 4,
+            inflate_limits: copy.inflate_limits,
+        };
+        let rebuilt = MemoryStore::default();
+        let outcome = rebuild_store(
+            &world.archive,
+            &rebuilt,
+            &settings,
+            world.clock.now(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert!(!outcome.archive_unlisted);
+        let reader = World::source_ref("x");
+        let original = world
+            .store
+            .objects_under(&reader.account_id, &reader.bucket, "")
+            .unwrap();
+        assert!(original.len() >= 3, "a chain of digests and its logs");
+        assert_eq!(outcome.listed, original.len() as u64);
+        assert_eq!(outcome.recorded, original.len() as u64);
+        for (key, record) in original {
+            let again = rebuilt
+                .object(&World::source_ref(&key))
+                .unwrap()
+                .unwrap_or_else(|| panic!("{key} not rebuilt"));
+            assert_eq!(again.etag, record.etag, "{key}");
+            assert_eq!(again.raw_sha256, record.raw_sha256, "{key}");
+            assert_eq!(again.content_sha256, record.content_sha256, "{key}");
+            assert_eq!(again.archive_version_id, record.archive_version_id, "{key}");
+        }
+    }
+}
