@@ -34,6 +34,15 @@ pub async fn wire(config: &Config, cancel: CancellationToken) -> Result<Wired, O
     })
 }
 
+/// [`wire`] for a command: a failure is printed and becomes the usage exit
+/// status (the configuration names a store or an identity that cannot be used).
+pub async fn wire_for_command(config: &Config, cancel: CancellationToken) -> Result<Wired, i32> {
+    wire(config, cancel).await.map_err(|error| {
+        eprintln!("trailvault: {error}");
+        trailvault_pipeline::model::report::exit::USAGE
+    })
+}
+
 /// A run's identity: its start time, which names the member sessions.
 pub fn run_id() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use trailvault_config::Config;
 use trailvault_pipeline::collect::Window;
 use trailvault_pipeline::jobs::collect::{self as job, CollectRequest};
-use trailvault_pipeline::model::report::exit;
 
 use crate::cli::Scope;
 use crate::output::print_report;
@@ -35,12 +34,9 @@ pub async fn collect(
 /// Wires, runs the collect job once and prints: `collect` and `backfill`.
 pub async fn run_collect(config: &Config, request: &CollectRequest, json: bool) -> i32 {
     let shutdown = Shutdown::on_signals();
-    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
-        Err(error) => {
-            eprintln!("trailvault: {error}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let world = wiring::world(&wired, &shutdown);
     let report = job::collect(&world, &wired.settings, request, &Progress::default()).await;

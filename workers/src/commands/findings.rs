@@ -27,12 +27,9 @@ pub async fn findings(
     // Acknowledging also writes to the archive's findings ledger: it needs
     // the archive; listing needs only the store.
     let outcome = if acknowledge {
-        let wired = match wiring::wire(config, CancellationToken::new()).await {
+        let wired = match wiring::wire_for_command(config, CancellationToken::new()).await {
             Ok(wired) => wired,
-            Err(error) => {
-                eprintln!("trailvault: {error}");
-                return exit::USAGE;
-            }
+            Err(code) => return code,
         };
         let ledger = Ledger {
             archive: wired.connected.archive.as_ref(),

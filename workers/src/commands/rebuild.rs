@@ -14,12 +14,9 @@ use crate::wiring;
 
 pub async fn rebuild(config: &Config, keys: Option<&Path>, no_verify: bool, json: bool) -> i32 {
     let shutdown = Shutdown::on_signals();
-    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
-        Err(error) => {
-            eprintln!("trailvault: {error}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     if !no_verify && check_keys_file(config, keys).is_err() {
         return exit::USAGE;

@@ -4,7 +4,6 @@
 
 use trailvault_config::Config;
 use trailvault_pipeline::jobs::retention as job;
-use trailvault_pipeline::model::report::exit;
 
 use crate::output::retention::print_retention;
 use crate::shutdown::Shutdown;
@@ -12,12 +11,9 @@ use crate::wiring;
 
 pub async fn retention(config: &Config, apply: bool, full: bool, json: bool) -> i32 {
     let shutdown = Shutdown::on_signals();
-    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
-        Err(error) => {
-            eprintln!("trailvault: {error}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     let world = wiring::world(&wired, &shutdown);
     let (report, outcome) = job::retention(&world, &wired.settings, apply, full).await;

@@ -38,12 +38,9 @@ pub async fn run(
     if check_keys_file(config, keys.as_deref()).is_err() {
         return exit::USAGE;
     }
-    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
-        Err(error) => {
-            eprintln!("trailvault: {error}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     info!(
         interval_seconds = interval.as_secs(),

@@ -23,12 +23,9 @@ pub async fn verify(
     // (it resumes from its state next time).
     let shutdown = Shutdown::on_signals();
     let _abort = shutdown.abort_on_stop();
-    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
-        Err(error) => {
-            eprintln!("trailvault: {error}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     if check_keys_file(config, keys).is_err() {
         return exit::USAGE;
