@@ -3,6 +3,7 @@
 //! must pass ([`conformance`]). Built for this crate's tests and, with the
 //! `testsuite` feature, for other crates' tests.
 
+pub mod archive_conformance;
 /// Signed digest chains in a memory archive, for the validation and expiry tests.
 #[cfg(test)]
 pub(crate) mod chains;
