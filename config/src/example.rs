@@ -58,6 +58,9 @@ path = "./trailvault-store"                # default "./trailvault-store"
 [verify]
 chain_head_stale_hours = 3                 # default 3
 unreferenced_grace_hours = 24              # default 24
+unreadable_grace_hours = 24                # default 24, 0..=8784: a listed log its source refuses, or keys
+                                           # ListPublicKeys does not give, are an operational error this long, then a finding
+max_digest_bytes = 4194304                 # default 4 MiB, 64 KiB..=256 MiB; larger digests are digest_malformed
 public_keys_file = "keys.json"             # optional; else CloudTrail ListPublicKeys
 
 [retention]

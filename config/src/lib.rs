@@ -161,6 +161,8 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             verify: VerifySettings {
                 chain_head_stale_hours: 3,
                 unreferenced_grace_hours: 24,
+                unreadable_grace_hours: 24,
+                max_digest_bytes: 4 * 1024 * 1024,
                 public_keys_file: None,
             },
             retention: RetentionSettings {
@@ -421,12 +423,16 @@ source_requests_per_second = 50
                 r#"[verify]
 chain_head_stale_hours = 6
 unreferenced_grace_hours = 48
+unreadable_grace_hours = 0
+max_digest_bytes = 1048576
 public_keys_file = "/etc/trailvault/keys.json"
 "#,
                 |config| {
                     config.verify = VerifySettings {
                         chain_head_stale_hours: 6,
                         unreferenced_grace_hours: 48,
+                        unreadable_grace_hours: 0,
+                        max_digest_bytes: 1024 * 1024,
                         public_keys_file: Some(PathBuf::from("/etc/trailvault/keys.json")),
                     }
                 },
@@ -769,6 +775,15 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("store.path", |c| c.store.path = PathBuf::new()),
             ("verify.public_keys_file", |c| {
                 c.verify.public_keys_file = Some(PathBuf::new())
+            }),
+            ("verify.unreadable_grace_hours", |c| {
+                c.verify.unreadable_grace_hours = 24 * 366 + 1
+            }),
+            ("verify.max_digest_bytes", |c| {
+                c.verify.max_digest_bytes = 64 * 1024 - 1
+            }),
+            ("verify.max_digest_bytes", |c| {
+                c.verify.max_digest_bytes = 256 * 1024 * 1024 + 1
             }),
             ("retention.source_retention_days", |c| {
                 c.retention.source_retention_days = Some(36_501)

@@ -322,6 +322,15 @@ pub struct VerifySettings {
     pub chain_head_stale_hours: u32,
     #[serde(default = "default_unreferenced_grace_hours")]
     pub unreferenced_grace_hours: u32,
+    /// How long a check validation cannot make — a log file a digest lists
+    /// that its source refuses to hand over, a public key `ListPublicKeys`
+    /// does not give — stays an operational error before it is a finding.
+    #[serde(default = "default_unreadable_grace_hours")]
+    pub unreadable_grace_hours: u32,
+    /// Largest digest file accepted, raw and inflated; a larger one is
+    /// `digest_malformed` (real digests are a few kilobytes).
+    #[serde(default = "default_max_digest_bytes")]
+    pub max_digest_bytes: u64,
     /// CloudTrail digest public keys; when absent, fetched with `ListPublicKeys`.
     #[serde(default)]
     pub public_keys_file: Option<PathBuf>,
@@ -332,6 +341,8 @@ impl Default for VerifySettings {
         VerifySettings {
             chain_head_stale_hours: default_chain_head_stale_hours(),
             unreferenced_grace_hours: default_unreferenced_grace_hours(),
+            unreadable_grace_hours: default_unreadable_grace_hours(),
+            max_digest_bytes: default_max_digest_bytes(),
             public_keys_file: None,
         }
     }
@@ -343,6 +354,14 @@ fn default_chain_head_stale_hours() -> u32 {
 
 fn default_unreferenced_grace_hours() -> u32 {
     24
+}
+
+fn default_unreadable_grace_hours() -> u32 {
+    24
+}
+
+fn default_max_digest_bytes() -> u64 {
+    4 * MIB
 }
 
 /// `[retention]`: what `trailvault retention` does besides the archive's locks.

@@ -187,6 +187,14 @@ fn validate_store(store: &StoreSettings) -> Result<(), ConfigError> {
 }
 
 fn validate_verify(verify: &VerifySettings) -> Result<(), ConfigError> {
+    at(
+        "verify.unreadable_grace_hours",
+        in_range(verify.unreadable_grace_hours, 0, 24 * 366),
+    )?;
+    at(
+        "verify.max_digest_bytes",
+        in_range(verify.max_digest_bytes, 64 * 1024, 256 * MIB),
+    )?;
     if let Some(path) = &verify.public_keys_file {
         if path.as_os_str().is_empty() {
             return Err(ConfigError::invalid(

@@ -42,6 +42,7 @@ use crate::model::report::{OperationError, Stats};
 use crate::model::time::utc_text;
 use crate::seams::{Archive, Clock, ProgressStore};
 
+use crate::progress::pending::{self, PendingRecord};
 use crate::progress::validation::{
     chain_states_under, write_chain_state, ChainState, LogRefCache, ValidatedCache,
 };
@@ -58,7 +59,12 @@ pub struct VerifySettings {
     /// Archived log files named earlier than now minus this and listed by no
     /// digest raise `log_file_unreferenced`.
     pub unreferenced_grace: chrono::Duration,
-    /// Largest inflated digest accepted (e.g. 64 MiB); also bounds its raw size.
+    /// A check that cannot be made — a listed log file its source refuses to
+    /// hand over, a public key `ListPublicKeys` cannot give — is an
+    /// operational error for this long after it first failed, then a finding.
+    pub unreadable_grace: chrono::Duration,
+    /// Largest digest accepted, raw and inflated (default 4 MiB; real digests
+    /// are a few kilobytes): a larger one is `digest_malformed`.
     pub max_digest_bytes: usize,
     pub inflate_limits: InflateLimits,
     /// Re-read and re-hash every archived object and revalidate every chain
@@ -160,6 +166,22 @@ struct KeyCache {
     /// Misses per (region, fingerprint, day of `around`): one provider call a
     /// day for a fingerprint nobody knows, however many digests name it.
     missing: HashSet<(String, String, i64)>,
+    /// Regions whose provider failed in this run, with the pending record
+    /// (one store write per region and run).
+    failed: HashMap<String, PendingRecord>,
+    /// Regions whose provider answered in this run (pending record cleared).
+    answered: HashSet<String>,
+    /// The provider's failure per region in this run: not asked again for
+    /// every digest of the region.
+    errors: HashMap<String, SeamError>,
+}
+
+/// A public key lookup that failed (`ListPublicKeys` did not answer).
+pub(crate) enum KeyFailure {
+    /// Within the grace period: an operational error; the digest waits.
+    Pending(OpError),
+    /// Failing since longer than the grace period: the digest's finding.
+    Expired(PendingRecord),
 }
 
 /// Everything one run shares: the seams, the settings, and what it collected.
@@ -268,8 +290,29 @@ impl<'a> Ctx<'a> {
             if cache.missing.contains(&missing_key) {
                 return Ok(None);
             }
+            if let Some(error) = cache.errors.get(region) {
+                return Err(error.clone());
+            }
         }
-        let answer = self.keys.find(region, &fingerprint, around).await?;
+        let answer = match self.keys.find(region, &fingerprint, around).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                lock(&self.key_cache)
+                    .errors
+                    .insert(region.to_string(), error.clone());
+                return Err(error);
+            }
+        };
+        let first_answer = lock(&self.key_cache).answered.insert(region.to_string());
+        if first_answer {
+            if let Err(error) = pending::keys_available(self.store, region) {
+                self.error(&OpError::new(
+                    "-",
+                    format!("clear pending public keys of {region}"),
+                    error,
+                ));
+            }
+        }
         let mut cache = lock(&self.key_cache);
         match &answer {
             Some(key) => {
@@ -280,6 +323,42 @@ impl<'a> Ctx<'a> {
             }
         }
         Ok(answer)
+    }
+
+    /// Notes that the public keys of `region` could not be obtained (once
+    /// per region and run in the store) and says whether that has lasted
+    /// past the grace period. `Err` when the store cannot remember it.
+    pub fn key_failure(
+        &self,
+        account: &str,
+        region: &str,
+        operation: String,
+        error: SeamError,
+    ) -> Result<KeyFailure, OpError> {
+        let known = lock(&self.key_cache).failed.get(region).cloned();
+        let record = match known {
+            Some(record) => record,
+            None => {
+                let record =
+                    pending::keys_unavailable(self.store, region, self.now, &error.to_string())
+                        .map_err(|store_error| {
+                            OpError::new(
+                                account,
+                                format!("remember that the public keys of {region} failed"),
+                                store_error,
+                            )
+                        })?;
+                lock(&self.key_cache)
+                    .failed
+                    .insert(region.to_string(), record.clone());
+                record
+            }
+        };
+        if self.now - record.first_failed_at >= self.settings.unreadable_grace {
+            Ok(KeyFailure::Expired(record))
+        } else {
+            Ok(KeyFailure::Pending(OpError::new(account, operation, error)))
+        }
     }
 
     pub fn delivery_grace(&self) -> Duration {
@@ -407,7 +486,11 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     // 2. What earlier runs validated.
     let states = load_states(ctx, source, &inventory);
 
-    // 3. Validate the chains in scope, several at a time.
+    // 3. Validate the chains in scope, several at a time; each chain's
+    // progress is saved as soon as it is done (a run that dies later keeps
+    // it). Log references (and validation evidence) are written first, so
+    // that no saved chain state ever claims a digest whose listed files were
+    // not recorded.
     let in_scope: Vec<(&ChainId, &Vec<inventory::DigestEntry>)> = inventory
         .chains
         .iter()
@@ -421,8 +504,10 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
             let span =
                 info_span!("chain", account_id = %chain_id.account, region = %chain_id.region);
             async move {
-                let result =
+                let mut result =
                     chain::validate_chain(ctx, chain_id, entries, previous, audited_ref).await;
+                heads::check_lag(ctx, chain_id, entries, &mut result);
+                save_chain(ctx, chain_id, &result);
                 (chain_id.clone(), result)
             }
             .instrument(span)
@@ -431,21 +516,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
         .collect()
         .await;
 
-    // 4. Remember what was validated: log references (and validation
-    // evidence) first, so that no saved chain state ever claims a digest whose
-    // listed files were not recorded.
-    let flushed = ctx.flush_caches();
-    let refs_saved = match flushed {
-        Ok(()) => true,
-        Err(error) => {
-            ctx.error(&OpError::new(
-                reader,
-                "write log references".to_string(),
-                error,
-            ));
-            false
-        }
-    };
+    // 4. What the other checks need of this run's validation.
     let mut states = states;
     let mut lowered: BTreeMap<inventory::AreaId, DateTime<Utc>> = BTreeMap::new();
     for (chain_id, result) in results {
@@ -453,16 +524,6 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
             if !chain_id.backfill {
                 let entry = lowered.entry(chain_id.area()).or_insert(earliest);
                 *entry = (*entry).min(earliest);
-            }
-        }
-        if result.changed && refs_saved {
-            if let Err(error) = write_chain_state(ctx.store, &chain_id.state_name(), &result.state)
-            {
-                ctx.error(&OpError::new(
-                    &chain_id.account,
-                    format!("write state {}", chain_id.state_name()),
-                    error,
-                ));
             }
         }
         states.insert(chain_id, result.state);
@@ -483,6 +544,29 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
         ));
     }
     chains_in_scope
+}
+
+/// Saves one chain's state if it changed, after the log references and
+/// validation evidence gathered so far (only if those were written).
+fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
+    if !result.changed {
+        return;
+    }
+    if let Err(error) = ctx.flush_caches() {
+        ctx.error(&OpError::new(
+            &chain_id.account,
+            "write log references".to_string(),
+            error,
+        ));
+        return;
+    }
+    if let Err(error) = write_chain_state(ctx.store, &chain_id.state_name(), &result.state) {
+        ctx.error(&OpError::new(
+            &chain_id.account,
+            format!("write state {}", chain_id.state_name()),
+            error,
+        ));
+    }
 }
 
 /// Digests named for more than this after now cannot be CloudTrail's (which

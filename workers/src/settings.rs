@@ -81,7 +81,8 @@ pub fn verify_settings(config: &Config, full: bool) -> VerifySettings {
         archive_prefix: config.archive.prefix.clone(),
         chain_head_stale: Duration::hours(i64::from(config.verify.chain_head_stale_hours)),
         unreferenced_grace: Duration::hours(i64::from(config.verify.unreferenced_grace_hours)),
-        max_digest_bytes: 64 * 1024 * 1024,
+        unreadable_grace: Duration::hours(i64::from(config.verify.unreadable_grace_hours)),
+        max_digest_bytes: usize::try_from(config.verify.max_digest_bytes).unwrap_or(usize::MAX),
         inflate_limits: inflate_limits(config),
         full,
         concurrency: config.collect.concurrency,
@@ -104,6 +105,14 @@ mod tests {
         assert_eq!(settings.collect.copy.archive_prefix, config.archive.prefix);
         assert_eq!(settings.verify.archive_prefix, config.archive.prefix);
         assert!(!settings.verify.full);
+        assert_eq!(
+            settings.verify.max_digest_bytes as u64,
+            config.verify.max_digest_bytes
+        );
+        assert_eq!(
+            settings.verify.unreadable_grace,
+            Duration::hours(i64::from(config.verify.unreadable_grace_hours))
+        );
         for (spec, source) in settings.sources.iter().zip(&config.sources) {
             match (spec, source) {
                 (

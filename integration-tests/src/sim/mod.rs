@@ -17,6 +17,7 @@
 mod cloudtrail;
 mod config_toml;
 mod deliver;
+mod forgery;
 pub mod policies;
 mod provision;
 mod rng;
@@ -36,6 +37,7 @@ pub use cloudtrail::{
 };
 pub use config_toml::ConfigOptions;
 pub use deliver::{DeliveryReport, LateDelivery};
+pub use forgery::PlantedForgery;
 pub use signing::{
     fingerprint, public_keys_from_json, sha256_hex, string_to_sign, verify_digest_object,
     PublicKeyEntry, PublicKeyList, SigningKey, SigningKeyState, SIGNATURE_ALGORITHM,

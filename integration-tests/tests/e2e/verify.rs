@@ -421,3 +421,191 @@ async fn new_findings_are_published_once_to_sns() {
     )
     .await;
 }
+
+/// The findings of `report` of `kind` on `key`.
+fn findings_on<'r>(
+    report: &'r serde_json::Value,
+    kind: &str,
+    key: &str,
+) -> Vec<&'r serde_json::Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|finding| finding["kind"] == kind && finding["key"] == key)
+        .collect()
+}
+
+/// Issue 12, item 1: a member denies the collector one listed log file before
+/// collection, to freeze validation of its chain, and deletes a later digest of
+/// the same chain. Within the grace period the unreadable log is an operational
+/// error and the chain is validated past it (the deleted digest is found) while
+/// `status` shows the chain lagging; after the grace period the log is
+/// `log_file_missing`, with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_listed_log_does_not_freeze_its_chain() {
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            history_hours: 12,
+            seed: Some(12),
+            ..ProvisionOptions::default()
+        },
+        12,
+    )
+    .await;
+    let selector = sim.default_selector();
+    let (_, denied) = sim.listed_log_from(selector, 1).unwrap();
+    let deleted = sim.tamper(Tamper::DeleteDigest).await.unwrap();
+    sim.deny_source_object(selector, &denied).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_keys(&sim, dir.path());
+
+    let first = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(first.code, 3, "{}\n{}", first.stdout, first.stderr);
+    let report = first.json();
+    assert!(
+        report["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |error| error["operation"].as_str().unwrap_or("").contains(&denied)
+                    || error["message"].as_str().unwrap_or("").contains(&denied)
+            ),
+        "the unreadable log is an operational error: {}",
+        report["errors"]
+    );
+    assert!(
+        !findings_on(&report, "digest_missing", &deleted.key).is_empty(),
+        "the chain is validated past the unreadable log: {}",
+        report["findings"]
+    );
+    assert!(
+        findings_on(&report, "log_file_missing", &denied).is_empty(),
+        "not a finding within the grace period: {}",
+        report["findings"]
+    );
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|finding| finding["kind"] == "chain_validation_lagging"),
+        "{}",
+        report["findings"]
+    );
+    let status = run(&sim, &config, &["--json", "status"]).json();
+    let lagging: Vec<&serde_json::Value> = status["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|chain| chain["validation_lag_seconds"].as_i64().unwrap_or(0) > 3600)
+        .collect();
+    assert_eq!(lagging.len(), 1, "{}", status["chains"]);
+    assert!(lagging[0]["unvalidated_since"].is_string());
+    let human = run(&sim, &config, &["status"]);
+    assert!(
+        human.stdout.contains("unvalidated since"),
+        "{}",
+        human.stdout
+    );
+
+    // After the grace period (0 hours from now on): the log is missing, with
+    // the reason, and the chain is validated to its head.
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("unreferenced_grace_hours"));
+    let text = text.replacen(
+        "unreferenced_grace_hours",
+        "unreadable_grace_hours = 0\nunreferenced_grace_hours",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let second = run(&sim, &config, &["--json", "verify"]);
+    assert_eq!(second.code, 3, "{}\n{}", second.stdout, second.stderr);
+    let report = second.json();
+    let missing = findings_on(&report, "log_file_missing", &denied);
+    assert_eq!(missing.len(), 1, "{}", report["findings"]);
+    assert_eq!(missing[0]["severity"], "critical");
+    assert!(
+        missing[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("refused to hand it over"),
+        "{}",
+        missing[0]
+    );
+    assert!(!findings_on(&report, "digest_missing", &deleted.key).is_empty());
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|finding| finding["kind"] != "chain_validation_lagging"),
+        "{}",
+        report["findings"]
+    );
+    let status = run(&sim, &config, &["--json", "status"]).json();
+    assert!(
+        status["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|chain| chain["validation_lag_seconds"] == 0),
+        "{}",
+        status["chains"]
+    );
+}
+
+/// Issue 12, item 2: an unsigned digest planted where CloudTrail would deliver
+/// one lists log files that do not exist yet; forged logs uploaded later under
+/// those names are referenced by no verified digest, so they are
+/// `log_file_unreferenced` once their grace period has passed.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsigned_digest_does_not_vouch_for_forged_logs_uploaded_later() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            history_hours: 12,
+            seed: Some(13),
+            ..ProvisionOptions::default()
+        },
+        12,
+    )
+    .await;
+    let planted = sim
+        .plant_unsigned_digest(sim.default_selector(), 3, 2)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_keys(&sim, dir.path());
+
+    let first = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(first.code, 3, "{}\n{}", first.stdout, first.stderr);
+    assert_eq!(
+        finding_kinds(&first.json()),
+        vec![(
+            "digest_signature_invalid".to_string(),
+            planted.digest_key.clone()
+        )]
+    );
+
+    sim.upload_forged_logs(&planted).await.unwrap();
+    let second = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(second.code, 3, "{}\n{}", second.stdout, second.stderr);
+    let report = second.json();
+    for (key, _) in &planted.logs {
+        let unreferenced = findings_on(&report, "log_file_unreferenced", key);
+        assert_eq!(unreferenced.len(), 1, "{key}: {}", report["findings"]);
+        assert_eq!(unreferenced[0]["new"], true);
+    }
+    // The planted digest keeps its own finding.
+    assert_eq!(
+        findings_on(&report, "digest_signature_invalid", &planted.digest_key).len(),
+        1,
+        "{}",
+        report["findings"]
+    );
+}

@@ -9,10 +9,19 @@
 //! Parsing is lenient in shape and strict in meaning: it reads a JSON object field by
 //! field, so that each missing, mistyped or wrongly-null field is reported as
 //! [`DigestError::Field`] naming that field, and unknown fields are ignored.
+//!
+//! The body is attacker-controlled, so it is never built into a `serde_json::Value`
+//! (`[[],[],…]` would take ~30 times its size in memory): a streaming visitor keeps
+//! only the known fields' strings, skips everything else without allocating, and
+//! turns each `logFiles[]` entry into a [`LogFileRef`] as it is read, stopping at
+//! the first bad entry. Memory stays within a small multiple of the body's size.
+
+use std::collections::BTreeMap;
+use std::fmt;
 
 use aws_lc_rs::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::public_keys::PublicKey;
 
@@ -191,9 +200,13 @@ impl Digest {
                 max: max_len,
             });
         }
-        let value: Value = serde_json::from_slice(inflated)
+        let body: Body = serde_json::from_slice(inflated)
             .map_err(|error| DigestError::Json(error.to_string()))?;
-        let Value::Object(object) = value else {
+        let Body::Object {
+            fields: object,
+            log_files,
+        } = body
+        else {
             return Err(DigestError::NotAnObject);
         };
         let mut absent_fields = Vec::new();
@@ -213,7 +226,17 @@ impl Digest {
         let newest_event_time = fields.nullable_time("newestEventTime", &mut absent_fields)?;
         let oldest_event_time = fields.nullable_time("oldestEventTime", &mut absent_fields)?;
         let previous = parse_previous(&fields, &mut absent_fields)?;
-        let log_files = parse_log_files(&object)?;
+        let log_files = match log_files {
+            None => return Err(field_error("logFiles", None, "missing".to_owned())),
+            Some(LogFiles::Other(found)) => {
+                return Err(field_error(
+                    "logFiles",
+                    None,
+                    format!("expected an array, found {found}"),
+                ))
+            }
+            Some(LogFiles::Entries(entries)) => entries?,
+        };
 
         Ok(Self {
             aws_account_id,
@@ -293,43 +316,22 @@ fn parse_previous(
     }
 }
 
-fn parse_log_files(object: &Map<String, Value>) -> Result<Vec<LogFileRef>, DigestError> {
-    let entries = match object.get("logFiles") {
-        None => return Err(field_error("logFiles", None, "missing".to_owned())),
-        Some(Value::Array(entries)) => entries,
-        Some(other) => {
-            return Err(field_error(
-                "logFiles",
-                None,
-                format!("expected an array, found {}", type_name(other)),
-            ))
-        }
+/// One `logFiles[]` entry, from its fields.
+fn log_file_ref(entry: &FieldMap, index: usize) -> Result<LogFileRef, DigestError> {
+    let fields = Fields {
+        object: entry,
+        index: Some(index),
     };
-    let mut log_files = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter().enumerate() {
-        let Value::Object(entry_object) = entry else {
-            return Err(field_error(
-                "logFiles[]",
-                Some(index),
-                format!("expected an object, found {}", type_name(entry)),
-            ));
-        };
-        let fields = Fields {
-            object: entry_object,
-            index: Some(index),
-        };
-        let hash_text = fields.required_string("logFiles[].hashValue")?;
-        log_files.push(LogFileRef {
-            s3_bucket: fields.required_string("logFiles[].s3Bucket")?,
-            s3_object: fields.required_string("logFiles[].s3Object")?,
-            hash_value: decode_sha256_hex(&hash_text)
-                .map_err(|problem| fields.error("logFiles[].hashValue", problem))?,
-            hash_algorithm: fields.required_string("logFiles[].hashAlgorithm")?,
-            newest_event_time: fields.required_time("logFiles[].newestEventTime")?,
-            oldest_event_time: fields.required_time("logFiles[].oldestEventTime")?,
-        });
-    }
-    Ok(log_files)
+    let hash_text = fields.required_string("logFiles[].hashValue")?;
+    Ok(LogFileRef {
+        s3_bucket: fields.required_string("logFiles[].s3Bucket")?,
+        s3_object: fields.required_string("logFiles[].s3Object")?,
+        hash_value: decode_sha256_hex(&hash_text)
+            .map_err(|problem| fields.error("logFiles[].hashValue", problem))?,
+        hash_algorithm: fields.required_string("logFiles[].hashAlgorithm")?,
+        newest_event_time: fields.required_time("logFiles[].newestEventTime")?,
+        oldest_event_time: fields.required_time("logFiles[].oldestEventTime")?,
+    })
 }
 
 /// Decodes 64 hex digits (either case) into a SHA-256 value.
@@ -343,17 +345,6 @@ fn decode_sha256_hex(text: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(text, &mut out).map_err(|_| "not hex".to_owned())?;
     Ok(out)
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn field_error(field: &'static str, index: Option<usize>, problem: String) -> DigestError {
@@ -372,14 +363,14 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 
 /// Field access on one JSON object (the digest, or one `logFiles[]` entry).
 struct Fields<'a> {
-    object: &'a Map<String, Value>,
+    object: &'a FieldMap,
     /// `logFiles` index, for error messages.
     index: Option<usize>,
 }
 
 impl Fields<'_> {
     /// Looks up `field`; for `logFiles[].x` names the JSON key is `x`.
-    fn get(&self, field: &'static str) -> Option<&Value> {
+    fn get(&self, field: &'static str) -> Option<&Scalar> {
         let key = field.rsplit_once('.').map_or(field, |(_, key)| key);
         self.object.get(key)
     }
@@ -388,12 +379,12 @@ impl Fields<'_> {
         field_error(field, self.index, problem)
     }
 
-    fn string_value(&self, field: &'static str, value: &Value) -> Result<String, DigestError> {
+    fn string_value(&self, field: &'static str, value: &Scalar) -> Result<String, DigestError> {
         match value {
-            Value::String(text) => Ok(text.clone()),
+            Scalar::String(text) => Ok(text.clone()),
             other => Err(self.error(
                 field,
-                format!("expected a string, found {}", type_name(other)),
+                format!("expected a string, found {}", other.type_name()),
             )),
         }
     }
@@ -432,7 +423,7 @@ impl Fields<'_> {
                 absent_fields.push(field);
                 Ok(None)
             }
-            Some(Value::Null) => Ok(None),
+            Some(Scalar::Null) => Ok(None),
             Some(value) => self.string_value(field, value).map(Some),
         }
     }
@@ -462,6 +453,426 @@ impl Fields<'_> {
     }
 }
 
+/// Test-only allocation meter: the peak of bytes allocated and not yet freed by
+/// the current thread while a closure runs (the whole test binary allocates
+/// through it; other threads are not counted).
+#[cfg(test)]
+pub(crate) mod alloc_meter {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    struct Meter;
+
+    thread_local! {
+        static LIVE: Cell<isize> = const { Cell::new(0) };
+        static PEAK: Cell<isize> = const { Cell::new(0) };
+    }
+
+    fn note(change: isize) {
+        let _ = LIVE.try_with(|live| {
+            let now = live.get() + change;
+            live.set(now);
+            let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
+        });
+    }
+
+    // SAFETY: every call is forwarded to `System` unchanged; the counters
+    // are const-initialised thread-locals, which never allocate.
+    unsafe impl GlobalAlloc for Meter {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            note(layout.size() as isize);
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            note(-(layout.size() as isize));
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            note(new_size as isize - layout.size() as isize);
+            // SAFETY: the caller's contract is passed on.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static METER: Meter = Meter;
+
+    /// Runs `work`; returns its result and the peak of bytes it held at once
+    /// on this thread (its result included).
+    pub(crate) fn peak_during<T>(work: impl FnOnce() -> T) -> (T, usize) {
+        let start = LIVE.with(Cell::get);
+        PEAK.with(|peak| peak.set(start));
+        let result = work();
+        let peak = PEAK.with(Cell::get) - start;
+        (result, usize::try_from(peak).unwrap_or(0))
+    }
+}
+
+// ---- the streaming reader: known fields only, nothing else kept ----
+
+/// The JSON keys of a digest object whose values are read (besides `logFiles`).
+const DIGEST_FIELDS: [&str; 14] = [
+    "awsAccountId",
+    "digestStartTime",
+    "digestEndTime",
+    "digestS3Bucket",
+    "digestS3Object",
+    "digestPublicKeyFingerprint",
+    "digestSignatureAlgorithm",
+    "newestEventTime",
+    "oldestEventTime",
+    "previousDigestS3Bucket",
+    "previousDigestS3Object",
+    "previousDigestHashValue",
+    "previousDigestHashAlgorithm",
+    "previousDigestSignature",
+];
+
+/// The JSON keys of a `logFiles[]` entry whose values are read.
+const LOG_FILE_FIELDS: [&str; 6] = [
+    "s3Bucket",
+    "s3Object",
+    "hashValue",
+    "hashAlgorithm",
+    "newestEventTime",
+    "oldestEventTime",
+];
+
+/// A known field's value: a string, null, or what else it was (not kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scalar {
+    Null,
+    String(String),
+    /// Any other JSON value, skipped; its kind names it in errors.
+    Other(&'static str),
+}
+
+impl Scalar {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::String(_) => "a string",
+            Scalar::Other(name) => name,
+        }
+    }
+}
+
+/// The known fields of one JSON object, by key (the last of duplicate keys wins,
+/// as JSON parsers commonly do).
+type FieldMap = BTreeMap<&'static str, Scalar>;
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Scalar, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+        Ok(Scalar::Null)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Scalar, E> {
+        Ok(Scalar::String(text.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Scalar, E> {
+        Ok(Scalar::String(text))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {
+        Ok(Scalar::Other("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Scalar, E> {
+        Ok(Scalar::Other("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Scalar, E> {
+        Ok(Scalar::Other("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
+        Ok(Scalar::Other("a number"))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an array"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other("an object"))
+    }
+}
+
+/// An object key: one of `known`, or any other (not kept).
+struct KeySeed(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Option<&'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Option<&'static str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().copied().find(|known| *known == key))
+    }
+}
+
+/// The digest body as read: its known fields and its log files, or not an object.
+enum Body {
+    Object {
+        fields: FieldMap,
+        /// `None` when there is no `logFiles` key.
+        log_files: Option<LogFiles>,
+    },
+    NotAnObject,
+}
+
+/// The `logFiles` value.
+enum LogFiles {
+    /// An array: its entries, or the first entry that is not a valid log file
+    /// reference (the rest were skipped).
+    Entries(Result<Vec<LogFileRef>, DigestError>),
+    /// Not an array: what it was.
+    Other(&'static str),
+}
+
+impl<'de> de::Deserialize<'de> for Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Body, D::Error> {
+        deserializer.deserialize_any(BodyVisitor)
+    }
+}
+
+struct BodyVisitor;
+
+impl<'de> Visitor<'de> for BodyVisitor {
+    type Value = Body;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body, A::Error> {
+        const KEYS: [&str; 15] = {
+            let mut keys = [""; 15];
+            let mut index = 0;
+            while index < DIGEST_FIELDS.len() {
+                keys[index] = DIGEST_FIELDS[index];
+                index += 1;
+            }
+            keys[14] = "logFiles";
+            keys
+        };
+        let mut fields = FieldMap::new();
+        let mut log_files = None;
+        while let Some(key) = map.next_key_seed(KeySeed(&KEYS))? {
+            match key {
+                Some("logFiles") => log_files = Some(map.next_value::<LogFiles>()?),
+                Some(known) => {
+                    fields.insert(known, map.next_value::<Scalar>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Body::Object { fields, log_files })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Body::NotAnObject)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Body, E> {
+        Ok(Body::NotAnObject)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Body, E> {
+        Ok(Body::NotAnObject)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Body, E> {
+        Ok(Body::NotAnObject)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Body, E> {
+        Ok(Body::NotAnObject)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Body, E> {
+        Ok(Body::NotAnObject)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Body, E> {
+        Ok(Body::NotAnObject)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for LogFiles {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LogFiles, D::Error> {
+        deserializer.deserialize_any(LogFilesVisitor)
+    }
+}
+
+struct LogFilesVisitor;
+
+impl<'de> Visitor<'de> for LogFilesVisitor {
+    type Value = LogFiles;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an array of log file entries")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LogFiles, A::Error> {
+        let mut entries = Vec::new();
+        let mut index = 0;
+        while let Some(entry) = seq.next_element::<Entry>()? {
+            let parsed = match entry {
+                Entry::Object(fields) => log_file_ref(&fields, index),
+                Entry::Other(found) => Err(field_error(
+                    "logFiles[]",
+                    Some(index),
+                    format!("expected an object, found {found}"),
+                )),
+            };
+            match parsed {
+                Ok(log_file) => entries.push(log_file),
+                Err(error) => {
+                    // The first bad entry decides; the rest is skipped unread.
+                    while seq.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(LogFiles::Entries(Err(error)));
+                }
+            }
+            index += 1;
+        }
+        Ok(LogFiles::Entries(Ok(entries)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LogFiles, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(LogFiles::Other("an object"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<LogFiles, E> {
+        Ok(LogFiles::Other("null"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<LogFiles, E> {
+        Ok(LogFiles::Other("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<LogFiles, E> {
+        Ok(LogFiles::Other("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<LogFiles, E> {
+        Ok(LogFiles::Other("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<LogFiles, E> {
+        Ok(LogFiles::Other("a number"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<LogFiles, E> {
+        Ok(LogFiles::Other("a string"))
+    }
+}
+
+/// One `logFiles[]` element: an object's known fields, or what else it was.
+enum Entry {
+    Object(FieldMap),
+    Other(&'static str),
+}
+
+impl<'de> de::Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Entry, D::Error> {
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+struct EntryVisitor;
+
+impl<'de> Visitor<'de> for EntryVisitor {
+    type Value = Entry;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a log file entry")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entry, A::Error> {
+        let mut fields = FieldMap::new();
+        while let Some(key) = map.next_key_seed(KeySeed(&LOG_FILE_FIELDS))? {
+            match key {
+                Some(known) => {
+                    fields.insert(known, map.next_value::<Scalar>()?);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Entry::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Entry, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Entry::Other("an array"))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Entry, E> {
+        Ok(Entry::Other("null"))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Entry, E> {
+        Ok(Entry::Other("a boolean"))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Entry, E> {
+        Ok(Entry::Other("a number"))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Entry, E> {
+        Ok(Entry::Other("a number"))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Entry, E> {
+        Ok(Entry::Other("a number"))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Entry, E> {
+        Ok(Entry::Other("a string"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +880,7 @@ mod tests {
     use aws_lc_rs::rand::SystemRandom;
     use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
     use proptest::prelude::*;
+    use serde_json::Value;
 
     const MAX: usize = 1024 * 1024;
     const REAL_DIGEST: &[u8] = include_bytes!("../../testdata/real-digest.json");
@@ -710,6 +1122,48 @@ mod tests {
             Digest::parse(b"\xff", MAX),
             Err(DigestError::Json(_))
         ));
+    }
+
+    /// A body built to inflate a parser's memory costs at most its own size
+    /// again: nothing is kept of values that are not fields.
+    #[test]
+    fn flooded_bodies_are_refused_without_inflating_memory() {
+        let size = 4 * 1024 * 1024;
+        let count = size / 3;
+        let mut top_level = b"[".to_vec();
+        top_level.extend_from_slice(&b"[],".repeat(count));
+        top_level.extend_from_slice(b"[]]");
+        let mut in_log_files = br#"{"logFiles":["#.to_vec();
+        in_log_files.extend_from_slice(&b"[],".repeat(count));
+        in_log_files.extend_from_slice(b"[]]}");
+        let mut unknown_fields = b"{".to_vec();
+        for index in 0..size / 16 {
+            unknown_fields.extend_from_slice(format!(r#""f{index:08}":[{{}}],"#).as_bytes());
+        }
+        unknown_fields.extend_from_slice(br#""awsAccountId":"1"}"#);
+        let mut nested = b"{\"newestEventTime\":".to_vec();
+        nested.extend_from_slice(&b"[".repeat(size / 2));
+        let cases: [(&str, &[u8]); 4] = [
+            ("top-level array", &top_level),
+            ("logFiles of arrays", &in_log_files),
+            ("unknown fields", &unknown_fields),
+            ("deep nesting", &nested),
+        ];
+        for (name, body) in cases {
+            let (parsed, peak) = alloc_meter::peak_during(|| Digest::parse(body, 2 * size));
+            assert!(parsed.is_err(), "{name}");
+            // Skipping deep nesting keeps one byte per open level.
+            assert!(
+                peak <= body.len() + 1024,
+                "{name}: peak {peak} bytes for a {} byte body",
+                body.len()
+            );
+        }
+        // What a `serde_json::Value` of the same body would hold, for scale.
+        let (value, value_peak) =
+            alloc_meter::peak_during(|| serde_json::from_slice::<Value>(&top_level));
+        drop(value);
+        assert!(value_peak > 8 * top_level.len(), "{value_peak}");
     }
 
     #[test]

@@ -42,9 +42,13 @@ type AskedWindows = BTreeMap<String, Vec<(DateTime<Utc>, DateTime<Utc>)>>;
 pub struct CloudTrailKeys {
     directory: Arc<dyn PublicKeyDirectory>,
     store: Arc<dyn ProgressStore>,
-    /// Windows already asked for in this run, per region: a miss is not
+    /// Windows already answered in this run, per region: a miss is not
     /// repeated for every digest of an unknown fingerprint.
     asked: Mutex<AskedWindows>,
+    /// Regions whose `ListPublicKeys` failed in this run, with the error:
+    /// not called again for every digest (validation keeps the digests
+    /// pending, `verify::KeyFailure`).
+    failed: Mutex<BTreeMap<String, SeamError>>,
 }
 
 impl CloudTrailKeys {
@@ -56,6 +60,7 @@ impl CloudTrailKeys {
             directory,
             store,
             asked: Mutex::new(BTreeMap::new()),
+            failed: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -75,18 +80,34 @@ impl KeyProvider for CloudTrailKeys {
             return Ok(Some(key));
         }
         let (start, end) = (around - Duration::hours(1), around + Duration::hours(2));
+        if let Some(error) = self.failed.lock().await.get(region) {
+            return Err(error.clone());
+        }
         {
-            let mut asked = self.asked.lock().await;
-            let windows = asked.entry(region.to_string()).or_default();
+            let asked = self.asked.lock().await;
+            let windows = asked.get(region).map(Vec::as_slice).unwrap_or_default();
             if windows.iter().any(|(s, e)| *s <= start && end <= *e) {
                 return Ok(None);
             }
-            windows.push((start, end));
         }
-        let keys = self
-            .directory
-            .list_public_keys(region, (start, end))
-            .await?;
+        // A window counts as asked only once it was answered: a failed call
+        // is not a "no such key".
+        let keys = match self.directory.list_public_keys(region, (start, end)).await {
+            Ok(keys) => keys,
+            Err(error) => {
+                self.failed
+                    .lock()
+                    .await
+                    .insert(region.to_string(), error.clone());
+                return Err(error);
+            }
+        };
+        self.asked
+            .lock()
+            .await
+            .entry(region.to_string())
+            .or_default()
+            .push((start, end));
         let mut found = None;
         for api_key in keys {
             let key = match PublicKey::from_der(&api_key.der) {
@@ -175,6 +196,68 @@ mod tests {
             .unwrap()
             .is_none());
         assert_eq!(directory.calls.load(Ordering::Relaxed), 1);
+    }
+
+    /// Fails every call while `failing` is set, then lists `keys`.
+    struct FlakyDirectory {
+        keys: MemoryPublicKeys,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl PublicKeyDirectory for FlakyDirectory {
+        async fn list_public_keys(
+            &self,
+            region: &str,
+            window: (DateTime<Utc>, DateTime<Utc>),
+        ) -> Result<Vec<ListedPublicKey>, SeamError> {
+            if self.failing.load(Ordering::Relaxed) {
+                self.keys.calls.fetch_add(1, Ordering::Relaxed);
+                return Err(SeamError::Transient("ThrottlingException".into()));
+            }
+            self.keys.list_public_keys(region, window).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_an_error_not_a_missing_key() {
+        let der = sample_der();
+        let key = PublicKey::from_der(&der).unwrap();
+        let directory = Arc::new(FlakyDirectory {
+            keys: MemoryPublicKeys::default(),
+            failing: true.into(),
+        });
+        directory.keys.keys.lock().unwrap().push((
+            "eu-west-1".to_string(),
+            ListedPublicKey {
+                der,
+                fingerprint: None,
+                validity_start: None,
+                validity_end: None,
+            },
+        ));
+        let store = Arc::new(MemoryStore::default());
+        let keys = CloudTrailKeys::new(directory.clone(), store.clone());
+        let around = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
+        for _ in 0..3 {
+            assert!(keys
+                .find("eu-west-1", key.fingerprint(), around)
+                .await
+                .is_err());
+        }
+        assert_eq!(
+            directory.keys.calls.load(Ordering::Relaxed),
+            1,
+            "a failing region is not called again in the run"
+        );
+        // The next run asks again, and the window is not taken for answered.
+        directory.failing.store(false, Ordering::Relaxed);
+        let next_run = CloudTrailKeys::new(directory.clone(), store);
+        assert!(next_run
+            .find("eu-west-1", key.fingerprint(), around)
+            .await
+            .unwrap()
+            .is_some());
     }
 
     /// The DER of the first key of the AWS CLI's `list-public-keys` example.

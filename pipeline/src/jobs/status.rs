@@ -50,6 +50,19 @@ pub struct ChainHead {
     /// Whether the head digest passed its own checks.
     pub head_valid: Option<bool>,
     pub age_seconds: Option<i64>,
+    /// End of the newest archived digest of the chain, as the last
+    /// validation run saw it.
+    #[serde(default)]
+    pub newest_archived_end: Option<DateTime<Utc>>,
+    /// Archived history of the chain not validated yet, at the last
+    /// validation run: from the window of the oldest archived digest not
+    /// validated to the newest archived digest's end; 0 when every archived
+    /// digest is validated.
+    #[serde(default)]
+    pub validation_lag_seconds: Option<i64>,
+    /// Start of that unvalidated history (`None`: nothing is behind).
+    #[serde(default)]
+    pub unvalidated_since: Option<DateTime<Utc>>,
 }
 
 /// Open findings (recorded and not acknowledged): counts by kind and the
@@ -91,6 +104,9 @@ fn chain_head(view: ChainHeadView) -> ChainHead {
         head_key: None,
         head_valid: None,
         age_seconds: None,
+        newest_archived_end: view.lag.map(|lag| lag.newest_archived),
+        validation_lag_seconds: view.lag.map(|lag| lag.lag().num_seconds()),
+        unvalidated_since: view.lag.and_then(|lag| lag.unvalidated_since),
     };
     if let Some((key, end, valid)) = view.head {
         if let Ok(parsed) = parse_trail_key(&key) {
@@ -110,7 +126,27 @@ fn chain_head(view: ChainHeadView) -> ChainHead {
         head.head_key = Some(key);
         head.head_valid = Some(valid);
     }
+    if head.account_id.is_none() {
+        // No validated head yet (validation is stuck at the chain's first
+        // digest): the chain's name says whose it is.
+        if let Some((account, region, trail)) = named_in_chain_id(&head.chain_id) {
+            head.account_id = Some(account);
+            head.region = Some(region);
+            head.trail = Some(trail);
+        }
+    }
     head
+}
+
+/// Account, region and trail from
+/// `<reader>/<bucket>/<root>CloudTrail-Digest/<region>/<trail>_<home>[_backfill]`.
+fn named_in_chain_id(chain_id: &str) -> Option<(String, String, String)> {
+    let (root, rest) = chain_id.rsplit_once("/CloudTrail-Digest/")?;
+    let account = root.rsplit('/').next()?.to_string();
+    let (region, name) = rest.split_once('/')?;
+    let name = name.strip_suffix("_backfill").unwrap_or(name);
+    let (trail, _home) = name.rsplit_once('_')?;
+    Some((account, region.to_string(), trail.to_string()))
 }
 
 impl StatusView {
@@ -365,6 +401,37 @@ mod tests {
             view.accounts[0].newest_file_time,
             Some(at("2026-01-01T02:00:00Z"))
         );
+    }
+
+    #[test]
+    fn status_shows_how_far_validation_trails_the_archive() {
+        let store = MemoryStore::default();
+        let now = at("2026-01-01T12:00:00Z");
+        // Stuck at the chain's first digest: no head yet, eight hours behind.
+        let stuck = serde_json::json!({
+            "v": 1,
+            "validated": {"spans": []},
+            "head": null,
+            "lag": {"newest_archived": "2026-01-01T11:05:00Z",
+                    "unvalidated_since": "2026-01-01T03:05:00Z"}
+        });
+        store
+            .put_state(
+                "chain/333333333333/b/AWSLogs/o-abc123def4/222222222201/CloudTrail-Digest/eu-west-1/Org_Trail_us-east-1",
+                stuck.to_string().as_bytes(),
+            )
+            .unwrap();
+        let view = StatusView::from_store(&store, &[], now).unwrap();
+        let chain = &view.chains[0];
+        assert_eq!(chain.validation_lag_seconds, Some(8 * 3600));
+        assert_eq!(chain.unvalidated_since, Some(at("2026-01-01T03:05:00Z")));
+        assert_eq!(chain.newest_archived_end, Some(at("2026-01-01T11:05:00Z")));
+        assert_eq!(chain.account_id.as_deref(), Some("222222222201"));
+        assert_eq!(chain.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(chain.trail.as_deref(), Some("Org_Trail"));
+        assert_eq!(chain.head_end, None);
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["chains"][0]["validation_lag_seconds"], 8 * 3600);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum FindingKind {
     DigestLinkMismatch,
     ChainGap,
     ChainHeadStale,
+    /// Archived digests of a chain stay unvalidated (see the contract).
+    ChainValidationLagging,
     SourceObjectModified,
     AccountMismatch,
     ObjectMalformed,
@@ -34,7 +36,7 @@ pub enum Severity {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 17] = [
+    pub const ALL: [FindingKind; 18] = [
         FindingKind::LogFileMissing,
         FindingKind::LogFileHashMismatch,
         FindingKind::LogFileTrailingData,
@@ -47,6 +49,7 @@ impl FindingKind {
         FindingKind::DigestLinkMismatch,
         FindingKind::ChainGap,
         FindingKind::ChainHeadStale,
+        FindingKind::ChainValidationLagging,
         FindingKind::SourceObjectModified,
         FindingKind::AccountMismatch,
         FindingKind::ObjectMalformed,
@@ -62,7 +65,9 @@ impl FindingKind {
     pub fn is_state(self) -> bool {
         matches!(
             self,
-            FindingKind::ArchiveMisconfigured | FindingKind::ChainHeadStale
+            FindingKind::ArchiveMisconfigured
+                | FindingKind::ChainHeadStale
+                | FindingKind::ChainValidationLagging
         )
     }
 
@@ -90,6 +95,7 @@ impl FindingKind {
             FindingKind::DigestLinkMismatch => "digest_link_mismatch",
             FindingKind::ChainGap => "chain_gap",
             FindingKind::ChainHeadStale => "chain_head_stale",
+            FindingKind::ChainValidationLagging => "chain_validation_lagging",
             FindingKind::SourceObjectModified => "source_object_modified",
             FindingKind::AccountMismatch => "account_mismatch",
             FindingKind::ObjectMalformed => "object_malformed",

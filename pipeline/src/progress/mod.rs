@@ -13,6 +13,7 @@
 //! | `superseded/…` | [`superseded`] | archive versions a newer copy superseded |
 //! | `expired/…` | [`expired`] | partitions source expiry emptied |
 //! | `pubkey/…` | [`pubkey`] | CloudTrail public keys fetched with `ListPublicKeys` |
+//! | `pending/…` | [`pending`] | checks validation could not make yet (an unreadable listed log, keys that cannot be obtained), since when |
 //! | `run/…` | [`runs`] | the last runs' summaries |
 //! | `lag/…` | [`lag`] | each account's newest archived file |
 //!
@@ -22,6 +23,7 @@
 pub mod collect;
 pub mod expired;
 pub mod lag;
+pub mod pending;
 pub mod pubkey;
 pub mod runs;
 pub mod superseded;

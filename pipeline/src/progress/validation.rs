@@ -6,7 +6,8 @@
 //!   spans, a few dozen bytes for months of history) and the newest one's link
 //!   data, so the next digest links to it without reading it again.
 //! * `logrefs/<reader>/<bucket>/<log partition prefix>` — [`PartitionRecord`]: the
-//!   log files of one account/region/day that digests reference.
+//!   log files of one account/region/day that valid digests (signature
+//!   verified, found where CloudTrail delivered them) reference.
 //! * `unreferenced/<reader>/<bucket>/<root>CloudTrail/<region>/` — [`AreaState`]:
 //!   up to when the log files of one account/region were checked for references.
 //! * `validated/<reader>/<bucket>/<partition prefix>` — [`PartitionRecord`]: the
@@ -205,6 +206,9 @@ pub struct ChainHeadView {
     pub chain_id: String,
     /// Source key, end time and own validity of the newest validated digest.
     pub head: Option<(String, DateTime<Utc>, bool)>,
+    /// How far validation trailed the archive at the last validation run
+    /// (`None` for state written before this was recorded).
+    pub lag: Option<ValidationLag>,
 }
 
 /// The heads of every chain in the store; unreadable or other-version states
@@ -218,6 +222,7 @@ pub fn chain_heads(store: &dyn ProgressStore) -> Result<Vec<ChainHeadView>, Seam
             Some(ChainHeadView {
                 chain_id: name.strip_prefix(CHAIN_PREFIX)?.to_string(),
                 head: state.head.map(|link| (link.key, link.end, link.valid)),
+                lag: state.lag,
             })
         })
         .collect())
@@ -237,6 +242,32 @@ pub(crate) struct ChainState {
     pub listed: SpanSet,
     /// The newest validated digest, so the next one links to it without a GET.
     pub head: Option<LinkInfo>,
+    /// How far validation trailed the archive when this state was written.
+    #[serde(default)]
+    pub lag: Option<ValidationLag>,
+}
+
+/// How far a chain's validation trails its archived digests: what the last
+/// validation run saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationLag {
+    /// End of the newest archived digest of the chain.
+    pub newest_archived: DateTime<Utc>,
+    /// Start of the delivery window of the oldest archived digest not
+    /// validated yet (the end of the archived digest before it; an hour
+    /// before its end when it is the oldest): from there on, archived history
+    /// is unchecked. `None` when every archived digest is validated.
+    pub unvalidated_since: Option<DateTime<Utc>>,
+}
+
+impl ValidationLag {
+    /// Archived history not validated yet: zero when none.
+    pub fn lag(&self) -> chrono::Duration {
+        self.unvalidated_since
+            .map_or(chrono::Duration::zero(), |since| {
+                (self.newest_archived - since).max(chrono::Duration::zero())
+            })
+    }
 }
 
 impl ChainState {

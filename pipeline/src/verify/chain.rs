@@ -99,6 +99,14 @@ pub(crate) async fn validate_chain(
         if let Some(problem) = &examined.problem {
             ctx.finding(digest_finding(ctx, chain, &entry.key, problem));
         }
+        // A digest whose key could not be obtained yet: an operational error
+        // of this run; it (and its successor's link to it) is judged again
+        // next run, while the rest of the chain goes on.
+        let mut deferred = false;
+        if let Some(error) = &examined.pending {
+            ctx.error(error);
+            deferred = true;
+        }
         let linked = check_links(
             ctx,
             chain,
@@ -114,7 +122,10 @@ pub(crate) async fn validate_chain(
                 break;
             }
         };
-        if let Some(digest) = &examined.digest {
+        // Only a digest whose signature verified, found where CloudTrail
+        // delivered it, vouches for log files: an unsigned digest planted
+        // ahead of forged logs must not make them referenced.
+        if let Some(digest) = examined.valid_digest() {
             if let Err(error) = logs::register_references(ctx, chain, digest) {
                 ctx.error(&error);
                 break;
@@ -123,21 +134,31 @@ pub(crate) async fn validate_chain(
         let mut matched = Vec::new();
         if let Some(digest) = examined.valid_digest() {
             match logs::check_logs(ctx, chain, &entry.key, digest, audited).await {
-                Ok(found) => matched = found,
+                Ok(checked) => {
+                    matched = checked.matched;
+                    deferred |= checked.deferred;
+                }
                 Err(error) => {
                     ctx.error(&error);
                     break;
                 }
             }
         }
-        if let Err(error) = record_evidence(ctx, chain, &examined, links_clean, &matched) {
-            ctx.error(&error);
-            break;
+        if examined.pending.is_none() {
+            if let Err(error) = record_evidence(ctx, chain, &examined, links_clean, &matched) {
+                ctx.error(&error);
+                break;
+            }
         }
         ctx.count_digest();
+        let info = examined.link_info();
+        before = Some(info.clone());
+        if deferred {
+            continue;
+        }
         let window_start = examined.window_start();
         state.validated.insert(entry.end, window_start);
-        if examined.lists_own_window(chain) {
+        if examined.valid() && examined.lists_own_window(chain) {
             state.listed.insert(entry.end, window_start);
         }
         result.earliest_window_start = Some(
@@ -145,12 +166,10 @@ pub(crate) async fn validate_chain(
                 .earliest_window_start
                 .map_or(window_start, |earliest| earliest.min(window_start)),
         );
-        let info = examined.link_info();
         if state.head.as_ref().is_none_or(|head| head.end <= info.end) {
-            state.head = Some(info.clone());
+            state.head = Some(info);
         }
         result.changed = true;
-        before = Some(info);
     }
     result.state = state;
     result

@@ -16,7 +16,7 @@ use crate::model::time::utc_text;
 use crate::seams::ByteStream;
 
 use super::inventory::{ChainId, DigestEntry};
-use super::{Ctx, OpError};
+use super::{Ctx, KeyFailure, OpError};
 use crate::progress::validation::LinkInfo;
 
 /// CloudTrail's digest metadata as preserved on the archived copy
@@ -49,6 +49,10 @@ pub(crate) struct Examined {
     pub digest: Option<Digest>,
     /// The first failed check, if any.
     pub problem: Option<Problem>,
+    /// A check that could not be made yet (the public key could not be
+    /// obtained, within the grace period): the digest is not judged in this
+    /// run, and its claims do not count.
+    pub pending: Option<OpError>,
 }
 
 impl Examined {
@@ -60,17 +64,18 @@ impl Examined {
             signature: None,
             digest: None,
             problem: Some(Problem { kind, detail }),
+            pending: None,
         }
     }
 
     /// Passed every check of its own: its claims (links, log files) count.
     pub fn valid(&self) -> bool {
-        self.problem.is_none() && self.digest.is_some()
+        self.problem.is_none() && self.pending.is_none() && self.digest.is_some()
     }
 
     /// The signed body, only when valid.
     pub fn valid_digest(&self) -> Option<&Digest> {
-        self.digest.as_ref().filter(|_| self.problem.is_none())
+        self.digest.as_ref().filter(|_| self.valid())
     }
 
     /// Whether the body read is this digest's own (parsed, and found where
@@ -197,7 +202,10 @@ pub(crate) async fn examine_digest(
         ctx.settings.inflate_limits,
     );
     if examined.problem.is_none() {
-        examined.problem = check_signature(ctx, chain, &examined, &metadata).await?;
+        match check_signature(ctx, chain, &examined, &metadata).await? {
+            Signature::Checked(problem) => examined.problem = problem,
+            Signature::Pending(error) => examined.pending = Some(error),
+        }
     }
     Ok(examined)
 }
@@ -242,6 +250,7 @@ pub(crate) fn inspect_digest_bytes(
         signature,
         digest: None,
         problem: None,
+        pending: None,
     };
     let digest = match Digest::parse(&inflated, max_digest_bytes) {
         Ok(digest) => digest,
@@ -374,57 +383,77 @@ fn body_problem(
     }
 }
 
-/// Looks the key up in the delivering region and verifies the signature.
+/// The outcome of the signature check.
+enum Signature {
+    /// Made: `None` when the signature verified, else the finding.
+    Checked(Option<Problem>),
+    /// The public key could not be obtained, within the grace period.
+    Pending(OpError),
+}
+
+/// Looks the key up in the delivering region and verifies the signature. A
+/// key provider that fails (not: answers that it knows no such key) leaves
+/// the digest pending until `unreadable_grace` has passed since the region's
+/// first failure, then the digest is `digest_public_key_unknown` with the
+/// reason: a provider that never answers must not stop its chains forever.
 async fn check_signature(
     ctx: &Ctx<'_>,
     chain: &ChainId,
     examined: &Examined,
     metadata: &BTreeMap<String, String>,
-) -> Result<Option<Problem>, OpError> {
+) -> Result<Signature, OpError> {
     let (Some(digest), Some(content_sha256), Some(signature)) = (
         examined.digest.as_ref(),
         examined.content_sha256.as_ref(),
         examined.signature.as_deref(),
     ) else {
-        return Ok(None);
+        return Ok(Signature::Checked(None));
     };
     let fingerprint = digest.digest_public_key_fingerprint.as_str();
-    let key_error = |error| {
-        OpError::new(
-            &chain.account,
-            format!("find public key {fingerprint} in {}", chain.region),
-            error,
-        )
-    };
-    let mut key = ctx
+    let operation = format!("find public key {fingerprint} in {}", chain.region);
+    let mut lookup = ctx
         .public_key(&chain.region, fingerprint, examined.end)
-        .await
-        .map_err(key_error)?;
-    if key.is_none() && chain.backfill {
+        .await;
+    if matches!(lookup, Ok(None)) && chain.backfill {
         let generated = metadata
             .get(META_BACKFILL_GENERATION)
             .and_then(|text| parse_generation_time(text));
         if let Some(generated) = generated {
-            key = ctx
-                .public_key(&chain.region, fingerprint, generated)
-                .await
-                .map_err(key_error)?;
+            lookup = ctx.public_key(&chain.region, fingerprint, generated).await;
         }
     }
+    let key = match lookup {
+        Ok(key) => key,
+        Err(error) => {
+            return match ctx.key_failure(&chain.account, &chain.region, operation, error)? {
+                KeyFailure::Pending(error) => Ok(Signature::Pending(error)),
+                KeyFailure::Expired(record) => Ok(Signature::Checked(Some(Problem {
+                    kind: FindingKind::DigestPublicKeyUnknown,
+                    detail: format!(
+                        "the CloudTrail public key with fingerprint {fingerprint:?} could not be obtained for the delivering region {}: ListPublicKeys has failed since {} (last error: {}), longer than the grace period of {} hours, so this digest's signature cannot be checked",
+                        chain.region,
+                        utc_text(record.first_failed_at),
+                        record.last_error,
+                        ctx.settings.unreadable_grace.num_hours()
+                    ),
+                }))),
+            };
+        }
+    };
     let Some(key) = key.filter(|key| key.fingerprint().eq_ignore_ascii_case(fingerprint)) else {
-        return Ok(Some(Problem {
+        return Ok(Signature::Checked(Some(Problem {
             kind: FindingKind::DigestPublicKeyUnknown,
             detail: format!(
                 "no CloudTrail public key with fingerprint {fingerprint:?} is known for the delivering region {} (searched around {})",
                 chain.region,
                 utc_text(examined.end)
             ),
-        }));
+        })));
     };
     let message = digest.string_to_sign(content_sha256);
     match verify_signature(&key, message.as_bytes(), signature) {
-        Ok(()) => Ok(None),
-        Err(error) => Ok(Some(Problem {
+        Ok(()) => Ok(Signature::Checked(None)),
+        Err(error) => Ok(Signature::Checked(Some(Problem {
             kind: FindingKind::DigestSignatureInvalid,
             detail: format!(
                 "CloudTrail's signature does not verify with key {fingerprint} over this digest's content (SHA-256 {}) and original location s3://{}/{}: {error}",
@@ -432,7 +461,7 @@ async fn check_signature(
                 digest.digest_s3_bucket,
                 digest.digest_s3_object
             ),
-        })),
+        }))),
     }
 }
 

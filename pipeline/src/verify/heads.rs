@@ -15,10 +15,10 @@ use chrono::{DateTime, Duration, Utc};
 use crate::model::findings::{Finding, FindingKind};
 use crate::model::time::utc_text;
 
-use super::chain::report_missing_hours;
-use super::inventory::{ChainId, Inventory, SiblingGroup};
+use super::chain::{report_missing_hours, ChainResult};
+use super::inventory::{ChainId, DigestEntry, Inventory, SiblingGroup};
 use super::{Ctx, Scope, MAX_MISSING_PER_GAP};
-use crate::progress::validation::ChainState;
+use crate::progress::validation::{ChainState, ValidationLag};
 
 /// A sibling's validated head: its chain, end time and key.
 type ProvenHead<'a> = (&'a ChainId, DateTime<Utc>, &'a str);
@@ -115,4 +115,71 @@ pub(crate) fn check_heads(
             ),
         );
     }
+}
+
+/// How far validation of `chain` trails its archived digests `entries`
+/// (oldest first) after this run: recorded in the chain state (what `status`
+/// shows), and `chain_validation_lagging` when archived history older than
+/// `chain_head_stale` is still unchecked — the chain head of the archive stays
+/// fresh while validation is stuck behind an unreadable object or a failing
+/// key provider, so `chain_head_stale` alone would never say so.
+pub(crate) fn check_lag(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    entries: &[DigestEntry],
+    result: &mut ChainResult,
+) {
+    let Some(newest) = entries.last() else {
+        return;
+    };
+    let first_unvalidated = entries
+        .iter()
+        .position(|entry| !result.state.validated.contains(entry.end));
+    let unvalidated_since = first_unvalidated.map(|index| {
+        index
+            .checked_sub(1)
+            .and_then(|older| entries.get(older))
+            .map_or_else(
+                || entries[index].end - Duration::hours(1),
+                |older| older.end,
+            )
+    });
+    let lag = ValidationLag {
+        newest_archived: newest.end,
+        unvalidated_since,
+    };
+    if result.state.lag != Some(lag) {
+        result.state.lag = Some(lag);
+        result.changed = true;
+    }
+    let behind = lag.lag();
+    let Some(stuck) = first_unvalidated.and_then(|index| entries.get(index)) else {
+        return;
+    };
+    if behind <= ctx.settings.chain_head_stale {
+        return;
+    }
+    let later = entries.len() - 1 - first_unvalidated.unwrap_or(0);
+    ctx.finding(
+        Finding::new(
+            FindingKind::ChainValidationLagging,
+            &chain.account,
+            &chain.bucket,
+            &stuck.key,
+            format!(
+                "validation of this chain is {} hours behind its archive (threshold {} hours): archived digest {} (ending {}) and {later} later ones are not validated; this run's operational errors say why (an object that cannot be read, a key provider that does not answer)",
+                behind.num_hours(),
+                ctx.settings.chain_head_stale.num_hours(),
+                stuck.key,
+                utc_text(stuck.end),
+            ),
+        )
+        .with_region(Some(&chain.region))
+        .with_trail(Some(&chain.trail))
+        .with_archive_key(Some(
+            &chain
+                .source_ref(&stuck.key)
+                .archive_key(&ctx.settings.archive_prefix),
+        )),
+    );
 }

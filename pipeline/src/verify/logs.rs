@@ -10,8 +10,9 @@ use chrono::{DateTime, Duration, Utc};
 use crate::cloudtrail::digest::Digest;
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::model::findings::{Finding, FindingKind};
-use crate::model::object::SourceRef;
+use crate::model::object::{ObjectRecord, SourceRef};
 use crate::model::time::utc_text;
+use crate::progress::pending::{self, PendingRecord};
 
 use super::audit::Audited;
 use super::inventory::{AreaId, ChainId, Inventory, LogEntry};
@@ -36,12 +37,35 @@ struct Content {
     content_error: Option<String>,
 }
 
+impl From<ObjectRecord> for Content {
+    fn from(record: ObjectRecord) -> Content {
+        Content {
+            content_sha256: record.content_sha256,
+            content_error: record.content_error,
+        }
+    }
+}
+
+/// Where a listed log file stands.
+enum Lookup {
+    /// Archived (or fetched from its source just now): its content.
+    Found(Content),
+    /// Neither archived nor at its source.
+    Absent,
+    /// Not archived, and its source refused to hand it over (AccessDenied,
+    /// or any failure but "not found"): since when, and why.
+    Unreadable(PendingRecord),
+    /// Unreadable at its source within the grace period: the operational
+    /// error is reported, the check waits for the next run.
+    Pending,
+}
+
 async fn content_of(
     ctx: &Ctx<'_>,
     chain: &ChainId,
     source: &SourceRef,
     audited: Option<&Audited>,
-) -> Result<Option<Content>, OpError> {
+) -> Result<Lookup, OpError> {
     let archived = match audited.filter(|audited| audited.bucket == source.bucket) {
         Some(audited) => {
             if audited.unreadable.contains(&source.key) {
@@ -68,26 +92,53 @@ async fn content_of(
                     error,
                 )
             })?
-            .map(|record| Content {
-                content_sha256: record.content_sha256,
-                content_error: record.content_error,
-            }),
+            .map(Content::from),
     };
-    if archived.is_some() {
-        return Ok(archived);
+    if let Some(archived) = archived {
+        return Ok(Lookup::Found(archived));
     }
     // Named by a digest but never listed by collection: fetch it directly.
-    let fetched = ctx.lookup.fetch_missing(source).await.map_err(|error| {
+    let fetched = ctx.lookup.fetch_missing(source).await;
+    let remember = |error| {
         OpError::new(
             &chain.account,
-            format!("fetch s3://{}/{}", source.bucket, source.key),
+            format!(
+                "remember the state of s3://{}/{}",
+                source.bucket, source.key
+            ),
             error,
         )
-    })?;
-    Ok(fetched.map(|record| Content {
-        content_sha256: record.content_sha256,
-        content_error: record.content_error,
-    }))
+    };
+    match fetched {
+        Ok(found) => {
+            pending::log_resolved(ctx.store, source).map_err(remember)?;
+            Ok(found.map_or(Lookup::Absent, |record| Lookup::Found(record.into())))
+        }
+        Err(error) => {
+            let record = pending::log_unreadable(ctx.store, source, ctx.now, &error.to_string())
+                .map_err(remember)?;
+            if ctx.now - record.first_failed_at >= ctx.settings.unreadable_grace {
+                return Ok(Lookup::Unreadable(record));
+            }
+            // Within the grace period: an operational error, tried again
+            // next run; the rest of the chain goes on meanwhile.
+            ctx.error(&OpError::new(
+                &chain.account,
+                format!("fetch s3://{}/{}", source.bucket, source.key),
+                error,
+            ));
+            Ok(Lookup::Pending)
+        }
+    }
+}
+
+/// What checking a digest's log files gave.
+pub(crate) struct LogsChecked<'d> {
+    /// Listed log files whose archived copy has the listed hash.
+    pub matched: Vec<Matched<'d>>,
+    /// Some listed log file could not be judged yet (unreadable at its
+    /// source, within the grace period): the digest is judged again next run.
+    pub deferred: bool,
 }
 
 /// A listed log file whose archived copy has the hash the digest lists.
@@ -97,32 +148,47 @@ pub(crate) struct Matched<'d> {
     pub sha256: [u8; 32],
 }
 
-/// Checks every log file a valid digest lists; returns those that matched.
+/// Checks every log file a valid digest lists.
 pub(crate) async fn check_logs<'d>(
     ctx: &Ctx<'_>,
     chain: &ChainId,
     digest_key: &str,
     digest: &'d Digest,
     audited: Option<&Audited>,
-) -> Result<Vec<Matched<'d>>, OpError> {
-    let mut matched = Vec::new();
+) -> Result<LogsChecked<'d>, OpError> {
+    let mut checked = LogsChecked {
+        matched: Vec::new(),
+        deferred: false,
+    };
     for log in &digest.log_files {
         let source = SourceRef {
             account_id: chain.reader.clone(),
             bucket: log.s3_bucket.clone(),
             key: log.s3_object.clone(),
         };
-        let content = content_of(ctx, chain, &source, audited).await?;
-        ctx.count_log_files(1);
+        let lookup = content_of(ctx, chain, &source, audited).await?;
         let expected = hex::encode(log.hash_value);
-        let problem = match &content {
-            None => Some((
+        let problem = match &lookup {
+            Lookup::Pending => {
+                checked.deferred = true;
+                continue;
+            }
+            Lookup::Absent => Some((
                 FindingKind::LogFileMissing,
                 format!(
                     "digest {digest_key} lists this log file (SHA-256 {expected}), but it is neither archived nor at the source"
                 ),
             )),
-            Some(content) => match (&content.content_error, content.content_sha256) {
+            Lookup::Unreadable(record) => Some((
+                FindingKind::LogFileMissing,
+                format!(
+                    "digest {digest_key} lists this log file (SHA-256 {expected}), but it is not archived and its source has refused to hand it over since {} (last error: {}), longer than the grace period of {} hours",
+                    utc_text(record.first_failed_at),
+                    record.last_error,
+                    ctx.settings.unreadable_grace.num_hours()
+                ),
+            )),
+            Lookup::Found(content) => match (&content.content_error, content.content_sha256) {
                 (Some(error), _) if error == "trailing_data" => Some((
                     FindingKind::LogFileTrailingData,
                     format!(
@@ -151,8 +217,9 @@ pub(crate) async fn check_logs<'d>(
                 (None, Some(_)) => None,
             },
         };
+        ctx.count_log_files(1);
         if problem.is_none() {
-            matched.push(Matched {
+            checked.matched.push(Matched {
                 bucket: &log.s3_bucket,
                 key: &log.s3_object,
                 sha256: log.hash_value,
@@ -166,8 +233,7 @@ pub(crate) async fn check_logs<'d>(
             let region = named
                 .as_ref()
                 .map_or(chain.region.as_str(), |key| key.region.as_str());
-            let archive_key = content
-                .is_some()
+            let archive_key = matches!(lookup, Lookup::Found(_))
                 .then(|| source.archive_key(&ctx.settings.archive_prefix));
             ctx.finding(
                 Finding::new(kind, account, &log.s3_bucket, &log.s3_object, detail)
@@ -177,10 +243,12 @@ pub(crate) async fn check_logs<'d>(
             );
         }
     }
-    Ok(matched)
+    Ok(checked)
 }
 
-/// Remembers the log files a digest lists (see `state::LogRefCache`).
+/// Remembers the log files a valid digest lists (see `state::LogRefCache`);
+/// the caller passes only digests whose signature verified where CloudTrail
+/// delivered them.
 pub(crate) fn register_references(
     ctx: &Ctx<'_>,
     chain: &ChainId,

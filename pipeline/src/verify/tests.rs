@@ -718,7 +718,12 @@ async fn failed_reads_are_errors_and_are_retried() {
     assert_eq!(first.errors.len(), 1, "{:#?}", first.errors);
     assert_eq!(first.stats.errors, 1);
     assert!(first.errors[0].operation.contains(&failing));
-    assert_only(&first, &[]);
+    // The archived history after the failing digest is unchecked, and for
+    // longer than `chain_head_stale`: validation lags behind the archive.
+    assert_only(
+        &first,
+        &[(FindingKind::ChainValidationLagging, &scenario.chain[20].key)],
+    );
     assert_eq!(first.stats.digests_validated, 20 + 1);
 
     scenario.world.archive.clear_failures();
@@ -945,4 +950,411 @@ fn signed_template_digest_validates() {
     // Its log files are not archived in this bare setup.
     let kinds: BTreeSet<FindingKind> = outcome.findings.iter().map(|f| f.kind).collect();
     assert_eq!(kinds, BTreeSet::from([FindingKind::LogFileMissing]));
+}
+
+// ---- the validator must not be frozen or fooled (issue 12) ----
+
+fn run_errors(outcome: &VerifyOutcome) -> Vec<String> {
+    outcome
+        .errors
+        .iter()
+        .map(|error| format!("{}: {}", error.operation, error.message))
+        .collect()
+}
+
+#[tokio::test]
+async fn unreadable_listed_log_waits_its_grace_then_is_missing_and_the_chain_goes_on() {
+    let scenario = scenario();
+    let denied = scenario.chain[20].logs[0].key.clone();
+    // Never archived (collection could not read it), and its source refuses it.
+    scenario.world.source.fail_gets(
+        &denied,
+        SeamError::AccessDenied("explicit deny in a bucket policy".into()),
+    );
+    // A later digest of the same chain is deleted before collection.
+    scenario.world.source.delete(&scenario.chain[30].key);
+    scenario.world.archive_all_except(&[&denied]).await;
+
+    // Within the grace period: an operational error, and the rest of the
+    // chain is validated all the same.
+    let first = scenario.world.run(&settings()).await;
+    let errors = run_errors(&first);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].contains(&denied), "{errors:#?}");
+    assert_only(
+        &first,
+        &[
+            (FindingKind::DigestMissing, &scenario.chain[30].key),
+            (FindingKind::ChainValidationLagging, &scenario.chain[20].key),
+        ],
+    );
+    let lagging = first
+        .findings
+        .iter()
+        .find(|finding| finding.kind == FindingKind::ChainValidationLagging)
+        .unwrap();
+    assert_eq!(lagging.severity, crate::model::findings::Severity::Critical);
+    let heads = crate::progress::validation::chain_heads(&scenario.world.store).unwrap();
+    let lag = heads
+        .iter()
+        .find(|head| !head.chain_id.ends_with("_backfill"))
+        .and_then(|head| head.lag)
+        .expect("the lag is recorded");
+    assert_eq!(lag.newest_archived, scenario.chain[HOURS - 1].end);
+    assert_eq!(lag.unvalidated_since, Some(scenario.chain[19].end));
+
+    // Still refused, before the grace period ends: the same again, and the
+    // digest with the unreadable log (plus its successor) is judged again.
+    scenario.world.clock.set(now() + Duration::hours(23));
+    let second = scenario.world.run(&settings()).await;
+    assert_eq!(run_errors(&second).len(), 1, "{:#?}", second.errors);
+    assert_eq!(second.stats.digests_validated, 2);
+    assert!(!found(&second).contains(&(FindingKind::LogFileMissing, denied.clone())));
+
+    // Past the grace period since it was first unreadable: a finding with
+    // the reason, and the chain is validated to its head.
+    scenario.world.clock.set(now() + Duration::hours(24));
+    let third = scenario.world.run(&settings()).await;
+    assert!(third.errors.is_empty(), "{:#?}", third.errors);
+    assert!(
+        found(&third).contains(&(FindingKind::LogFileMissing, denied.clone())),
+        "{:#?}",
+        third.findings
+    );
+    assert!(!found(&third)
+        .iter()
+        .any(|(kind, _)| *kind == FindingKind::ChainValidationLagging));
+    let missing = third
+        .findings
+        .iter()
+        .find(|finding| finding.key == denied)
+        .unwrap();
+    assert!(
+        missing.detail.contains("explicit deny"),
+        "{}",
+        missing.detail
+    );
+    assert!(
+        missing.detail.contains(&utc_text(now())),
+        "{}",
+        missing.detail
+    );
+    let heads = crate::progress::validation::chain_heads(&scenario.world.store).unwrap();
+    assert!(heads
+        .iter()
+        .all(|head| head.lag.is_some_and(|lag| lag.unvalidated_since.is_none())));
+    // Nothing left to judge.
+    let steady = scenario.world.run(&settings()).await;
+    assert_eq!(steady.stats.digests_validated, 0);
+}
+
+#[tokio::test]
+async fn a_log_readable_again_within_the_grace_is_judged_normally() {
+    let scenario = scenario();
+    let denied = scenario.chain[20].logs[0].key.clone();
+    scenario
+        .world
+        .source
+        .fail_gets(&denied, SeamError::Transient("slow down".into()));
+    scenario.world.archive_all_except(&[&denied]).await;
+    let first = scenario.world.run(&settings()).await;
+    assert_eq!(first.errors.len(), 1, "{:#?}", first.errors);
+
+    scenario.world.source.clear_failures();
+    scenario.world.clock.set(now() + Duration::hours(30));
+    let second = scenario.world.run(&settings()).await;
+    assert!(second.errors.is_empty(), "{:#?}", second.errors);
+    assert!(!found(&second)
+        .iter()
+        .any(|(kind, _)| *kind == FindingKind::LogFileMissing));
+    assert_eq!(scenario.world.fetched.load(Ordering::Relaxed), 1);
+}
+
+/// A key provider that fails while `failing` is set (ListPublicKeys down).
+struct FlakyKeys<'a> {
+    inner: &'a StaticKeys,
+    failing: std::sync::atomic::AtomicBool,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait]
+impl KeyProvider for FlakyKeys<'_> {
+    async fn find(
+        &self,
+        region: &str,
+        fingerprint: &str,
+        around: DateTime<Utc>,
+    ) -> Result<Option<PublicKey>, SeamError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.failing.load(Ordering::Relaxed) {
+            return Err(SeamError::Transient(
+                "ListPublicKeys: ThrottlingException".into(),
+            ));
+        }
+        self.inner.find(region, fingerprint, around).await
+    }
+}
+
+async fn run_with_keys(world: &World, keys: &dyn KeyProvider) -> VerifyOutcome {
+    let sources = [ArchivedSource {
+        reader_account_id: READER.into(),
+        bucket: BUCKET.into(),
+    }];
+    verify(
+        &sources,
+        &[],
+        &[],
+        &world.archive,
+        &world.store,
+        keys,
+        world,
+        &world.clock,
+        &settings(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn failing_key_provider_is_an_error_then_a_finding_and_never_stops_the_chain_forever() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let keys = FlakyKeys {
+        inner: &scenario.world.keys,
+        failing: true.into(),
+        calls: 0.into(),
+    };
+    let first = run_with_keys(&scenario.world, &keys).await;
+    assert!(!first.errors.is_empty());
+    assert!(first
+        .errors
+        .iter()
+        .all(|error| error.message.contains("ThrottlingException")));
+    assert_eq!(
+        keys.calls.load(Ordering::Relaxed),
+        1,
+        "one call per region and run"
+    );
+    assert_only(
+        &first,
+        &[(FindingKind::ChainValidationLagging, &scenario.chain[0].key)],
+    );
+
+    // Past the grace period: every digest of the region is a finding that
+    // says why, and the chains are done.
+    scenario.world.clock.set(now() + Duration::hours(25));
+    let second = run_with_keys(&scenario.world, &keys).await;
+    assert!(second.errors.is_empty(), "{:#?}", second.errors);
+    let unknown: Vec<_> = second
+        .findings
+        .iter()
+        .filter(|finding| finding.kind == FindingKind::DigestPublicKeyUnknown)
+        .collect();
+    assert_eq!(unknown.len(), HOURS + 1);
+    assert!(
+        unknown[0].detail.contains("ThrottlingException"),
+        "{}",
+        unknown[0].detail
+    );
+    assert!(!found(&second)
+        .iter()
+        .any(|(kind, _)| *kind == FindingKind::ChainValidationLagging));
+    assert_eq!(
+        run_with_keys(&scenario.world, &keys)
+            .await
+            .stats
+            .digests_validated,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_key_provider_that_recovers_within_the_grace_leaves_no_trace() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let keys = FlakyKeys {
+        inner: &scenario.world.keys,
+        failing: true.into(),
+        calls: 0.into(),
+    };
+    assert!(!run_with_keys(&scenario.world, &keys)
+        .await
+        .errors
+        .is_empty());
+    keys.failing.store(false, Ordering::Relaxed);
+    scenario.world.clock.set(now() + Duration::hours(1));
+    let second = run_with_keys(&scenario.world, &keys).await;
+    assert!(second.errors.is_empty(), "{:#?}", second.errors);
+    assert_only(&second, &[]);
+    assert_eq!(second.stats.digests_validated, HOURS as u64 + 1);
+    assert_eq!(
+        scenario
+            .world
+            .store
+            .get_state("pending/pubkey/eu-west-1")
+            .unwrap(),
+        Some(Vec::new()),
+        "the pending record is cleared"
+    );
+}
+
+#[tokio::test]
+async fn an_unsigned_digest_does_not_make_forged_logs_referenced() {
+    let scenario = scenario();
+    // Forged log names inside a window that genuine digests cover.
+    let window_end = scenario.chain[12].end;
+    let forged: Vec<SimLog> = ["FORGED0000000001", "FORGED0000000002"]
+        .iter()
+        .enumerate()
+        .map(|(index, unique)| {
+            scenario
+                .trail
+                .log(window_end - Duration::minutes(20 + index as i64), unique)
+        })
+        .collect();
+    // Planted ahead of them: a digest a second after a genuine one, listing
+    // them, where CloudTrail would have delivered it, without a signature.
+    let planted_end = window_end + Duration::seconds(1);
+    let planted_key = scenario.trail.digest_key(planted_end, false);
+    let planted_body = digest_json(
+        BUCKET,
+        &planted_key,
+        ACCOUNT,
+        planted_end - Duration::hours(1),
+        planted_end,
+        aws_key().fingerprint(),
+        None,
+        &forged,
+    );
+    scenario
+        .world
+        .source
+        .put(&planted_key, gzip(&planted_body), &[]);
+    scenario.world.archive_all().await;
+    let first = scenario.world.run(&settings()).await;
+    assert!(first.errors.is_empty(), "{:#?}", first.errors);
+    assert_only(
+        &first,
+        &[(FindingKind::DigestSignatureInvalid, &planted_key)],
+    );
+
+    // The forged logs arrive later.
+    for log in &forged {
+        scenario.world.put_log(log);
+    }
+    scenario.world.clock.set(now() + Duration::minutes(10));
+    scenario.world.archive_all().await;
+    let second = scenario.world.run(&settings()).await;
+    assert!(second.errors.is_empty(), "{:#?}", second.errors);
+    assert_only(
+        &second,
+        &[
+            (FindingKind::LogFileUnreferenced, &forged[0].key),
+            (FindingKind::LogFileUnreferenced, &forged[1].key),
+        ],
+    );
+}
+
+/// Blocks forever for one region: a run that never finishes that chain.
+struct HangingKeys<'a> {
+    inner: &'a StaticKeys,
+    region: &'static str,
+}
+
+#[async_trait]
+impl KeyProvider for HangingKeys<'_> {
+    async fn find(
+        &self,
+        region: &str,
+        fingerprint: &str,
+        around: DateTime<Utc>,
+    ) -> Result<Option<PublicKey>, SeamError> {
+        if region == self.region {
+            futures::future::pending::<()>().await;
+        }
+        self.inner.find(region, fingerprint, around).await
+    }
+}
+
+#[tokio::test]
+async fn each_chain_saves_its_progress_when_it_is_done() {
+    let europe = Trail::org("eu-west-1");
+    let virginia = Trail::org("us-east-1");
+    let world = World::new(now());
+    for digest in build_chain(&europe, first_end(), 6)
+        .iter()
+        .chain(&build_chain(&virginia, first_end(), 6))
+    {
+        world.put_digest(digest);
+    }
+    world.archive_all().await;
+    let keys = HangingKeys {
+        inner: &world.keys,
+        region: "us-east-1",
+    };
+    let sequential = VerifySettings {
+        concurrency: 1,
+        ..settings()
+    };
+    let sources = [ArchivedSource {
+        reader_account_id: READER.into(),
+        bucket: BUCKET.into(),
+    }];
+    // The run dies (is cancelled) while the second chain is validated.
+    let run = verify(
+        &sources,
+        &[],
+        &[],
+        &world.archive,
+        &world.store,
+        &keys,
+        &world,
+        &world.clock,
+        &sequential,
+    );
+    assert!(tokio::time::timeout(std::time::Duration::from_secs(3), run)
+        .await
+        .is_err());
+    let heads = crate::progress::validation::chain_heads(&world.store).unwrap();
+    let saved: Vec<&str> = heads.iter().map(|head| head.chain_id.as_str()).collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(saved[0].contains("/eu-west-1/"), "{saved:?}");
+    assert!(heads[0].head.is_some());
+}
+
+#[test]
+fn a_digest_above_the_size_cap_is_refused_before_it_is_inflated_beyond_it() {
+    let (_, chain) = template();
+    let chain_id = parse_digest_key(READER, BUCKET, &chain[1].key).unwrap().0;
+    let entry = DigestEntry {
+        key: chain[1].key.clone(),
+        end: chain[1].end,
+        version_id: None,
+        raw_sha256: None,
+    };
+    // 64 MiB of `[],` behind a valid opening: 64 KiB compressed.
+    let mut body = br#"{"logFiles":["#.to_vec();
+    body.extend_from_slice(&b"[],".repeat(64 * 1024 * 1024 / 3));
+    body.extend_from_slice(b"[]]}");
+    let raw = gzip(&body);
+    drop(body);
+    let cap = 4 * 1024 * 1024;
+    let limits = crate::cloudtrail::gzip::InflateLimits {
+        max_inflated_bytes: 256 * 1024 * 1024,
+        max_ratio: 100_000,
+    };
+    let metadata = BTreeMap::new();
+    let (examined, peak) = crate::cloudtrail::digest::alloc_meter::peak_during(|| {
+        super::digest_check::inspect_digest_bytes(&chain_id, &entry, &raw, &metadata, cap, limits)
+    });
+    let problem = examined.problem.expect("refused");
+    assert_eq!(
+        problem.kind,
+        FindingKind::DigestMalformed,
+        "{}",
+        problem.detail
+    );
+    assert!(
+        peak < 3 * cap,
+        "inflating stopped at the cap: peak {peak} bytes for a 64 MiB body"
+    );
 }

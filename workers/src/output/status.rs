@@ -99,14 +99,26 @@ pub fn human(view: &StatusView) -> String {
             age_text(account.lag_seconds)
         );
     }
-    let _ = writeln!(out, "\nchain heads (newest validated digest, age)");
+    let _ = writeln!(
+        out,
+        "\nchain heads (newest validated digest, age, validation lag behind the archive)"
+    );
     if view.chains.is_empty() {
         let _ = writeln!(out, "  none (run verify)");
     }
     for chain in &view.chains {
+        let lag = match (chain.validation_lag_seconds, chain.unvalidated_since) {
+            (Some(seconds), Some(since)) if seconds > 0 => format!(
+                "  lag {} (unvalidated since {})",
+                age_text(Some(seconds)),
+                utc_text(since)
+            ),
+            (Some(_), _) => "  lag 0".to_string(),
+            (None, _) => "  lag -".to_string(),
+        };
         let _ = writeln!(
             out,
-            "  {:<12}  {:<14}  {:<20}  {:<20}  {:>7}{}{}",
+            "  {:<12}  {:<14}  {:<20}  {:<20}  {:>7}{lag}{}{}",
             chain.account_id.as_deref().unwrap_or("-"),
             chain.region.as_deref().unwrap_or("-"),
             chain.trail.as_deref().unwrap_or("-"),
@@ -193,6 +205,28 @@ mod tests {
         let view = StatusView::from_store(&store, &[], now).unwrap();
         let text = human(&view);
         assert!(text.contains("2h00m"), "{text}");
+        assert!(
+            text.contains("lag -"),
+            "state without a recorded lag: {text}"
+        );
+        let lagging = serde_json::json!({
+            "v": 1,
+            "validated": {"spans": []},
+            "head": null,
+            "lag": {"newest_archived": "2026-01-01T03:00:00Z",
+                    "unvalidated_since": "2026-01-01T00:00:00Z"}
+        });
+        store
+            .put_state(
+                "chain/222222222201/b/AWSLogs/222222222201/CloudTrail-Digest/us-east-1/Trail_us-east-1",
+                lagging.to_string().as_bytes(),
+            )
+            .unwrap();
+        let text = human(&StatusView::from_store(&store, &[], now).unwrap());
+        assert!(
+            text.contains("lag 3h00m (unvalidated since 2026-01-01T00:00:00Z)"),
+            "{text}"
+        );
         assert!(
             text.contains("open findings: 1 (1 critical; 1 acknowledged)"),
             "{text}"
