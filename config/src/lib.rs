@@ -154,6 +154,8 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 max_inflate_ratio: 1000,
                 verify_after_collect: true,
                 source_requests_per_second: 0,
+                max_keys_per_partition_per_run: 50_000,
+                max_object_bytes: 1024 * 1024 * 1024,
             },
             store: StoreSettings {
                 path: PathBuf::from("./trailvault-store"),
@@ -399,6 +401,8 @@ max_inflated_bytes = 1048576
 max_inflate_ratio = 10
 verify_after_collect = false
 source_requests_per_second = 50
+max_keys_per_partition_per_run = 5
+max_object_bytes = 1048576
 "#,
                 |config| {
                     config.collect = CollectSettings {
@@ -410,6 +414,8 @@ source_requests_per_second = 50
                         max_inflate_ratio: 10,
                         verify_after_collect: false,
                         source_requests_per_second: 50,
+                        max_keys_per_partition_per_run: 5,
+                        max_object_bytes: 1024 * 1024,
                     }
                 },
             ),
@@ -770,6 +776,15 @@ public_keys_file = "/etc/trailvault/keys.json"
             }),
             ("collect.max_inflate_ratio", |c| {
                 c.collect.max_inflate_ratio = 9
+            }),
+            ("collect.max_keys_per_partition_per_run", |c| {
+                c.collect.max_keys_per_partition_per_run = 0
+            }),
+            ("collect.max_keys_per_partition_per_run", |c| {
+                c.collect.max_keys_per_partition_per_run = 10_000_001
+            }),
+            ("collect.max_object_bytes", |c| {
+                c.collect.max_object_bytes = 1024 * 1024 - 1
             }),
             // [store], [verify], [alerts]
             ("store.path", |c| c.store.path = PathBuf::new()),

@@ -241,6 +241,15 @@ pub struct CollectSettings {
     /// 0 = unlimited.
     #[serde(default = "default_source_requests_per_second")]
     pub source_requests_per_second: u32,
+    /// New or changed keys one run takes from one partition (one day folder
+    /// of one region); the rest are collected by the next runs. Bounds the
+    /// memory and the findings a flooded partition costs per run.
+    #[serde(default = "default_max_keys_per_partition_per_run")]
+    pub max_keys_per_partition_per_run: u64,
+    /// Objects larger than this are not copied: one `object_malformed`
+    /// finding per object version instead.
+    #[serde(default = "default_max_object_bytes")]
+    pub max_object_bytes: u64,
 }
 
 impl Default for CollectSettings {
@@ -254,6 +263,8 @@ impl Default for CollectSettings {
             max_inflate_ratio: default_max_inflate_ratio(),
             verify_after_collect: default_verify_after_collect(),
             source_requests_per_second: default_source_requests_per_second(),
+            max_keys_per_partition_per_run: default_max_keys_per_partition_per_run(),
+            max_object_bytes: default_max_object_bytes(),
         }
     }
 }
@@ -291,6 +302,16 @@ fn default_verify_after_collect() -> bool {
 
 fn default_source_requests_per_second() -> u32 {
     0
+}
+
+/// A busy account-region delivers a few thousand files a day per folder.
+fn default_max_keys_per_partition_per_run() -> u64 {
+    50_000
+}
+
+/// Busy accounts produce log files of tens of MB.
+fn default_max_object_bytes() -> u64 {
+    GIB
 }
 
 /// `[store]`: the local progress database.

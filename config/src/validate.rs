@@ -176,6 +176,14 @@ fn validate_collect(collect: &CollectSettings) -> Result<(), ConfigError> {
     at(
         "collect.max_inflate_ratio",
         at_least(collect.max_inflate_ratio, 10),
+    )?;
+    at(
+        "collect.max_keys_per_partition_per_run",
+        in_range(collect.max_keys_per_partition_per_run, 1, 10_000_000),
+    )?;
+    at(
+        "collect.max_object_bytes",
+        in_range(collect.max_object_bytes, MIB, 5 * 1024 * GIB),
     )
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use trailvault_pipeline::seams::{ListedObject, SourceObject, TrailSource};
+use trailvault_pipeline::seams::{ListedObject, ListingPage, SourceObject, TrailSource};
 use trailvault_pipeline::SeamError;
 
 /// Spaces requests evenly: each caller takes the next free slot, `interval`
@@ -54,14 +54,23 @@ impl TrailSource for RateLimitedSource {
         self.inner.bucket()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+    /// Each page is one request, and takes one slot.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<ListedObject>, SeamError> {
         self.limiter.acquire().await;
-        self.inner.list(prefix).await
+        self.inner.list_page(prefix, continuation).await
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+    async fn list_folders_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<String>, SeamError> {
         self.limiter.acquire().await;
-        self.inner.list_folders(prefix).await
+        self.inner.list_folders_page(prefix, continuation).await
     }
 
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {

@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::copy::meta;
 use trailvault_pipeline::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ListedObject, LockMode, PutSpec,
-    SourceObject, TrailSource, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ListedObject, ListingPage, LockMode,
+    PutSpec, SourceObject, TrailSource, UploadedPart,
 };
 use trailvault_pipeline::SeamError;
 
@@ -104,13 +104,25 @@ impl TrailSource for RetryingSource {
         self.inner.bucket()
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.list(prefix)).await
+    /// Each page is one request, retried on its own.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<ListedObject>, SeamError> {
+        retry(&self.policy, &self.cancel, |_| {
+            self.inner.list_page(prefix, continuation.clone())
+        })
+        .await
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+    async fn list_folders_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<String>, SeamError> {
         retry(&self.policy, &self.cancel, |_| {
-            self.inner.list_folders(prefix)
+            self.inner.list_folders_page(prefix, continuation.clone())
         })
         .await
     }

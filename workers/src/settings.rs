@@ -73,6 +73,11 @@ pub fn collect_settings(config: &Config, kms_key_arn: &str) -> CollectSettings {
         redelivery_sweep_days: config.collect.redelivery_sweep_days,
         sweep_interval: Duration::hours(24),
         copy_attempts: 3,
+        max_keys_per_partition_per_run: usize::try_from(
+            config.collect.max_keys_per_partition_per_run,
+        )
+        .unwrap_or(usize::MAX),
+        max_object_bytes: config.collect.max_object_bytes,
     }
 }
 

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::Client;
-use trailvault_pipeline::seams::{ListedObject, SourceObject, TrailSource};
+use trailvault_pipeline::seams::{ListedObject, ListingPage, SourceObject, TrailSource};
 use trailvault_pipeline::SeamError;
 
-use super::{collect_pages, get_object, strip_etag};
+use super::{get_object, strip_etag};
 use crate::aws::classify;
 
 pub struct S3Source {
@@ -22,34 +22,34 @@ impl S3Source {
         }
     }
 
-    /// Every page of a ListObjectsV2 under `prefix` (rolled up at `delimiter`
-    /// when there is one), each read into items by `items`.
-    async fn list_pages<T>(
+    /// One page of a ListObjectsV2 under `prefix` (rolled up at `delimiter`
+    /// when there is one), read into items by `items`.
+    async fn one_page<T>(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
+        continuation: Option<String>,
         operation: &str,
         items: impl Fn(&ListObjectsV2Output) -> Vec<T>,
-    ) -> Result<Vec<T>, SeamError> {
-        let items = &items;
-        collect_pages(|token: Option<String>| async move {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_delimiter(delimiter.map(str::to_string))
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| classify(operation, e))?;
-            let next = match page.next_continuation_token() {
-                Some(next) if page.is_truncated().unwrap_or(false) => Some(next.to_string()),
-                _ => None,
-            };
-            Ok((items(&page), next))
+    ) -> Result<ListingPage<T>, SeamError> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_delimiter(delimiter.map(str::to_string))
+            .set_continuation_token(continuation)
+            .send()
+            .await
+            .map_err(|e| classify(operation, e))?;
+        let next = match page.next_continuation_token() {
+            Some(next) if page.is_truncated().unwrap_or(false) => Some(next.to_string()),
+            _ => None,
+        };
+        Ok(ListingPage {
+            items: items(&page),
+            next,
         })
-        .await
     }
 }
 
@@ -59,9 +59,13 @@ impl TrailSource for S3Source {
         &self.bucket
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<ListedObject>, SeamError> {
         let operation = format!("ListObjectsV2 s3://{}/{prefix}", self.bucket);
-        self.list_pages(prefix, None, &operation, |page| {
+        self.one_page(prefix, None, continuation, &operation, |page| {
             page.contents()
                 .iter()
                 .filter_map(|object| {
@@ -76,9 +80,13 @@ impl TrailSource for S3Source {
         .await
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+    async fn list_folders_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<String>, SeamError> {
         let operation = format!("ListObjectsV2 s3://{}/{prefix} (folders)", self.bucket);
-        self.list_pages(prefix, Some("/"), &operation, |page| {
+        self.one_page(prefix, Some("/"), continuation, &operation, |page| {
             page.common_prefixes()
                 .iter()
                 .filter_map(|p| p.prefix())

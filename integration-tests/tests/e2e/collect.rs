@@ -918,3 +918,224 @@ async fn a_killed_backfill_resumes_and_ends_with_one_verified_version_per_object
     );
     assert_archive_matches_sources_since(&sim, started).await;
 }
+
+/// The config written by `write_config`, with `lines` added to its `[collect]` table.
+fn with_collect_lines(config: &std::path::Path, lines: &str) {
+    let text = std::fs::read_to_string(config).expect("read config");
+    assert!(text.contains("[collect]\n"), "{text}");
+    let text = text.replacen("[collect]\n", &format!("[collect]\n{lines}"), 1);
+    std::fs::write(config, text).expect("write config");
+}
+
+/// The log-file keys (folder `CloudTrail/`) of member 0's bucket, by partition prefix.
+async fn member_log_partitions(sim: &Sim) -> BTreeMap<String, Vec<String>> {
+    let member = &sim.org.members[0];
+    let s3 = sim.root_s3(&member.account_id).expect("root client");
+    let mut partitions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(&member.trail_bucket)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .expect("list source");
+        for object in page.contents() {
+            let key = object.key().unwrap();
+            if let Ok(trail_key) = trailvault_pipeline::cloudtrail::keys::parse_trail_key(key) {
+                partitions
+                    .entry(trail_key.partition_prefix())
+                    .or_default()
+                    .push(key.to_string());
+            }
+        }
+        match page.next_continuation_token() {
+            Some(next) => token = Some(next.to_string()),
+            None => break,
+        }
+    }
+    partitions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flooded_partition_is_collected_over_runs_with_its_real_files_first() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let partitions = member_log_partitions(&sim).await;
+    let largest = partitions
+        .values()
+        .map(Vec::len)
+        .max()
+        .expect("delivered files");
+    let (flooded, real) = partitions
+        .iter()
+        .find(|(prefix, _)| prefix.contains("/CloudTrail/"))
+        .map(|(prefix, keys)| (prefix.clone(), keys.clone()))
+        .expect("a log partition");
+    // Every partition fits in one run but for the flooded one, whose junk sorts
+    // before its real files and outnumbers the cap twice over.
+    let cap = largest + 2;
+    let member = &sim.org.members[0];
+    let s3 = sim.root_s3(&member.account_id).expect("root client");
+    let junk: Vec<String> = (0..2 * cap)
+        .map(|index| format!("{flooded}0000-junk-{index:04}"))
+        .collect();
+    for key in &junk {
+        s3.put_object()
+            .bucket(&member.trail_bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"junk"))
+            .send()
+            .await
+            .expect("plant junk");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    with_collect_lines(
+        &config,
+        &format!("max_keys_per_partition_per_run = {cap}\n"),
+    );
+    let started = Utc::now();
+
+    let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    assert_eq!(first.code, 3, "junk raises findings:\n{}", first.stderr);
+    let report = first.json();
+    let deferred = stat(&report, "objects_deferred");
+    assert_eq!(
+        deferred,
+        (real.len() + junk.len() - cap) as u64,
+        "the flooded partition yields {cap} keys, the rest wait: {report}"
+    );
+    assert!(
+        first
+            .stderr
+            .contains("partition holds more new keys than one run takes"),
+        "logged: {}",
+        first.stderr
+    );
+    let archived = archive_versions(&sim).await;
+    for key in &real {
+        assert!(
+            archived.contains_key(&archive_key(
+                &sim,
+                &member.account_id,
+                &member.trail_bucket,
+                key
+            )),
+            "the real file {key} goes before the junk that sorts first"
+        );
+    }
+    let junk_findings = finding_kinds(&report)
+        .into_iter()
+        .filter(|(kind, key)| kind == "object_malformed" && junk.contains(key))
+        .count();
+    assert_eq!(
+        junk_findings,
+        cap - real.len(),
+        "findings bounded by the cap"
+    );
+
+    // The next runs take the rest, then nothing is left.
+    let mut runs = 1;
+    let mut left = deferred;
+    while left > 0 {
+        runs += 1;
+        assert!(runs <= 4, "still {left} deferred after {runs} runs");
+        let next = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
+        let now_left = stat(&next, "objects_deferred");
+        assert_eq!(stat(&next, "objects_copied"), left - now_left, "{next}");
+        left = now_left;
+    }
+    let last = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
+    assert_eq!(stat(&last, "objects_copied"), 0);
+    assert_eq!(stat(&last, "objects_deferred"), 0);
+    // Every file, junk included (as evidence), archived once.
+    assert_archive_matches_sources_since(&sim, started).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_above_max_object_bytes_is_one_finding_and_never_copied() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let partitions = member_log_partitions(&sim).await;
+    let (prefix, real) = partitions
+        .iter()
+        .find(|(prefix, _)| prefix.contains("/CloudTrail/"))
+        .expect("a log partition");
+    // Named like a real log of the partition, one byte over the bound.
+    let name = real[0].rsplit_once('/').unwrap().1;
+    let (stamp, _unique) = name.rsplit_once('_').expect("a log file name");
+    let big_key = format!("{prefix}{stamp}_ZZZZZZZZZZZZZZZZ.json.gz");
+    let member = &sim.org.members[0];
+    let s3 = sim.root_s3(&member.account_id).expect("root client");
+    let max_object_bytes: usize = 1024 * 1024;
+    s3.put_object()
+        .bucket(&member.trail_bucket)
+        .key(&big_key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(vec![
+            7u8;
+            max_object_bytes
+                + 1
+        ]))
+        .send()
+        .await
+        .expect("plant a large object");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    with_collect_lines(&config, &format!("max_object_bytes = {max_object_bytes}\n"));
+
+    let first = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    assert_eq!(first.code, 3, "{}", first.stderr);
+    let report = first.json();
+    let about_big: Vec<&serde_json::Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|finding| finding["key"] == big_key.as_str())
+        .collect();
+    assert_eq!(about_big.len(), 1, "{report}");
+    assert_eq!(about_big[0]["kind"], "object_malformed");
+    assert_eq!(about_big[0]["new"], true);
+    let detail = about_big[0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("{} bytes", max_object_bytes + 1)),
+        "{detail}"
+    );
+    assert_eq!(report["errors"].as_array().unwrap().len(), 0, "{report}");
+    let big_archive_key = archive_key(&sim, &member.account_id, &member.trail_bucket, &big_key);
+    assert!(
+        !archive_versions(&sim).await.contains_key(&big_archive_key),
+        "not copied"
+    );
+
+    // The next run neither raises it again nor tries to copy it.
+    let second = run(&sim, &config, &["--json", "collect", "--no-verify"]);
+    let report = second.json();
+    assert_eq!(stat(&report, "objects_copied"), 0, "{report}");
+    assert_eq!(report["errors"].as_array().unwrap().len(), 0, "{report}");
+    for finding in report["findings"].as_array().unwrap() {
+        assert!(
+            finding["key"] != big_key.as_str() || finding["new"] == false,
+            "raised again: {finding}"
+        );
+    }
+    assert!(
+        !archive_versions(&sim).await.contains_key(&big_archive_key),
+        "not copied"
+    );
+}

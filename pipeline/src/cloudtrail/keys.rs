@@ -474,6 +474,12 @@ fn validate_account_id(account: &str) -> Result<(), KeyError> {
     }
 }
 
+/// Whether `folder` is a name CloudTrail could give a family folder:
+/// `CloudTrail`, `CloudTrail-Digest` or `CloudTrail-<alphanumeric name>`.
+pub fn is_family_folder(folder: &str) -> bool {
+    parse_family(folder).is_ok()
+}
+
 fn parse_family(folder: &str) -> Result<Family, KeyError> {
     if folder == DIGEST_FOLDER {
         return Ok(Family::Digest);

@@ -2,6 +2,9 @@
 //! record. The one copy-level retry policy of the product lives here.
 
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Duration};
 use tracing::debug;
@@ -10,7 +13,11 @@ use crate::cloudtrail::keys::{parse_trail_key, KeyError, TrailKey};
 use crate::copy::{adopt_copy, adoptable_copy, copy_object, retain_until, Copied, CopyError};
 use crate::model::findings::{Finding, FindingKind};
 
+use crate::model::error::SeamError;
+use crate::seams::{ListedObject, ListingPage, ObjectMeta, SourceObject, TrailSource};
+
 use super::inspect::{claims_check, inspect};
+use super::list::judge_oversize;
 use super::{CopyJob, Run};
 
 pub(super) async fn copy_job(run: &Run<'_>, job: CopyJob) {
@@ -54,8 +61,92 @@ async fn wait_before_copying_again(run: &Run<'_>, attempt: u32) -> bool {
     }
 }
 
-/// Copies one object; `true` when it ended recorded (copied or adopted).
+/// The source as one copy reads it: a GET that answers an object larger than
+/// `max_object_bytes` (it grew after its listing) is refused before a byte of
+/// its body is read, and remembered so the copy can be judged instead.
+struct SizeCapped<'a> {
+    inner: &'a dyn TrailSource,
+    max_object_bytes: u64,
+    refused: Mutex<Option<ObjectMeta>>,
+}
+
+impl SizeCapped<'_> {
+    fn refused(&self) -> Option<ObjectMeta> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl TrailSource for SizeCapped<'_> {
+    fn bucket(&self) -> &str {
+        self.inner.bucket()
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<ListedObject>, SeamError> {
+        self.inner.list_page(prefix, continuation).await
+    }
+
+    async fn list_folders_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<String>, SeamError> {
+        self.inner.list_folders_page(prefix, continuation).await
+    }
+
+    async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
+        let object = self.inner.get(key).await?;
+        if object.meta.size <= self.max_object_bytes {
+            return Ok(object);
+        }
+        let size = object.meta.size;
+        *self
+            .refused
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(object.meta);
+        Err(SeamError::Permanent(format!(
+            "{key} is {size} bytes, more than collect.max_object_bytes"
+        )))
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), SeamError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Copies one object; `true` when it ended recorded (copied, adopted, or
+/// judged too large to copy).
 pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
+    let source = SizeCapped {
+        inner: job.scope.source.as_ref(),
+        max_object_bytes: run.settings.max_object_bytes,
+        refused: Mutex::new(None),
+    };
+    let succeeded = copy_or_adopt(run, job, &source).await;
+    match source.refused() {
+        Some(meta) if !succeeded => {
+            judge_oversize(
+                run,
+                &job.scope.member_account_id,
+                &job.source,
+                &meta.etag,
+                meta.size,
+                job.previous.as_ref(),
+            );
+            true
+        }
+        _ => succeeded,
+    }
+}
+
+async fn copy_or_adopt(run: &Run<'_>, job: &CopyJob, source: &SizeCapped<'_>) -> bool {
     let settings = &run.settings.copy;
     let archive_key = job.source.archive_key(&settings.archive_prefix);
     let member = job.scope.member_account_id.as_str();
@@ -64,8 +155,9 @@ pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     // A previous run may have died between PUT and recording: adopt its copy.
     let mut adopted = None;
     if job.adopt_first {
-        match adopt(run, job, &archive_key, &parsed_key).await {
+        match adopt(run, job, source, &archive_key, &parsed_key).await {
             Ok(found) => adopted = found,
+            Err(_) if source.refused().is_some() => return false,
             Err(error) => {
                 run.error(
                     member,
@@ -87,7 +179,7 @@ pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
         }
         attempt += 1;
         match copy_object(
-            job.scope.source.as_ref(),
+            source,
             run.archive,
             settings,
             &job.source,
@@ -130,6 +222,8 @@ pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
                 run.finding(finding);
                 return false;
             }
+            // Judged by the caller instead: the object grew past the cap.
+            Err(_) if source.refused().is_some() => return false,
             Err(error) => {
                 run.error(
                     member,
@@ -196,6 +290,7 @@ pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
 pub(super) async fn adopt(
     run: &Run<'_>,
     job: &CopyJob,
+    source: &dyn TrailSource,
     archive_key: &str,
     parsed_key: &Result<TrailKey, KeyError>,
 ) -> Result<Option<Copied>, CopyError> {
@@ -207,7 +302,7 @@ pub(super) async fn adopt(
         return Ok(None);
     };
     let adopted = adopt_copy(
-        job.scope.source.as_ref(),
+        source,
         run.archive,
         settings,
         &job.source,

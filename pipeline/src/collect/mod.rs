@@ -78,6 +78,12 @@ pub struct CollectSettings {
     /// How often the redelivery window and the folder discovery are refreshed.
     pub sweep_interval: Duration,
     pub copy_attempts: u32,
+    /// New or changed keys one run takes from one partition; the rest wait
+    /// for the next run (see `list.rs` for which go first).
+    pub max_keys_per_partition_per_run: usize,
+    /// Objects larger than this are not copied: one `object_malformed`
+    /// finding per version (ETag), remembered in the store.
+    pub max_object_bytes: u64,
 }
 
 /// Live counters, read by the progress display while the run goes on.
@@ -144,6 +150,9 @@ struct Run<'a> {
     outcome: Mutex<CollectOutcome>,
     /// The run's findings, each once; moved into the outcome at the end.
     findings: Mutex<FindingSet>,
+    /// Keys the order in which a partition's surplus keys are taken (see
+    /// `list.rs`): random per process, so a member cannot choose it.
+    draw: std::collections::hash_map::RandomState,
 }
 
 impl Run<'_> {
@@ -178,9 +187,14 @@ impl Run<'_> {
     }
 
     fn finding(&self, finding: Finding) {
+        self.finding_recorded(finding);
+    }
+
+    /// Records `finding` (once per run); `false` when the store failed to.
+    fn finding_recorded(&self, finding: Finding) -> bool {
         // One finding per (kind, object) per run, even if two checks see it.
         if !self.findings().claim(&finding) {
-            return;
+            return true;
         }
         match self.store.record_finding(finding) {
             Ok(recorded) => {
@@ -188,8 +202,12 @@ impl Run<'_> {
                     recorded.log_new();
                 }
                 self.findings().push(recorded);
+                true
             }
-            Err(error) => self.error("-", "record_finding", &error),
+            Err(error) => {
+                self.error("-", "record_finding", &error);
+                false
+            }
         }
     }
 }
@@ -250,6 +268,7 @@ pub async fn collect(
         refused: Mutex::default(),
         outcome: Mutex::new(CollectOutcome::default()),
         findings: Mutex::default(),
+        draw: std::collections::hash_map::RandomState::new(),
     };
     let run = &run;
 
@@ -392,6 +411,8 @@ mod tests {
             redelivery_sweep_days: 5,
             sweep_interval: Duration::hours(24),
             copy_attempts: 2,
+            max_keys_per_partition_per_run: 50_000,
+            max_object_bytes: 1 << 30,
         }
     }
 
@@ -736,12 +757,12 @@ mod tests {
             .unwrap()
             .unwrap();
         // Same ETag claimed, other bytes: the archived copy is not this body's.
-        let etag = world.source.list("").await.unwrap()[0].etag.clone();
+        let etag = world.source.list_all("").await.unwrap()[0].etag.clone();
         world.source.put(&key, log_body("333333333333"), &[]);
         let mut forged = head.clone();
         forged.metadata.insert(
             crate::copy::meta::SOURCE_ETAG.to_string(),
-            world.source.list("").await.unwrap()[0].etag.clone(),
+            world.source.list_all("").await.unwrap()[0].etag.clone(),
         );
         assert_ne!(etag, forged.metadata[crate::copy::meta::SOURCE_ETAG]);
         let adopted = adopt_copy(
@@ -1155,5 +1176,289 @@ mod tests {
         let before = world.source.lists.load(Ordering::Relaxed);
         world.run(Window::Incremental).await;
         assert_eq!(world.source.lists.load(Ordering::Relaxed) - before, 2 * 3);
+    }
+
+    fn junk_key(day: u32, index: usize) -> String {
+        format!("AWSLogs/{MEMBER}/CloudTrail/us-east-1/2026/11/{day:02}/aaa-junk-{index:04}")
+    }
+
+    #[tokio::test]
+    async fn a_flooded_partition_yields_its_real_files_first_and_the_rest_over_runs() {
+        let mut world = World::new();
+        world.settings.max_keys_per_partition_per_run = 5;
+        world.source.set_page_size(4);
+        // Junk sorts before the real files and outnumbers the cap.
+        for index in 0..12 {
+            world
+                .source
+                .put(&junk_key(27, index), b"junk".to_vec(), &[]);
+        }
+        let real: Vec<String> = ["AAAAAAAAAAAAAAAA", "BBBBBBBBBBBBBBBB", "CCCCCCCCCCCCCCCC"]
+            .iter()
+            .map(|unique| log_key(27, "0900", unique))
+            .collect();
+        for key in &real {
+            world.source.put(key, log_body(MEMBER), &[]);
+        }
+        let first = world.run(Window::Incremental).await;
+        assert_eq!(first.stats.objects_copied, 5, "{:?}", first.errors);
+        assert_eq!(first.stats.objects_deferred, 10);
+        assert_eq!(first.stats.objects_listed, 15);
+        for key in &real {
+            assert_eq!(
+                world.archive.version_count(&world.archive_key(key)),
+                1,
+                "{key}: real files go first"
+            );
+        }
+        assert_eq!(
+            kinds(&first)
+                .iter()
+                .filter(|(kind, _)| *kind == FindingKind::ObjectMalformed)
+                .count(),
+            2,
+            "findings bounded by the cap"
+        );
+        let second = world.run(Window::Incremental).await;
+        assert_eq!(second.stats.objects_copied, 5);
+        assert_eq!(second.stats.objects_deferred, 5);
+        let third = world.run(Window::Incremental).await;
+        assert_eq!(third.stats.objects_copied, 5);
+        assert_eq!(third.stats.objects_deferred, 0);
+        assert_eq!(
+            world.archive.keys().len(),
+            15,
+            "everything archived in the end"
+        );
+        let fourth = world.run(Window::Incremental).await;
+        assert_eq!(fourth.stats.objects_copied, 0);
+        assert_eq!(fourth.stats.objects_skipped, 15);
+    }
+
+    #[tokio::test]
+    async fn a_closed_partition_with_deferred_keys_is_listed_until_drained() {
+        let mut world = World::new();
+        world.settings.max_keys_per_partition_per_run = 4;
+        // Day 23 is outside the lookback (2 days): only the sweep lists it.
+        for index in 0..10 {
+            world
+                .source
+                .put(&junk_key(23, index), b"junk".to_vec(), &[]);
+        }
+        let first = world.run(Window::Incremental).await;
+        assert_eq!(first.stats.objects_copied, 4);
+        assert_eq!(first.stats.objects_deferred, 6);
+        // Within the sweep interval the pending partition is listed anyway.
+        let second = world.run(Window::Incremental).await;
+        assert_eq!(second.stats.objects_copied, 4);
+        let third = world.run(Window::Incremental).await;
+        assert_eq!(third.stats.objects_copied, 2);
+        assert_eq!(third.stats.objects_deferred, 0);
+        let lists_before = world.source.lists.load(Ordering::Relaxed);
+        world.run(Window::Incremental).await;
+        assert_eq!(
+            world.source.lists.load(Ordering::Relaxed) - lists_before,
+            3,
+            "drained: back to the open partitions only"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_backfill_does_not_mark_a_partition_with_deferred_keys_done() {
+        let mut world = World::new();
+        world.settings.max_keys_per_partition_per_run = 3;
+        for index in 0..5 {
+            world
+                .source
+                .put(&junk_key(10, index), b"junk".to_vec(), &[]);
+        }
+        let range = Window::Range {
+            from: chrono::NaiveDate::from_ymd_opt(2026, 11, 10).unwrap(),
+            to: chrono::NaiveDate::from_ymd_opt(2026, 11, 10).unwrap(),
+        };
+        let first = world.run(range).await;
+        assert_eq!(first.stats.objects_copied, 3);
+        assert_eq!(first.stats.objects_deferred, 2);
+        let second = world.run(range).await;
+        assert_eq!(
+            second.stats.partitions_skipped, 0,
+            "not done while keys remain"
+        );
+        assert_eq!(second.stats.objects_copied, 2);
+        let third = world.run(range).await;
+        assert_eq!(third.stats.partitions_skipped, 1);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_object_is_one_finding_per_version_and_never_copied() {
+        let mut world = World::new();
+        world.settings.max_object_bytes = 1024;
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, noise(2048, 3), &[]);
+        let first = world.run(Window::Incremental).await;
+        assert_eq!(
+            kinds(&first),
+            vec![(FindingKind::ObjectMalformed, key.clone())]
+        );
+        assert!(first.findings[0].detail.contains("2048 bytes"));
+        assert!(first.findings[0].new);
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert_eq!(world.source.gets.load(Ordering::Relaxed), 0, "never read");
+        assert_eq!(world.archive.keys().len(), 0);
+        let second = world.run(Window::Incremental).await;
+        assert!(second.findings.is_empty(), "{:?}", second.findings);
+        assert_eq!(second.stats.objects_skipped, 1);
+        assert!(!progress::collect::in_flight(&world.store));
+        // A new version is judged again: small enough now, it is copied.
+        world.source.put(&key, log_body(MEMBER), &[]);
+        let third = world.run(Window::Incremental).await;
+        assert_eq!(third.stats.objects_copied, 1);
+    }
+
+    /// A source whose listing reports every object as 1 byte: an object that
+    /// grows between its listing and its GET.
+    struct ListsSmall(Arc<MemorySource>);
+
+    #[async_trait::async_trait]
+    impl TrailSource for ListsSmall {
+        fn bucket(&self) -> &str {
+            self.0.bucket()
+        }
+        async fn list_page(
+            &self,
+            prefix: &str,
+            continuation: Option<String>,
+        ) -> Result<crate::seams::ListingPage<ListedObject>, SeamError> {
+            let mut page = self.0.list_page(prefix, continuation).await?;
+            for object in &mut page.items {
+                object.size = 1;
+            }
+            Ok(page)
+        }
+        async fn list_folders_page(
+            &self,
+            prefix: &str,
+            continuation: Option<String>,
+        ) -> Result<crate::seams::ListingPage<String>, SeamError> {
+            self.0.list_folders_page(prefix, continuation).await
+        }
+        async fn get(&self, key: &str) -> Result<crate::seams::SourceObject, SeamError> {
+            self.0.get(key).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), SeamError> {
+            TrailSource::delete(self.0.as_ref(), key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_object_grown_after_its_listing_is_judged_not_copied() {
+        let mut world = World::new();
+        world.settings.max_object_bytes = 1024;
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, noise(4096, 5), &[]);
+        let mut scope = world.scope();
+        scope.source = Arc::new(ListsSmall(world.source.clone()));
+        let counters = Counters::default();
+        let cancel = CancellationToken::new();
+        let collector = Collector {
+            archive: &world.archive,
+            store: &world.store,
+            clock: &world.clock,
+            settings: &world.settings,
+            cancel: &cancel,
+            counters: &counters,
+        };
+        let outcome = collect(collector, vec![scope], Window::Incremental).await;
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(
+            kinds(&outcome),
+            vec![(FindingKind::ObjectMalformed, key.clone())]
+        );
+        assert!(outcome.findings[0].detail.contains("4096 bytes"));
+        assert_eq!(world.archive.keys().len(), 0);
+        assert_eq!(world.archive.open_uploads(), 0);
+        // The listing now shows its real size: judged already, skipped.
+        let again = world.run(Window::Incremental).await;
+        assert!(again.findings.is_empty(), "{:?}", again.findings);
+        assert_eq!(again.stats.objects_skipped, 1);
+    }
+
+    #[tokio::test]
+    async fn discovery_accepts_a_bounded_number_of_folders_and_reports_the_rest_once() {
+        let world = World::new();
+        let mut scope = world.scope();
+        scope.regions = Vec::new();
+        let real = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&real, log_body(MEMBER), &[]);
+        let root = format!("AWSLogs/{MEMBER}/");
+        // Planted folders that sort before the real ones.
+        for index in 0..(plan::MAX_OTHER_REGIONS + 5) {
+            world.source.put(
+                &format!(
+                    "{root}CloudTrail/aa-fake{}-1/2026/11/27/x",
+                    (b'a' + index as u8) as char
+                ),
+                b"x".to_vec(),
+                &[],
+            );
+        }
+        world.source.put(
+            &format!("{root}CloudTrail/not_a_region/x"),
+            b"x".to_vec(),
+            &[],
+        );
+        for index in 0..(plan::MAX_OTHER_FAMILIES + 3) {
+            world.source.put(
+                &format!("{root}CloudTrail-A{index}/us-east-1/2026/11/27/x"),
+                b"x".to_vec(),
+                &[],
+            );
+        }
+        world
+            .source
+            .put(&format!("{root}elasticloadbalancing/x"), b"x".to_vec(), &[]);
+        for index in 0..(plan::MAX_FOREIGN_ROOTS + 4) {
+            world.source.put(
+                &format!("AWSLogs/3333333333{index:02}/CloudTrail/us-east-1/2026/11/27/x"),
+                b"x".to_vec(),
+                &[],
+            );
+        }
+        let counters = Counters::default();
+        let cancel = CancellationToken::new();
+        let collector = Collector {
+            archive: &world.archive,
+            store: &world.store,
+            clock: &world.clock,
+            settings: &world.settings,
+            cancel: &cancel,
+            counters: &counters,
+        };
+        let outcome = collect(collector, vec![scope.clone()], Window::Incremental).await;
+        assert!(outcome.errors.is_empty(), "{:?}", outcome.errors);
+        assert_eq!(world.archive.version_count(&world.archive_key(&real)), 1);
+        let roots: Vec<(FindingKind, String)> = kinds(&outcome)
+            .into_iter()
+            .filter(|(_, key)| key.ends_with('/'))
+            .collect();
+        assert_eq!(
+            roots,
+            vec![
+                (FindingKind::ObjectMalformed, root.clone()),
+                (FindingKind::ObjectMalformed, "AWSLogs/".to_string()),
+            ],
+            "one finding per root"
+        );
+        let own = outcome
+            .findings
+            .iter()
+            .find(|finding| finding.key == root)
+            .unwrap();
+        assert!(own.detail.starts_with("9 folder(s)"), "{}", own.detail);
+        // Partitions: own root 1 + 8 other regions in CloudTrail, 4 other
+        // families with us-east-1; 16 foreign roots with one region each;
+        // every one over today and the sweep window of 6 days.
+        let partitions = counters.partitions_total.load(Ordering::Relaxed);
+        assert_eq!(partitions, (1 + 8 + 4 + 16) * 6);
     }
 }

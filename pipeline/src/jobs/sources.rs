@@ -264,7 +264,7 @@ pub async fn scopes(
                 // collect every folder found, filtered like the account list.
                 let org_root = account_root(key_prefix, None, org_id);
                 let mut members: BTreeSet<String> = accounts.iter().cloned().collect();
-                match source.list_folders(&org_root).await {
+                match source.list_all_folders(&org_root).await {
                     Ok(folders) => {
                         let found: BTreeSet<String> = folders
                             .iter()

@@ -16,6 +16,10 @@ pub struct Stats {
     pub objects_copied: u64,
     pub objects_skipped: u64,
     pub objects_adopted: u64,
+    /// New or changed objects a run left for the next one: a partition
+    /// listed more than `[collect] max_keys_per_partition_per_run` of them.
+    #[serde(default)]
+    pub objects_deferred: u64,
     pub bytes_copied: u64,
     pub digests_validated: u64,
     pub log_files_validated: u64,

@@ -11,6 +11,11 @@
 //!   was last listed in full (epoch seconds, as text).
 //! * `backfill-done/<reader>/<bucket>/<partition prefix>` — a backfill listed
 //!   the partition and copied all of it; a resumed backfill skips it.
+//! * `collect-pending/<reader>/<bucket>/<partition prefix>` —
+//!   [`PendingPartition`]: the last listing of the partition held more new
+//!   keys than a run takes (`[collect] max_keys_per_partition_per_run`); every
+//!   run lists it again, open or not, until a listing defers nothing. An empty
+//!   value is a cleared marker.
 
 use std::collections::BTreeMap;
 
@@ -124,5 +129,118 @@ impl BackfillPartition {
 
     pub fn mark_done(&self, store: &dyn ProgressStore) -> Result<(), SeamError> {
         store.put_state(&self.0, b"1")
+    }
+}
+
+const PENDING: &str = "collect-pending/";
+const PENDING_VERSION: u8 = 1;
+
+/// A partition that still holds keys a run deferred, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingPartition {
+    pub v: u8,
+    /// The scope root the partition was planned under (its own root or a
+    /// foreign account's folder beside it share the scope's root).
+    pub scope_root: String,
+    pub root: String,
+    pub family: String,
+    pub region: String,
+    pub date: chrono::NaiveDate,
+}
+
+fn pending_name(reader_account_id: &str, bucket: &str, partition_prefix: &str) -> String {
+    format!("{PENDING}{reader_account_id}/{bucket}/{partition_prefix}")
+}
+
+/// Records that `partition` (at `partition_prefix`) still holds deferred keys.
+pub fn mark_pending(
+    store: &dyn ProgressStore,
+    reader_account_id: &str,
+    bucket: &str,
+    partition_prefix: &str,
+    partition: &PendingPartition,
+) -> Result<(), SeamError> {
+    let bytes = serde_json::to_vec(partition).map_err(|e| SeamError::Permanent(e.to_string()))?;
+    store.put_state(
+        &pending_name(reader_account_id, bucket, partition_prefix),
+        &bytes,
+    )
+}
+
+/// Records that the partition's last listing deferred nothing (a no-op when
+/// it was never pending).
+pub fn clear_pending(
+    store: &dyn ProgressStore,
+    reader_account_id: &str,
+    bucket: &str,
+    partition_prefix: &str,
+) -> Result<(), SeamError> {
+    let name = pending_name(reader_account_id, bucket, partition_prefix);
+    match store.get_state(&name)? {
+        Some(value) if !value.is_empty() => store.put_state(&name, b""),
+        _ => Ok(()),
+    }
+}
+
+/// The pending partitions of one scope. Unreadable records are skipped:
+/// the partition is then listed by the sweep, as any other.
+pub fn pending(
+    store: &dyn ProgressStore,
+    scope: ScopeKey<'_>,
+) -> Result<Vec<PendingPartition>, SeamError> {
+    let prefix = format!("{PENDING}{}/{}/", scope.reader_account_id, scope.bucket);
+    Ok(store
+        .state_under(&prefix)?
+        .into_iter()
+        .filter_map(|(_, value)| serde_json::from_slice::<PendingPartition>(&value).ok())
+        .filter(|partition| partition.scope_root == scope.root)
+        .collect())
+}
+
+impl PendingPartition {
+    pub fn new(
+        scope_root: &str,
+        root: &str,
+        family: &str,
+        region: &str,
+        date: chrono::NaiveDate,
+    ) -> PendingPartition {
+        PendingPartition {
+            v: PENDING_VERSION,
+            scope_root: scope_root.to_string(),
+            root: root.to_string(),
+            family: family.to_string(),
+            region: region.to_string(),
+            date,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testsuite::memory::MemoryStore;
+
+    #[test]
+    fn pending_partitions_are_listed_per_scope_until_cleared() {
+        let store = MemoryStore::default();
+        let scope = ScopeKey {
+            reader_account_id: "222222222201",
+            bucket: "b",
+            root: "AWSLogs/222222222201/",
+        };
+        let other = ScopeKey {
+            root: "prefix/AWSLogs/222222222201/",
+            ..scope
+        };
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
+        let partition =
+            PendingPartition::new(scope.root, scope.root, "CloudTrail", "us-east-1", date);
+        let prefix = "AWSLogs/222222222201/CloudTrail/us-east-1/2026/11/02/";
+        mark_pending(&store, "222222222201", "b", prefix, &partition).unwrap();
+        assert_eq!(pending(&store, scope).unwrap(), vec![partition]);
+        assert!(pending(&store, other).unwrap().is_empty());
+        clear_pending(&store, "222222222201", "b", prefix).unwrap();
+        assert!(pending(&store, scope).unwrap().is_empty());
     }
 }

@@ -7,6 +7,8 @@
 //! | `collect/in-flight` | [`collect`] | a run may have copies in flight |
 //! | `discovery/…`, `sweep/…` | [`collect`] | folders found under a root; last redelivery sweep |
 //! | `backfill-done/…` | [`collect`] | a backfill finished a partition |
+//! | `collect-pending/…` | [`collect`] | a partition whose listing held more new keys than a run takes |
+//! | `oversize/…` | [`oversize`] | source objects (by ETag) judged too large to copy |
 //! | `chain/…` | [`validation`] | per-chain validation state and head ([`validation::chain_heads`] for status) |
 //! | `logrefs/…`, `validated/…` | [`validation`] | logs digests list; what validated cleanly |
 //! | `unreferenced/…` | [`validation`] | up to when an area's logs were checked for references |
@@ -23,6 +25,7 @@
 pub mod collect;
 pub mod expired;
 pub mod lag;
+pub mod oversize;
 pub mod pending;
 pub mod pubkey;
 pub mod runs;

@@ -415,7 +415,7 @@ async fn expire_partition(shared: &Shared<'_>, partition: Partition<'_>) -> Expi
     }
 
     // Source side: the current listing must show the archived ETag.
-    let listed = match scope.source.list(&partition.prefix).await {
+    let listed = match scope.source.list_all(&partition.prefix).await {
         Ok(listed) => listed,
         Err(error) => {
             outcome.errors.push(OperationError {

@@ -21,5 +21,7 @@ pub use clock::{Clock, SystemClock};
 pub use connector::SourceConnector;
 pub use keys::{KeyProvider, ListedPublicKey, PublicKeyDirectory};
 pub use notifier::Notifier;
-pub use source::{ByteStream, ListedObject, ObjectMeta, SourceObject, TrailSource};
+pub use source::{
+    pages, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject, TrailSource,
+};
 pub use store::ProgressStore;

@@ -514,7 +514,7 @@ impl World {
 
     /// Archives every source object not archived yet, except `skip`.
     pub async fn archive_all_except(&self, skip: &[&str]) {
-        let listed = self.source.list("").await.expect("list");
+        let listed = self.source.list_all("").await.expect("list");
         for object in listed {
             if skip.contains(&object.key.as_str()) {
                 continue;

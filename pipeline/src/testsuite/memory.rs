@@ -4,6 +4,7 @@
 //! checksums, lock dates, prefix listings, deduplicated findings.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -17,8 +18,9 @@ use crate::model::error::SeamError;
 use crate::model::findings::Finding;
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, LockMode,
-    Notifier, ObjectMeta, ProgressStore, PutSpec, SourceObject, TrailSource, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, ListingPage,
+    LockMode, Notifier, ObjectMeta, ProgressStore, PutSpec, SourceObject, TrailSource,
+    UploadedPart,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -51,7 +53,10 @@ pub struct MemorySource {
     breaking: Mutex<BTreeMap<String, usize>>,
     /// Every listing fails with this error (fault injection).
     failing_lists: Mutex<Option<SeamError>>,
+    /// Entries per listing page; 0 means 1,000, as S3.
+    page_size: AtomicU64,
     pub gets: AtomicU64,
+    /// Listing requests: one per page.
     pub lists: AtomicU64,
     /// `TrailSource::delete` calls, failed ones included.
     pub deletes: AtomicU64,
@@ -101,6 +106,18 @@ impl MemorySource {
         *lock(&self.failing_deletes) = Some(error);
     }
 
+    /// Listing pages hold `entries` entries from now on (S3: 1,000).
+    pub fn set_page_size(&self, entries: usize) {
+        self.page_size.store(entries as u64, Ordering::Relaxed);
+    }
+
+    fn page_size(&self) -> usize {
+        match self.page_size.load(Ordering::Relaxed) {
+            0 => 1000,
+            entries => entries as usize,
+        }
+    }
+
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
         lock(&self.objects).keys().cloned().collect()
@@ -117,24 +134,51 @@ impl TrailSource for MemorySource {
         &self.bucket
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<ListedObject>, SeamError> {
+    async fn list_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<ListedObject>, SeamError> {
         self.lists.fetch_add(1, Ordering::Relaxed);
         if let Some(error) = lock(&self.failing_lists).clone() {
             return Err(error);
         }
-        Ok(lock(&self.objects)
-            .range(prefix.to_string()..)
+        let page_size = self.page_size();
+        let objects = lock(&self.objects);
+        let start = match &continuation {
+            Some(after) => Bound::Excluded(after.clone()),
+            None => Bound::Included(prefix.to_string()),
+        };
+        let mut items: Vec<ListedObject> = objects
+            .range((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
+            .take(page_size + 1)
             .map(|(key, (body, _))| ListedObject {
                 key: key.clone(),
                 size: body.len() as u64,
                 etag: MemorySource::etag(body),
             })
-            .collect())
+            .collect();
+        let next = (items.len() > page_size).then(|| {
+            items.truncate(page_size);
+            items
+                .last()
+                .map(|object| object.key.clone())
+                .unwrap_or_default()
+        });
+        Ok(ListingPage { items, next })
     }
 
-    async fn list_folders(&self, prefix: &str) -> Result<Vec<String>, SeamError> {
+    async fn list_folders_page(
+        &self,
+        prefix: &str,
+        continuation: Option<String>,
+    ) -> Result<ListingPage<String>, SeamError> {
         self.lists.fetch_add(1, Ordering::Relaxed);
+        if let Some(error) = lock(&self.failing_lists).clone() {
+            return Err(error);
+        }
+        let page_size = self.page_size();
         let mut folders: Vec<String> = lock(&self.objects)
             .keys()
             .filter_map(|key| key.strip_prefix(prefix))
@@ -142,9 +186,18 @@ impl TrailSource for MemorySource {
                 rest.split_once('/')
                     .map(|(folder, _)| format!("{prefix}{folder}/"))
             })
+            .filter(|folder| continuation.as_ref().is_none_or(|after| folder > after))
             .collect();
         folders.dedup();
-        Ok(folders)
+        folders.truncate(page_size + 1);
+        let next = (folders.len() > page_size).then(|| {
+            folders.truncate(page_size);
+            folders.last().cloned().unwrap_or_default()
+        });
+        Ok(ListingPage {
+            items: folders,
+            next,
+        })
     }
 
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {

@@ -72,6 +72,13 @@ pub fn human_summary(report: &Report) -> String {
             "  objects           {} listed, {} copied, {} already archived, {} recovered from an interrupted run",
             stats.objects_listed, stats.objects_copied, stats.objects_skipped, stats.objects_adopted
         );
+        if stats.objects_deferred > 0 {
+            let _ = writeln!(
+                out,
+                "  deferred          {} objects left for the next runs (collect.max_keys_per_partition_per_run)",
+                stats.objects_deferred
+            );
+        }
         let _ = writeln!(out, "  bytes copied      {}", stats.bytes_copied);
     }
     if stats.digests_validated > 0 || report.command == "verify" {
