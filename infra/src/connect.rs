@@ -102,11 +102,10 @@ pub async fn connect(
         retry.clone(),
         cancel.clone(),
     ));
-    let notifier = config
-        .alerts
-        .sns_topic_arn
-        .as_deref()
-        .map(|topic| Arc::new(SnsNotifier::new(&audit, topic)) as Arc<dyn Notifier>);
+    let notifier =
+        config.alerts.sns_topic_arn.as_deref().map(|topic| {
+            Arc::new(SnsNotifier::new(&audit, topic, retry.clone())) as Arc<dyn Notifier>
+        });
     let aws = &config.aws;
     let static_credentials = match (&aws.source_access_key_id, &aws.source_secret_access_key) {
         (Some(key), Some(secret)) => Some((key.clone(), secret.clone())),

@@ -12,13 +12,17 @@ use crate::retry::{retry, RetryPolicy};
 pub struct SnsNotifier {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    retry: RetryPolicy,
 }
 
 impl SnsNotifier {
-    pub fn new(config: &SdkConfig, topic_arn: &str) -> SnsNotifier {
+    /// Publishes to `topic_arn`, each Publish retried with `retry` (the
+    /// run's policy).
+    pub fn new(config: &SdkConfig, topic_arn: &str, retry: RetryPolicy) -> SnsNotifier {
         SnsNotifier {
             client: aws_sdk_sns::Client::new(config),
             topic_arn: topic_arn.to_string(),
+            retry,
         }
     }
 }
@@ -28,7 +32,9 @@ impl Notifier for SnsNotifier {
     /// Retried on throttling and transient failures (the SDK makes one
     /// attempt). A Publish that timed out after SNS accepted it is sent
     /// again: a duplicate alert is better than a lost one. Not cancelled by
-    /// shutdown, so findings are still announced on the way out.
+    /// shutdown, so findings are still announced on the way out. A Publish
+    /// that still fails leaves its findings unannounced for the next run
+    /// (see `trailvault_pipeline::alerts`).
     async fn publish(&self, subject: &str, message: &str) -> Result<(), SeamError> {
         // SNS subjects: at most 100 printable ASCII characters, no newlines.
         let subject: String = subject
@@ -36,7 +42,7 @@ impl Notifier for SnsNotifier {
             .filter(|c| c.is_ascii_graphic() || *c == ' ')
             .take(100)
             .collect();
-        retry(&RetryPolicy::default(), &CancellationToken::new(), |_| {
+        retry(&self.retry, &CancellationToken::new(), |_| {
             let request = self
                 .client
                 .publish()
@@ -65,7 +71,11 @@ mod tests {
             query_error(500, "InternalError"),
             reply(200, PUBLISHED),
         ]);
-        let notifier = SnsNotifier::new(&http.config().await, "arn:aws:sns:us-east-1:1:t");
+        let notifier = SnsNotifier::new(
+            &http.config().await,
+            "arn:aws:sns:us-east-1:1:t",
+            RetryPolicy::default(),
+        );
         notifier.publish("subject", "message").await.unwrap();
         assert_eq!(http.requests(), 3);
     }
@@ -73,7 +83,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_publish_is_not_retried() {
         let http = ScriptedHttp::new(vec![query_error(403, "AuthorizationError")]);
-        let notifier = SnsNotifier::new(&http.config().await, "arn:aws:sns:us-east-1:1:t");
+        let notifier = SnsNotifier::new(
+            &http.config().await,
+            "arn:aws:sns:us-east-1:1:t",
+            RetryPolicy::default(),
+        );
         let error = notifier.publish("subject", "message").await.unwrap_err();
         assert!(matches!(error, SeamError::AccessDenied(_)), "{error:?}");
         assert_eq!(http.requests(), 1);

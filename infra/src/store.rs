@@ -417,6 +417,53 @@ mod tests {
 }
 
 #[cfg(test)]
+mod announcement_tests {
+    use super::*;
+    use trailvault_pipeline::model::findings::{AnnouncedTo, FindingKind, Unannounced};
+
+    #[test]
+    fn a_finding_recorded_before_a_crash_is_still_unannounced_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let finding = Finding::new(
+            FindingKind::LogFileMissing,
+            "111122223333",
+            "b",
+            "k",
+            "gone".into(),
+        );
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert!(store.record_finding(finding.clone()).unwrap().new);
+            store.flush().unwrap();
+            // The process dies here: no ledger write, no publish.
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let pending = store.unannounced_findings().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].unannounced, Some(Unannounced::ALL));
+        assert!(
+            !store.record_finding(finding.clone()).unwrap().new,
+            "not new, yet still to announce"
+        );
+        assert!(store.mark_announced(&finding, AnnouncedTo::Ledger).unwrap());
+        assert!(store
+            .mark_announced(&finding, AnnouncedTo::Notifier)
+            .unwrap());
+        assert!(store.unannounced_findings().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_finding_stored_by_an_earlier_version_counts_as_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let older = r#"{"kind":"digest_missing","severity":"critical","account_id":"111122223333","region":null,"trail":null,"bucket":"b","key":"k","archive_key":null,"detail":"gone","first_seen":"2026-01-01T00:00:00Z","new":false}"#;
+        store.findings.insert("older", older.as_bytes()).unwrap();
+        assert_eq!(store.findings().unwrap().len(), 1);
+        assert!(store.unannounced_findings().unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
 mod size_tests {
     use super::*;
 

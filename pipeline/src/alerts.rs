@@ -1,33 +1,399 @@
-//! Announcing a run's new findings: an entry in the archive's findings ledger
-//! (see [`crate::ledger`]), then one message to the notifier (SNS).
+//! Announcing findings: every recorded finding that is not announced yet goes
+//! to the archive's findings ledger (see [`crate::ledger`]) and to the
+//! notifier (SNS), and stays "unannounced" in the store until each of the two
+//! succeeded.
+//!
+//! Why: a member can plant hundreds of junk files so that one run's findings
+//! make a message SNS refuses (256 KiB), and a run can crash between
+//! recording a finding and announcing it. Either way, a real deletion hidden
+//! among the junk must still be alerted. So:
+//!
+//! * the store records a new finding together with its "unannounced" state
+//!   ([`Finding::recorded_over`]); a crash before the announcement loses
+//!   nothing: the next run announces it;
+//! * every run announces every unannounced finding, its own and those earlier
+//!   runs could not announce, and clears each part (ledger, notifier) per
+//!   finding once it succeeded ([`ProgressStore::mark_announced`]); a part
+//!   that failed is an operational error of the run and is retried by every
+//!   later run until it succeeds;
+//! * the notifier gets messages of at most [`MESSAGE_BUDGET_BYTES`] (subject
+//!   included): as many parts as needed, critical findings first, each part
+//!   self-describing (run id, command, part i of n, the totals of the whole
+//!   announcement) and carrying whole findings, so a part that fails leaves
+//!   only its own findings unannounced;
+//! * the ledger gets entries of at most [`LEDGER_ENTRY_BUDGET_BYTES`], so a
+//!   flood of findings stays readable by `rebuild-state`.
+//!
+//! Without a notifier, the notifier part counts as done. Nothing is written
+//! to an archive that is not locked down: then the ledger part stays to do
+//! and the findings are only published.
 
-use chrono::Utc;
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::copy::CopySettings;
 use crate::ledger::{self, LedgerEntry};
-use crate::model::findings::{Finding, Severity};
+use crate::model::findings::{AnnouncedTo, Finding, Severity};
 use crate::model::report::Report;
-use crate::seams::{Archive, Notifier};
+use crate::seams::{Archive, Notifier, ProgressStore};
 
-/// Records the run's new findings in the archive's findings ledger, then
-/// publishes them to the notifier.
-pub async fn announce(
-    archive: &dyn Archive,
-    settings: &CopySettings,
-    notifier: Option<&dyn Notifier>,
-    report: &mut Report,
-) {
-    let mut entry = LedgerEntry::new(&report.command, Utc::now());
-    entry.findings = new_findings(report);
-    if entry.is_empty() {
-        return;
-    }
-    append_to_ledger(archive, settings, report, &entry).await;
-    publish(notifier, report, &entry.findings).await;
+/// Largest message (subject + body) sent to the notifier. SNS accepts 256
+/// KiB; an SQS queue subscribed to the topic receives the message inside
+/// SNS's JSON envelope, where escaping can double quote-heavy text (a source
+/// key may be full of `"`), and SQS too stops at 256 KiB: 120 KiB stays under
+/// both.
+pub const MESSAGE_BUDGET_BYTES: usize = 120 * 1024;
+
+/// Largest ledger entry written at once (the ledger reads back entries up to
+/// 64 MiB).
+pub const LEDGER_ENTRY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// The longest `detail` a message carries for one finding (the ledger and the
+/// store keep the whole text), so that every finding fits a message.
+const MESSAGE_DETAIL_CHARS: usize = 4096;
+
+/// Where findings are announced, and what the announcement may touch.
+pub struct Announcer<'a> {
+    /// Where the findings and their announcement state are recorded.
+    pub store: &'a dyn ProgressStore,
+    /// The archive's findings ledger; `None` when the archive is not locked
+    /// down (nothing is written to it; the ledger part stays to do).
+    pub ledger: Option<LedgerTarget<'a>>,
+    /// The alert topic, when one is configured.
+    pub notifier: Option<&'a dyn Notifier>,
+    /// Names the run in every message.
+    pub run_id: &'a str,
 }
 
-fn new_findings(report: &Report) -> Vec<Finding> {
-    report.findings.iter().filter(|f| f.new).cloned().collect()
+/// The archive holding the findings ledger.
+#[derive(Clone, Copy)]
+pub struct LedgerTarget<'a> {
+    pub archive: &'a dyn Archive,
+    pub settings: &'a CopySettings,
+}
+
+/// Announces every recorded finding not announced yet (this run's new ones
+/// and those earlier runs could not announce): writes them to the ledger,
+/// publishes them, and clears each part per finding once it succeeded.
+/// Failures are operational errors of `report`; what failed is retried by
+/// the next run.
+pub async fn announce(announcer: &Announcer<'_>, report: &mut Report) {
+    let pending = unannounced(announcer.store, report);
+    if pending.is_empty() {
+        return;
+    }
+    let new_now: HashSet<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.new)
+        .map(Finding::dedup_key)
+        .collect();
+    if let Some(target) = announcer.ledger {
+        let to_ledger: Vec<&Finding> = pending
+            .iter()
+            .filter(|f| f.awaits(AnnouncedTo::Ledger))
+            .collect();
+        write_ledger(announcer.store, target, report, &to_ledger).await;
+    }
+    let to_publish: Vec<&Finding> = pending
+        .iter()
+        .filter(|f| f.awaits(AnnouncedTo::Notifier))
+        .collect();
+    match announcer.notifier {
+        Some(notifier) => {
+            publish(
+                announcer.store,
+                notifier,
+                announcer.run_id,
+                report,
+                &to_publish,
+                &new_now,
+            )
+            .await;
+        }
+        // Nothing to publish to: that part is done.
+        None => mark(announcer.store, report, &to_publish, AnnouncedTo::Notifier),
+    }
+}
+
+/// The recorded findings not announced yet, critical first, oldest first.
+/// When the store cannot be read, this run's new findings (the store holds
+/// them unannounced, so the next run retries them).
+fn unannounced(store: &dyn ProgressStore, report: &mut Report) -> Vec<Finding> {
+    let mut pending = match store.unannounced_findings() {
+        Ok(pending) => pending,
+        Err(error) => {
+            report.error("-", "read unannounced findings", error.to_string());
+            report
+                .findings
+                .iter()
+                .filter(|f| f.new)
+                .cloned()
+                .map(|mut f| {
+                    f.unannounced = Some(crate::model::findings::Unannounced::ALL);
+                    f
+                })
+                .collect()
+        }
+    };
+    pending.sort_by(|a, b| {
+        (
+            a.severity != Severity::Critical,
+            a.first_seen,
+            a.dedup_key(),
+        )
+            .cmp(&(
+                b.severity != Severity::Critical,
+                b.first_seen,
+                b.dedup_key(),
+            ))
+    });
+    pending
+}
+
+/// Notes in the store that `findings` were announced to `to`.
+fn mark(store: &dyn ProgressStore, report: &mut Report, findings: &[&Finding], to: AnnouncedTo) {
+    let mut failures = 0usize;
+    let mut last_error = None;
+    for finding in findings {
+        if let Err(error) = store.mark_announced(finding, to) {
+            failures += 1;
+            last_error = Some(error);
+        }
+    }
+    if let Some(error) = last_error {
+        report.error(
+            "-",
+            "record the announcement of findings",
+            format!("{failures} finding(s) will be announced again: {error}"),
+        );
+    }
+}
+
+/// The finding as an announcement shows it: without the store's bookkeeping,
+/// `new` when this run found it.
+fn announced_copy(finding: &Finding, new_now: &HashSet<String>) -> Finding {
+    let mut copy = finding.clone();
+    copy.unannounced = None;
+    copy.new = new_now.contains(&finding.dedup_key());
+    copy
+}
+
+/// Writes `findings` to the ledger in entries of bounded size; each entry
+/// written marks its findings.
+async fn write_ledger(
+    store: &dyn ProgressStore,
+    target: LedgerTarget<'_>,
+    report: &mut Report,
+    findings: &[&Finding],
+) {
+    if findings.is_empty() {
+        return;
+    }
+    let recorded_at = Utc::now();
+    let sizes: Vec<usize> = findings.iter().map(|f| json_len(*f)).collect();
+    let parts = pack(&sizes, LEDGER_ENTRY_BUDGET_BYTES);
+    let numbered = parts.len() > 1;
+    for (index, part) in parts.iter().enumerate() {
+        let mut entry = LedgerEntry::new(&report.command, recorded_at);
+        let members: Vec<&Finding> = part.iter().map(|&i| findings[i]).collect();
+        entry.findings = members
+            .iter()
+            .map(|f| {
+                let mut copy = (*f).clone();
+                copy.unannounced = None;
+                copy
+            })
+            .collect();
+        let part_number = numbered.then_some(index + 1);
+        match ledger::append_part(target.archive, target.settings, &entry, part_number).await {
+            Ok(_) => mark(store, report, &members, AnnouncedTo::Ledger),
+            Err(error) => report.error(
+                "-",
+                "write the findings ledger",
+                format!(
+                    "{} finding(s) will be written by the next run: {error}",
+                    members.len()
+                ),
+            ),
+        }
+    }
+}
+
+/// Publishes `findings` in messages that fit the budget; each message
+/// published marks its findings.
+async fn publish(
+    store: &dyn ProgressStore,
+    notifier: &dyn Notifier,
+    run_id: &str,
+    report: &mut Report,
+    findings: &[&Finding],
+    new_now: &HashSet<String>,
+) {
+    if findings.is_empty() {
+        return;
+    }
+    let shown: Vec<Finding> = findings
+        .iter()
+        .map(|f| for_message(&announced_copy(f, new_now)))
+        .collect();
+    let messages = messages(&report.command, run_id, report.started_at, &shown);
+    let total = messages.len();
+    for message in messages {
+        match notifier.publish(&message.subject, &message.body).await {
+            Ok(()) => {
+                let members: Vec<&Finding> = message.members.iter().map(|&i| findings[i]).collect();
+                mark(store, report, &members, AnnouncedTo::Notifier);
+            }
+            Err(error) => report.error(
+                "-",
+                "sns:Publish",
+                format!(
+                    "part {} of {total} ({} finding(s), published by the next run): {error}",
+                    message.part,
+                    message.members.len()
+                ),
+            ),
+        }
+    }
+}
+
+/// One message to the notifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub subject: String,
+    pub body: String,
+    /// 1-based.
+    pub part: usize,
+    /// Indexes of the findings it carries.
+    pub members: Vec<usize>,
+}
+
+/// The body of one message. Every part names the run and the whole
+/// announcement, so a reader of any part knows what it is a part of.
+#[derive(Serialize)]
+struct Body<'a> {
+    summary: &'a str,
+    command: &'a str,
+    run_id: &'a str,
+    started_at: DateTime<Utc>,
+    part: usize,
+    parts: usize,
+    /// Findings in the whole announcement (all parts).
+    findings_total: usize,
+    critical_total: usize,
+    findings: Vec<&'a Finding>,
+}
+
+/// Splits `findings` (critical first, as given) into messages of at most
+/// [`MESSAGE_BUDGET_BYTES`] each, subject included.
+pub fn messages(
+    command: &str,
+    run_id: &str,
+    started_at: DateTime<Utc>,
+    findings: &[Finding],
+) -> Vec<Message> {
+    let critical = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Critical)
+        .count();
+    let earlier = findings.iter().filter(|f| !f.new).count();
+    let summary = if earlier == 0 {
+        format!(
+            "trailvault {command}: {} new finding(s), {critical} critical",
+            findings.len()
+        )
+    } else {
+        format!(
+            "trailvault {command}: {} new finding(s) ({earlier} not announced by earlier runs), {critical} critical",
+            findings.len()
+        )
+    };
+    let body_of = |part: usize, parts: usize, members: Vec<&Finding>| {
+        serde_json::to_string(&Body {
+            summary: &summary,
+            command,
+            run_id,
+            started_at,
+            part,
+            parts,
+            findings_total: findings.len(),
+            critical_total: critical,
+            findings: members,
+        })
+        .unwrap_or_default()
+    };
+    let subject_of = |part: usize, parts: usize| {
+        if parts == 1 {
+            summary.clone()
+        } else {
+            format!("{summary} [part {part}/{parts}]")
+        }
+    };
+    // The envelope of the largest part numbers, and the longest subject.
+    let envelope = body_of(findings.len(), findings.len(), Vec::new()).len()
+        + subject_of(findings.len(), findings.len()).len();
+    let room = MESSAGE_BUDGET_BYTES.saturating_sub(envelope);
+    // Each finding plus the comma that separates it.
+    let sizes: Vec<usize> = findings.iter().map(|f| json_len(f) + 1).collect();
+    let parts = pack(&sizes, room);
+    let count = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(index, members)| {
+            let part = index + 1;
+            let body = body_of(part, count, members.iter().map(|&i| &findings[i]).collect());
+            let subject = subject_of(part, count);
+            debug_assert!(body.len() + subject.len() <= MESSAGE_BUDGET_BYTES || members.len() == 1);
+            Message {
+                subject,
+                body,
+                part,
+                members,
+            }
+        })
+        .collect()
+}
+
+/// A finding as a message carries it: its `detail` cut to
+/// [`MESSAGE_DETAIL_CHARS`] (the attacker can make it long), so that every
+/// finding fits a message (keys are at most 1 KiB in S3).
+fn for_message(finding: &Finding) -> Finding {
+    let mut shown = finding.clone();
+    if shown.detail.chars().count() > MESSAGE_DETAIL_CHARS {
+        shown.detail = shown.detail.chars().take(MESSAGE_DETAIL_CHARS).collect();
+        shown
+            .detail
+            .push_str(" … (cut; `trailvault findings` shows all)");
+    }
+    shown
+}
+
+fn json_len(finding: &Finding) -> usize {
+    serde_json::to_vec(finding).map_or(0, |bytes| bytes.len())
+}
+
+/// Groups consecutive items so that each group's sizes add up to at most
+/// `budget`; an item larger than the budget goes alone. Never an empty group.
+fn pack(sizes: &[usize], budget: usize) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut used = 0usize;
+    for (index, &size) in sizes.iter().enumerate() {
+        if !current.is_empty() && used + size > budget {
+            groups.push(std::mem::take(&mut current));
+            used = 0;
+        }
+        current.push(index);
+        used += size;
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    groups
 }
 
 /// Writes `entry` to the findings ledger; a failure is an operational error
@@ -43,69 +409,61 @@ pub async fn append_to_ledger(
     }
 }
 
-/// Publishes the run's new findings to the notifier without writing the
-/// ledger (nothing is written to an archive that is not locked down).
-pub async fn publish_alerts(notifier: Option<&dyn Notifier>, report: &mut Report) {
-    let new = new_findings(report);
-    publish(notifier, report, &new).await;
-}
-
-/// One message per run: a summary line and the findings as JSON.
-async fn publish(notifier: Option<&dyn Notifier>, report: &mut Report, new: &[Finding]) {
-    let Some(notifier) = notifier else {
-        return;
-    };
-    if new.is_empty() {
-        return;
-    }
-    let (subject, message) = message(report, new);
-    if let Err(error) = notifier.publish(&subject, &message).await {
-        report.error("-", "sns:Publish", error.to_string());
-    }
-}
-
-/// The subject (a summary line) and the JSON body announcing `new`.
-fn message(report: &Report, new: &[Finding]) -> (String, String) {
-    let critical = new
-        .iter()
-        .filter(|f| f.severity == Severity::Critical)
-        .count();
-    let summary = format!(
-        "trailvault {}: {} new finding(s), {critical} critical",
-        report.command,
-        new.len()
-    );
-    let message = serde_json::json!({
-        "summary": summary,
-        "command": report.command,
-        "started_at": report.started_at,
-        "findings": new,
-    });
-    (summary, message.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::error::SeamError;
     use crate::model::findings::FindingKind;
-    use crate::testsuite::memory::MemoryNotifier;
+    use crate::testsuite::memory::{MemoryNotifier, MemoryStore};
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    fn finding(kind: FindingKind, key: &str) -> Finding {
+        Finding::new(kind, "111111111111", "b", key, "gone".into())
+    }
+
+    fn record(store: &MemoryStore, report: &mut Report, finding: Finding) {
+        let recorded = store.record_finding(finding).unwrap();
+        report.findings.push(recorded);
+    }
+
+    fn announcer<'a>(store: &'a MemoryStore, notifier: Option<&'a dyn Notifier>) -> Announcer<'a> {
+        Announcer {
+            store,
+            ledger: None,
+            notifier,
+            run_id: "run-1",
+        }
+    }
+
+    fn bodies(notifier: &MemoryNotifier) -> Vec<serde_json::Value> {
+        notifier
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, body)| serde_json::from_str(body).unwrap())
+            .collect()
+    }
 
     #[tokio::test]
-    async fn one_message_per_run_names_the_new_findings() {
+    async fn a_small_announcement_is_one_message_naming_the_new_findings() {
+        let store = MemoryStore::default();
         let mut report = Report::new("verify");
-        report.findings.push(Finding::new(
-            FindingKind::DigestMissing,
-            "111111111111",
-            "b",
-            "k",
-            "gone".into(),
-        ));
-        let mut old = Finding::new(FindingKind::ChainGap, "111111111111", "b", "k2", "x".into());
-        old.new = false;
-        report.findings.push(old);
+        record(
+            &store,
+            &mut report,
+            finding(FindingKind::DigestMissing, "k"),
+        );
+        // Recorded and announced by an earlier run: not announced again.
+        let old = finding(FindingKind::ChainGap, "k2");
+        store.record_finding(old.clone()).unwrap();
+        store.mark_announced(&old, AnnouncedTo::Ledger).unwrap();
+        store.mark_announced(&old, AnnouncedTo::Notifier).unwrap();
+        record(&store, &mut report, old);
         let notifier = MemoryNotifier::default();
-        publish_alerts(Some(&notifier), &mut report).await;
-        let messages = notifier.messages.lock().unwrap();
+        announce(&announcer(&store, Some(&notifier)), &mut report).await;
+        let messages = notifier.messages.lock().unwrap().clone();
         assert_eq!(messages.len(), 1);
         assert_eq!(
             messages[0].0,
@@ -113,7 +471,219 @@ mod tests {
         );
         let body: serde_json::Value = serde_json::from_str(&messages[0].1).unwrap();
         assert_eq!(body["command"], "verify");
+        assert_eq!(body["run_id"], "run-1");
+        assert_eq!(
+            (body["part"].as_u64(), body["parts"].as_u64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(body["findings"].as_array().unwrap().len(), 1);
+        assert_eq!(body["findings"][0]["new"], true);
+        assert!(body["findings"][0].get("unannounced").is_none());
         assert!(report.errors.is_empty());
+        // Published, but the ledger part (no ledger here) is still to do.
+        let pending = store.unannounced_findings().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].awaits(AnnouncedTo::Ledger));
+        assert!(!pending[0].awaits(AnnouncedTo::Notifier));
+    }
+
+    #[tokio::test]
+    async fn a_flood_is_split_into_parts_that_each_fit_critical_first() {
+        let store = MemoryStore::default();
+        let mut report = Report::new("collect");
+        let long = "x".repeat(900);
+        for index in 0..400 {
+            let mut junk = finding(
+                FindingKind::ObjectMalformed,
+                &format!("junk/{index}/{long}"),
+            );
+            junk.archive_key = Some(format!("archive/{index}/{long}"));
+            record(&store, &mut report, junk);
+        }
+        record(
+            &store,
+            &mut report,
+            finding(FindingKind::LogFileMissing, "real"),
+        );
+        let notifier = MemoryNotifier::default();
+        announce(&announcer(&store, Some(&notifier)), &mut report).await;
+        let messages = notifier.messages.lock().unwrap().clone();
+        assert!(messages.len() >= 6, "{} messages", messages.len());
+        for (subject, body) in &messages {
+            assert!(subject.len() + body.len() <= MESSAGE_BUDGET_BYTES);
+        }
+        let bodies = bodies(&notifier);
+        let total: usize = bodies
+            .iter()
+            .map(|b| b["findings"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(total, 401);
+        for (index, body) in bodies.iter().enumerate() {
+            assert_eq!(body["part"].as_u64(), Some(index as u64 + 1));
+            assert_eq!(body["parts"].as_u64(), Some(messages.len() as u64));
+            assert_eq!(body["findings_total"], 401);
+            assert_eq!(body["critical_total"], 1);
+            assert_eq!(body["run_id"], "run-1");
+        }
+        assert_eq!(bodies[0]["findings"][0]["key"], "real", "critical first");
+        assert!(messages[1]
+            .0
+            .ends_with(&format!("[part 2/{}]", messages.len())));
+        assert!(report.errors.is_empty());
+        assert!(store
+            .unannounced_findings()
+            .unwrap()
+            .iter()
+            .all(|f| !f.awaits(AnnouncedTo::Notifier)));
+    }
+
+    #[test]
+    fn a_finding_with_a_huge_detail_still_fits_a_message() {
+        let mut huge = finding(FindingKind::DigestMalformed, &"\"".repeat(1024));
+        huge.detail = "\"\\".repeat(200_000);
+        let shown = for_message(&huge);
+        let messages = messages("verify", "r", Utc::now(), &[shown]);
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].body.len() + messages[0].subject.len() <= MESSAGE_BUDGET_BYTES);
+    }
+
+    /// Refuses the first `failures` publishes.
+    struct FlakyNotifier {
+        failures: Mutex<usize>,
+        inner: MemoryNotifier,
+    }
+
+    #[async_trait]
+    impl Notifier for FlakyNotifier {
+        async fn publish(&self, subject: &str, message: &str) -> Result<(), SeamError> {
+            {
+                let mut failures = self.failures.lock().unwrap();
+                if *failures > 0 {
+                    *failures -= 1;
+                    return Err(SeamError::AccessDenied("topic policy".into()));
+                }
+            }
+            self.inner.publish(subject, message).await
+        }
+    }
+
+    #[tokio::test]
+    async fn what_could_not_be_published_is_published_by_the_next_run() {
+        let store = MemoryStore::default();
+        let notifier = FlakyNotifier {
+            failures: Mutex::new(1),
+            inner: MemoryNotifier::default(),
+        };
+        let mut first = Report::new("collect");
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::LogFileMissing, "k"),
+        );
+        announce(&announcer(&store, Some(&notifier)), &mut first).await;
+        assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+        assert_eq!(first.errors[0].operation, "sns:Publish");
+        assert!(notifier.inner.messages.lock().unwrap().is_empty());
+
+        // The next run finds nothing new: the finding is published anyway.
+        let mut second = Report::new("collect");
+        record(
+            &store,
+            &mut second,
+            finding(FindingKind::LogFileMissing, "k"),
+        );
+        assert!(!second.findings[0].new);
+        announce(&announcer(&store, Some(&notifier)), &mut second).await;
+        assert!(second.errors.is_empty());
+        let bodies = bodies(&notifier.inner);
+        assert_eq!(bodies.len(), 1);
+        assert_eq!(bodies[0]["findings"][0]["key"], "k");
+        assert_eq!(bodies[0]["findings"][0]["new"], false);
+        assert!(bodies[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("1 not announced by earlier runs"));
+
+        // Published once: the third run publishes nothing.
+        let mut third = Report::new("collect");
+        announce(&announcer(&store, Some(&notifier)), &mut third).await;
+        assert_eq!(notifier.inner.messages.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_notifier_the_publish_part_is_done() {
+        let store = MemoryStore::default();
+        let mut report = Report::new("verify");
+        record(
+            &store,
+            &mut report,
+            finding(FindingKind::DigestMissing, "k"),
+        );
+        announce(&announcer(&store, None), &mut report).await;
+        let pending = store.unannounced_findings().unwrap();
+        assert!(!pending[0].awaits(AnnouncedTo::Notifier));
+        assert!(pending[0].awaits(AnnouncedTo::Ledger));
+    }
+
+    fn copy_settings() -> CopySettings {
+        CopySettings {
+            archive_prefix: "archive".into(),
+            kms_key_id: "key".into(),
+            lock_mode: crate::seams::LockMode::Compliance,
+            retention_days: 30,
+            multipart_threshold_bytes: 5 * 1024 * 1024,
+            inflate_limits: crate::cloudtrail::gzip::InflateLimits {
+                max_inflated_bytes: 1 << 20,
+                max_ratio: 100,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn the_ledger_part_is_cleared_only_when_the_ledger_write_succeeded() {
+        let store = MemoryStore::default();
+        let archive = crate::testsuite::memory::MemoryArchive::new("archive-bucket");
+        let settings = copy_settings();
+        let notifier = MemoryNotifier::default();
+        let announcer = Announcer {
+            store: &store,
+            ledger: Some(LedgerTarget {
+                archive: &archive,
+                settings: &settings,
+            }),
+            notifier: Some(&notifier),
+            run_id: "run-1",
+        };
+        // The archive stores under another key than asked: the ledger write
+        // fails its verification.
+        *archive.wrong_kms_key.lock().unwrap() = Some("other".into());
+        let mut first = Report::new("verify");
+        record(&store, &mut first, finding(FindingKind::DigestMissing, "k"));
+        announce(&announcer, &mut first).await;
+        assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+        assert_eq!(first.errors[0].operation, "write the findings ledger");
+        assert_eq!(notifier.messages.lock().unwrap().len(), 1, "alerted anyway");
+        let pending = store.unannounced_findings().unwrap();
+        assert!(pending[0].awaits(AnnouncedTo::Ledger));
+
+        *archive.wrong_kms_key.lock().unwrap() = None;
+        let mut second = Report::new("verify");
+        announce(&announcer, &mut second).await;
+        assert!(second.errors.is_empty(), "{:?}", second.errors);
+        assert!(store.unannounced_findings().unwrap().is_empty());
+        assert_eq!(notifier.messages.lock().unwrap().len(), 1, "published once");
+        let restored = MemoryStore::default();
+        // The first write landed but failed its check; both read back as one.
+        ledger::restore(&archive, &restored, "archive")
+            .await
+            .unwrap();
+        assert_eq!(restored.findings().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn packing_keeps_order_and_budget() {
+        assert_eq!(pack(&[], 10), Vec::<Vec<usize>>::new());
+        assert_eq!(pack(&[4, 4, 4], 10), vec![vec![0, 1], vec![2]]);
+        assert_eq!(pack(&[20, 1, 1], 10), vec![vec![0], vec![1, 2]]);
     }
 }

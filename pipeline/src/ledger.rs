@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::cloudtrail::digest::sha256;
 use crate::copy::{expected_checksum, meta, retain_until, verify_stored, CopyError, CopySettings};
 use crate::model::error::SeamError;
-use crate::model::findings::Finding;
+use crate::model::findings::{AnnouncedTo, Finding};
 use crate::seams::{Archive, ProgressStore, PutSpec};
 
 /// The ledger's folder under the archive prefix.
@@ -82,14 +82,26 @@ pub async fn append(
     settings: &CopySettings,
     entry: &LedgerEntry,
 ) -> Result<String, SeamError> {
+    append_part(archive, settings, entry, None).await
+}
+
+/// [`append`] for one of several entries a run writes at the same time
+/// (`part`, 1-based, named in the key so that the keys differ).
+pub async fn append_part(
+    archive: &dyn Archive,
+    settings: &CopySettings,
+    entry: &LedgerEntry,
+    part: Option<usize>,
+) -> Result<String, SeamError> {
     let body = serde_json::to_vec(entry).map_err(|e| SeamError::Permanent(e.to_string()))?;
     let command: String = entry
         .command
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
+    let part = part.map(|part| format!("-{part:05}")).unwrap_or_default();
     let key = format!(
-        "{}{}/{}-{command}.json",
+        "{}{}/{}-{command}{part}.json",
         ledger_prefix(&settings.archive_prefix),
         entry.recorded_at.format("%Y/%m/%d"),
         entry.recorded_at.format("%Y%m%dT%H%M%S%.9fZ"),
@@ -138,7 +150,10 @@ pub struct Restored {
 }
 
 /// Reads the ledger back into `store`, oldest entry first: each finding with
-/// its first sighting, then each acknowledgement.
+/// its first sighting, then each acknowledgement. A finding read back from
+/// the ledger was announced there; whether its publication succeeded cannot
+/// be known any more, and a rebuilt store must not alert the whole history
+/// again: it is recorded as announced.
 pub async fn restore(
     archive: &dyn Archive,
     store: &dyn ProgressStore,
@@ -160,19 +175,27 @@ pub async fn restore(
         };
         restored.entries += 1;
         for finding in entry.findings {
-            store.record_finding(finding)?;
+            record_announced(store, finding)?;
             restored.findings += 1;
         }
         for finding in entry.acknowledged {
             let Some(at) = finding.acknowledged_at else {
                 continue;
             };
-            store.record_finding(finding.clone())?;
+            record_announced(store, finding.clone())?;
             store.acknowledge_finding(&finding, at)?;
             restored.acknowledged += 1;
         }
     }
     Ok(restored)
+}
+
+/// Records a finding read from the ledger, as announced.
+fn record_announced(store: &dyn ProgressStore, finding: Finding) -> Result<(), SeamError> {
+    let recorded = store.record_finding(finding)?;
+    store.mark_announced(&recorded, AnnouncedTo::Ledger)?;
+    store.mark_announced(&recorded, AnnouncedTo::Notifier)?;
+    Ok(())
 }
 
 async fn read_entry(
@@ -289,6 +312,8 @@ mod tests {
         assert_eq!(findings[0].first_seen, at(-100));
         assert_eq!(findings[0].acknowledged_at, Some(at(60)));
         assert_eq!(findings[1].acknowledged_at, None);
+        // They were announced: a rebuilt store does not alert them again.
+        assert!(store.unannounced_findings().unwrap().is_empty());
         // Found again after the rebuild, they are not new.
         assert!(!store.record_finding(finding("k2", at(500))).unwrap().new);
     }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::{error, info};
 
-use crate::alerts;
 use crate::collect::{self, Counters, Window};
 use crate::model::findings::{Finding, FindingKind};
 use crate::model::report::{Report, Stats};
@@ -89,9 +88,14 @@ pub async fn check_archive(world: &World, report: &mut Report, allow_unlocked: b
         "",
         detail.clone(),
     );
-    match world.store.record_finding(finding) {
+    // A state: reported (and exit 3) on every run that observes it, even
+    // when the store cannot record it.
+    match world.store.record_finding(finding.clone()) {
         Ok(recorded) => report.findings.push(recorded),
-        Err(error) => report.error("-", "record_finding", error.to_string()),
+        Err(error) => {
+            report.error("-", "record_finding", error.to_string());
+            report.findings.push(finding);
+        }
     }
     if allow_unlocked {
         report.overrides.push(format!(
@@ -100,6 +104,16 @@ pub async fn check_archive(world: &World, report: &mut Report, allow_unlocked: b
         return true;
     }
     error!(%detail, "refusing to collect into an unlocked archive (override: --allow-unlocked-archive)");
+    // Nothing was collected: an operational error as well as a finding, so
+    // the run never looks like a quiet one (exit 3 wins over 1).
+    report.error(
+        "-",
+        "collect",
+        format!(
+            "refused to write into s3://{}: {detail} (override: --allow-unlocked-archive)",
+            archive.bucket()
+        ),
+    );
     false
 }
 
@@ -121,8 +135,8 @@ pub async fn collect_once(
     let mut report = Report::new(command);
     if !check_archive(world, &mut report, request.allow_unlocked).await {
         // Nothing is written to an archive that is not locked down, not even
-        // the ledger; the finding is still published.
-        alerts::publish_alerts(world.notifier.as_deref(), &mut report).await;
+        // the ledger; the findings are still published.
+        super::announce(world, settings, &mut report, false).await;
         return report;
     }
     let accounts = match sources::accounts(world, &settings.accounts, scope).await {
@@ -256,6 +270,50 @@ pub fn backfill_window(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testsuite::memory::{
+        FixedClock, MemoryAccounts, MemoryArchive, MemoryConnector, MemoryNotifier,
+        MemoryPublicKeys, MemoryStore,
+    };
+
+    fn world(archive: Arc<MemoryArchive>, notifier: Arc<MemoryNotifier>) -> World {
+        World {
+            archive,
+            store: Arc::new(MemoryStore::default()),
+            accounts: Arc::new(MemoryAccounts::default()),
+            connector: Arc::new(MemoryConnector::default()),
+            public_keys: Arc::new(MemoryPublicKeys::default()),
+            notifier: Some(notifier),
+            clock: Arc::new(FixedClock::at(chrono::Utc::now())),
+            cancel: super::super::Cancellation::default(),
+            run_id: "run".to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_unlocked_archive_is_still_refused_reported_and_open() {
+        let archive = Arc::new(MemoryArchive::new("archive"));
+        archive.protection.lock().unwrap().has_bucket_policy = false;
+        let notifier = Arc::new(MemoryNotifier::default());
+        let world = world(archive, notifier);
+        let mut first = Report::new("collect");
+        assert!(!check_archive(&world, &mut first, false).await);
+        assert_eq!(first.errors.len(), 1);
+        assert_eq!(first.errors[0].operation, "collect");
+        for finding in &first.findings {
+            assert!(world
+                .store
+                .acknowledge_finding(finding, chrono::Utc::now())
+                .unwrap());
+        }
+        let mut again = Report::new("collect");
+        assert!(!check_archive(&world, &mut again, false).await);
+        assert_eq!(again.findings.len(), 1);
+        assert_eq!(again.findings[0].kind, FindingKind::ArchiveMisconfigured);
+        assert!(again.findings[0].is_open());
+        assert!(again.findings[0].new, "re-opened, so announced again");
+        assert_eq!(again.errors.len(), 1, "a refused collect is an error too");
+        assert_eq!(again.exit_code(), 3, "3 wins over 1");
+    }
 
     #[test]
     fn backfill_ranges_are_checked() {

@@ -78,7 +78,11 @@ pub struct FindingsOutcome {
 
 /// The findings job: the recorded findings passing `filter`; with
 /// `acknowledge`, the open ones among them are acknowledged in the store and
-/// (with `ledger`) in the findings ledger.
+/// (with `ledger`) in the findings ledger. A state finding
+/// ([`FindingKind::is_state`]) is acknowledged too, but that only records
+/// that an operator saw it: the next run that observes the state re-opens it
+/// (see [`crate::model::findings::Finding::recorded_over`]). The listing
+/// shows each finding as stored, `unannounced` included.
 pub async fn findings(
     store: &dyn ProgressStore,
     ledger: Option<Ledger<'_>>,

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::alerts;
 use crate::collect::CollectSettings;
 use crate::model::report::Report;
 use crate::progress::runs::{self, RunRecord};
@@ -94,6 +95,24 @@ pub struct JobSettings {
     pub source_retention_days: Option<u32>,
     /// The progress store's path: the status snapshot is written beside it.
     pub store_path: PathBuf,
+}
+
+/// Announces every recorded finding not announced yet (see
+/// [`crate::alerts`]); `to_ledger` false when the archive is not locked down
+/// (nothing is written to it: those findings are only published, and written
+/// to the ledger by a later run).
+pub async fn announce(world: &World, settings: &JobSettings, report: &mut Report, to_ledger: bool) {
+    let ledger = to_ledger.then_some(alerts::LedgerTarget {
+        archive: world.archive.as_ref(),
+        settings: &settings.collect.copy,
+    });
+    let announcer = alerts::Announcer {
+        store: world.store.as_ref(),
+        ledger,
+        notifier: world.notifier.as_deref(),
+        run_id: &world.run_id,
+    };
+    alerts::announce(&announcer, report).await;
 }
 
 /// Ends a run: flushes the store, records the run's summary (`run/…`) and

@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::alerts;
 use crate::copy::{copy_object, CopyError, CopySettings};
 use crate::model::error::SeamError;
 use crate::model::object::{ObjectRecord, SourceRef};
@@ -173,15 +172,10 @@ pub fn include_open_findings(
     }
 }
 
-/// Records the run's new findings in the ledger and publishes them.
+/// Announces every finding not announced yet (this run's new ones and those
+/// earlier runs could not announce): the ledger, then the notifier.
 pub async fn announce(world: &World, settings: &JobSettings, report: &mut Report) {
-    alerts::announce(
-        world.archive.as_ref(),
-        &settings.collect.copy,
-        world.notifier.as_deref(),
-        report,
-    )
-    .await;
+    super::announce(world, settings, report, true).await;
 }
 
 /// Validates the chains of every configured account (limited to `scope`) into

@@ -57,11 +57,11 @@ impl FindingKind {
         FindingKind::ArchiveMisconfigured,
     ];
 
-    /// Severity per the contract: warnings are anomalies that can have an
-    /// innocent cause; everything else is evidence of loss or alteration.
     /// Whether the finding describes a current state that each run observes
     /// again (an unlocked archive, a stale chain head) rather than a fact
-    /// about history, which stays open once found.
+    /// about history, which stays open once found. A state finding is
+    /// reported, and keeps exit status 3, on every run that observes it,
+    /// whatever was acknowledged before (see [`Finding::recorded_over`]).
     pub fn is_state(self) -> bool {
         matches!(
             self,
@@ -71,6 +71,8 @@ impl FindingKind {
         )
     }
 
+    /// Severity per the contract: warnings are anomalies that can have an
+    /// innocent cause; everything else is evidence of loss or alteration.
     pub fn severity(self) -> Severity {
         match self {
             FindingKind::LogFileUnreferenced
@@ -136,32 +138,93 @@ pub struct Finding {
     /// while open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// What is still to be done to announce this finding, on the store's
+    /// record (and so in `trailvault findings`): set when the store records
+    /// the finding for the first time (or re-opens an acknowledged state
+    /// finding), each part cleared once it succeeded. Absent once announced,
+    /// and in a run's report. See [`crate::alerts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unannounced: Option<Unannounced>,
+}
+
+/// The parts of announcing a recorded finding that have not succeeded yet;
+/// every run retries them until they do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unannounced {
+    /// Not yet written to the archive's findings ledger.
+    pub ledger: bool,
+    /// Not yet published to the notifier (SNS).
+    pub publish: bool,
+}
+
+impl Unannounced {
+    /// Nothing done yet.
+    pub const ALL: Unannounced = Unannounced {
+        ledger: true,
+        publish: true,
+    };
+}
+
+/// Where a finding is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncedTo {
+    /// The archive's findings ledger.
+    Ledger,
+    /// The notifier (or: no notifier is configured, nothing to publish).
+    Notifier,
 }
 
 impl Finding {
     /// What recording this finding does when `previous` is the record already
     /// kept under its identity: the finding as the run reports it, and the
-    /// record to store (`None`: keep the previous one). A finding seen before
-    /// keeps its `first_seen` and acknowledgement and is not new; a stored
-    /// record is never `new` (newness belongs to the run that found it).
+    /// record to store (`None`: keep the previous one).
+    ///
+    /// * First sighting: reported `new`; stored with every announcement part
+    ///   to do ([`Unannounced::ALL`]), in the same write as the finding, so a
+    ///   crash before the announcement loses nothing: the next run announces.
+    /// * Seen before: keeps its `first_seen` and acknowledgement and is not
+    ///   new (newness belongs to the run that found it).
+    /// * Except a state finding ([`FindingKind::is_state`]) that an operator
+    ///   acknowledged: observed again, the state is back (or never went), so
+    ///   it is re-opened: reported `new` and open, stored without the
+    ///   acknowledgement and announced again. Acknowledging a state says
+    ///   "seen"; it never silences a later observation.
+    ///
+    /// A stored record is never `new`, and a reported one never carries
+    /// `unannounced` (that is the store's bookkeeping).
     pub fn recorded_over(self, previous: Option<&Finding>) -> (Finding, Option<Finding>) {
         match previous {
+            Some(previous) if self.kind.is_state() && previous.acknowledged_at.is_some() => {
+                let mut reported = self;
+                reported.new = true;
+                reported.acknowledged_at = None;
+                reported.unannounced = None;
+                let mut stored = reported.clone();
+                stored.new = false;
+                stored.unannounced = Some(Unannounced::ALL);
+                (reported, Some(stored))
+            }
             Some(previous) => {
                 let mut seen = self;
                 seen.first_seen = previous.first_seen;
                 seen.acknowledged_at = previous.acknowledged_at;
                 seen.new = false;
+                seen.unannounced = None;
                 (seen, None)
             }
             None => {
-                let mut stored = self.clone();
+                let mut reported = self;
+                reported.unannounced = None;
+                let mut stored = reported.clone();
                 stored.new = false;
-                (self, Some(stored))
+                stored.unannounced = Some(Unannounced::ALL);
+                (reported, Some(stored))
             }
         }
     }
 
-    /// This record acknowledged at `at`; `None` when it already was.
+    /// This record acknowledged at `at`; `None` when it already was. The
+    /// announcement still to do, if any, stays to do.
     pub fn acknowledged(&self, at: DateTime<Utc>) -> Option<Finding> {
         if self.acknowledged_at.is_some() {
             return None;
@@ -169,6 +232,35 @@ impl Finding {
         let mut acknowledged = self.clone();
         acknowledged.acknowledged_at = Some(at);
         Some(acknowledged)
+    }
+
+    /// This record with its announcement to `to` done; `None` when there was
+    /// nothing left to do there. Once both parts are done the record is
+    /// announced (`unannounced` absent).
+    pub fn announced_to(&self, to: AnnouncedTo) -> Option<Finding> {
+        let pending = self.unannounced?;
+        let left = match to {
+            AnnouncedTo::Ledger if pending.ledger => Unannounced {
+                ledger: false,
+                ..pending
+            },
+            AnnouncedTo::Notifier if pending.publish => Unannounced {
+                publish: false,
+                ..pending
+            },
+            _ => return None,
+        };
+        let mut announced = self.clone();
+        announced.unannounced = (left.ledger || left.publish).then_some(left);
+        Some(announced)
+    }
+
+    /// Whether announcing to `to` is still to do.
+    pub fn awaits(&self, to: AnnouncedTo) -> bool {
+        self.unannounced.is_some_and(|pending| match to {
+            AnnouncedTo::Ledger => pending.ledger,
+            AnnouncedTo::Notifier => pending.publish,
+        })
     }
 }
 
@@ -195,6 +287,7 @@ impl Finding {
             first_seen: Utc::now(),
             new: true,
             acknowledged_at: None,
+            unannounced: None,
         }
     }
 

@@ -123,6 +123,8 @@ impl Report {
                 .filter(|f| !f.kind.is_state() && f.is_open() && scope.covers(f))
                 .map(|mut f| {
                     f.new = false;
+                    // The store's bookkeeping; the run announces them.
+                    f.unannounced = None;
                     f
                 }),
         );

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::model::error::SeamError;
-use crate::model::findings::Finding;
+use crate::model::findings::{AnnouncedTo, Finding};
 use crate::model::object::{ObjectRecord, SourceRef};
 
 /// Durable progress: what has been archived and verified, which partitions
@@ -35,9 +35,11 @@ pub trait ProgressStore: Send + Sync {
 
     /// Records a finding; returns it with `first_seen` and `new` settled
     /// (`new` is false if the same finding was recorded by an earlier run,
-    /// whose `first_seen` and acknowledgement it keeps). The rules are
-    /// [`Finding::recorded_over`], the same for every store: implementations
-    /// provide only the record primitives above.
+    /// whose `first_seen` and acknowledgement it keeps, except an
+    /// acknowledged state finding, which is re-opened). A finding recorded
+    /// for the first time is stored unannounced in the same write. The rules
+    /// are [`Finding::recorded_over`], the same for every store:
+    /// implementations provide only the record primitives above.
     fn record_finding(&self, finding: Finding) -> Result<Finding, SeamError> {
         let identity = finding.dedup_key();
         let previous = self.finding(&identity)?;
@@ -58,6 +60,31 @@ pub trait ProgressStore: Send + Sync {
         match recorded.acknowledged(at) {
             Some(acknowledged) => {
                 self.put_finding(&identity, &acknowledged)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Every recorded finding whose announcement (ledger or notifier) has
+    /// not succeeded yet: what the next announcement retries.
+    fn unannounced_findings(&self) -> Result<Vec<Finding>, SeamError> {
+        let mut findings = self.findings()?;
+        findings.retain(|f| f.unannounced.is_some());
+        Ok(findings)
+    }
+
+    /// Notes that the recorded finding with `finding`'s identity was
+    /// announced to `to`; `false` when none is recorded or nothing was left
+    /// to do there.
+    fn mark_announced(&self, finding: &Finding, to: AnnouncedTo) -> Result<bool, SeamError> {
+        let identity = finding.dedup_key();
+        let Some(recorded) = self.finding(&identity)? else {
+            return Ok(false);
+        };
+        match recorded.announced_to(to) {
+            Some(announced) => {
+                self.put_finding(&identity, &announced)?;
                 Ok(true)
             }
             None => Ok(false),

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::model::findings::{Finding, FindingKind};
+use crate::model::findings::{AnnouncedTo, Finding, FindingKind, Unannounced};
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::ProgressStore;
 
@@ -205,6 +205,115 @@ pub fn acknowledgements_stick(store: &dyn ProgressStore) {
     assert!(!listed[0].is_open());
 }
 
+/// A finding recorded for the first time is stored unannounced in the same
+/// write (a crash before the announcement loses nothing); each part is
+/// cleared on its own, and a later sighting or an acknowledgement neither
+/// clears nor restarts the announcement.
+pub fn findings_stay_unannounced_until_each_part_succeeded(store: &dyn ProgressStore) {
+    let one = finding(FindingKind::LogFileMissing, "k", "gone", at(1));
+    let other = finding(FindingKind::ObjectMalformed, "junk", "not gzip", at(1));
+    let reported = store.record_finding(one.clone()).unwrap();
+    assert_eq!(reported.unannounced, None, "a report never carries it");
+    store.record_finding(other.clone()).unwrap();
+    let mut pending = store.unannounced_findings().unwrap();
+    pending.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(pending.len(), 2);
+    assert!(pending
+        .iter()
+        .all(|f| f.unannounced == Some(Unannounced::ALL)));
+
+    assert!(store.mark_announced(&one, AnnouncedTo::Notifier).unwrap());
+    assert!(
+        !store.mark_announced(&one, AnnouncedTo::Notifier).unwrap(),
+        "already published"
+    );
+    // Seen again and acknowledged: still to be written to the ledger.
+    assert!(!store.record_finding(one.clone()).unwrap().new);
+    assert!(store.acknowledge_finding(&one, at(2)).unwrap());
+    let pending_one = store.finding(&one.dedup_key()).unwrap().unwrap();
+    assert_eq!(
+        pending_one.unannounced,
+        Some(Unannounced {
+            ledger: true,
+            publish: false
+        })
+    );
+    assert!(store.mark_announced(&one, AnnouncedTo::Ledger).unwrap());
+    let announced = store.finding(&one.dedup_key()).unwrap().unwrap();
+    assert_eq!(announced.unannounced, None);
+    assert_eq!(announced.acknowledged_at, Some(at(2)));
+    let pending = store.unannounced_findings().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].key, "junk");
+    assert!(
+        !store
+            .mark_announced(
+                &finding(FindingKind::DigestMissing, "none", "x", at(1)),
+                AnnouncedTo::Ledger
+            )
+            .unwrap(),
+        "nothing recorded"
+    );
+    store.flush().unwrap();
+}
+
+/// A state finding (an unlocked archive) that an operator acknowledged is
+/// re-opened when a run observes the state again: reported new and open,
+/// stored without the acknowledgement and unannounced. A fact about history
+/// stays acknowledged.
+pub fn acknowledged_state_findings_reopen_when_observed(store: &dyn ProgressStore) {
+    let state = finding(FindingKind::ArchiveMisconfigured, "", "no policy", at(1));
+    let fact = finding(FindingKind::DigestMissing, "k", "gone", at(1));
+    for finding in [&state, &fact] {
+        store.record_finding(finding.clone()).unwrap();
+        store.mark_announced(finding, AnnouncedTo::Ledger).unwrap();
+        store
+            .mark_announced(finding, AnnouncedTo::Notifier)
+            .unwrap();
+        assert!(store.acknowledge_finding(finding, at(2)).unwrap());
+    }
+    assert!(store.unannounced_findings().unwrap().is_empty());
+
+    let observed = store
+        .record_finding(finding(
+            FindingKind::ArchiveMisconfigured,
+            "",
+            "no policy",
+            at(3),
+        ))
+        .unwrap();
+    assert!(observed.new, "re-opened");
+    assert!(observed.is_open());
+    let stored = store.finding(&state.dedup_key()).unwrap().unwrap();
+    assert!(stored.is_open());
+    assert!(!stored.new);
+    assert_eq!(stored.unannounced, Some(Unannounced::ALL));
+
+    let fact_again = store
+        .record_finding(finding(FindingKind::DigestMissing, "k", "gone", at(3)))
+        .unwrap();
+    assert!(!fact_again.new);
+    assert!(!fact_again.is_open(), "a fact stays acknowledged");
+    let pending = store.unannounced_findings().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].kind, FindingKind::ArchiveMisconfigured);
+
+    // Observed again while open: reported, not new, not announced again.
+    store.mark_announced(&state, AnnouncedTo::Ledger).unwrap();
+    store.mark_announced(&state, AnnouncedTo::Notifier).unwrap();
+    let still = store
+        .record_finding(finding(
+            FindingKind::ArchiveMisconfigured,
+            "",
+            "no policy",
+            at(4),
+        ))
+        .unwrap();
+    assert!(!still.new);
+    assert!(still.is_open());
+    assert!(store.unannounced_findings().unwrap().is_empty());
+}
+
 /// A fresh, empty store as a test holds it (with whatever must outlive it,
 /// such as a temporary directory).
 pub trait StoreFixture {
@@ -247,6 +356,20 @@ macro_rules! store_conformance_tests {
         fn store_conformance_findings_are_recorded_once() {
             let fixture = $make;
             $crate::testsuite::conformance::findings_are_recorded_once(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_findings_stay_unannounced_until_each_part_succeeded() {
+            let fixture = $make;
+            $crate::testsuite::conformance::findings_stay_unannounced_until_each_part_succeeded(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_acknowledged_state_findings_reopen_when_observed() {
+            let fixture = $make;
+            $crate::testsuite::conformance::acknowledged_state_findings_reopen_when_observed(
                 $crate::testsuite::conformance::StoreFixture::store(&fixture),
             );
         }
