@@ -153,13 +153,16 @@ pub(crate) fn check_lag(
         result.changed = true;
     }
     let behind = lag.lag();
-    let Some(stuck) = first_unvalidated.and_then(|index| entries.get(index)) else {
+    let Some(index) = first_unvalidated else {
+        return;
+    };
+    let Some(stuck) = entries.get(index) else {
         return;
     };
     if behind <= ctx.settings.chain_head_stale {
         return;
     }
-    let later = entries.len() - 1 - first_unvalidated.unwrap_or(0);
+    let later = entries.len() - 1 - index;
     ctx.finding(
         Finding::new(
             FindingKind::ChainValidationLagging,
