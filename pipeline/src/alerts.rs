@@ -193,7 +193,7 @@ async fn write_ledger(
         return;
     }
     let recorded_at = Utc::now();
-    let sizes: Vec<usize> = findings.iter().map(|f| json_len(*f)).collect();
+    let sizes: Vec<usize> = findings.iter().map(|f| json_len(f)).collect();
     let parts = pack(&sizes, LEDGER_ENTRY_BUDGET_BYTES);
     let numbered = parts.len() > 1;
     for (index, part) in parts.iter().enumerate() {
