@@ -14,6 +14,7 @@
 //! few minutes before the real time of provisioning (see [`SimClock`]). All names and
 //! timestamps are in the past.
 
+mod alerts;
 mod cloudtrail;
 mod config_toml;
 mod deliver;
@@ -30,6 +31,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{Alert, AlertInbox};
 pub use cloudtrail::{
     digest_key, gunzip_single_member, gzip, iso_time, key_root, log_key, DigestBody, LogFileEntry,
     PreviousDigest, DIGEST_FAMILY, HASH_ALGORITHM, INSIGHT_FAMILY, LOG_FAMILY, ORG_TRAIL_NAME,

@@ -4,6 +4,7 @@
 //! and `--test-threads=1` (tests reset the shared emulator).
 //! Shared helpers belong in the library (`trailvault_integration_tests`).
 
+mod alerts;
 mod archive_conformance;
 mod cli;
 mod collect;
