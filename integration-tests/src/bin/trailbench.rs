@@ -9,6 +9,7 @@
 //!   trailvault's per-object work one feature at a time (SSE-KMS, SHA-256 checksum,
 //!   Object Lock, HEAD) to show where the time goes;
 //! - `proxy`: an HTTP proxy that counts S3 requests by operation;
+//! - `flood`: one partition of a member bucket filled with tiny junk objects;
 //! - `info`: the state file's summary as JSON.
 //!
 //! The simulator's format code is compiled in with `#[path]` (its modules are private
@@ -34,6 +35,9 @@ mod getput;
 
 #[path = "../bench/proxy.rs"]
 mod proxy;
+
+#[path = "../bench/flood.rs"]
+mod flood;
 
 use std::path::PathBuf;
 
@@ -176,6 +180,24 @@ enum Command {
         /// HEAD the version each PUT created (checksum mode enabled), as trailvault does.
         #[arg(long)]
         head: bool,
+    },
+    /// Fill today's CloudTrail/us-east-1 partition of `--account`'s bucket with
+    /// tiny junk objects (a hostile member's flood).
+    Flood {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[arg(long, default_value = "444400000001")]
+        account: String,
+        /// Default: aws-cloudtrail-logs-<account>.
+        #[arg(long)]
+        bucket: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        objects: u64,
+        /// First index (to add to an earlier flood).
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
     /// Counting proxy in front of the S3 server (runs until killed).
     Proxy {
@@ -357,6 +379,26 @@ fn main() -> anyhow::Result<()> {
                 },
             ))?;
             println!("{}", serde_json::to_string(&result)?);
+        }
+        Command::Flood {
+            endpoint,
+            account,
+            bucket,
+            objects,
+            first,
+            concurrency,
+        } => {
+            let bucket = bucket.unwrap_or_else(|| generate::bucket_for(&account));
+            let prefix = flood::partition_prefix(&account, chrono::Utc::now().date_naive());
+            let flooded = runtime()?.block_on(flood::flood(
+                &endpoint.endpoint(),
+                &bucket,
+                &prefix,
+                first,
+                objects,
+                concurrency,
+            ))?;
+            println!("{}", serde_json::to_string(&flooded)?);
         }
         Command::Proxy { listen, upstream } => proxy::run(&listen, &upstream)?,
     }

@@ -114,7 +114,7 @@ impl Selection {
     }
 }
 
-pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<CopyJob> {
+pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> PartitionJobs {
     let prefix = partition.prefix();
     let scope = &partition.scope;
     let done = BackfillPartition::new(&scope.reader_account_id, scope.source.bucket(), &prefix);
@@ -124,14 +124,14 @@ pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<C
             .partitions_listed
             .fetch_add(1, Ordering::Relaxed);
         run.outcome().stats.partitions_skipped += 1;
-        return Vec::new();
+        return PartitionJobs::none(scope, &partition.region);
     }
     let source_id = (
         scope.reader_account_id.clone(),
         scope.source.bucket().to_string(),
     );
     if run.refused().contains(&source_id) {
-        return Vec::new();
+        return PartitionJobs::none(scope, &partition.region);
     }
     let capacity = run.settings.max_keys_per_partition_per_run.max(1);
     let mut selection = Selection::new(capacity);
@@ -150,7 +150,7 @@ pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<C
                     &format!("list s3://{}/{prefix}", scope.source.bucket()),
                     &error,
                 );
-                return Vec::new();
+                return PartitionJobs::none(scope, &partition.region);
             }
         };
         run.counters
@@ -216,40 +216,21 @@ pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<C
 
     let deferred = selection.deferred;
     record_deferral(run, &partition, &prefix, deferred, capacity);
-    let adopt_first = run.recovering;
-    let mut jobs: Vec<CopyJob> = selection
-        .into_sorted()
-        .into_iter()
-        .map(|candidate| CopyJob {
-            partition: None,
-            scope: scope.clone(),
-            region: partition.region.clone(),
-            source: SourceRef {
-                account_id: scope.reader_account_id.clone(),
-                bucket: scope.source.bucket().to_string(),
-                key: candidate.listed.key.clone(),
-            },
-            listed: candidate.listed,
-            previous: candidate.previous.map(|record| *record),
-            adopt_first,
-        })
-        .collect();
+    let candidates = selection.into_sorted();
     // A backfill marks a partition done only when this listing left nothing
     // for later and every copy it started ended recorded.
+    let mut tracker = None;
     if backfill && deferred == 0 {
-        if jobs.is_empty() {
+        if candidates.is_empty() {
             if let Err(error) = done.mark_done(run.store) {
                 run.error(&scope.member_account_id, "record_partition_done", &error);
             }
         } else {
-            let tracker = Arc::new(PartitionDone {
+            tracker = Some(Arc::new(PartitionDone {
                 marker: done,
-                remaining: std::sync::atomic::AtomicUsize::new(jobs.len()),
+                remaining: std::sync::atomic::AtomicUsize::new(candidates.len()),
                 failed: std::sync::atomic::AtomicBool::new(false),
-            });
-            for job in &mut jobs {
-                job.partition = Some(tracker.clone());
-            }
+            }));
         }
     }
     {
@@ -259,8 +240,65 @@ pub(super) async fn list_partition(run: &Run<'_>, partition: Partition) -> Vec<C
     }
     run.counters
         .objects_to_copy
-        .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-    jobs
+        .fetch_add(candidates.len() as u64, Ordering::Relaxed);
+    PartitionJobs {
+        scope: scope.clone(),
+        region: partition.region,
+        tracker,
+        adopt_first: run.recovering,
+        candidates,
+    }
+}
+
+/// The copy jobs of one listed partition, best first. Each [`CopyJob`] is
+/// built only when the copy loop takes it: until then a key costs its
+/// listing entry, not a job.
+pub(super) struct PartitionJobs {
+    scope: super::SourceScope,
+    region: String,
+    tracker: Option<Arc<PartitionDone>>,
+    adopt_first: bool,
+    candidates: Vec<Candidate>,
+}
+
+impl PartitionJobs {
+    fn none(scope: &super::SourceScope, region: &str) -> PartitionJobs {
+        PartitionJobs {
+            scope: scope.clone(),
+            region: region.to_string(),
+            tracker: None,
+            adopt_first: false,
+            candidates: Vec::new(),
+        }
+    }
+}
+
+impl IntoIterator for PartitionJobs {
+    type Item = CopyJob;
+    type IntoIter = Box<dyn Iterator<Item = CopyJob> + Send>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let PartitionJobs {
+            scope,
+            region,
+            tracker,
+            adopt_first,
+            candidates,
+        } = self;
+        Box::new(candidates.into_iter().map(move |candidate| CopyJob {
+            partition: tracker.clone(),
+            scope: scope.clone(),
+            region: region.clone(),
+            source: SourceRef {
+                account_id: scope.reader_account_id.clone(),
+                bucket: scope.source.bucket().to_string(),
+                key: candidate.listed.key.clone(),
+            },
+            listed: candidate.listed,
+            previous: candidate.previous.map(|record| *record),
+            adopt_first,
+        }))
+    }
 }
 
 /// Remembers whether `partition` still holds keys for a later run, and says
