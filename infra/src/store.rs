@@ -156,13 +156,14 @@ impl SledStore {
             .compression_factor(1);
         // sled's background flusher keeps the file lock for a moment after the
         // previous handle is dropped: wait briefly for it, not for another
-        // process that holds the store (that one fails after the wait).
+        // process that holds the store (that one fails after the wait: 4 s, long
+        // enough for a flusher on a loaded machine).
         let mut attempt = 0;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(error))
-                    if error.kind() == std::io::ErrorKind::WouldBlock && attempt < 25 =>
+                    if error.kind() == std::io::ErrorKind::WouldBlock && attempt < 100 =>
                 {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(40));
@@ -284,15 +285,14 @@ impl ProgressStore for SledStore {
         Ok(())
     }
 
-    fn findings(&self) -> Result<Vec<Finding>, SeamError> {
-        let mut out = Vec::new();
+    fn for_each_finding(&self, visit: &mut dyn FnMut(Finding)) -> Result<(), SeamError> {
         for entry in self.findings.iter() {
             let (_, value) = entry.map_err(store_error)?;
             if let Ok(finding) = serde_json::from_slice::<Finding>(&value) {
-                out.push(finding);
+                visit(finding);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), SeamError> {

@@ -26,6 +26,12 @@ const VIEW_VERSION: u8 = 1;
 /// Critical findings listed in full by `status` (the counts cover all).
 const CRITICAL_LISTED: usize = 50;
 
+/// Keeps the [`CRITICAL_LISTED`] most recently found, newest first.
+fn newest_first(critical: &mut Vec<Finding>) {
+    critical.sort_by_key(|finding| std::cmp::Reverse(finding.first_seen));
+    critical.truncate(CRITICAL_LISTED);
+}
+
 /// One member account's lag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountLag {
@@ -176,12 +182,12 @@ impl StatusView {
         let chains = chain_heads(store)?.into_iter().map(chain_head).collect();
         let mut findings = FindingsSummary::default();
         let mut critical = Vec::new();
-        for mut finding in store.findings()? {
+        store.for_each_finding(&mut |mut finding| {
             // Recorded findings: none of them is new to `status`.
             finding.new = false;
             if !finding.is_open() {
                 findings.acknowledged += 1;
-                continue;
+                return;
             }
             findings.open += 1;
             *findings
@@ -191,10 +197,13 @@ impl StatusView {
             if finding.severity == Severity::Critical {
                 findings.critical_total += 1;
                 critical.push(finding);
+                // Bounded however many are on record: keep the newest.
+                if critical.len() >= CRITICAL_LISTED * 64 {
+                    newest_first(&mut critical);
+                }
             }
-        }
-        critical.sort_by_key(|finding| std::cmp::Reverse(finding.first_seen));
-        critical.truncate(CRITICAL_LISTED);
+        })?;
+        newest_first(&mut critical);
         findings.critical = critical;
         let mut view = StatusView {
             v: VIEW_VERSION,

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::copy::{copy_object, CopyError, CopySettings};
 use crate::model::error::SeamError;
 use crate::model::object::{ObjectRecord, SourceRef};
-use crate::model::report::Report;
+use crate::model::report::{EarlierFindings, Report};
 use crate::seams::{Archive, ProgressStore, SourceConnector, TrailSource};
 use crate::verify::{self, SourceLookup, VerifyOutcome};
 
@@ -166,9 +166,13 @@ pub fn include_open_findings(
     scope: &Scope,
 ) {
     let finding_scope = sources::finding_scope(&settings.sources, scope);
-    match world.store.findings() {
-        Ok(recorded) => report.include_open_findings(recorded, &finding_scope),
-        Err(error) => report.error("-", "read findings", error.to_string()),
+    let mut earlier = EarlierFindings::new(report, &finding_scope);
+    let read = world
+        .store
+        .for_each_finding(&mut |finding| earlier.offer(finding));
+    earlier.finish(report);
+    if let Err(error) = read {
+        report.error("-", "read findings", error.to_string());
     }
 }
 

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::findings::{Finding, FindingSet};
+use std::collections::{BTreeMap, HashSet};
+
+use crate::model::findings::{Finding, FindingKind, FindingSet, Severity};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
@@ -47,6 +49,115 @@ pub struct Report {
     /// archive); empty in a normal run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overrides: Vec<String>,
+    /// The open findings of earlier runs that `findings` does not list (a
+    /// report lists at most [`MAX_LISTED_EARLIER_FINDINGS`] of them, so a
+    /// flood of findings cannot make every later report grow with it).
+    #[serde(default, skip_serializing_if = "EarlierOpen::is_empty")]
+    pub earlier_open: EarlierOpen,
+}
+
+/// How many open findings of earlier runs a report lists (critical first,
+/// then the most recently found); the rest are counted in
+/// [`Report::earlier_open`]. `trailvault findings` lists every one.
+pub const MAX_LISTED_EARLIER_FINDINGS: usize = 1000;
+
+/// Open findings of earlier runs counted but not listed in a report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierOpen {
+    /// How many are not listed.
+    pub not_listed: u64,
+    /// Of those, how many are critical.
+    pub critical: u64,
+    /// Their count by kind.
+    pub by_kind: BTreeMap<FindingKind, u64>,
+}
+
+impl EarlierOpen {
+    pub fn is_empty(&self) -> bool {
+        self.not_listed == 0
+    }
+
+    fn count(&mut self, finding: &Finding) {
+        self.not_listed += 1;
+        if finding.severity == Severity::Critical {
+            self.critical += 1;
+        }
+        *self.by_kind.entry(finding.kind).or_default() += 1;
+    }
+}
+
+/// Gathers the open findings of earlier runs one at a time (as the store
+/// streams them), keeping the [`MAX_LISTED_EARLIER_FINDINGS`] most
+/// important and counting the rest: memory stays bounded however many
+/// findings are on record.
+pub struct EarlierFindings<'a> {
+    scope: &'a FindingScope,
+    in_report: HashSet<String>,
+    kept: Vec<Finding>,
+    limit: usize,
+    dropped: EarlierOpen,
+}
+
+impl<'a> EarlierFindings<'a> {
+    pub fn new(report: &Report, scope: &'a FindingScope) -> EarlierFindings<'a> {
+        EarlierFindings::with_limit(report, scope, MAX_LISTED_EARLIER_FINDINGS)
+    }
+
+    fn with_limit(report: &Report, scope: &'a FindingScope, limit: usize) -> EarlierFindings<'a> {
+        EarlierFindings {
+            scope,
+            in_report: report.findings.iter().map(Finding::dedup_key).collect(),
+            kept: Vec::new(),
+            limit,
+            dropped: EarlierOpen::default(),
+        }
+    }
+
+    /// Takes one recorded finding: kept when it is an open fact about
+    /// history in scope that the report does not hold yet. A finding about
+    /// a current state ([`FindingKind::is_state`]) is reported only while a
+    /// run observes it.
+    pub fn offer(&mut self, mut finding: Finding) {
+        if finding.kind.is_state() || !finding.is_open() || !self.scope.covers(&finding) {
+            return;
+        }
+        if self.in_report.contains(&finding.dedup_key()) {
+            return;
+        }
+        finding.new = false;
+        // The store's bookkeeping; the run announces them.
+        finding.unannounced = None;
+        self.kept.push(finding);
+        if self.kept.len() >= self.limit.saturating_mul(2).max(1) {
+            self.trim();
+        }
+    }
+
+    /// Critical first, then the most recently found, then by identity (a
+    /// stable order).
+    fn trim(&mut self) {
+        self.kept.sort_by(|a, b| {
+            (a.severity != Severity::Critical)
+                .cmp(&(b.severity != Severity::Critical))
+                .then(b.first_seen.cmp(&a.first_seen))
+                .then_with(|| a.dedup_key().cmp(&b.dedup_key()))
+        });
+        for finding in self.kept.drain(self.limit.min(self.kept.len())..) {
+            self.dropped.count(&finding);
+        }
+    }
+
+    /// Lists the kept findings in `report` and counts the others.
+    pub fn finish(mut self, report: &mut Report) {
+        self.trim();
+        report.add_findings(self.kept);
+        let carried = &mut report.earlier_open;
+        carried.not_listed += self.dropped.not_listed;
+        carried.critical += self.dropped.critical;
+        for (kind, count) in self.dropped.by_kind {
+            *carried.by_kind.entry(kind).or_default() += count;
+        }
+    }
 }
 
 /// Which recorded findings a run limited by `--account` and `--region`
@@ -98,6 +209,7 @@ impl Report {
             errors: Vec::new(),
             findings: Vec::new(),
             overrides: Vec::new(),
+            earlier_open: EarlierOpen::default(),
         }
     }
 
@@ -115,19 +227,13 @@ impl Report {
     /// "is there evidence of lost or altered history?" and not only "was some
     /// found just now?". A fact about history stays open once found; findings
     /// about a current state ([`FindingKind::is_state`]) are reported only
-    /// while a run observes them.
+    /// while a run observes them. See [`EarlierFindings`] for the bound.
     pub fn include_open_findings(&mut self, recorded: Vec<Finding>, scope: &FindingScope) {
-        self.add_findings(
-            recorded
-                .into_iter()
-                .filter(|f| !f.kind.is_state() && f.is_open() && scope.covers(f))
-                .map(|mut f| {
-                    f.new = false;
-                    // The store's bookkeeping; the run announces them.
-                    f.unannounced = None;
-                    f
-                }),
-        );
+        let mut earlier = EarlierFindings::new(self, scope);
+        for finding in recorded {
+            earlier.offer(finding);
+        }
+        earlier.finish(self);
     }
 
     /// Adds `findings` that the report does not hold yet (by identity).
@@ -143,7 +249,7 @@ impl Report {
     /// acknowledged one no longer counts), else 1 if any operational error,
     /// else 0. "If both 1 and 3 apply, 3 wins."
     pub fn exit_code(&self) -> i32 {
-        if self.findings.iter().any(Finding::is_open) {
+        if self.findings.iter().any(Finding::is_open) || !self.earlier_open.is_empty() {
             exit::FINDINGS
         } else if !self.errors.is_empty() {
             exit::OPERATIONAL_ERRORS
@@ -157,6 +263,58 @@ impl Report {
 mod tests {
     use super::*;
     use crate::model::findings::FindingKind;
+
+    #[test]
+    fn a_report_lists_a_bounded_number_of_earlier_findings_and_counts_the_rest() {
+        let at = |minutes: i64| Utc::now() - chrono::Duration::minutes(minutes);
+        let finding = |kind, key: &str, minutes_ago| {
+            let mut finding = Finding::new(kind, "111111111111", "b", key, "d".into());
+            finding.first_seen = at(minutes_ago);
+            finding
+        };
+        let mut report = Report::new("collect");
+        report.findings.push(Finding {
+            new: true,
+            ..finding(FindingKind::LogFileUnreferenced, "already", 0)
+        });
+        let scope = FindingScope::default();
+        let mut earlier = EarlierFindings::with_limit(&report, &scope, 2);
+        // Offered in an order unrelated to importance, more than twice the
+        // limit so that trimming happens while offering.
+        earlier.offer(finding(FindingKind::LogFileUnreferenced, "w-old", 50));
+        earlier.offer(finding(FindingKind::LogFileUnreferenced, "already", 50));
+        earlier.offer(finding(FindingKind::LogFileUnreferenced, "w-new", 1));
+        earlier.offer(finding(FindingKind::LogFileUnreferenced, "w-mid", 10));
+        earlier.offer(finding(FindingKind::DigestMissing, "c-old", 100));
+        earlier.offer(finding(FindingKind::LogFileUnreferenced, "w-older", 70));
+        earlier.offer(finding(FindingKind::ArchiveMisconfigured, "state", 0));
+        earlier.finish(&mut report);
+
+        let listed: Vec<&str> = report.findings.iter().map(|f| f.key.as_str()).collect();
+        // The run's own finding stays as it reported it; the critical one
+        // comes before the newer warnings, then the newest warning.
+        assert_eq!(listed.len(), 3);
+        assert!(listed.contains(&"already") && listed.contains(&"c-old"));
+        assert!(listed.contains(&"w-new"));
+        assert_eq!(report.earlier_open.not_listed, 3);
+        assert_eq!(report.earlier_open.critical, 0);
+        assert_eq!(
+            report
+                .earlier_open
+                .by_kind
+                .get(&FindingKind::LogFileUnreferenced),
+            Some(&3)
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["earlier_open"]["not_listed"], 3);
+        assert_eq!(json["earlier_open"]["by_kind"]["log_file_unreferenced"], 3);
+
+        // Counted findings alone keep the exit status at 3.
+        let mut counted_only = Report::new("verify");
+        counted_only.earlier_open = report.earlier_open.clone();
+        assert_eq!(counted_only.exit_code(), exit::FINDINGS);
+        assert!(serde_json::to_value(Report::new("verify")).unwrap()["earlier_open"].is_null());
+    }
 
     #[test]
     fn open_findings_in_scope_are_reported_once_and_not_as_new() {
@@ -233,11 +391,12 @@ mod tests {
                 ..FindingScope::default()
             },
         );
-        let keys: Vec<(&str, bool)> = report
+        let mut keys: Vec<(&str, bool)> = report
             .findings
             .iter()
             .map(|f| (f.key.as_str(), f.new))
             .collect();
+        keys.sort();
         assert_eq!(keys, vec![("k1", true), ("k2", false), ("k3", false)]);
         assert_eq!(report.exit_code(), exit::FINDINGS);
 

@@ -171,8 +171,8 @@ impl ProgressStore for LagTracker<'_> {
         self.inner.put_finding(identity, finding)
     }
 
-    fn findings(&self) -> Result<Vec<Finding>, SeamError> {
-        self.inner.findings()
+    fn for_each_finding(&self, visit: &mut dyn FnMut(Finding)) -> Result<(), SeamError> {
+        self.inner.for_each_finding(visit)
     }
 
     fn flush(&self) -> Result<(), SeamError> {

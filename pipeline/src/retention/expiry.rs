@@ -240,11 +240,12 @@ pub async fn expire(
     cancel: &CancellationToken,
 ) -> ExpiryOutcome {
     let mut outcome = ExpiryOutcome::new(settings, now);
-    let findings = match store.findings() {
-        Ok(findings) => findings
-            .into_iter()
-            .map(|finding| (finding.bucket, finding.key))
-            .collect(),
+    let mut findings = HashSet::new();
+    let read = store.for_each_finding(&mut |finding| {
+        findings.insert((finding.bucket, finding.key));
+    });
+    match read {
+        Ok(()) => {}
         Err(error) => {
             // Without the findings nothing may be judged deletable.
             outcome.errors.push(OperationError {

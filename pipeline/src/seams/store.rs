@@ -30,8 +30,18 @@ pub trait ProgressStore: Send + Sync {
     fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError>;
     /// Stores `finding` under its identity, replacing any earlier record.
     fn put_finding(&self, identity: &str, finding: &Finding) -> Result<(), SeamError>;
-    /// Every recorded finding, none of them `new`.
-    fn findings(&self) -> Result<Vec<Finding>, SeamError>;
+    /// Hands every recorded finding (none of them `new`) to `visit`, one at
+    /// a time, without holding them all: a flood of findings must not make
+    /// every later run hold them in memory.
+    fn for_each_finding(&self, visit: &mut dyn FnMut(Finding)) -> Result<(), SeamError>;
+
+    /// Every recorded finding, none of them `new` (for listings that print
+    /// them all, e.g. `trailvault findings`).
+    fn findings(&self) -> Result<Vec<Finding>, SeamError> {
+        let mut out = Vec::new();
+        self.for_each_finding(&mut |finding| out.push(finding))?;
+        Ok(out)
+    }
 
     /// Records a finding; returns it with `first_seen` and `new` settled
     /// (`new` is false if the same finding was recorded by an earlier run,
@@ -69,8 +79,12 @@ pub trait ProgressStore: Send + Sync {
     /// Every recorded finding whose announcement (ledger or notifier) has
     /// not succeeded yet: what the next announcement retries.
     fn unannounced_findings(&self) -> Result<Vec<Finding>, SeamError> {
-        let mut findings = self.findings()?;
-        findings.retain(|f| f.unannounced.is_some());
+        let mut findings = Vec::new();
+        self.for_each_finding(&mut |finding| {
+            if finding.unannounced.is_some() {
+                findings.push(finding);
+            }
+        })?;
         Ok(findings)
     }
 

@@ -641,8 +641,10 @@ impl ProgressStore for MemoryStore {
         Ok(())
     }
 
-    fn findings(&self) -> Result<Vec<Finding>, SeamError> {
-        Ok(lock(&self.findings).values().cloned().collect())
+    fn for_each_finding(&self, visit: &mut dyn FnMut(Finding)) -> Result<(), SeamError> {
+        let findings: Vec<Finding> = lock(&self.findings).values().cloned().collect();
+        findings.into_iter().for_each(visit);
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), SeamError> {

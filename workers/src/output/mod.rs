@@ -108,7 +108,29 @@ pub fn human_summary(report: &Report) -> String {
     for finding in &report.findings {
         let _ = writeln!(out, "    {}", finding_line(finding));
     }
+    if let Some(line) = earlier_open_line(report) {
+        let _ = writeln!(out, "    {line}");
+    }
     out
+}
+
+/// The open findings of earlier runs a report counts without listing them.
+pub fn earlier_open_line(report: &Report) -> Option<String> {
+    let earlier = &report.earlier_open;
+    if earlier.is_empty() {
+        return None;
+    }
+    let kinds: Vec<String> = earlier
+        .by_kind
+        .iter()
+        .map(|(kind, count)| format!("{kind} {count}"))
+        .collect();
+    Some(format!(
+        "... and {} more open findings of earlier runs ({} critical: {}); `trailvault findings` lists them",
+        earlier.not_listed,
+        earlier.critical,
+        kinds.join(", ")
+    ))
 }
 
 pub fn finding_line(finding: &Finding) -> String {

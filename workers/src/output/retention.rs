@@ -86,6 +86,9 @@ pub fn print_retention(report: &Report, outcome: &RetentionOutcome, apply: bool,
     for finding in &report.findings {
         println!("    {}", finding_line(finding));
     }
+    if let Some(line) = super::earlier_open_line(report) {
+        println!("    {line}");
+    }
 }
 
 /// Source files listed one per line in the human report, at most.
