@@ -21,6 +21,12 @@
 //!   self-describing (run id, command, part i of n, the totals of the whole
 //!   announcement) and carrying whole findings, so a part that fails leaves
 //!   only its own findings unannounced;
+//! * at most [`MAX_MESSAGES_PER_RUN`] messages a run: past that, the last
+//!   message counts the findings not itemized, by kind and severity (the
+//!   ledger and `trailvault findings` hold each one), so a flood cannot turn
+//!   into thousands of messages. Critical findings come first, and among
+//!   findings of one severity the rarest kinds first: one real deletion among
+//!   100,000 planted files of another kind is itemized in the first message;
 //! * the ledger gets entries of at most [`LEDGER_ENTRY_BUDGET_BYTES`], so a
 //!   flood of findings stays readable by `rebuild-state`.
 //!
@@ -28,14 +34,14 @@
 //! to an archive that is not locked down: then the ledger part stays to do
 //! and the findings are only published.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::copy::CopySettings;
 use crate::ledger::{self, LedgerEntry};
-use crate::model::findings::{AnnouncedTo, Finding, Severity};
+use crate::model::findings::{AnnouncedTo, Finding, FindingKind, Severity};
 use crate::model::report::Report;
 use crate::seams::{Archive, Notifier, ProgressStore};
 
@@ -49,6 +55,10 @@ pub const MESSAGE_BUDGET_BYTES: usize = 120 * 1024;
 /// Largest ledger entry written at once (the ledger reads back entries up to
 /// 64 MiB).
 pub const LEDGER_ENTRY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
+
+/// The most messages one announcement sends; the last of them then counts
+/// what the others could not itemize.
+pub const MAX_MESSAGES_PER_RUN: usize = 25;
 
 /// The longest `detail` a message carries for one finding (the ledger and the
 /// store keep the whole text), so that every finding fits a message.
@@ -118,7 +128,9 @@ pub async fn announce(announcer: &Announcer<'_>, report: &mut Report) {
     }
 }
 
-/// The recorded findings not announced yet, critical first, oldest first.
+/// The recorded findings not announced yet: critical first, then the rarest
+/// kinds first (a planted flood of one kind cannot push a rare real finding
+/// out of the itemized messages), then oldest first.
 /// When the store cannot be read, this run's new findings (the store holds
 /// them unannounced, so the next run retries them).
 fn unannounced(store: &dyn ProgressStore, report: &mut Report) -> Vec<Finding> {
@@ -138,18 +150,19 @@ fn unannounced(store: &dyn ProgressStore, report: &mut Report) -> Vec<Finding> {
                 .collect()
         }
     };
-    pending.sort_by(|a, b| {
+    let mut per_kind: BTreeMap<FindingKind, usize> = BTreeMap::new();
+    for finding in &pending {
+        *per_kind.entry(finding.kind).or_default() += 1;
+    }
+    let rank = |f: &Finding| {
         (
-            a.severity != Severity::Critical,
-            a.first_seen,
-            a.dedup_key(),
+            f.severity != Severity::Critical,
+            per_kind.get(&f.kind).copied().unwrap_or(0),
+            f.kind,
+            f.first_seen,
         )
-            .cmp(&(
-                b.severity != Severity::Critical,
-                b.first_seen,
-                b.dedup_key(),
-            ))
-    });
+    };
+    pending.sort_by_cached_key(|f| (rank(f), f.dedup_key()));
     pending
 }
 
@@ -239,7 +252,13 @@ async fn publish(
         .iter()
         .map(|f| for_message(&announced_copy(f, new_now)))
         .collect();
-    let messages = messages(&report.command, run_id, report.started_at, &shown);
+    let messages = messages(
+        &report.command,
+        run_id,
+        report.started_at,
+        &shown,
+        MAX_MESSAGES_PER_RUN,
+    );
     let total = messages.len();
     for message in messages {
         match notifier.publish(&message.subject, &message.body).await {
@@ -285,15 +304,31 @@ struct Body<'a> {
     findings_total: usize,
     critical_total: usize,
     findings: Vec<&'a Finding>,
+    /// In the last part when the announcement had more findings than
+    /// [`MAX_MESSAGES_PER_RUN`] messages carry: those not itemized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_itemized: Option<NotItemized>,
+}
+
+/// The findings an announcement counts without itemizing them.
+#[derive(Debug, Default, Serialize)]
+struct NotItemized {
+    findings: usize,
+    critical: usize,
+    by_kind: BTreeMap<FindingKind, usize>,
+    note: &'static str,
 }
 
 /// Splits `findings` (critical first, as given) into messages of at most
-/// [`MESSAGE_BUDGET_BYTES`] each, subject included.
+/// [`MESSAGE_BUDGET_BYTES`] each, subject included, and at most
+/// `max_messages` of them: past that, the last one counts the findings the
+/// others could not itemize (its `members` are those findings).
 pub fn messages(
     command: &str,
     run_id: &str,
     started_at: DateTime<Utc>,
     findings: &[Finding],
+    max_messages: usize,
 ) -> Vec<Message> {
     let critical = findings
         .iter()
@@ -311,20 +346,22 @@ pub fn messages(
             findings.len()
         )
     };
-    let body_of = |part: usize, parts: usize, members: Vec<&Finding>| {
-        serde_json::to_string(&Body {
-            summary: &summary,
-            command,
-            run_id,
-            started_at,
-            part,
-            parts,
-            findings_total: findings.len(),
-            critical_total: critical,
-            findings: members,
-        })
-        .unwrap_or_default()
-    };
+    let body_of =
+        |part: usize, parts: usize, members: Vec<&Finding>, not_itemized: Option<NotItemized>| {
+            serde_json::to_string(&Body {
+                summary: &summary,
+                command,
+                run_id,
+                started_at,
+                part,
+                parts,
+                findings_total: findings.len(),
+                critical_total: critical,
+                findings: members,
+                not_itemized,
+            })
+            .unwrap_or_default()
+        };
     let subject_of = |part: usize, parts: usize| {
         if parts == 1 {
             summary.clone()
@@ -332,20 +369,59 @@ pub fn messages(
             format!("{summary} [part {part}/{parts}]")
         }
     };
-    // The envelope of the largest part numbers, and the longest subject.
-    let envelope = body_of(findings.len(), findings.len(), Vec::new()).len()
+    // The envelope of the largest part numbers, and the longest subject; the
+    // counts of the last part when it does not itemize (every kind named).
+    let overflow_room = NotItemized {
+        findings: findings.len(),
+        critical: findings.len(),
+        by_kind: FindingKind::ALL
+            .iter()
+            .map(|&kind| (kind, findings.len()))
+            .collect(),
+        note: NOT_ITEMIZED_NOTE,
+    };
+    let envelope = body_of(
+        findings.len(),
+        findings.len(),
+        Vec::new(),
+        Some(overflow_room),
+    )
+    .len()
         + subject_of(findings.len(), findings.len()).len();
     let room = MESSAGE_BUDGET_BYTES.saturating_sub(envelope);
     // Each finding plus the comma that separates it.
     let sizes: Vec<usize> = findings.iter().map(|f| json_len(f) + 1).collect();
-    let parts = pack(&sizes, room);
-    let count = parts.len();
-    parts
+    let mut parts = pack(&sizes, room);
+    // Past the cap, the last message counts the rest instead of listing them.
+    let mut overflow: Option<(Vec<usize>, NotItemized)> = None;
+    if parts.len() > max_messages.max(1) {
+        let rest: Vec<usize> = parts.drain(max_messages.max(1) - 1..).flatten().collect();
+        let mut counts = NotItemized {
+            note: NOT_ITEMIZED_NOTE,
+            ..NotItemized::default()
+        };
+        for &index in &rest {
+            let finding = &findings[index];
+            counts.findings += 1;
+            if finding.severity == Severity::Critical {
+                counts.critical += 1;
+            }
+            *counts.by_kind.entry(finding.kind).or_default() += 1;
+        }
+        overflow = Some((rest, counts));
+    }
+    let count = parts.len() + usize::from(overflow.is_some());
+    let mut out: Vec<Message> = parts
         .into_iter()
         .enumerate()
         .map(|(index, members)| {
             let part = index + 1;
-            let body = body_of(part, count, members.iter().map(|&i| &findings[i]).collect());
+            let body = body_of(
+                part,
+                count,
+                members.iter().map(|&i| &findings[i]).collect(),
+                None,
+            );
             let subject = subject_of(part, count);
             debug_assert!(body.len() + subject.len() <= MESSAGE_BUDGET_BYTES || members.len() == 1);
             Message {
@@ -355,8 +431,20 @@ pub fn messages(
                 members,
             }
         })
-        .collect()
+        .collect();
+    if let Some((members, counts)) = overflow {
+        out.push(Message {
+            subject: subject_of(count, count),
+            body: body_of(count, count, Vec::new(), Some(counts)),
+            part: count,
+            members,
+        });
+    }
+    out
 }
+
+const NOT_ITEMIZED_NOTE: &str =
+    "more findings than the messages of one run carry: counted here; the findings ledger and `trailvault findings` list each one";
 
 /// A finding as a message carries it: its `detail` cut to
 /// [`MESSAGE_DETAIL_CHARS`] (the attacker can make it long), so that every
@@ -537,12 +625,78 @@ mod tests {
             .all(|f| !f.awaits(AnnouncedTo::Notifier)));
     }
 
+    #[tokio::test]
+    async fn a_flood_past_the_message_cap_is_counted_and_rare_kinds_are_itemized_first() {
+        let store = MemoryStore::default();
+        let mut report = Report::new("collect");
+        let long = "x".repeat(700);
+        for index in 0..6000 {
+            record(
+                &store,
+                &mut report,
+                finding(
+                    FindingKind::ObjectMalformed,
+                    &format!("junk/{index}/{long}"),
+                ),
+            );
+        }
+        for index in 0..3 {
+            record(
+                &store,
+                &mut report,
+                finding(FindingKind::LogFileUnreferenced, &format!("rare/{index}")),
+            );
+        }
+        record(
+            &store,
+            &mut report,
+            finding(FindingKind::DigestMissing, "real"),
+        );
+        let notifier = MemoryNotifier::default();
+        announce(&announcer(&store, Some(&notifier)), &mut report).await;
+        let messages = notifier.messages.lock().unwrap().clone();
+        assert_eq!(messages.len(), MAX_MESSAGES_PER_RUN);
+        for (subject, body) in &messages {
+            assert!(subject.len() + body.len() <= MESSAGE_BUDGET_BYTES);
+        }
+        let bodies = bodies(&notifier);
+        let first: Vec<&str> = bodies[0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .take(4)
+            .map(|f| f["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(first, vec!["real", "rare/0", "rare/1", "rare/2"]);
+        let itemized: usize = bodies
+            .iter()
+            .map(|b| b["findings"].as_array().unwrap().len())
+            .sum();
+        let last = bodies.last().unwrap();
+        assert!(last["findings"].as_array().unwrap().is_empty());
+        let counted = last["not_itemized"]["findings"].as_u64().unwrap() as usize;
+        assert!(counted > 0);
+        assert_eq!(itemized + counted, 6004);
+        assert_eq!(
+            last["not_itemized"]["by_kind"]["object_malformed"].as_u64(),
+            Some(counted as u64)
+        );
+        assert_eq!(last["parts"].as_u64(), Some(MAX_MESSAGES_PER_RUN as u64));
+        // Counted is announced: the next run does not send them again.
+        assert!(report.errors.is_empty());
+        assert!(store
+            .unannounced_findings()
+            .unwrap()
+            .iter()
+            .all(|f| !f.awaits(AnnouncedTo::Notifier)));
+    }
+
     #[test]
     fn a_finding_with_a_huge_detail_still_fits_a_message() {
         let mut huge = finding(FindingKind::DigestMalformed, &"\"".repeat(1024));
         huge.detail = "\"\\".repeat(200_000);
         let shown = for_message(&huge);
-        let messages = messages("verify", "r", Utc::now(), &[shown]);
+        let messages = messages("verify", "r", Utc::now(), &[shown], MAX_MESSAGES_PER_RUN);
         assert_eq!(messages.len(), 1);
         assert!(messages[0].body.len() + messages[0].subject.len() <= MESSAGE_BUDGET_BYTES);
     }
