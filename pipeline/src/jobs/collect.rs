@@ -147,7 +147,7 @@ pub async fn collect_once(
         }
     };
     info!(accounts = accounts.len(), run_id = %world.run_id, "collection started");
-    let (scopes, session_errors) = sources::scopes(
+    let (scopes, session_errors, source_findings) = sources::scopes(
         world,
         &settings.sources,
         &settings.accounts,
@@ -158,6 +158,15 @@ pub async fn collect_once(
     for error in session_errors {
         report.stats.errors += 1;
         report.errors.push(error);
+    }
+    for finding in source_findings {
+        match world.store.record_finding(finding.clone()) {
+            Ok(recorded) => report.findings.push(recorded),
+            Err(error) => {
+                report.error("-", "record_finding", error.to_string());
+                report.findings.push(finding);
+            }
+        }
     }
     let counters = Arc::new(Counters::default());
     progress.start(counters.clone());

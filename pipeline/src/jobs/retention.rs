@@ -139,7 +139,8 @@ async fn source_expiry(
     days: u32,
     apply: bool,
 ) -> (ExpiryOutcome, Vec<OperationError>) {
-    let (scopes, mut errors) = sources::scopes(
+    // Folders turned away are collect's findings; retention only skips them.
+    let (scopes, mut errors, _turned_away) = sources::scopes(
         world,
         &settings.sources,
         &settings.accounts,

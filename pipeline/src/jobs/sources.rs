@@ -9,6 +9,7 @@ use tracing::{info, warn};
 
 use crate::cloudtrail::keys::account_root;
 use crate::collect::SourceScope;
+use crate::model::findings::{Finding, FindingKind};
 use crate::model::object::ArchivedSource;
 use crate::model::report::{FindingScope, OperationError};
 use crate::seams::TrailSource;
@@ -198,8 +199,9 @@ pub async fn scopes(
     selection: &AccountSelection,
     accounts: &[String],
     scope: &Scope,
-) -> (Vec<SourceScope>, Vec<OperationError>) {
+) -> (Vec<SourceScope>, Vec<OperationError>, Vec<Finding>) {
     let mut errors = Vec::new();
+    let mut findings = Vec::new();
     let mut scopes = Vec::new();
     let pairs = source_buckets(sources, accounts);
     let resolved = futures::future::join_all(pairs.iter().map(|(account, bucket)| async move {
@@ -261,25 +263,18 @@ pub async fn scopes(
                     continue;
                 };
                 // Member folders persist after an account leaves the organization:
-                // collect every folder found, filtered like the account list.
+                // collect every folder found, filtered like the account list,
+                // bounded (see `member_folders`).
                 let org_root = account_root(key_prefix, None, org_id);
                 let mut members: BTreeSet<String> = accounts.iter().cloned().collect();
-                match source.list_all_folders(&org_root).await {
-                    Ok(folders) => {
-                        let found: BTreeSet<String> = folders
-                            .iter()
-                            .filter_map(|f| {
-                                f.strip_prefix(&org_root)
-                                    .map(|s| s.trim_end_matches('/').to_string())
-                            })
-                            .filter(|id| id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()))
-                            .collect();
-                        members.extend(filter_accounts(
-                            found,
-                            &selection.include,
-                            &selection.exclude,
-                            &scope.accounts,
-                        ));
+                match member_folders(source.as_ref(), &org_root, &members, selection, scope).await {
+                    Ok((found, rejected)) => {
+                        members.extend(found);
+                        if let Some(finding) =
+                            rejected.finding(reader_account_id, bucket, &org_root)
+                        {
+                            findings.push(finding);
+                        }
                     }
                     Err(error) => {
                         errors.push(OperationError {
@@ -303,7 +298,94 @@ pub async fn scopes(
             }
         }
     }
-    (scopes, errors)
+    (scopes, errors, findings)
+}
+
+/// The most member folders of an organization trail's bucket collected that
+/// are not accounts of the configured list (former members): whoever
+/// controls that bucket could otherwise create a million account folders
+/// and make every run list every Region of each.
+pub const MAX_FORMER_MEMBER_FOLDERS: usize = 1000;
+
+/// Member folders turned away, counted.
+#[derive(Debug, Default)]
+struct RejectedFolders {
+    count: u64,
+    quoted: Vec<String>,
+}
+
+impl RejectedFolders {
+    fn add(&mut self, id: &str) {
+        self.count += 1;
+        if self.quoted.len() < 5 {
+            self.quoted.push(id.to_string());
+        }
+    }
+
+    /// One `object_malformed` finding on the organization folder.
+    fn finding(&self, reader: &str, bucket: &str, org_root: &str) -> Option<Finding> {
+        (self.count > 0).then(|| {
+            Finding::new(
+                FindingKind::ObjectMalformed,
+                reader,
+                bucket,
+                org_root,
+                format!(
+                    "{} account folder(s) under {org_root} not collected: more than {MAX_FORMER_MEMBER_FOLDERS} folders of accounts outside the configured account list (e.g. {}); their keys are neither listed nor copied",
+                    self.count,
+                    self.quoted.join(", ")
+                ),
+            )
+        })
+    }
+}
+
+/// The account folders under an organization trail's `org_root` to collect
+/// besides `known` (the account list), page by page: 12-digit names that
+/// pass the account filters, at most [`MAX_FORMER_MEMBER_FOLDERS`]; the rest
+/// counted.
+async fn member_folders(
+    source: &dyn TrailSource,
+    org_root: &str,
+    known: &BTreeSet<String>,
+    selection: &AccountSelection,
+    scope: &Scope,
+) -> Result<(Vec<String>, RejectedFolders), crate::model::error::SeamError> {
+    use futures::StreamExt;
+    let mut found = Vec::new();
+    let mut rejected = RejectedFolders::default();
+    let mut listing = source.list_folders(org_root);
+    while let Some(page) = listing.next().await {
+        for folder in page? {
+            let Some(id) = folder
+                .strip_prefix(org_root)
+                .map(|s| s.trim_end_matches('/'))
+            else {
+                continue;
+            };
+            let is_account = id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit());
+            if !is_account || known.contains(id) {
+                continue;
+            }
+            let candidate = BTreeSet::from([id.to_string()]);
+            if filter_accounts(
+                candidate,
+                &selection.include,
+                &selection.exclude,
+                &scope.accounts,
+            )
+            .is_empty()
+            {
+                continue;
+            }
+            if found.len() < MAX_FORMER_MEMBER_FOLDERS {
+                found.push(id.to_string());
+            } else {
+                rejected.add(id);
+            }
+        }
+    }
+    Ok((found, rejected))
 }
 
 #[cfg(test)]
@@ -312,6 +394,49 @@ mod tests {
 
     fn set(ids: &[&str]) -> BTreeSet<String> {
         ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_organization_bucket_yields_a_bounded_number_of_unknown_member_folders() {
+        use crate::testsuite::memory::MemorySource;
+        let source = MemorySource::new("org-trail");
+        let root = "AWSLogs/o-abc/";
+        let known = set(&["999999999999"]);
+        source.put(&format!("{root}999999999999/x"), "k", &[]);
+        source.put(&format!("{root}not-an-account/x"), "k", &[]);
+        for index in 0..MAX_FORMER_MEMBER_FOLDERS + 7 {
+            source.put(&format!("{root}{:012}/x", 100_000 + index), "k", &[]);
+        }
+        let selection = AccountSelection::default();
+        let (found, rejected) =
+            member_folders(&source, root, &known, &selection, &Scope::default())
+                .await
+                .unwrap();
+        assert_eq!(found.len(), MAX_FORMER_MEMBER_FOLDERS);
+        assert!(
+            !found.contains(&"999999999999".to_string()),
+            "known ones are not counted"
+        );
+        assert_eq!(rejected.count, 7);
+        let finding = rejected.finding("111111111111", "org-trail", root).unwrap();
+        assert_eq!(finding.kind, FindingKind::ObjectMalformed);
+        assert_eq!(finding.key, root);
+        assert!(
+            finding.detail.starts_with("7 account folder(s)"),
+            "{}",
+            finding.detail
+        );
+
+        // `--account` narrows what is collected before the bound applies.
+        let only = Scope {
+            accounts: vec![format!("{:012}", 100_003)],
+            regions: Vec::new(),
+        };
+        let (found, rejected) = member_folders(&source, root, &known, &selection, &only)
+            .await
+            .unwrap();
+        assert_eq!(found, vec![format!("{:012}", 100_003)]);
+        assert!(rejected.finding("1", "b", root).is_none());
     }
 
     #[test]
