@@ -441,8 +441,8 @@ fn serve(
         if fault == Some(Fault::Stall) {
             // Silence before the server sees anything, or (for an answer with
             // a body) after half of it: decided by the same draw.
-            let mid_body =
-                method == "GET" && request_hash(plan.seed ^ 0x5a11, &identity, occurrence) % 2 == 0;
+            let mid_body = method == "GET"
+                && request_hash(plan.seed ^ 0x5a11, &identity, occurrence).is_multiple_of(2);
             if !mid_body {
                 count(shared, "stall", Some(&identity));
                 hold(&client, plan.stall_hold);

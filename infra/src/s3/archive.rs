@@ -403,14 +403,14 @@ impl Archive for S3Archive {
             }
         };
 
-        let has_bucket_policy = match self.client.get_bucket_policy().bucket(bucket).send().await {
-            Ok(output) => output.policy().is_some_and(|p| p.contains("\"Deny\"")),
+        let bucket_policy = match self.client.get_bucket_policy().bucket(bucket).send().await {
+            Ok(output) => output.policy().map(super::policy::bucket_policy_guards),
             Err(error) => {
                 let classified = classify(&format!("GetBucketPolicy {bucket}"), error);
                 if classified.is_retryable() {
                     return Err(classified);
                 }
-                false
+                None
             }
         };
         // Lifecycle rules matter for retention's audit only: an unreadable or
@@ -462,7 +462,7 @@ impl Archive for S3Archive {
             versioning_enabled,
             default_retention,
             default_sse_kms_key,
-            has_bucket_policy,
+            bucket_policy,
             lifecycle,
         })
     }
