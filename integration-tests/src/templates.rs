@@ -47,8 +47,9 @@ pub const DENY_INSECURE_TRANSPORT_SID: &str = "DenyInsecureTransport";
 /// Sid of the archive bucket policy statement that denies puts naming another KMS key
 /// (`s3:x-amz-server-side-encryption-aws-kms-key-id`). It holds on AWS; ministack
 /// 1.5.33 never sets that condition key, so there the statement denies every put,
-/// the right key's included. Emulator tests drop it from the applied copy (and prove
-/// separately that it denies the wrong key).
+/// the right key's included. Emulator tests drop it from the applied copy; that it
+/// refuses exactly the other keys rests on AWS's semantics of that key (a canary
+/// test fails once the emulator sets it).
 pub const DENY_OTHER_KMS_KEYS_SID: &str = "DenyPutsWithAnotherKmsKey";
 
 /// The archive bucket policy statements an applied copy on the emulator leaves out,

@@ -9,11 +9,14 @@
 //! as each principal and asserts the error code of every refusal.
 //!
 //! The archive bucket policy is applied without `DenyInsecureTransport` (plain HTTP)
-//! and, outside `wrongly_keyed_puts_are_denied_by_the_full_policy`, without
-//! `DenyPutsWithAnotherKmsKey`, which ministack 1.5.33 cannot evaluate (it never sets
-//! `s3:x-amz-server-side-encryption-aws-kms-key-id`, so the statement denies every
-//! put). Both are proven to deny in their own tests, and canaries fail once the
-//! emulator learns what it lacks. Root credentials bypass a bucket-policy Deny on
+//! and, outside `the_kms_key_statement_denies_every_put_on_the_emulator_a_canary`,
+//! without `DenyPutsWithAnotherKmsKey`, which ministack 1.5.33 cannot evaluate (it
+//! never sets `s3:x-amz-server-side-encryption-aws-kms-key-id`, so the statement
+//! denies every put, the right key's included). That a put under another key is
+//! refused therefore rests on AWS's semantics of that condition key, not on a test
+//! here; what is proven here is that the collector's HEAD check sees the foreign key
+//! id of such a copy. `DenyInsecureTransport` is proven to deny in its own test.
+//! Canaries fail once the emulator learns what it lacks. Root credentials bypass a bucket-policy Deny on
 //! ministack, so only IAM users and assumed roles act here, except where a test
 //! shows the Object Lock layer on its own.
 
@@ -1083,7 +1086,7 @@ async fn nobody_deletes_a_version_or_shortens_retention() {
 }
 
 #[tokio::test]
-async fn unencrypted_and_wrongly_keyed_puts_are_denied() {
+async fn unencrypted_and_sse_s3_puts_are_denied_another_kms_key_is_an_emulator_gap() {
     let deployment = Deployment::deploy().await;
     let s3 = deployment.collector.s3();
     assert_refused(
@@ -1098,7 +1101,7 @@ async fn unencrypted_and_wrongly_keyed_puts_are_denied() {
     );
 
     // GAP (ministack 1.5.33): with DenyPutsWithAnotherKmsKey dropped from the applied
-    // policy (see wrongly_keyed_puts_are_denied_by_the_full_policy), nothing on the
+    // policy (see the_kms_key_statement_denies_every_put_on_the_emulator_a_canary), nothing on the
     // emulator refuses SSE-KMS under another key: S3 does not check KMS permissions
     // on SSE-KMS puts there. What it does: store the foreign key id, which the
     // collector's own HEAD verification rejects (archive_copy_invalid). Canary: this
@@ -1123,13 +1126,20 @@ async fn unencrypted_and_wrongly_keyed_puts_are_denied() {
 }
 
 #[tokio::test]
-async fn wrongly_keyed_puts_are_denied_by_the_full_policy() {
+/// What this proves is the emulator gap, not that the wrong key is refused: with
+/// `DenyPutsWithAnotherKmsKey` applied, ministack refuses every put, the right key's
+/// too, because it never sets the condition key. That AWS refuses exactly the other
+/// keys rests on AWS's documented semantics of
+/// `s3:x-amz-server-side-encryption-aws-kms-key-id` (and on the rendered statement,
+/// checked in `templates::tests`).
+async fn the_kms_key_statement_denies_every_put_on_the_emulator_a_canary() {
     let deployment = Deployment::deploy().await;
     // The whole policy but the TLS statement.
     deployment
         .put_bucket_policy(&[DENY_INSECURE_TRANSPORT_SID])
         .await;
     let s3 = deployment.collector.s3();
+    // Refused, but the right key is refused below too: no proof of key checking.
     assert_refused(
         "the collector puts under another KMS key",
         put_archive_object(

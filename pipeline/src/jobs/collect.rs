@@ -50,7 +50,9 @@ impl ProgressDisplay for NoProgress {
 }
 
 /// Before writing, the archive must be locked down: versioning, Object Lock
-/// default retention, default SSE-KMS encryption and a deny policy.
+/// default retention, default SSE-KMS encryption and a bucket policy that
+/// denies deletion, weaker locks and puts retained less than `retention_days`
+/// (see [`crate::seams::BucketProtection::bucket_policy_problems`]).
 pub async fn check_archive(
     world: &World,
     report: &mut Report,
