@@ -148,6 +148,17 @@ fn resuming_body(
         let mut state = state?;
         loop {
             match state.body.next().await {
+                // A body read again that ends before the bytes already
+                // delivered is not the same body: never a silent short read.
+                None if state.skip > 0 => {
+                    return Some((
+                        Err(SeamError::Transient(format!(
+                            "read again, the body ended {} bytes before where it broke",
+                            state.skip
+                        ))),
+                        None,
+                    ));
+                }
                 None => return None,
                 Some(Ok(mut chunk)) => {
                     if state.skip > 0 {
