@@ -11,6 +11,16 @@ endpoint_url = "http://127.0.0.1:4566"     # optional; when set, S3 uses path-st
 # (S3-compatible servers without STS, e.g. the benchmark). Both or neither.
 # source_access_key_id = "..."
 # source_secret_access_key = "..."
+# Every request: a stalled attempt times out and is retried (up to 6 attempts, 2 min).
+connect_timeout_seconds = 5                # default 5, 1..=300: opening a connection
+read_timeout_seconds = 20                  # default 20, 1..=3600: no byte for this long, before the answer
+                                           # starts or while a body streams (a large GET may take long
+                                           # while bytes flow; a silent one may not); a broken or stalled
+                                           # body is read again by a new request
+attempt_timeout_seconds = 60               # default 60, >= read_timeout_seconds, ..=3600: one attempt up to
+                                           # the start of its answer's body
+upload_min_bytes_per_second = 1048576      # default 1 MiB/s, >= 1 KiB/s: an upload of N bytes may take
+                                           # N / this longer (attempt and read timeouts)
 
 [archive]
 bucket = "trailvault-archive"              # required

@@ -123,6 +123,10 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 endpoint_url: None,
                 source_access_key_id: None,
                 source_secret_access_key: None,
+                connect_timeout_seconds: 5,
+                read_timeout_seconds: 20,
+                attempt_timeout_seconds: 60,
+                upload_min_bytes_per_second: 1_048_576,
             },
             archive: ArchiveSettings {
                 bucket: "trailvault-archive".to_owned(),
@@ -313,6 +317,10 @@ region = "eu-west-1"
 endpoint_url = "https://s3.example.com:9000"
 source_access_key_id = "AKIAEXAMPLE"
 source_secret_access_key = "secretexample"
+connect_timeout_seconds = 3
+read_timeout_seconds = 10
+attempt_timeout_seconds = 30
+upload_min_bytes_per_second = 2048
 "#,
                 |config| {
                     config.aws = AwsSettings {
@@ -320,6 +328,10 @@ source_secret_access_key = "secretexample"
                         endpoint_url: Some("https://s3.example.com:9000".to_owned()),
                         source_access_key_id: Some("AKIAEXAMPLE".to_owned()),
                         source_secret_access_key: Some("secretexample".to_owned()),
+                        connect_timeout_seconds: 3,
+                        read_timeout_seconds: 10,
+                        attempt_timeout_seconds: 30,
+                        upload_min_bytes_per_second: 2048,
                     }
                 },
             ),
@@ -681,6 +693,22 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("archive.kms_key_id", |c| {
                 c.archive.kms_key_id = "arn:aws:kms".to_owned()
             }),
+            ("aws.connect_timeout_seconds", |c| {
+                c.aws.connect_timeout_seconds = 0
+            }),
+            ("aws.read_timeout_seconds", |c| {
+                c.aws.read_timeout_seconds = 0
+            }),
+            ("aws.attempt_timeout_seconds", |c| {
+                c.aws.attempt_timeout_seconds = 3_601
+            }),
+            ("aws.attempt_timeout_seconds", |c| {
+                c.aws.read_timeout_seconds = 30;
+                c.aws.attempt_timeout_seconds = 29
+            }),
+            ("aws.upload_min_bytes_per_second", |c| {
+                c.aws.upload_min_bytes_per_second = 1_023
+            }),
             ("archive.retention_days", |c| c.archive.retention_days = 0),
             ("archive.retention_days", |c| {
                 c.archive.retention_days = 36_501
@@ -841,6 +869,11 @@ public_keys_file = "/etc/trailvault/keys.json"
             |c| c.accounts.external_id = "ab".to_owned(),
             |c| c.archive.retention_days = 1,
             |c| c.archive.retention_days = 36_500,
+            |c| {
+                c.aws.read_timeout_seconds = 1;
+                c.aws.attempt_timeout_seconds = 1;
+                c.aws.connect_timeout_seconds = 1;
+            },
             |c| c.archive.prefix = "a/b/c".to_owned(),
             |c| c.archive.kms_key_id = "1234abcd-12ab-34cd-56ef-1234567890ab".to_owned(),
             |c| c.collect.concurrency = 1,

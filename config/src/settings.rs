@@ -22,6 +22,24 @@ pub struct AwsSettings {
     pub source_access_key_id: Option<String>,
     #[serde(default)]
     pub source_secret_access_key: Option<String>,
+    /// Seconds to open a connection before the attempt is abandoned and retried.
+    #[serde(default = "default_connect_timeout_seconds")]
+    pub connect_timeout_seconds: u32,
+    /// Seconds without a byte before the attempt is abandoned and retried:
+    /// waiting for the first byte of an answer, or while a body streams in
+    /// either direction (a large GET may take long while bytes flow; a
+    /// silent one may not).
+    #[serde(default = "default_read_timeout_seconds")]
+    pub read_timeout_seconds: u32,
+    /// Seconds for one attempt of a request, up to the start of its answer's
+    /// body. Uploads get longer, by their size (`upload_min_bytes_per_second`).
+    #[serde(default = "default_attempt_timeout_seconds")]
+    pub attempt_timeout_seconds: u32,
+    /// The slowest upload rate to wait for: a PutObject or UploadPart of N
+    /// bytes may take `attempt_timeout_seconds` + N / this, in seconds, and
+    /// its answer `read_timeout_seconds` + N / this.
+    #[serde(default = "default_upload_min_bytes_per_second")]
+    pub upload_min_bytes_per_second: u64,
 }
 
 impl Default for AwsSettings {
@@ -31,8 +49,28 @@ impl Default for AwsSettings {
             endpoint_url: None,
             source_access_key_id: None,
             source_secret_access_key: None,
+            connect_timeout_seconds: default_connect_timeout_seconds(),
+            read_timeout_seconds: default_read_timeout_seconds(),
+            attempt_timeout_seconds: default_attempt_timeout_seconds(),
+            upload_min_bytes_per_second: default_upload_min_bytes_per_second(),
         }
     }
+}
+
+fn default_connect_timeout_seconds() -> u32 {
+    5
+}
+
+fn default_read_timeout_seconds() -> u32 {
+    20
+}
+
+fn default_attempt_timeout_seconds() -> u32 {
+    60
+}
+
+fn default_upload_min_bytes_per_second() -> u64 {
+    1024 * 1024
 }
 
 /// Hand-written so the secret key never reaches a log line through `{:?}`.
@@ -46,6 +84,13 @@ impl fmt::Debug for AwsSettings {
             .field(
                 "source_secret_access_key",
                 &self.source_secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("connect_timeout_seconds", &self.connect_timeout_seconds)
+            .field("read_timeout_seconds", &self.read_timeout_seconds)
+            .field("attempt_timeout_seconds", &self.attempt_timeout_seconds)
+            .field(
+                "upload_min_bytes_per_second",
+                &self.upload_min_bytes_per_second,
             )
             .finish()
     }

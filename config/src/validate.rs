@@ -39,6 +39,32 @@ fn validate_aws(aws: &AwsSettings) -> Result<(), ConfigError> {
     if let Some(url) = &aws.endpoint_url {
         at("aws.endpoint_url", endpoint_url(url))?;
     }
+    at(
+        "aws.connect_timeout_seconds",
+        in_range(aws.connect_timeout_seconds, 1, 300),
+    )?;
+    at(
+        "aws.read_timeout_seconds",
+        in_range(aws.read_timeout_seconds, 1, 3_600),
+    )?;
+    at(
+        "aws.attempt_timeout_seconds",
+        in_range(aws.attempt_timeout_seconds, 1, 3_600),
+    )?;
+    if aws.attempt_timeout_seconds < aws.read_timeout_seconds {
+        return Err(ConfigError::invalid(
+            "aws.attempt_timeout_seconds",
+            "must be at least aws.read_timeout_seconds",
+        ));
+    }
+    at(
+        "aws.upload_min_bytes_per_second",
+        in_range(
+            aws.upload_min_bytes_per_second,
+            1_024,
+            10 * 1024 * 1024 * 1024,
+        ),
+    )?;
     match (&aws.source_access_key_id, &aws.source_secret_access_key) {
         (Some(_), None) => Err(ConfigError::invalid(
             "aws.source_secret_access_key",

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -19,23 +20,81 @@ pub fn sdk_retry_config() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(1)
 }
 
-pub fn sdk_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .operation_attempt_timeout(Duration::from_secs(300))
-        .build()
+/// How long any one attempt may wait, from `[aws]`. A stalled attempt ends
+/// in a timeout, which [`classify`] makes transient, so [`crate::retry`]
+/// tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// Without a byte: until the first byte of an answer (the SDK's read
+    /// timeout, which on an upload also covers sending the body), and while
+    /// a body streams (stalled-stream protection).
+    pub read: Duration,
+    /// One attempt, up to the start of its answer's body.
+    pub attempt: Duration,
+    /// The slowest upload rate to wait for.
+    pub upload_min_bytes_per_second: u64,
+}
+
+impl Timeouts {
+    pub fn from_settings(settings: &AwsSettings) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(u64::from(settings.connect_timeout_seconds)),
+            read: Duration::from_secs(u64::from(settings.read_timeout_seconds)),
+            attempt: Duration::from_secs(u64::from(settings.attempt_timeout_seconds)),
+            upload_min_bytes_per_second: settings.upload_min_bytes_per_second.max(1),
+        }
+    }
+
+    /// Every request but uploads: connect, first byte and attempt timeouts.
+    pub fn sdk_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.read)
+            .operation_attempt_timeout(self.attempt)
+            .build()
+    }
+
+    /// An upload of `bytes`: the first byte of the answer comes only after the
+    /// body was sent, so the read and attempt timeouts grow by the time the
+    /// body takes at the slowest rate waited for. A stall while sending is
+    /// still cut after `read` (stalled-stream protection).
+    pub fn upload_sdk_config(&self, bytes: u64) -> TimeoutConfig {
+        let sending = Duration::from_secs(bytes.div_ceil(self.upload_min_bytes_per_second));
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.read + sending)
+            .operation_attempt_timeout(self.attempt + sending)
+            .build()
+    }
+
+    /// Bodies that move no byte for `read` end in an error (downloads and
+    /// uploads alike), which the seams' retry reads again.
+    pub fn stalled_stream_protection(&self) -> StalledStreamProtectionConfig {
+        StalledStreamProtectionConfig::enabled()
+            .grace_period(self.read)
+            .build()
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts::from_settings(&AwsSettings::default())
+    }
 }
 
 /// Configuration of the audit identity: credentials from the standard chain
 /// (environment, profile, container or instance role), our region, endpoint,
 /// retry and timeout settings.
 pub async fn audit_config(settings: &AwsSettings) -> SdkConfig {
+    let timeouts = Timeouts::from_settings(settings);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(shared_http_client())
         .region(Region::new(settings.region.clone()))
         .retry_config(sdk_retry_config())
-        .timeout_config(sdk_timeouts());
+        .timeout_config(timeouts.sdk_config())
+        .stalled_stream_protection(timeouts.stalled_stream_protection());
     if let Some(endpoint) = &settings.endpoint_url {
         loader = loader.endpoint_url(endpoint);
     }

@@ -86,7 +86,11 @@ pub async fn connect(
     let path_style = config.aws.endpoint_url.is_some();
     let client = crate::aws::s3_client(&audit, path_style);
     let archive: Arc<dyn Archive> = Arc::new(RetryingArchive::new(
-        Arc::new(S3Archive::new(client, &config.archive.bucket)),
+        Arc::new(S3Archive::new(
+            client,
+            &config.archive.bucket,
+            crate::aws::Timeouts::from_settings(&config.aws),
+        )),
         retry.clone(),
         cancel.clone(),
     ));

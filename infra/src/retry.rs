@@ -4,6 +4,7 @@
 //! (see [`crate::aws::sdk_retry_config`]), so the two never multiply.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +13,12 @@ use async_trait::async_trait;
 use backoff::ExponentialBackoffBuilder;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::copy::meta;
 use trailvault_pipeline::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ListedObject, ListingPage, LockMode,
-    PutSpec, SourceObject, TrailSource, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ByteStream, ListedObject,
+    ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource, UploadedPart,
 };
 use trailvault_pipeline::SeamError;
 
@@ -77,6 +79,148 @@ where
     }
 }
 
+/// Asks for the same object again: a whole new GET request.
+type Refetch = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<SourceObject, SeamError>> + Send>> + Send + Sync,
+>;
+
+/// A GET whose body is read again, as a whole new request, when it breaks
+/// mid-stream (a connection reset, a truncated answer, a stalled transfer cut
+/// by the SDK's stalled-stream protection): the object is fetched again under
+/// `policy` and `cancel`, the bytes already delivered are skipped, and the
+/// reader sees one unbroken body. A new answer for another object (its ETag or
+/// version differs: the key was overwritten meanwhile) ends the body with an
+/// error instead; so does running out of attempts or time.
+pub async fn get_resuming(
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+    refetch: Refetch,
+) -> Result<SourceObject, SeamError> {
+    let first = retry(policy, cancel, |_| refetch()).await?;
+    let body = resuming_body(
+        first.body,
+        first.meta.clone(),
+        refetch,
+        policy.clone(),
+        cancel.clone(),
+    );
+    Ok(SourceObject {
+        meta: first.meta,
+        body,
+    })
+}
+
+struct Resuming {
+    body: ByteStream,
+    expected: ObjectMeta,
+    refetch: Refetch,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+    /// Bytes handed to the reader so far.
+    delivered: u64,
+    /// Bytes of the current answer still to drop (already delivered from an
+    /// earlier one).
+    skip: u64,
+    /// Body restarts so far.
+    restarts: u32,
+    started: std::time::Instant,
+}
+
+fn resuming_body(
+    body: ByteStream,
+    expected: ObjectMeta,
+    refetch: Refetch,
+    policy: RetryPolicy,
+    cancel: CancellationToken,
+) -> ByteStream {
+    let state = Resuming {
+        body,
+        expected,
+        refetch,
+        policy,
+        cancel,
+        delivered: 0,
+        skip: 0,
+        restarts: 0,
+        started: std::time::Instant::now(),
+    };
+    Box::pin(futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            match state.body.next().await {
+                // A body read again that ends before the bytes already
+                // delivered is not the same body: never a silent short read.
+                None if state.skip > 0 => {
+                    return Some((
+                        Err(SeamError::Transient(format!(
+                            "read again, the body ended {} bytes before where it broke",
+                            state.skip
+                        ))),
+                        None,
+                    ));
+                }
+                None => return None,
+                Some(Ok(mut chunk)) => {
+                    if state.skip > 0 {
+                        let dropped = state.skip.min(chunk.len() as u64);
+                        state.skip -= dropped;
+                        chunk = chunk.slice(dropped as usize..);
+                        if chunk.is_empty() {
+                            continue;
+                        }
+                    }
+                    state.delivered += chunk.len() as u64;
+                    return Some((Ok(chunk), Some(state)));
+                }
+                Some(Err(error)) => {
+                    let out_of_budget = state.restarts + 1 >= state.policy.max_attempts
+                        || state.started.elapsed() >= state.policy.max_elapsed;
+                    if !error.is_retryable() || out_of_budget {
+                        return Some((Err(error), None));
+                    }
+                    state.restarts += 1;
+                    tracing::debug!(
+                        restart = state.restarts,
+                        delivered = state.delivered,
+                        %error,
+                        "reading a body again after it broke"
+                    );
+                    let wait = state
+                        .policy
+                        .initial_interval
+                        .saturating_mul(1 << state.restarts.min(16))
+                        .min(state.policy.max_interval);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = state.cancel.cancelled() => {
+                            return Some((Err(SeamError::Cancelled), None));
+                        }
+                    }
+                    let refetch = state.refetch.clone();
+                    let again = match retry(&state.policy, &state.cancel, |_| refetch()).await {
+                        Ok(again) => again,
+                        Err(again_error) => return Some((Err(again_error), None)),
+                    };
+                    if again.meta.etag != state.expected.etag
+                        || again.meta.version_id != state.expected.version_id
+                        || again.meta.size != state.expected.size
+                    {
+                        return Some((
+                            Err(SeamError::Transient(format!(
+                                "{error}; read again, the object had changed (ETag {} -> {})",
+                                state.expected.etag, again.meta.etag
+                            ))),
+                            None,
+                        ));
+                    }
+                    state.body = again.body;
+                    state.skip = state.delivered;
+                }
+            }
+        }
+    }))
+}
+
 /// A [`TrailSource`] whose calls are retried.
 pub struct RetryingSource {
     inner: Arc<dyn TrailSource>,
@@ -127,10 +271,19 @@ impl TrailSource for RetryingSource {
         .await
     }
 
-    /// Retries the request; a body that breaks mid-stream is retried by the
-    /// copy stage, which restarts the whole object.
+    /// Retries the request, and a body that breaks mid-stream as a whole new
+    /// request ([`get_resuming`]). What no request retry can mend (the
+    /// object changed meanwhile, attempts or time ran out) is left to the copy
+    /// stage, which restarts the whole object.
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.get(key)).await
+        let inner = self.inner.clone();
+        let key = key.to_string();
+        let refetch: Refetch = Arc::new(move || {
+            let inner = inner.clone();
+            let key = key.clone();
+            Box::pin(async move { inner.get(&key).await })
+        });
+        get_resuming(&self.policy, &self.cancel, refetch).await
     }
 
     /// Retried like every call: `DeleteObject` is idempotent (deleting a key
@@ -251,11 +404,31 @@ impl Archive for RetryingArchive {
         .await
     }
 
+    /// Retries the request, and a body that breaks mid-stream as a whole new
+    /// request for the same version ([`get_resuming`]).
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
-            self.inner.get(key, version_id)
-        })
-        .await
+        let first_version: Arc<std::sync::Mutex<Option<String>>> =
+            Arc::new(std::sync::Mutex::new(version_id.map(str::to_string)));
+        let inner = self.inner.clone();
+        let key = key.to_string();
+        let version = first_version.clone();
+        let refetch: Refetch = Arc::new(move || {
+            let inner = inner.clone();
+            let key = key.clone();
+            let version = version.clone();
+            Box::pin(async move {
+                let asked = version.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let object = inner.get(&key, asked.as_deref()).await?;
+                // Read again, it must be the version first read, even if a
+                // newer one was written meanwhile.
+                let mut pinned = version.lock().unwrap_or_else(|p| p.into_inner());
+                if pinned.is_none() {
+                    pinned.clone_from(&object.meta.version_id);
+                }
+                Ok(object)
+            })
+        });
+        get_resuming(&self.policy, &self.cancel, refetch).await
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
@@ -484,6 +657,125 @@ mod tests {
         assert!(memory.keys().is_empty());
         // Deleting what is gone succeeds, as S3 does.
         source.delete("AWSLogs/a.json.gz").await.unwrap();
+    }
+
+    /// A source whose GETs of one object break after `break_after` bytes for
+    /// the first `breaking_reads` reads; from read `changed_from` on it
+    /// answers another ETag (the key overwritten).
+    struct FlakyBodies {
+        body: Bytes,
+        break_after: usize,
+        breaking_reads: u32,
+        changed_from: u32,
+        reads: AtomicU32,
+    }
+
+    #[async_trait]
+    impl TrailSource for FlakyBodies {
+        fn bucket(&self) -> &str {
+            "flaky"
+        }
+        async fn list_page(
+            &self,
+            _prefix: &str,
+            _continuation: Option<String>,
+        ) -> Result<ListingPage<ListedObject>, SeamError> {
+            unimplemented!("not listed")
+        }
+        async fn list_folders_page(
+            &self,
+            _prefix: &str,
+            _continuation: Option<String>,
+        ) -> Result<ListingPage<String>, SeamError> {
+            unimplemented!("not listed")
+        }
+        async fn get(&self, _key: &str) -> Result<SourceObject, SeamError> {
+            let read = self.reads.fetch_add(1, Ordering::Relaxed) + 1;
+            let etag = if read >= self.changed_from {
+                "new"
+            } else {
+                "old"
+            };
+            // Small chunks, so a break falls inside one and skipping must split it.
+            let chunks: Vec<Result<Bytes, SeamError>> = if read <= self.breaking_reads {
+                let mut chunks: Vec<_> = self.body[..self.break_after]
+                    .chunks(7)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect();
+                chunks.push(Err(SeamError::Transient("body: streaming error".into())));
+                chunks
+            } else {
+                self.body
+                    .chunks(7)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect()
+            };
+            Ok(SourceObject {
+                meta: ObjectMeta {
+                    size: self.body.len() as u64,
+                    etag: etag.into(),
+                    ..ObjectMeta::default()
+                },
+                body: Box::pin(futures::stream::iter(chunks)),
+            })
+        }
+        async fn delete(&self, _key: &str) -> Result<(), SeamError> {
+            unimplemented!("not deleted")
+        }
+    }
+
+    fn flaky(break_after: usize, breaking_reads: u32, changed_from: u32) -> Arc<FlakyBodies> {
+        Arc::new(FlakyBodies {
+            body: Bytes::from((0..=255u8).cycle().take(1000).collect::<Vec<u8>>()),
+            break_after,
+            breaking_reads,
+            changed_from,
+            reads: AtomicU32::new(0),
+        })
+    }
+
+    async fn read_all(object: SourceObject) -> Result<Vec<u8>, SeamError> {
+        let mut body = object.body;
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn a_body_broken_mid_stream_is_read_again_and_continues_where_it_broke() {
+        let inner = flaky(333, 2, u32::MAX);
+        let source = RetryingSource::new(inner.clone(), fast(), CancellationToken::new());
+        let object = source.get("k").await.unwrap();
+        assert_eq!(read_all(object).await.unwrap(), inner.body.to_vec());
+        assert_eq!(
+            inner.reads.load(Ordering::Relaxed),
+            3,
+            "two broken reads, then a whole one"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_keeps_breaking_fails_after_the_attempt_cap() {
+        let inner = flaky(100, u32::MAX, u32::MAX);
+        let source = RetryingSource::new(inner.clone(), fast(), CancellationToken::new());
+        let object = source.get("k").await.unwrap();
+        let result = read_all(object).await;
+        assert!(matches!(result, Err(SeamError::Transient(_))), "{result:?}");
+        assert_eq!(inner.reads.load(Ordering::Relaxed), fast().max_attempts);
+    }
+
+    #[tokio::test]
+    async fn a_body_read_again_from_a_changed_object_is_an_error_not_a_splice() {
+        let inner = flaky(500, 1, 2);
+        let source = RetryingSource::new(inner.clone(), fast(), CancellationToken::new());
+        let object = source.get("k").await.unwrap();
+        let result = read_all(object).await;
+        match result {
+            Err(SeamError::Transient(text)) => assert!(text.contains("changed"), "{text}"),
+            other => panic!("expected a transient error, got {other:?}"),
+        }
     }
 
     #[tokio::test]

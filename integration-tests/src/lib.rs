@@ -4,6 +4,7 @@
 //! Used by the `trailsim` binary and by the single end-to-end test binary
 //! (`tests/e2e`); shared test helpers live here rather than in the test crate.
 
+pub mod faults;
 pub mod harness;
 pub mod sim;
 pub mod templates;

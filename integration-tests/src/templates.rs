@@ -47,8 +47,9 @@ pub const DENY_INSECURE_TRANSPORT_SID: &str = "DenyInsecureTransport";
 /// Sid of the archive bucket policy statement that denies puts naming another KMS key
 /// (`s3:x-amz-server-side-encryption-aws-kms-key-id`). It holds on AWS; ministack
 /// 1.5.33 never sets that condition key, so there the statement denies every put,
-/// the right key's included. Emulator tests drop it from the applied copy (and prove
-/// separately that it denies the wrong key).
+/// the right key's included. Emulator tests drop it from the applied copy; that it
+/// refuses exactly the other keys rests on AWS's semantics of that key (a canary
+/// test fails once the emulator sets it).
 pub const DENY_OTHER_KMS_KEYS_SID: &str = "DenyPutsWithAnotherKmsKey";
 
 /// The archive bucket policy statements an applied copy on the emulator leaves out,
@@ -1109,6 +1110,28 @@ mod tests {
             json!({"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": KEY_ARN}})
         );
 
+        // A put or retention change naming a weaker lock, or a put retained
+        // less than the period, is refused; one naming no lock gets the bucket
+        // default (COMPLIANCE, RetentionDays).
+        let weak_mode = sid(&policy, "DenyPutsWithAWeakerLockMode");
+        assert_eq!(
+            actions(weak_mode),
+            set(&["s3:PutObject", "s3:PutObjectRetention"])
+        );
+        assert_eq!(
+            weak_mode["Condition"],
+            json!({
+                "Null": {"s3:object-lock-mode": "false"},
+                "StringNotEquals": {"s3:object-lock-mode": "COMPLIANCE"}
+            })
+        );
+        let brief = sid(&policy, "DenyPutsRetainedTooBriefly");
+        assert_eq!(actions(brief), set(&["s3:PutObject"]));
+        assert_eq!(
+            brief["Condition"],
+            json!({"NumericLessThan": {"s3:object-lock-remaining-retention-days": "364"}})
+        );
+
         let writers = sid(&policy, "DenyObjectWritesByAnyoneButTheCollector");
         for action in [
             "s3:PutObject",
@@ -1166,10 +1189,12 @@ mod tests {
             principals,
             vec![
                 format!("arn:aws:iam::{AUDIT}:root"),
+                "*".to_owned(),
                 COLLECTOR_ARN.to_owned(),
                 AUDITOR_ARN.to_owned()
             ]
         );
+        let principals: Vec<&String> = principals.iter().filter(|p| *p != "*").collect();
         assert!(principals
             .iter()
             .all(|principal| principal.contains(&format!(":{AUDIT}:"))));
@@ -1186,6 +1211,33 @@ mod tests {
         );
         let auditors = sid(&policy, "AuditorsDecrypt");
         assert_eq!(actions(auditors), set(&["kms:Decrypt", "kms:DescribeKey"]));
+
+        // The account root's kms:* does not reach what would make the locked
+        // copies unreadable: only the break-glass role may.
+        let guard = sid(&policy, "DenyKeyDestructionExceptBreakGlass");
+        assert_eq!(guard["Effect"], "Deny");
+        assert_eq!(guard["Principal"], json!({"AWS": "*"}));
+        assert_eq!(
+            actions(guard),
+            set(&[
+                "kms:DisableKey",
+                "kms:ScheduleKeyDeletion",
+                "kms:PutKeyPolicy"
+            ])
+        );
+        assert_eq!(
+            guard["Condition"],
+            json!({"ArnNotLike": {"aws:PrincipalArn": [
+                format!("arn:aws:iam::{AUDIT}:role/trailvault-break-glass"),
+                format!("arn:aws:sts::{AUDIT}:assumed-role/trailvault-break-glass/*")
+            ]}})
+        );
+        assert_eq!(
+            template
+                .property("ArchiveKey", "BypassPolicyLockoutSafetyCheck")
+                .unwrap(),
+            true
+        );
     }
 
     #[test]

@@ -19,19 +19,29 @@ use trailvault_pipeline::seams::{
 use trailvault_pipeline::SeamError;
 
 use super::{collect_pages, get_object, lowercase_metadata, strip_etag};
-use crate::aws::classify;
+use crate::aws::{classify, Timeouts};
 
 pub struct S3Archive {
     client: Client,
     bucket: String,
+    timeouts: Timeouts,
 }
 
 impl S3Archive {
-    pub fn new(client: Client, bucket: &str) -> S3Archive {
+    /// `timeouts` sets how long an upload may take, by its size; every other
+    /// request keeps the client's own timeouts.
+    pub fn new(client: Client, bucket: &str, timeouts: Timeouts) -> S3Archive {
         S3Archive {
             client,
             bucket: bucket.to_string(),
+            timeouts,
         }
+    }
+
+    /// The client's settings for one upload of `bytes`.
+    fn upload_override(&self, bytes: usize) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::default()
+            .timeout_config(self.timeouts.upload_sdk_config(bytes as u64))
     }
 }
 
@@ -95,6 +105,7 @@ impl Archive for S3Archive {
         sha256: [u8; 32],
     ) -> Result<Option<String>, SeamError> {
         let operation = format!("PutObject s3://{}/{}", self.bucket, spec.key);
+        let timeouts = self.upload_override(body.len());
         let request = self
             .client
             .put_object()
@@ -110,6 +121,7 @@ impl Archive for S3Archive {
             // mismatch with BadDigest); signing it too would hash it again.
             .customize()
             .disable_payload_signing()
+            .config_override(timeouts)
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
@@ -143,6 +155,7 @@ impl Archive for S3Archive {
     ) -> Result<UploadedPart, SeamError> {
         let operation = format!("UploadPart s3://{}/{key} #{part_number}", self.bucket);
         let encoded = b64(&sha256);
+        let timeouts = self.upload_override(body.len());
         let output = self
             .client
             .upload_part()
@@ -155,6 +168,7 @@ impl Archive for S3Archive {
             .checksum_sha256(&encoded)
             .customize()
             .disable_payload_signing()
+            .config_override(timeouts)
             .send()
             .await
             .map_err(|e| classify(&operation, e))?;
@@ -389,14 +403,14 @@ impl Archive for S3Archive {
             }
         };
 
-        let has_bucket_policy = match self.client.get_bucket_policy().bucket(bucket).send().await {
-            Ok(output) => output.policy().is_some_and(|p| p.contains("\"Deny\"")),
+        let bucket_policy = match self.client.get_bucket_policy().bucket(bucket).send().await {
+            Ok(output) => output.policy().map(super::policy::bucket_policy_guards),
             Err(error) => {
                 let classified = classify(&format!("GetBucketPolicy {bucket}"), error);
                 if classified.is_retryable() {
                     return Err(classified);
                 }
-                false
+                None
             }
         };
         // Lifecycle rules matter for retention's audit only: an unreadable or
@@ -448,7 +462,7 @@ impl Archive for S3Archive {
             versioning_enabled,
             default_retention,
             default_sse_kms_key,
-            has_bucket_policy,
+            bucket_policy,
             lifecycle,
         })
     }

@@ -3,6 +3,7 @@
 //! SDK's answers is here.
 
 pub mod archive;
+pub mod policy;
 pub mod source;
 
 use aws_sdk_s3::operation::get_object::GetObjectOutput;

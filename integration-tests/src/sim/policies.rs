@@ -192,16 +192,27 @@ pub fn archive_kms_key_policy(
 /// retention or changes the lock and bucket configuration; puts must be SSE-KMS
 /// under the archive key; only the collector writes objects; auditors read. Without
 /// the statements `options` leave out.
+///
+/// `retention_days` is the archive's `RetentionDays`: puts retained fewer than
+/// `retention_days - 1` whole days are refused (`MinimumPutRetentionDays`), on AWS;
+/// ministack never sets the Object Lock condition keys, so there the lock
+/// statements never deny (see `weak_lock_puts_rest_on_condition_keys_the_emulator_never_sets`).
 pub fn archive_bucket_policy(
     archive: Archive<'_>,
     collector: CollectorPrincipal<'_>,
     options: ArchivePolicyOptions,
+    retention_days: i32,
 ) -> anyhow::Result<Value> {
     let full = render(
         AUDIT_ACCOUNT,
         &with_collector(
             with_archive(audit_render(archive.audit_account_id), archive),
             collector,
+        )
+        .parameter("RetentionDays", &retention_days.to_string())
+        .parameter(
+            "MinimumPutRetentionDays",
+            &(retention_days - 1).max(0).to_string(),
         ),
         |template| template.policy_document("ArchiveBucketPolicy"),
     )?;
@@ -394,9 +405,11 @@ mod tests {
 
     #[test]
     fn emulator_bucket_policy_is_the_template_without_the_unenforceable_statements() {
-        let aws = archive_bucket_policy(archive(), collector(), ArchivePolicyOptions::AWS).unwrap();
+        let aws =
+            archive_bucket_policy(archive(), collector(), ArchivePolicyOptions::AWS, 365).unwrap();
         let emulator =
-            archive_bucket_policy(archive(), collector(), ArchivePolicyOptions::EMULATOR).unwrap();
+            archive_bucket_policy(archive(), collector(), ArchivePolicyOptions::EMULATOR, 365)
+                .unwrap();
         assert_rendered(&aws);
         let all = template_sids("ArchiveBucketPolicy");
         assert_eq!(statement_sids(&aws), all);

@@ -456,8 +456,12 @@ async fn create_archive_bucket(
     // HTTP: aws:SecureTransport is always false) and DenyPutsWithAnotherKmsKey
     // (ministack never sets s3:x-amz-server-side-encryption-aws-kms-key-id, so the
     // statement would deny every put). See `policies`.
-    let policy =
-        policies::archive_bucket_policy(archive, collector, ArchivePolicyOptions::EMULATOR)?;
+    let policy = policies::archive_bucket_policy(
+        archive,
+        collector,
+        ArchivePolicyOptions::EMULATOR,
+        retention_days,
+    )?;
     s3.put_bucket_policy()
         .bucket(bucket)
         .policy(policy.to_string())

@@ -24,7 +24,11 @@ async fn archive() -> (Sim, S3Archive) {
     )
     .await;
     let client = harness::s3_client(&sim.collector_sdk_config());
-    let archive = S3Archive::new(client, &sim.org.archive_bucket);
+    let archive = S3Archive::new(
+        client,
+        &sim.org.archive_bucket,
+        trailvault_infra::aws::Timeouts::default(),
+    );
     (sim, archive)
 }
 

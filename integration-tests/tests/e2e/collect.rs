@@ -626,8 +626,28 @@ async fn kill_9_at_any_point_leaves_exactly_one_verified_version_per_object() {
         killed >= 2,
         "the runs finished too fast to be killed mid-run ({killed} kills)"
     );
+    // The kills landed after copies began, so the final run met a store behind
+    // the archive, not an empty archive.
+    let archived_before_final = archive_versions(&sim).await.len() as u64;
+    let source_count = source_objects(&sim).await.len() as u64;
+    assert!(
+        archived_before_final > 0,
+        "no copy was made before the kills: they proved nothing about a crash mid-copy"
+    );
     let finish = run(&sim, &config, &["--json", "collect", "--no-verify"]);
     assert_eq!(finish.code, 0, "{}", finish.stderr);
+    let report = finish.json();
+    let (copied, adopted, skipped) = (
+        stat(&report, "objects_copied"),
+        stat(&report, "objects_adopted"),
+        stat(&report, "objects_skipped"),
+    );
+    eprintln!(
+        "{killed} kills; {archived_before_final} of {source_count} objects archived before the final run, \
+         which copied {copied}, adopted {adopted} (archived by a killed run, not yet recorded) and skipped {skipped}"
+    );
+    // Every object is accounted for exactly once by the final run.
+    assert_eq!(copied + adopted + skipped, source_count, "{report}");
     assert_archive_matches_sources_since(&sim, started).await;
     let again = run(&sim, &config, &["--json", "collect", "--no-verify"]).json();
     assert_eq!(stat(&again, "objects_copied"), 0);

@@ -8,6 +8,7 @@ mod alerts;
 mod archive_conformance;
 mod cli;
 mod collect;
+mod faults;
 mod ops;
 mod policies;
 mod sim;

@@ -9,11 +9,14 @@
 //! as each principal and asserts the error code of every refusal.
 //!
 //! The archive bucket policy is applied without `DenyInsecureTransport` (plain HTTP)
-//! and, outside `wrongly_keyed_puts_are_denied_by_the_full_policy`, without
-//! `DenyPutsWithAnotherKmsKey`, which ministack 1.5.33 cannot evaluate (it never sets
-//! `s3:x-amz-server-side-encryption-aws-kms-key-id`, so the statement denies every
-//! put). Both are proven to deny in their own tests, and canaries fail once the
-//! emulator learns what it lacks. Root credentials bypass a bucket-policy Deny on
+//! and, outside `the_kms_key_statement_denies_every_put_on_the_emulator_a_canary`,
+//! without `DenyPutsWithAnotherKmsKey`, which ministack 1.5.33 cannot evaluate (it
+//! never sets `s3:x-amz-server-side-encryption-aws-kms-key-id`, so the statement
+//! denies every put, the right key's included). That a put under another key is
+//! refused therefore rests on AWS's semantics of that condition key, not on a test
+//! here; what is proven here is that the collector's HEAD check sees the foreign key
+//! id of such a copy. `DenyInsecureTransport` is proven to deny in its own test.
+//! Canaries fail once the emulator learns what it lacks. Root credentials bypass a bucket-policy Deny on
 //! ministack, so only IAM users and assumed roles act here, except where a test
 //! shows the Object Lock layer on its own.
 
@@ -45,6 +48,10 @@ const AUDIT: &str = "210987654321";
 const MEMBER: &str = "123456789012";
 const ROOT_SECRET: &str = "root-secret";
 const ARCHIVE_BUCKET: &str = "trailvault-archive-e2e";
+/// The deployment's `RetentionDays`: every put below asks for this many days.
+const RETENTION_DAYS: i64 = 30;
+/// The deployment's `BreakGlassRoleName` (the template's default).
+const BREAK_GLASS_ROLE: &str = "trailvault-break-glass";
 const TRAIL_BUCKET: &str = "aws-cloudtrail-logs-123456789012";
 const TRAIL_OBJECT: &str =
     "AWSLogs/123456789012/CloudTrail/us-east-1/2026/01/01/123456789012_CloudTrail_us-east-1_20260101T0000Z_abc.json.gz";
@@ -203,7 +210,7 @@ async fn put_archive_object(
         .checksum_algorithm(ChecksumAlgorithm::Sha256)
         .checksum_sha256(checksum.map_or_else(|| sha256_base64(body), str::to_owned))
         .object_lock_mode(ObjectLockMode::Compliance)
-        .object_lock_retain_until_date(smithy_time(Utc::now() + Duration::days(30)));
+        .object_lock_retain_until_date(smithy_time(Utc::now() + Duration::days(RETENTION_DAYS)));
     request = match encryption {
         Encryption::None => request,
         Encryption::SseS3 => request.server_side_encryption(ServerSideEncryption::Aes256),
@@ -518,6 +525,9 @@ impl Deployment {
             // ministack does not resolve aws:ResourceOrgID (see sim::policies).
             .parameter("OrganizationId", "")
             .parameter("AdditionalCollectorPrincipalArn", &ci.arn)
+            // The copies below are retained 30 days, as a 30-day deployment's.
+            .parameter("RetentionDays", &RETENTION_DAYS.to_string())
+            .parameter("MinimumPutRetentionDays", &(RETENTION_DAYS - 1).to_string())
             .resource("ArchiveBucket", ARCHIVE_BUCKET)
             .attribute(
                 "ArchiveBucket",
@@ -1076,7 +1086,7 @@ async fn nobody_deletes_a_version_or_shortens_retention() {
 }
 
 #[tokio::test]
-async fn unencrypted_and_wrongly_keyed_puts_are_denied() {
+async fn unencrypted_and_sse_s3_puts_are_denied_another_kms_key_is_an_emulator_gap() {
     let deployment = Deployment::deploy().await;
     let s3 = deployment.collector.s3();
     assert_refused(
@@ -1091,7 +1101,7 @@ async fn unencrypted_and_wrongly_keyed_puts_are_denied() {
     );
 
     // GAP (ministack 1.5.33): with DenyPutsWithAnotherKmsKey dropped from the applied
-    // policy (see wrongly_keyed_puts_are_denied_by_the_full_policy), nothing on the
+    // policy (see the_kms_key_statement_denies_every_put_on_the_emulator_a_canary), nothing on the
     // emulator refuses SSE-KMS under another key: S3 does not check KMS permissions
     // on SSE-KMS puts there. What it does: store the foreign key id, which the
     // collector's own HEAD verification rejects (archive_copy_invalid). Canary: this
@@ -1116,13 +1126,20 @@ async fn unencrypted_and_wrongly_keyed_puts_are_denied() {
 }
 
 #[tokio::test]
-async fn wrongly_keyed_puts_are_denied_by_the_full_policy() {
+/// What this proves is the emulator gap, not that the wrong key is refused: with
+/// `DenyPutsWithAnotherKmsKey` applied, ministack refuses every put, the right key's
+/// too, because it never sets the condition key. That AWS refuses exactly the other
+/// keys rests on AWS's documented semantics of
+/// `s3:x-amz-server-side-encryption-aws-kms-key-id` (and on the rendered statement,
+/// checked in `templates::tests`).
+async fn the_kms_key_statement_denies_every_put_on_the_emulator_a_canary() {
     let deployment = Deployment::deploy().await;
     // The whole policy but the TLS statement.
     deployment
         .put_bucket_policy(&[DENY_INSECURE_TRANSPORT_SID])
         .await;
     let s3 = deployment.collector.s3();
+    // Refused, but the right key is refused below too: no proof of key checking.
     assert_refused(
         "the collector puts under another KMS key",
         put_archive_object(
@@ -1865,9 +1882,243 @@ async fn collector_can_do_nothing_more() {
         s3.create_bucket().bucket("collector-owned").send().await,
         ACCESS_DENIED,
     );
+
+    // Legal holds: not in its permissions (and denied to everyone else by
+    // DenyObjectWritesByAnyoneButTheCollector).
+    let (held_key, held_version) = deployment
+        .collector_writes("archive/held", b"held bytes")
+        .await;
+    assert_refused(
+        "the collector puts a legal hold",
+        s3.put_object_legal_hold()
+            .bucket(ARCHIVE_BUCKET)
+            .key(&held_key)
+            .version_id(&held_version)
+            .legal_hold(
+                ObjectLockLegalHold::builder()
+                    .status(ObjectLockLegalHoldStatus::On)
+                    .build(),
+            )
+            .send()
+            .await,
+        ACCESS_DENIED,
+    );
+    // Downgrading a version's lock: Object Lock refuses it whatever the policy.
+    assert_refused(
+        "the collector turns a COMPLIANCE version to GOVERNANCE",
+        s3.put_object_retention()
+            .bucket(ARCHIVE_BUCKET)
+            .key(&held_key)
+            .version_id(&held_version)
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(ObjectLockRetentionMode::Governance)
+                    .retain_until_date(smithy_time(Utc::now() + Duration::days(400)))
+                    .build(),
+            )
+            .send()
+            .await,
+        ACCESS_DENIED,
+    );
+
+    // Overwriting a ledger key: the collector may put there (it writes the
+    // ledger), but a put only adds a version. The entry first written stays,
+    // byte for byte, locked, undeletable; `rebuild-state` and an auditor
+    // reading versions see both.
+    let ledger_key = "archive/_trailvault/ledger/2026/01/01/20260101T000000Z-collect.json";
+    let (_, first_version) = deployment
+        .collector_writes(ledger_key, b"{\"entries\":[\"the real finding\"]}")
+        .await;
+    let (_, forged_version) = deployment
+        .collector_writes(ledger_key, b"{\"entries\":[]}")
+        .await;
+    assert_ne!(first_version, forged_version);
+    let first = ok(
+        "read the first ledger version",
+        s3.get_object()
+            .bucket(ARCHIVE_BUCKET)
+            .key(ledger_key)
+            .version_id(&first_version)
+            .send()
+            .await,
+    );
+    assert_eq!(
+        first.object_lock_mode().map(ObjectLockMode::as_str),
+        Some("COMPLIANCE")
+    );
+    let first_body = first.body.collect().await.expect("body").into_bytes();
+    assert_eq!(&first_body[..], b"{\"entries\":[\"the real finding\"]}");
+    assert_refused(
+        "the collector deletes the first ledger version",
+        s3.delete_object()
+            .bucket(ARCHIVE_BUCKET)
+            .key(ledger_key)
+            .version_id(&first_version)
+            .send()
+            .await,
+        ACCESS_DENIED,
+    );
     assert_eq!(
         deployment.collector_role_arn,
         format!("arn:aws:iam::{AUDIT}:role/trailvault-collector")
+    );
+}
+
+/// The key policy's `DenyKeyDestructionExceptBreakGlass`: an administrator of the
+/// audit account with `kms:*` can neither disable the archive key, schedule its
+/// deletion nor rewrite its policy; the break-glass role can (and restores it).
+#[tokio::test]
+async fn audit_admins_cannot_disable_or_delete_the_archive_key_only_break_glass_can() {
+    let deployment = Deployment::deploy().await;
+    let key = deployment.archive_key_arn.clone();
+    let admin = deployment.audit_admin.kms();
+    assert_refused(
+        "an audit admin with kms:* disables the archive key",
+        admin.disable_key().key_id(&key).send().await,
+        KMS_ACCESS_DENIED,
+    );
+    assert_refused(
+        "an audit admin with kms:* schedules the archive key's deletion",
+        admin
+            .schedule_key_deletion()
+            .key_id(&key)
+            .pending_window_in_days(7)
+            .send()
+            .await,
+        KMS_ACCESS_DENIED,
+    );
+    assert_refused(
+        "an audit admin with kms:* rewrites the key policy",
+        admin
+            .put_key_policy()
+            .key_id(&key)
+            .policy_name("default")
+            .policy(
+                serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"AWS": format!("arn:aws:iam::{AUDIT}:root")},
+                    "Action": "kms:*", "Resource": "*"
+                }]})
+                .to_string(),
+            )
+            .send()
+            .await,
+        KMS_ACCESS_DENIED,
+    );
+    // What the admin may still do: describe it (no lock-out of administration).
+    ok(
+        "an audit admin describes the key",
+        admin.describe_key().key_id(&key).send().await,
+    );
+
+    // The break-glass role: created apart from the stack, with kms:* of its own.
+    let iam = aws_sdk_iam::Client::new(&root(&deployment.endpoint, AUDIT).await);
+    let created = ok(
+        "create the break-glass role",
+        iam.create_role()
+            .role_name(BREAK_GLASS_ROLE)
+            .assume_role_policy_document(
+                serde_json::json!({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"AWS": deployment.ci.arn},
+                    "Action": "sts:AssumeRole"
+                }]})
+                .to_string(),
+            )
+            .send()
+            .await,
+    );
+    let break_glass_arn = created.role().expect("role").arn().to_owned();
+    ok(
+        "give the break-glass role kms:*",
+        iam.put_role_policy()
+            .role_name(BREAK_GLASS_ROLE)
+            .policy_name("break-glass")
+            .policy_document(
+                serde_json::json!({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}
+                ]})
+                .to_string(),
+            )
+            .send()
+            .await,
+    );
+    let break_glass = ok(
+        "ci assumes the break-glass role",
+        assume(&deployment.endpoint, &deployment.ci, &break_glass_arn, None).await,
+    );
+    let kms = break_glass.kms();
+    ok(
+        "the break-glass role disables the key",
+        kms.disable_key().key_id(&key).send().await,
+    );
+    ok(
+        "the break-glass role enables it again",
+        kms.enable_key().key_id(&key).send().await,
+    );
+    let described = ok(
+        "describe the key",
+        admin.describe_key().key_id(&key).send().await,
+    );
+    assert_eq!(
+        described.key_metadata().and_then(|m| m.key_state()),
+        Some(&aws_sdk_kms::types::KeyState::Enabled)
+    );
+}
+
+/// `DenyPutsWithAWeakerLockMode` and `DenyPutsRetainedTooBriefly` rest on
+/// `s3:object-lock-mode` and `s3:object-lock-remaining-retention-days`, which S3
+/// sets from a put's `x-amz-object-lock-*` headers on AWS. GAP (ministack 1.5.33):
+/// the emulator sets neither key, so both statements are applied here but never
+/// deny; what this test proves is the canary. On AWS both puts below are refused
+/// (AccessDenied, explicit deny). When this test fails, the emulator has learned the
+/// keys: turn the canaries into refusals.
+#[tokio::test]
+async fn weak_lock_puts_rest_on_condition_keys_the_emulator_never_sets() {
+    let deployment = Deployment::deploy().await;
+    let policy = deployment.bucket_policy();
+    assert!(templates::statement(&policy, "DenyPutsWithAWeakerLockMode").is_some());
+    assert!(templates::statement(&policy, "DenyPutsRetainedTooBriefly").is_some());
+    let s3 = deployment.collector.s3();
+    let body = b"weakly locked";
+    let weak_put = |key: &'static str, mode: ObjectLockMode, days: i64| {
+        s3.put_object()
+            .bucket(ARCHIVE_BUCKET)
+            .key(key)
+            .body(ByteStream::from_static(body))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha256_base64(body))
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(&deployment.archive_key_arn)
+            .object_lock_mode(mode)
+            .object_lock_retain_until_date(smithy_time(Utc::now() + Duration::days(days)))
+            .send()
+    };
+    ok(
+        "GAP: the emulator accepts a GOVERNANCE put (AWS: DenyPutsWithAWeakerLockMode)",
+        weak_put(
+            "archive/governance",
+            ObjectLockMode::Governance,
+            RETENTION_DAYS,
+        )
+        .await,
+    );
+    ok(
+        "GAP: the emulator accepts a 1-day COMPLIANCE put (AWS: DenyPutsRetainedTooBriefly)",
+        weak_put("archive/one-day", ObjectLockMode::Compliance, 1).await,
+    );
+    // What holds on the emulator too: a GOVERNANCE version cannot be deleted, even
+    // bypassing governance (DenyObjectDeletion), and `collect` checks every copy's
+    // mode and retain-until with a HEAD before it counts (archive_copy_invalid).
+    assert_refused(
+        "the collector deletes the GOVERNANCE version bypassing governance",
+        s3.delete_object()
+            .bucket(ARCHIVE_BUCKET)
+            .key("archive/governance")
+            .bypass_governance_retention(true)
+            .send()
+            .await,
+        ACCESS_DENIED,
     );
 }
 

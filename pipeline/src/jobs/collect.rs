@@ -50,8 +50,15 @@ impl ProgressDisplay for NoProgress {
 }
 
 /// Before writing, the archive must be locked down: versioning, Object Lock
-/// default retention, default SSE-KMS encryption and a deny policy.
-pub async fn check_archive(world: &World, report: &mut Report, allow_unlocked: bool) -> bool {
+/// default retention, default SSE-KMS encryption and a bucket policy that
+/// denies deletion, weaker locks and puts retained less than `retention_days`
+/// (see [`crate::seams::BucketProtection::bucket_policy_problems`]).
+pub async fn check_archive(
+    world: &World,
+    report: &mut Report,
+    allow_unlocked: bool,
+    retention_days: u32,
+) -> bool {
     let archive = world.archive.as_ref();
     let protection = match archive.protection().await {
         Ok(protection) => protection,
@@ -74,9 +81,7 @@ pub async fn check_archive(world: &World, report: &mut Report, allow_unlocked: b
     if protection.default_sse_kms_key.is_none() {
         problems.push("default encryption is not SSE-KMS".to_string());
     }
-    if !protection.has_bucket_policy {
-        problems.push("no bucket policy with Deny statements could be read".to_string());
-    }
+    problems.extend(protection.bucket_policy_problems(retention_days));
     if problems.is_empty() {
         return true;
     }
@@ -133,7 +138,14 @@ pub async fn collect_once(
         "backfill"
     };
     let mut report = Report::new(command);
-    if !check_archive(world, &mut report, request.allow_unlocked).await {
+    if !check_archive(
+        world,
+        &mut report,
+        request.allow_unlocked,
+        settings.collect.copy.retention_days,
+    )
+    .await
+    {
         // Nothing is written to an archive that is not locked down, not even
         // the ledger; the findings are still published.
         super::announce(world, settings, &mut report, false).await;
@@ -301,11 +313,11 @@ mod tests {
     #[tokio::test]
     async fn an_acknowledged_unlocked_archive_is_still_refused_reported_and_open() {
         let archive = Arc::new(MemoryArchive::new("archive"));
-        archive.protection.lock().unwrap().has_bucket_policy = false;
+        archive.protection.lock().unwrap().bucket_policy = None;
         let notifier = Arc::new(MemoryNotifier::default());
         let world = world(archive, notifier);
         let mut first = Report::new("collect");
-        assert!(!check_archive(&world, &mut first, false).await);
+        assert!(!check_archive(&world, &mut first, false, 1).await);
         assert_eq!(first.errors.len(), 1);
         assert_eq!(first.errors[0].operation, "collect");
         for finding in &first.findings {
@@ -315,7 +327,7 @@ mod tests {
                 .unwrap());
         }
         let mut again = Report::new("collect");
-        assert!(!check_archive(&world, &mut again, false).await);
+        assert!(!check_archive(&world, &mut again, false, 1).await);
         assert_eq!(again.findings.len(), 1);
         assert_eq!(again.findings[0].kind, FindingKind::ArchiveMisconfigured);
         assert!(again.findings[0].is_open());

@@ -194,9 +194,7 @@ pub fn bucket_problems(protection: &BucketProtection, settings: &RetentionSettin
     if protection.default_sse_kms_key.is_none() {
         problems.push("default encryption is not SSE-KMS".to_string());
     }
-    if !protection.has_bucket_policy {
-        problems.push("no bucket policy with Deny statements could be read".to_string());
-    }
+    problems.extend(protection.bucket_policy_problems(settings.retention_days));
     // Object Lock keeps locked versions whatever a lifecycle rule says, but a rule
     // that expires history before the retention period is a configuration
     // that fights the archive's purpose.
@@ -840,7 +838,11 @@ mod tests {
             versioning_enabled: true,
             default_retention: Some((LockMode::Compliance, 400)),
             default_sse_kms_key: Some("k".into()),
-            has_bucket_policy: true,
+            bucket_policy: Some(crate::seams::BucketPolicyGuards {
+                denies_object_deletion: true,
+                denies_weaker_lock_puts: true,
+                min_put_retention_days: Some(364),
+            }),
             lifecycle: None,
         };
         assert!(bucket_problems(&good, &settings(365, false)).is_empty());
@@ -856,12 +858,47 @@ mod tests {
     }
 
     #[test]
+    fn the_bucket_policy_must_refuse_deletes_weak_locks_and_short_retention() {
+        let guards = crate::seams::BucketPolicyGuards {
+            denies_object_deletion: true,
+            denies_weaker_lock_puts: true,
+            min_put_retention_days: Some(364),
+        };
+        let with = |guards: Option<crate::seams::BucketPolicyGuards>| BucketProtection {
+            bucket_policy: guards,
+            ..BucketProtection::default()
+        };
+        assert!(with(Some(guards.clone()))
+            .bucket_policy_problems(365)
+            .is_empty());
+        assert_eq!(
+            with(Some(guards.clone())).bucket_policy_problems(366).len(),
+            1
+        );
+        assert_eq!(with(None).bucket_policy_problems(1).len(), 1);
+        let cases: [fn(&mut crate::seams::BucketPolicyGuards); 3] = [
+            |g| g.denies_object_deletion = false,
+            |g| g.denies_weaker_lock_puts = false,
+            |g| g.min_put_retention_days = None,
+        ];
+        for weaken in cases {
+            let mut weak = guards.clone();
+            weaken(&mut weak);
+            assert_eq!(with(Some(weak)).bucket_policy_problems(365).len(), 1);
+        }
+    }
+
+    #[test]
     fn lifecycle_rules_are_checked_against_the_retention_period() {
         let good = BucketProtection {
             versioning_enabled: true,
             default_retention: Some((LockMode::Compliance, 400)),
             default_sse_kms_key: Some("k".into()),
-            has_bucket_policy: true,
+            bucket_policy: Some(crate::seams::BucketPolicyGuards {
+                denies_object_deletion: true,
+                denies_weaker_lock_puts: true,
+                min_put_retention_days: Some(364),
+            }),
             lifecycle: Some(crate::seams::Lifecycle {
                 abort_incomplete_multipart_days: Some(1),
                 noncurrent_expiration_days: Some(400),
@@ -1148,7 +1185,15 @@ mod tests {
         check_bucket(&archive, &store, &settings(30, false), &mut outcome).await;
         assert_eq!(outcome.findings.len(), 1);
         assert_eq!(outcome.findings[0].kind, FindingKind::ArchiveMisconfigured);
-        assert_eq!(outcome.bucket_problems.len(), 1);
+        // The default retention, and the bucket policy's put threshold (0 days),
+        // are both short of 30 days: two problems, one finding.
+        assert_eq!(
+            outcome.bucket_problems.len(),
+            2,
+            "{:?}",
+            outcome.bucket_problems
+        );
+        assert!(outcome.bucket_problems[1].contains("at least 29"));
     }
 
     #[tokio::test]

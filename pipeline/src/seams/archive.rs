@@ -67,9 +67,64 @@ pub struct BucketProtection {
     pub versioning_enabled: bool,
     pub default_retention: Option<(LockMode, u32)>,
     pub default_sse_kms_key: Option<String>,
-    pub has_bucket_policy: bool,
+    /// What the bucket policy refuses; `None` when there is no policy or it
+    /// could not be read.
+    pub bucket_policy: Option<BucketPolicyGuards>,
     /// The enabled lifecycle rules, summarised; `None` without a lifecycle configuration.
     pub lifecycle: Option<Lifecycle>,
+}
+
+/// The statements of the archive's bucket policy that a run relies on, as
+/// read from the policy (not merely a word in it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketPolicyGuards {
+    /// An unconditional Deny, to everyone, of `s3:DeleteObject` and
+    /// `s3:DeleteObjectVersion` on the objects.
+    pub denies_object_deletion: bool,
+    /// A Deny, to everyone, of `s3:PutObject` naming a lock mode other than
+    /// COMPLIANCE (`s3:object-lock-mode`).
+    pub denies_weaker_lock_puts: bool,
+    /// The fewest whole days of remaining retention a put may ask for: a
+    /// Deny, to everyone, of `s3:PutObject` with `NumericLessThan` on
+    /// `s3:object-lock-remaining-retention-days`; `None` without one.
+    pub min_put_retention_days: Option<u32>,
+}
+
+impl BucketProtection {
+    /// What the bucket policy fails to refuse, for an archive whose copies are
+    /// kept `retention_days`. A put asks for exactly `retention_days` from the
+    /// collector's clock, which S3 may count one whole day fewer: a threshold
+    /// of `retention_days - 1` is enough.
+    pub fn bucket_policy_problems(&self, retention_days: u32) -> Vec<String> {
+        let Some(guards) = &self.bucket_policy else {
+            return vec!["no bucket policy could be read".to_string()];
+        };
+        let mut problems = Vec::new();
+        if !guards.denies_object_deletion {
+            problems.push(
+                "the bucket policy does not deny s3:DeleteObject and s3:DeleteObjectVersion to everyone"
+                    .to_string(),
+            );
+        }
+        if !guards.denies_weaker_lock_puts {
+            problems.push(
+                "the bucket policy does not deny puts with a lock mode other than COMPLIANCE"
+                    .to_string(),
+            );
+        }
+        let needed = retention_days.saturating_sub(1);
+        match guards.min_put_retention_days {
+            None => problems.push(
+                "the bucket policy does not deny puts retained less than the retention period (s3:object-lock-remaining-retention-days)"
+                    .to_string(),
+            ),
+            Some(days) if days < needed => problems.push(format!(
+                "the bucket policy denies only puts retained less than {days} days, retention_days = {retention_days} needs at least {needed}"
+            )),
+            Some(_) => {}
+        }
+        problems
+    }
 }
 
 /// What the archive's lifecycle rules do, as far as retention cares.

@@ -14,8 +14,8 @@ mod store;
 
 pub use accounts::AccountDirectory;
 pub use archive::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, PutSpec,
-    UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketPolicyGuards, BucketProtection, Lifecycle,
+    LockMode, PutSpec, UploadedPart,
 };
 pub use clock::{Clock, SystemClock};
 pub use connector::SourceConnector;

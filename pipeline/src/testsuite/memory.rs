@@ -289,7 +289,11 @@ impl MemoryArchive {
                 versioning_enabled: true,
                 default_retention: Some((LockMode::Compliance, 1)),
                 default_sse_kms_key: Some("key".to_string()),
-                has_bucket_policy: true,
+                bucket_policy: Some(crate::seams::BucketPolicyGuards {
+                    denies_object_deletion: true,
+                    denies_weaker_lock_puts: true,
+                    min_put_retention_days: Some(0),
+                }),
                 lifecycle: Some(crate::seams::Lifecycle {
                     abort_incomplete_multipart_days: Some(1),
                     noncurrent_expiration_days: None,
