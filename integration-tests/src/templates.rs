@@ -1222,6 +1222,7 @@ mod tests {
                 "cloudtrail:ListPublicKeys",
                 "organizations:ListAccounts",
                 "sns:Publish",
+                "events:PutEvents",
             ])
         );
         assert!(statements(&policy)
