@@ -15,8 +15,11 @@ use crate::retry::{retry, RetryPolicy};
 
 /// Entry error codes EventBridge documents as transient: such an entry is
 /// sent again (alone with the others still pending), the rest is final.
-const RETRYABLE_ENTRY_CODES: [&str; 3] =
-    ["ThrottlingException", "InternalFailure", "InternalException"];
+const RETRYABLE_ENTRY_CODES: [&str; 3] = [
+    "ThrottlingException",
+    "InternalFailure",
+    "InternalException",
+];
 
 pub struct EventBridgeBus {
     client: aws_sdk_eventbridge::Client,
@@ -77,10 +80,9 @@ impl EventBus for EventBridgeBus {
                     .filter(|&i| progress.outcomes[i].is_none())
                     .collect()
             };
-            let request = self
-                .client
-                .put_events()
-                .set_entries(Some(pending.iter().map(|&i| self.entry(&events[i])).collect()));
+            let request = self.client.put_events().set_entries(Some(
+                pending.iter().map(|&i| self.entry(&events[i])).collect(),
+            ));
             let progress = &progress;
             async move {
                 let output = request
@@ -179,7 +181,10 @@ mod tests {
                     {"ErrorCode":"ThrottlingException","ErrorMessage":"slow down"},
                     {"ErrorCode":"MalformedDetail","ErrorMessage":"bad"}]}"#,
             ),
-            reply(200, r#"{"FailedEntryCount":0,"Entries":[{"EventId":"e1"}]}"#),
+            reply(
+                200,
+                r#"{"FailedEntryCount":0,"Entries":[{"EventId":"e1"}]}"#,
+            ),
         ]);
         let bus = EventBridgeBus::new(&http.config().await, "sec", fast());
         let outcomes = bus
@@ -224,7 +229,10 @@ mod tests {
         let http = ScriptedHttp::new(vec![
             json_error(400, "ThrottlingException"),
             json_error(500, "InternalException"),
-            reply(200, r#"{"FailedEntryCount":0,"Entries":[{"EventId":"e0"}]}"#),
+            reply(
+                200,
+                r#"{"FailedEntryCount":0,"Entries":[{"EventId":"e0"}]}"#,
+            ),
         ]);
         let bus = EventBridgeBus::new(&http.config().await, "sec", fast());
         assert_eq!(bus.put_events(&[event(0)]).await.unwrap(), vec![Ok(())]);

@@ -390,7 +390,11 @@ pub(crate) mod scripted_http {
     impl HttpConnector for ScriptedHttp {
         fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
             self.requests.fetch_add(1, Ordering::Relaxed);
-            let body = request.body().bytes().map(<[u8]>::to_vec).unwrap_or_default();
+            let body = request
+                .body()
+                .bytes()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
             self.bodies.lock().unwrap().push(body);
             let next = self.replies.lock().unwrap().pop_front();
             let result = match next {

@@ -890,8 +890,9 @@ mod tests {
         assert_eq!(*bus.calls.lock().unwrap(), vec![10, 10, 4]);
         let events = bus.events.lock().unwrap().clone();
         assert_eq!(events.len(), 24);
-        assert!(events.iter().all(|e| e.source == "trailvault"
-            && e.detail_type == "trailvault finding"));
+        assert!(events
+            .iter()
+            .all(|e| e.source == "trailvault" && e.detail_type == "trailvault finding"));
         let first: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
         assert_eq!(first["key"], "real", "critical first");
         assert_eq!(first["kind"], "log_file_missing");
@@ -918,12 +919,24 @@ mod tests {
             .unwrap()
             .push("\"key\":\"refused\"".into());
         let mut first = Report::new("verify");
-        record(&store, &mut first, finding(FindingKind::DigestMissing, "taken"));
-        record(&store, &mut first, finding(FindingKind::DigestMissing, "refused"));
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::DigestMissing, "taken"),
+        );
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::DigestMissing, "refused"),
+        );
         announce(&events_announcer(&store, &bus), &mut first).await;
         assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
         assert_eq!(first.errors[0].operation, "events:PutEvents");
-        assert!(first.errors[0].message.starts_with("1 of 2"), "{}", first.errors[0].message);
+        assert!(
+            first.errors[0].message.starts_with("1 of 2"),
+            "{}",
+            first.errors[0].message
+        );
         let waiting: Vec<String> = store
             .unannounced_findings()
             .unwrap()
@@ -943,7 +956,9 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|e| serde_json::from_str::<serde_json::Value>(&e.detail).unwrap()["key"].to_string())
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.detail).unwrap()["key"].to_string()
+            })
             .collect();
         assert_eq!(keys, vec!["\"taken\"", "\"refused\""]);
     }
@@ -962,7 +977,11 @@ mod tests {
             run_id: "run-1",
         };
         let mut first = Report::new("collect");
-        record(&store, &mut first, finding(FindingKind::LogFileMissing, "k"));
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::LogFileMissing, "k"),
+        );
         announce(&announcer, &mut first).await;
         assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
         let pending = store.unannounced_findings().unwrap();

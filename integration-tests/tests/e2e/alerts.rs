@@ -51,8 +51,8 @@ fn config_with_event_bus(sim: &Sim, dir: &Path, bus: &str) -> PathBuf {
         ..options_in(sim, dir)
     };
     let config = write_config(sim, dir, options);
-    let text = std::fs::read_to_string(&config).unwrap()
-        + &format!("\n[alerts]\nevent_bus = \"{bus}\"\n");
+    let text =
+        std::fs::read_to_string(&config).unwrap() + &format!("\n[alerts]\nevent_bus = \"{bus}\"\n");
     std::fs::write(&config, text).unwrap();
     config
 }
@@ -387,9 +387,14 @@ async fn each_finding_is_one_event_on_the_bus_and_what_the_bus_refused_the_next_
         assert_eq!(event["detail"]["command"], "collect");
         assert_eq!(event["detail"]["new"], false, "found by the first run");
         assert!(event["detail"].get("unannounced").is_none());
-        assert!(event["detail"]["run_id"].as_str().is_some_and(|id| !id.is_empty()));
+        assert!(event["detail"]["run_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()));
     }
-    assert_eq!(event_keys(&events, "log_file_missing"), vec![deleted.key.clone()]);
+    assert_eq!(
+        event_keys(&events, "log_file_missing"),
+        vec![deleted.key.clone()]
+    );
     let missing = events
         .iter()
         .find(|e| e["detail"]["kind"] == "log_file_missing")
@@ -460,4 +465,62 @@ async fn canary_the_emulator_takes_every_put_events_entry() {
         "the emulator now refuses single entries ({:?}): test per-entry refusals end to end",
         answer.entries()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn findings_print_as_asff_for_security_hub() {
+    let mut sim = one_member().await;
+    let deleted = sim.tamper(Tamper::DeleteLog).await.expect("delete a log");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    assert_eq!(run(&sim, &config, &["--json", "collect"]).code, 3);
+
+    // Without the importing account: a usage error naming the option.
+    let refused = run(&sim, &config, &["findings", "--format", "asff"]);
+    assert_eq!(refused.code, 2, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("--asff-account-id"),
+        "{}",
+        refused.stderr
+    );
+
+    let audit = sim.org.audit_account_id.clone();
+    let listed = run(
+        &sim,
+        &config,
+        &["findings", "--format", "asff", "--asff-account-id", &audit],
+    );
+    assert_eq!(listed.code, 3, "{}", listed.stderr);
+    let document: serde_json::Value = serde_json::from_str(&listed.stdout).expect("ASFF JSON");
+    let findings = document["Findings"].as_array().unwrap();
+    let recorded = run(&sim, &config, &["--json", "findings"]).json();
+    assert_eq!(
+        findings.len(),
+        recorded["findings"].as_array().unwrap().len()
+    );
+    let missing = findings
+        .iter()
+        .find(|f| f["GeneratorId"] == "trailvault/log_file_missing")
+        .expect("the deletion");
+    assert_eq!(missing["SchemaVersion"], "2018-10-08");
+    assert_eq!(
+        missing["ProductArn"],
+        format!("arn:aws:securityhub:us-east-1:{audit}:product/{audit}/default")
+    );
+    assert_eq!(missing["AwsAccountId"], deleted.account_id.as_str());
+    assert_eq!(missing["Severity"]["Label"], "CRITICAL");
+    assert_eq!(
+        missing["Resources"][0]["Id"],
+        format!("arn:aws:s3:::{}/{}", deleted.bucket, deleted.key)
+    );
+    for field in [
+        "Id",
+        "Types",
+        "CreatedAt",
+        "UpdatedAt",
+        "Title",
+        "Description",
+    ] {
+        assert!(!missing[field].is_null(), "{field}: {missing}");
+    }
 }

@@ -32,7 +32,8 @@ use crate::collect::CollectSettings;
 use crate::model::report::Report;
 use crate::progress::runs::{self, RunRecord};
 use crate::seams::{
-    AccountDirectory, Archive, Clock, EventBus, Notifier, ProgressStore, PublicKeyDirectory, SourceConnector,
+    AccountDirectory, Archive, Clock, EventBus, Notifier, ProgressStore, PublicKeyDirectory,
+    SourceConnector,
 };
 use crate::verify::VerifySettings;
 
