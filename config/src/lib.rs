@@ -176,6 +176,8 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             },
             alerts: AlertSettings {
                 sns_topic_arn: None,
+                event_bus: None,
+                asff_account_id: None,
             },
         }
     }
@@ -222,6 +224,8 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         expected.retention.source_retention_days = Some(90);
         expected.alerts.sns_topic_arn =
             Some("arn:aws:sns:us-east-1:111111111111:trailvault-alerts".to_owned());
+        expected.alerts.event_bus = Some("trailvault-findings".to_owned());
+        expected.alerts.asff_account_id = Some("111111111111".to_owned());
         assert_eq!(config, expected);
     }
 
@@ -462,10 +466,14 @@ public_keys_file = "/etc/trailvault/keys.json"
             ),
             (
                 "alerts",
-                "[alerts]\nsns_topic_arn = \"arn:aws-us-gov:sns:us-gov-west-1:111111111111:alerts\"\n",
+                "[alerts]\nsns_topic_arn = \"arn:aws-us-gov:sns:us-gov-west-1:111111111111:alerts\"\nevent_bus = \"arn:aws-us-gov:events:us-gov-west-1:111111111111:event-bus/sec\"\nasff_account_id = \"111111111111\"\n",
                 |config| {
                     config.alerts.sns_topic_arn =
-                        Some("arn:aws-us-gov:sns:us-gov-west-1:111111111111:alerts".to_owned())
+                        Some("arn:aws-us-gov:sns:us-gov-west-1:111111111111:alerts".to_owned());
+                    config.alerts.event_bus = Some(
+                        "arn:aws-us-gov:events:us-gov-west-1:111111111111:event-bus/sec".to_owned(),
+                    );
+                    config.alerts.asff_account_id = Some("111111111111".to_owned());
                 },
             ),
         ];
@@ -836,6 +844,15 @@ public_keys_file = "/etc/trailvault/keys.json"
             }),
             ("alerts.sns_topic_arn", |c| {
                 c.alerts.sns_topic_arn = Some("sns:topic".to_owned())
+            }),
+            ("alerts.event_bus", |c| {
+                c.alerts.event_bus = Some("my bus".to_owned())
+            }),
+            ("alerts.event_bus", |c| {
+                c.alerts.event_bus = Some("arn:aws:sns:us-east-1:111111111111:t".to_owned())
+            }),
+            ("alerts.asff_account_id", |c| {
+                c.alerts.asff_account_id = Some("1234".to_owned())
             }),
         ];
         for (index, (field, break_rule)) in cases.iter().enumerate() {

@@ -448,4 +448,12 @@ pub struct RetentionSettings {
 pub struct AlertSettings {
     #[serde(default)]
     pub sns_topic_arn: Option<String>,
+    /// EventBridge bus (name or ARN) that gets one event per finding.
+    #[serde(default)]
+    pub event_bus: Option<String>,
+    /// The account that imports `trailvault findings --format asff` into
+    /// Security Hub (its ProductArn names it); the command line's
+    /// `--asff-account-id` takes precedence.
+    #[serde(default)]
+    pub asff_account_id: Option<String>,
 }

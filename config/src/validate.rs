@@ -248,10 +248,16 @@ fn validate_retention(retention: &RetentionSettings) -> Result<(), ConfigError> 
 }
 
 fn validate_alerts(alerts: &AlertSettings) -> Result<(), ConfigError> {
-    match &alerts.sns_topic_arn {
-        Some(arn) => at("alerts.sns_topic_arn", sns_topic_arn(arn)),
-        None => Ok(()),
+    if let Some(arn) = &alerts.sns_topic_arn {
+        at("alerts.sns_topic_arn", sns_topic_arn(arn))?;
     }
+    if let Some(bus) = &alerts.event_bus {
+        at("alerts.event_bus", event_bus(bus))?;
+    }
+    if let Some(account) = &alerts.asff_account_id {
+        at("alerts.asff_account_id", account_id(account))?;
+    }
+    Ok(())
 }
 
 // ---- value checks: each returns the problem, never the field ----
@@ -482,6 +488,36 @@ fn sns_topic_arn(value: &str) -> Result<(), Problem> {
     )
 }
 
+/// An EventBridge bus as `PutEvents` names it: a name (`[/.\-_A-Za-z0-9]`,
+/// 1 to 256 characters) or the bus's ARN
+/// (`arn:PARTITION:events:REGION:ACCOUNT:event-bus/NAME`).
+pub fn event_bus(value: &str) -> Result<(), Problem> {
+    const EXPECTED: &str =
+        "an EventBridge bus name or ARN (arn:PARTITION:events:REGION:ACCOUNT:event-bus/NAME)";
+    let name = if value.starts_with("arn:") {
+        arn_with_six_parts(value, EXPECTED)?;
+        let parts: Vec<&str> = value.split(':').collect();
+        if parts[2] != "events" {
+            return Err(format!("{value:?} is not {EXPECTED}"));
+        }
+        account_id(parts[4])?;
+        match parts[5].strip_prefix("event-bus/") {
+            Some(name) => name,
+            None => return Err(format!("{value:?} is not {EXPECTED}")),
+        }
+    } else {
+        value
+    };
+    let well_formed = (1..=256).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"/.-_".contains(&byte));
+    if !well_formed {
+        return Err(format!("{value:?} is not {EXPECTED}"));
+    }
+    Ok(())
+}
+
 fn arn_with_six_parts(value: &str, expected: &str) -> Result<(), Problem> {
     let parts: Vec<&str> = value.split(':').collect();
     // A KMS key ARN's resource never contains ':', nor does an SNS topic name.
@@ -624,6 +660,28 @@ mod tests {
                     "sns:aws:sns:us-east-1:111111111111:t",
                     "arn:aws:sns:us-east-1:111111111111:t:extra",
                     "arn:aws:sns::111111111111:t",
+                ],
+            ),
+            (
+                "event_bus",
+                event_bus,
+                &[
+                    "default",
+                    "trailvault-findings",
+                    "org/security.bus_1",
+                    "arn:aws:events:us-east-1:111111111111:event-bus/default",
+                    "arn:aws-us-gov:events:us-gov-west-1:111111111111:event-bus/sec",
+                ],
+                &[
+                    "",
+                    "bus name",
+                    "bus:1",
+                    &"b".repeat(257),
+                    "arn:aws:events:us-east-1:111111111111:rule/x",
+                    "arn:aws:sns:us-east-1:111111111111:event-bus/x",
+                    "arn:aws:events:us-east-1:1111:event-bus/x",
+                    "arn:aws:events:us-east-1:111111111111:event-bus/",
+                    "arn:aws:events::111111111111:event-bus/x",
                 ],
             ),
         ];

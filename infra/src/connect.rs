@@ -1,6 +1,6 @@
 //! Builds every seam the binary needs from the configuration: the progress
 //! store, the archive, member access to the sources, the organization's
-//! account list, CloudTrail's public keys, the alert topic, and the archive
+//! account list, CloudTrail's public keys, the alert topic and event bus, and the archive
 //! key's ARN. The only place that turns a [`Config`] into AWS clients.
 
 use std::path::PathBuf;
@@ -11,10 +11,11 @@ use aws_config::SdkConfig;
 use tokio_util::sync::CancellationToken;
 use trailvault_config::Config;
 use trailvault_pipeline::seams::{
-    AccountDirectory, Archive, Notifier, PublicKeyDirectory, SourceConnector,
+    AccountDirectory, Archive, EventBus, Notifier, PublicKeyDirectory, SourceConnector,
 };
 use trailvault_pipeline::SeamError;
 
+use crate::events::EventBridgeBus;
 use crate::organizations::OrganizationsClient;
 use crate::public_keys::CloudTrailPublicKeys;
 use crate::retry::{RetryPolicy, RetryingArchive};
@@ -51,6 +52,8 @@ pub struct Connected {
     pub public_keys: Arc<dyn PublicKeyDirectory>,
     /// The alert topic, when one is configured.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// The event bus for findings, when one is configured.
+    pub events: Option<Arc<dyn EventBus>>,
     /// The archive KMS key as a full ARN when it could be resolved, else as
     /// configured.
     pub kms_key_arn: String,
@@ -110,6 +113,10 @@ pub async fn connect(
         config.alerts.sns_topic_arn.as_deref().map(|topic| {
             Arc::new(SnsNotifier::new(&audit, topic, retry.clone())) as Arc<dyn Notifier>
         });
+    let events =
+        config.alerts.event_bus.as_deref().map(|bus| {
+            Arc::new(EventBridgeBus::new(&audit, bus, retry.clone())) as Arc<dyn EventBus>
+        });
     let aws = &config.aws;
     let static_credentials = match (&aws.source_access_key_id, &aws.source_secret_access_key) {
         (Some(key), Some(secret)) => Some((key.clone(), secret.clone())),
@@ -129,6 +136,7 @@ pub async fn connect(
         accounts,
         public_keys,
         notifier,
+        events,
         kms_key_arn,
         audit,
         access,

@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod connect;
+pub mod events;
 pub mod kms;
 pub mod organizations;
 pub mod public_keys;

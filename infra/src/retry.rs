@@ -477,7 +477,7 @@ pub(crate) mod scripted_http {
     use aws_smithy_runtime_api::http::StatusCode;
     use aws_smithy_types::body::SdkBody;
 
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     pub(crate) enum Reply {
         Http { status: u16, body: String },
         ConnectionReset,
@@ -513,6 +513,7 @@ pub(crate) mod scripted_http {
     pub(crate) struct ScriptedHttp {
         replies: Arc<Mutex<VecDeque<Reply>>>,
         requests: Arc<AtomicU32>,
+        bodies: Arc<Mutex<Vec<Vec<u8>>>>,
     }
 
     impl ScriptedHttp {
@@ -520,7 +521,13 @@ pub(crate) mod scripted_http {
             ScriptedHttp {
                 replies: Arc::new(Mutex::new(replies.into())),
                 requests: Arc::new(AtomicU32::new(0)),
+                bodies: Arc::new(Mutex::new(Vec::new())),
             }
+        }
+
+        /// The body of each request received, in order (empty when streamed).
+        pub(crate) fn bodies(&self) -> Vec<Vec<u8>> {
+            self.bodies.lock().unwrap().clone()
         }
 
         pub(crate) fn requests(&self) -> u32 {
@@ -554,8 +561,14 @@ pub(crate) mod scripted_http {
     }
 
     impl HttpConnector for ScriptedHttp {
-        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
             self.requests.fetch_add(1, Ordering::Relaxed);
+            let body = request
+                .body()
+                .bytes()
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            self.bodies.lock().unwrap().push(body);
             let next = self.replies.lock().unwrap().pop_front();
             let result = match next {
                 Some(Reply::Http { status, body }) => Ok(HttpResponse::new(

@@ -449,7 +449,24 @@ mod announcement_tests {
         assert!(store
             .mark_announced(&finding, AnnouncedTo::Notifier)
             .unwrap());
+        assert!(store.mark_announced(&finding, AnnouncedTo::Events).unwrap());
         assert!(store.unannounced_findings().unwrap().is_empty());
+    }
+
+    /// A record written before the event bus existed, still waiting for its
+    /// SNS publication: the event part is to do as well, so a bus configured
+    /// later gets it too and nothing it waited for is dropped.
+    #[test]
+    fn an_unannounced_finding_stored_before_the_event_bus_still_awaits_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let older = r#"{"kind":"digest_missing","severity":"critical","account_id":"111122223333","region":null,"trail":null,"bucket":"b","key":"k","archive_key":null,"detail":"gone","first_seen":"2026-01-01T00:00:00Z","new":false,"unannounced":{"ledger":false,"publish":true}}"#;
+        store.findings.insert("older", older.as_bytes()).unwrap();
+        let pending = store.unannounced_findings().unwrap();
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].awaits(AnnouncedTo::Notifier));
+        assert!(pending[0].awaits(AnnouncedTo::Events));
+        assert!(!pending[0].awaits(AnnouncedTo::Ledger));
     }
 
     #[test]

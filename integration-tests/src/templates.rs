@@ -1274,6 +1274,7 @@ mod tests {
                 "cloudtrail:ListPublicKeys",
                 "organizations:ListAccounts",
                 "sns:Publish",
+                "events:PutEvents",
             ])
         );
         assert!(statements(&policy)

@@ -30,7 +30,14 @@
 //! * the ledger gets entries of at most [`LEDGER_ENTRY_BUDGET_BYTES`], so a
 //!   flood of findings stays readable by `rebuild-state`.
 //!
-//! Without a notifier, the notifier part counts as done. Nothing is written
+//! * the event bus (EventBridge), when configured, gets one event per
+//!   finding (`detail-type` [`EVENT_DETAIL_TYPE`]), in calls of at most
+//!   [`MAX_EVENTS_PER_CALL`] entries and [`MAX_EVENT_BYTES`]; the bus can
+//!   refuse single entries of a call, and only the findings whose entry it
+//!   took are marked, the others are retried by the next run.
+//!
+//! A finding is announced once every part succeeded. Without a notifier or
+//! an event bus, that part counts as done. Nothing is written
 //! to an archive that is not locked down: then the ledger part stays to do
 //! and the findings are only published.
 
@@ -43,7 +50,9 @@ use crate::copy::CopySettings;
 use crate::ledger::{self, LedgerEntry};
 use crate::model::findings::{AnnouncedTo, Finding, FindingKind, Severity};
 use crate::model::report::Report;
-use crate::seams::{Archive, Notifier, ProgressStore};
+use crate::seams::{
+    Archive, BusEvent, EventBus, Notifier, ProgressStore, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES,
+};
 
 /// Largest message (subject + body) sent to the notifier. SNS accepts 256
 /// KiB; an SQS queue subscribed to the topic receives the message inside
@@ -64,6 +73,12 @@ pub const MAX_MESSAGES_PER_RUN: usize = 25;
 /// store keep the whole text), so that every finding fits a message.
 const MESSAGE_DETAIL_CHARS: usize = 4096;
 
+/// The `source` of every event trailvault puts on the bus.
+pub const EVENT_SOURCE: &str = "trailvault";
+
+/// The `detail-type` of the event of one finding.
+pub const EVENT_DETAIL_TYPE: &str = "trailvault finding";
+
 /// Where findings are announced, and what the announcement may touch.
 pub struct Announcer<'a> {
     /// Where the findings and their announcement state are recorded.
@@ -73,6 +88,8 @@ pub struct Announcer<'a> {
     pub ledger: Option<LedgerTarget<'a>>,
     /// The alert topic, when one is configured.
     pub notifier: Option<&'a dyn Notifier>,
+    /// The event bus, when one is configured.
+    pub events: Option<&'a dyn EventBus>,
     /// Names the run in every message.
     pub run_id: &'a str,
 }
@@ -125,6 +142,24 @@ pub async fn announce(announcer: &Announcer<'_>, report: &mut Report) {
         }
         // Nothing to publish to: that part is done.
         None => mark(announcer.store, report, &to_publish, AnnouncedTo::Notifier),
+    }
+    let to_bus: Vec<&Finding> = pending
+        .iter()
+        .filter(|f| f.awaits(AnnouncedTo::Events))
+        .collect();
+    match announcer.events {
+        Some(bus) => {
+            put_events(
+                announcer.store,
+                bus,
+                announcer.run_id,
+                report,
+                &to_bus,
+                &new_now,
+            )
+            .await;
+        }
+        None => mark(announcer.store, report, &to_bus, AnnouncedTo::Events),
     }
 }
 
@@ -277,6 +312,147 @@ async fn publish(
             ),
         }
     }
+}
+
+/// Puts one event per finding on the bus, in calls within the bus's limits;
+/// each entry the bus took marks its finding.
+async fn put_events(
+    store: &dyn ProgressStore,
+    bus: &dyn EventBus,
+    run_id: &str,
+    report: &mut Report,
+    findings: &[&Finding],
+    new_now: &HashSet<String>,
+) {
+    if findings.is_empty() {
+        return;
+    }
+    let events: Vec<BusEvent> = findings
+        .iter()
+        .map(|f| finding_event(&report.command, run_id, &announced_copy(f, new_now)))
+        .collect();
+    let mut refused = 0usize;
+    let mut last_refusal = None;
+    for call in calls(&events) {
+        let batch: Vec<BusEvent> = call.iter().map(|&i| events[i].clone()).collect();
+        match bus.put_events(&batch).await {
+            Ok(outcomes) => {
+                let mut taken = Vec::new();
+                for (position, &index) in call.iter().enumerate() {
+                    // A missing outcome is not proof the bus took it.
+                    match outcomes.get(position) {
+                        Some(Ok(())) => taken.push(findings[index]),
+                        Some(Err(error)) => {
+                            refused += 1;
+                            last_refusal = Some(error.clone());
+                        }
+                        None => {
+                            refused += 1;
+                            last_refusal = Some("no outcome for the entry".to_string());
+                        }
+                    }
+                }
+                mark(store, report, &taken, AnnouncedTo::Events);
+            }
+            Err(error) => {
+                refused += call.len();
+                last_refusal = Some(error.to_string());
+            }
+        }
+    }
+    if let Some(error) = last_refusal {
+        report.error(
+            "-",
+            "events:PutEvents",
+            format!(
+                "{refused} of {} finding event(s) not put on the bus (put by the next run): {error}",
+                events.len()
+            ),
+        );
+    }
+}
+
+/// The body of a finding's event: the finding as the report shows it, and
+/// the run that announced it.
+#[derive(Serialize)]
+struct EventDetail<'a> {
+    command: &'a str,
+    run_id: &'a str,
+    #[serde(flatten)]
+    finding: &'a Finding,
+}
+
+/// The event of one finding: `detail` is the finding (its `detail` text cut
+/// like a message's, every text field cut further if the entry would still
+/// exceed the bus's limit), `resources` the source object's ARN.
+pub fn finding_event(command: &str, run_id: &str, finding: &Finding) -> BusEvent {
+    let mut shown = for_message(finding);
+    let mut event = event_of(command, run_id, &shown);
+    if event.size() > EVENT_BUDGET_BYTES {
+        // Only a hostile key or trail name gets here (S3 keys are at most 1
+        // KiB, but escaping can multiply them): keep a bounded prefix.
+        for field in [&mut shown.key, &mut shown.detail, &mut shown.bucket] {
+            cut_chars(field, EVENT_FIELD_CHARS);
+        }
+        for field in [&mut shown.archive_key, &mut shown.trail, &mut shown.region] {
+            if let Some(text) = field.as_mut() {
+                cut_chars(text, EVENT_FIELD_CHARS);
+            }
+        }
+        event = event_of(command, run_id, &shown);
+    }
+    debug_assert!(event.size() <= MAX_EVENT_BYTES);
+    event
+}
+
+/// Room kept under [`MAX_EVENT_BYTES`] for one event.
+const EVENT_BUDGET_BYTES: usize = 200 * 1024;
+
+/// How much of each text field an oversized event keeps.
+const EVENT_FIELD_CHARS: usize = 1024;
+
+fn cut_chars(text: &mut String, max_chars: usize) {
+    if text.chars().count() > max_chars {
+        *text = text.chars().take(max_chars).collect();
+        text.push_str(" … (cut)");
+    }
+}
+
+fn event_of(command: &str, run_id: &str, finding: &Finding) -> BusEvent {
+    let detail = serde_json::to_string(&EventDetail {
+        command,
+        run_id,
+        finding,
+    })
+    .unwrap_or_default();
+    let resources = if finding.bucket.is_empty() {
+        Vec::new()
+    } else if finding.key.is_empty() {
+        vec![format!("arn:aws:s3:::{}", finding.bucket)]
+    } else {
+        vec![format!("arn:aws:s3:::{}/{}", finding.bucket, finding.key)]
+    };
+    BusEvent {
+        source: EVENT_SOURCE.to_string(),
+        detail_type: EVENT_DETAIL_TYPE.to_string(),
+        resources,
+        detail,
+    }
+}
+
+/// Groups events into `PutEvents` calls: at most [`MAX_EVENTS_PER_CALL`]
+/// each, their sizes adding up to at most [`MAX_EVENT_BYTES`].
+fn calls(events: &[BusEvent]) -> Vec<Vec<usize>> {
+    let sizes: Vec<usize> = events.iter().map(BusEvent::size).collect();
+    pack(&sizes, MAX_EVENT_BYTES)
+        .into_iter()
+        .flat_map(|group| {
+            group
+                .chunks(MAX_EVENTS_PER_CALL)
+                .map(<[usize]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// One message to the notifier.
@@ -502,7 +678,7 @@ mod tests {
     use super::*;
     use crate::model::error::SeamError;
     use crate::model::findings::FindingKind;
-    use crate::testsuite::memory::{MemoryNotifier, MemoryStore};
+    use crate::testsuite::memory::{MemoryEventBus, MemoryNotifier, MemoryStore};
     use async_trait::async_trait;
     use std::sync::Mutex;
 
@@ -520,6 +696,7 @@ mod tests {
             store,
             ledger: None,
             notifier,
+            events: None,
             run_id: "run-1",
         }
     }
@@ -806,6 +983,7 @@ mod tests {
                 settings: &settings,
             }),
             notifier: Some(&notifier),
+            events: None,
             run_id: "run-1",
         };
         // The archive stores under another key than asked: the ledger write
@@ -832,6 +1010,162 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(restored.findings().unwrap().len(), 1);
+    }
+
+    fn events_announcer<'a>(store: &'a MemoryStore, bus: &'a MemoryEventBus) -> Announcer<'a> {
+        Announcer {
+            store,
+            ledger: None,
+            notifier: None,
+            events: Some(bus),
+            run_id: "run-1",
+        }
+    }
+
+    #[tokio::test]
+    async fn each_finding_is_one_event_in_calls_of_at_most_ten() {
+        let store = MemoryStore::default();
+        let bus = MemoryEventBus::default();
+        let mut report = Report::new("collect");
+        for index in 0..23 {
+            record(
+                &store,
+                &mut report,
+                finding(FindingKind::ObjectMalformed, &format!("junk/{index}")),
+            );
+        }
+        record(
+            &store,
+            &mut report,
+            finding(FindingKind::LogFileMissing, "real"),
+        );
+        announce(&events_announcer(&store, &bus), &mut report).await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(*bus.calls.lock().unwrap(), vec![10, 10, 4]);
+        let events = bus.events.lock().unwrap().clone();
+        assert_eq!(events.len(), 24);
+        assert!(events
+            .iter()
+            .all(|e| e.source == "trailvault" && e.detail_type == "trailvault finding"));
+        let first: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
+        assert_eq!(first["key"], "real", "critical first");
+        assert_eq!(first["kind"], "log_file_missing");
+        assert_eq!(first["severity"], "critical");
+        assert_eq!(first["account_id"], "111111111111");
+        assert_eq!(first["command"], "collect");
+        assert_eq!(first["run_id"], "run-1");
+        assert_eq!(first["new"], true);
+        assert!(first.get("unannounced").is_none());
+        assert_eq!(events[0].resources, vec!["arn:aws:s3:::b/real".to_string()]);
+        assert!(store
+            .unannounced_findings()
+            .unwrap()
+            .iter()
+            .all(|f| !f.awaits(AnnouncedTo::Events)));
+    }
+
+    #[tokio::test]
+    async fn a_refused_entry_leaves_only_its_finding_for_the_next_run() {
+        let store = MemoryStore::default();
+        let bus = MemoryEventBus::default();
+        bus.refuse_containing
+            .lock()
+            .unwrap()
+            .push("\"key\":\"refused\"".into());
+        let mut first = Report::new("verify");
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::DigestMissing, "taken"),
+        );
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::DigestMissing, "refused"),
+        );
+        announce(&events_announcer(&store, &bus), &mut first).await;
+        assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+        assert_eq!(first.errors[0].operation, "events:PutEvents");
+        assert!(
+            first.errors[0].message.starts_with("1 of 2"),
+            "{}",
+            first.errors[0].message
+        );
+        let waiting: Vec<String> = store
+            .unannounced_findings()
+            .unwrap()
+            .into_iter()
+            .filter(|f| f.awaits(AnnouncedTo::Events))
+            .map(|f| f.key)
+            .collect();
+        assert_eq!(waiting, vec!["refused".to_string()]);
+
+        // The bus takes it next run; the other one is not sent twice.
+        bus.refuse_containing.lock().unwrap().clear();
+        let mut second = Report::new("verify");
+        announce(&events_announcer(&store, &bus), &mut second).await;
+        assert!(second.errors.is_empty(), "{:?}", second.errors);
+        let keys: Vec<String> = bus
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                serde_json::from_str::<serde_json::Value>(&e.detail).unwrap()["key"].to_string()
+            })
+            .collect();
+        assert_eq!(keys, vec!["\"taken\"", "\"refused\""]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_leaves_its_findings_and_the_sns_part_is_kept_apart() {
+        let store = MemoryStore::default();
+        let bus = MemoryEventBus::default();
+        *bus.failing_calls.lock().unwrap() = 1;
+        let notifier = MemoryNotifier::default();
+        let announcer = Announcer {
+            store: &store,
+            ledger: None,
+            notifier: Some(&notifier),
+            events: Some(&bus),
+            run_id: "run-1",
+        };
+        let mut first = Report::new("collect");
+        record(
+            &store,
+            &mut first,
+            finding(FindingKind::LogFileMissing, "k"),
+        );
+        announce(&announcer, &mut first).await;
+        assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
+        let pending = store.unannounced_findings().unwrap();
+        assert!(pending[0].awaits(AnnouncedTo::Events));
+        assert!(!pending[0].awaits(AnnouncedTo::Notifier));
+
+        let mut second = Report::new("collect");
+        announce(&announcer, &mut second).await;
+        assert!(second.errors.is_empty(), "{:?}", second.errors);
+        assert_eq!(bus.events.lock().unwrap().len(), 1);
+        assert_eq!(notifier.messages.lock().unwrap().len(), 1, "SNS not again");
+    }
+
+    #[test]
+    fn a_hostile_finding_still_makes_an_event_within_the_limit() {
+        let mut hostile = finding(FindingKind::DigestMalformed, &"\u{1}".repeat(1024));
+        hostile.detail = "\"\\".repeat(200_000);
+        hostile.trail = Some("\u{2}".repeat(100_000));
+        hostile.region = Some("\u{3}".repeat(100_000));
+        hostile.archive_key = Some("\"".repeat(100_000));
+        let event = finding_event("verify", "run", &hostile);
+        assert!(event.size() <= MAX_EVENT_BYTES, "{}", event.size());
+        let detail: serde_json::Value = serde_json::from_str(&event.detail).unwrap();
+        assert_eq!(detail["kind"], "digest_malformed");
+        // Many large ones go in several calls, each within the limit.
+        let events = vec![event; 12];
+        for call in calls(&events) {
+            assert!(call.len() <= MAX_EVENTS_PER_CALL);
+            assert!(call.iter().map(|&i| events[i].size()).sum::<usize>() <= MAX_EVENT_BYTES);
+        }
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn record_announced(store: &dyn ProgressStore, finding: Finding) -> Result<(), S
     let recorded = store.record_finding(finding)?;
     store.mark_announced(&recorded, AnnouncedTo::Ledger)?;
     store.mark_announced(&recorded, AnnouncedTo::Notifier)?;
+    store.mark_announced(&recorded, AnnouncedTo::Events)?;
     Ok(())
 }
 

@@ -147,7 +147,22 @@ pub enum Command {
         /// keep runs at exit status 3.
         #[arg(long)]
         acknowledge: bool,
+        /// Output format: `asff` prints `{"Findings":[...]}` in the AWS Security
+        /// Finding Format, for `aws securityhub batch-import-findings`.
+        #[arg(long, value_name = "FORMAT", value_enum)]
+        format: Option<FindingsFormat>,
+        /// With `--format asff`: the account that imports the findings (its
+        /// ProductArn); default `[alerts] asff_account_id`.
+        #[arg(long, value_name = "ID", value_parser = parse_account_id)]
+        asff_account_id: Option<String>,
     },
+}
+
+/// How `findings` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FindingsFormat {
+    /// AWS Security Finding Format (Security Hub).
+    Asff,
 }
 
 impl Scope {

@@ -59,6 +59,7 @@ pub fn world(wired: &Wired, shutdown: &Shutdown) -> World {
         connector: connected.source_connector(&run_id),
         public_keys: connected.public_keys.clone(),
         notifier: connected.notifier.clone(),
+        events: connected.events.clone(),
         clock: Arc::new(SystemClock),
         cancel: shutdown.cancellation(),
         run_id,

@@ -226,3 +226,136 @@ impl AlertInbox {
         }
     }
 }
+
+/// An EventBridge rule on the audit account's default bus that sends
+/// trailvault's finding events to an SQS queue (as an operator's security
+/// pipeline would).
+pub struct EventInbox {
+    pub bus_name: String,
+    pub queue_url: String,
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Sim {
+    /// Creates a queue and a rule on the audit account's `default` bus
+    /// (the name the collector's policy lets it put events on) matching
+    /// `source` "trailvault" and `detail-type` "trailvault finding", with the
+    /// queue as target and a queue policy that lets EventBridge deliver (as on
+    /// AWS; ministack 1.5.33 delivers without it).
+    pub async fn event_inbox(&self) -> anyhow::Result<EventInbox> {
+        let bus_name = super::policies::FINDINGS_EVENT_BUS_NAME;
+        let audit_root = harness::sdk_config(
+            &self.org.endpoint,
+            &self.org.audit_account_id,
+            "root-secret",
+            None,
+        );
+        let events = aws_sdk_eventbridge::Client::new(&audit_root);
+        let sqs = aws_sdk_sqs::Client::new(&audit_root);
+        let queue_url = sqs
+            .create_queue()
+            .queue_name("trailvault-finding-events")
+            .send()
+            .await?
+            .queue_url()
+            .ok_or_else(|| anyhow::anyhow!("CreateQueue returned no URL"))?
+            .to_string();
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes()
+            .and_then(|attributes| attributes.get(&QueueAttributeName::QueueArn).cloned())
+            .ok_or_else(|| anyhow::anyhow!("the queue has no ARN"))?;
+        let rule_arn = events
+            .put_rule()
+            .name("trailvault-findings-to-queue")
+            .event_bus_name(bus_name)
+            .event_pattern(
+                serde_json::json!({
+                    "source": ["trailvault"],
+                    "detail-type": ["trailvault finding"]
+                })
+                .to_string(),
+            )
+            .send()
+            .await?
+            .rule_arn()
+            .ok_or_else(|| anyhow::anyhow!("PutRule returned no ARN"))?
+            .to_string();
+        let queue_policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}}
+            }]
+        });
+        sqs.set_queue_attributes()
+            .queue_url(&queue_url)
+            .attributes(QueueAttributeName::Policy, queue_policy.to_string())
+            .send()
+            .await?;
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("queue")
+            .arn(&queue_arn)
+            .build()?;
+        let added = events
+            .put_targets()
+            .rule("trailvault-findings-to-queue")
+            .event_bus_name(bus_name)
+            .targets(target)
+            .send()
+            .await?;
+        if added.failed_entry_count() > 0 {
+            anyhow::bail!("PutTargets failed: {:?}", added.failed_entries());
+        }
+        Ok(EventInbox {
+            bus_name: bus_name.to_string(),
+            queue_url,
+            sqs,
+        })
+    }
+}
+
+impl EventInbox {
+    /// Every event that arrives until the queue stays empty for `quiet`
+    /// (deleted as read), as EventBridge delivered it (`detail` opened).
+    pub async fn drain(&self, quiet: Duration) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut events = Vec::new();
+        let mut last_arrival = Instant::now();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            let messages = received.messages();
+            if messages.is_empty() {
+                if last_arrival.elapsed() >= quiet {
+                    return Ok(events);
+                }
+                continue;
+            }
+            last_arrival = Instant::now();
+            for message in messages {
+                events.push(serde_json::from_str(message.body().unwrap_or_default())?);
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+        }
+    }
+}

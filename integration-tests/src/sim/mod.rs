@@ -31,7 +31,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use alerts::{Alert, AlertInbox};
+pub use alerts::{Alert, AlertInbox, EventInbox};
 pub use cloudtrail::{
     digest_key, gunzip_single_member, gzip, iso_time, key_root, log_key, DigestBody, LogFileEntry,
     PreviousDigest, DIGEST_FAMILY, HASH_ALGORITHM, INSIGHT_FAMILY, LOG_FAMILY, ORG_TRAIL_NAME,

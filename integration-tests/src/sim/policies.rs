@@ -63,6 +63,9 @@ pub const READER_ROLE_NAME: &str = "TrailvaultReader";
 pub const AUDITOR_ROLE_NAME: &str = "trailvault-auditor";
 /// The findings topic in the audit account: the default of `FindingsTopicName`.
 pub const FINDINGS_TOPIC_NAME: &str = "trailvault-findings";
+/// The bus the collector may put finding events on: the default of
+/// `FindingsEventBusName`.
+pub const FINDINGS_EVENT_BUS_NAME: &str = "default";
 
 /// Statements of the archive bucket policy that the target cannot evaluate correctly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -395,6 +398,10 @@ mod tests {
                 audit.property("FindingsTopic", "TopicName").unwrap()
             ),
             FINDINGS_TOPIC_NAME
+        );
+        assert_eq!(
+            text(&audit, &json!({"Ref": "FindingsEventBusName"})),
+            FINDINGS_EVENT_BUS_NAME
         );
         assert_eq!(
             text(&audit, &json!({"Ref": "MemberRoleName"})),

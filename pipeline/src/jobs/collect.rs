@@ -304,6 +304,7 @@ mod tests {
             connector: Arc::new(MemoryConnector::default()),
             public_keys: Arc::new(MemoryPublicKeys::default()),
             notifier: Some(notifier),
+            events: None,
             clock: Arc::new(FixedClock::at(chrono::Utc::now())),
             cancel: super::super::Cancellation::default(),
             run_id: "run".to_string(),

@@ -32,7 +32,8 @@ use crate::collect::CollectSettings;
 use crate::model::report::Report;
 use crate::progress::runs::{self, RunRecord};
 use crate::seams::{
-    AccountDirectory, Archive, Clock, Notifier, ProgressStore, PublicKeyDirectory, SourceConnector,
+    AccountDirectory, Archive, Clock, EventBus, Notifier, ProgressStore, PublicKeyDirectory,
+    SourceConnector,
 };
 use crate::verify::VerifySettings;
 
@@ -71,6 +72,8 @@ pub struct World {
     pub public_keys: Arc<dyn PublicKeyDirectory>,
     /// Where new findings are published, when configured.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Where each new finding is put as an event, when configured.
+    pub events: Option<Arc<dyn EventBus>>,
     pub clock: Arc<dyn Clock>,
     pub cancel: Cancellation,
     /// Identifies the run (logs, member session names).
@@ -110,6 +113,7 @@ pub async fn announce(world: &World, settings: &JobSettings, report: &mut Report
         store: world.store.as_ref(),
         ledger,
         notifier: world.notifier.as_deref(),
+        events: world.events.as_deref(),
         run_id: &world.run_id,
     };
     alerts::announce(&announcer, report).await;

@@ -155,6 +155,15 @@ pub struct Unannounced {
     pub ledger: bool,
     /// Not yet published to the notifier (SNS).
     pub publish: bool,
+    /// Not yet put on the event bus (EventBridge). Records written before
+    /// the event bus existed lack it: read as still to do, so a finding they
+    /// left unannounced is never lost on the way.
+    #[serde(default = "still_to_do")]
+    pub events: bool,
+}
+
+fn still_to_do() -> bool {
+    true
 }
 
 impl Unannounced {
@@ -162,7 +171,12 @@ impl Unannounced {
     pub const ALL: Unannounced = Unannounced {
         ledger: true,
         publish: true,
+        events: true,
     };
+
+    fn any(self) -> bool {
+        self.ledger || self.publish || self.events
+    }
 }
 
 /// Where a finding is announced.
@@ -172,6 +186,8 @@ pub enum AnnouncedTo {
     Ledger,
     /// The notifier (or: no notifier is configured, nothing to publish).
     Notifier,
+    /// The event bus, one event per finding (or: no bus is configured).
+    Events,
 }
 
 impl Finding {
@@ -235,7 +251,7 @@ impl Finding {
     }
 
     /// This record with its announcement to `to` done; `None` when there was
-    /// nothing left to do there. Once both parts are done the record is
+    /// nothing left to do there. Once every part is done the record is
     /// announced (`unannounced` absent).
     pub fn announced_to(&self, to: AnnouncedTo) -> Option<Finding> {
         let pending = self.unannounced?;
@@ -248,10 +264,14 @@ impl Finding {
                 publish: false,
                 ..pending
             },
+            AnnouncedTo::Events if pending.events => Unannounced {
+                events: false,
+                ..pending
+            },
             _ => return None,
         };
         let mut announced = self.clone();
-        announced.unannounced = (left.ledger || left.publish).then_some(left);
+        announced.unannounced = left.any().then_some(left);
         Some(announced)
     }
 
@@ -260,6 +280,7 @@ impl Finding {
         self.unannounced.is_some_and(|pending| match to {
             AnnouncedTo::Ledger => pending.ledger,
             AnnouncedTo::Notifier => pending.publish,
+            AnnouncedTo::Events => pending.events,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! store remembers of it, findings, the report of a run and the errors at the
 //! seams. No I/O here.
 
+pub mod asff;
 pub mod error;
 pub mod findings;
 pub mod object;

@@ -7,6 +7,7 @@ mod accounts;
 mod archive;
 mod clock;
 mod connector;
+mod events;
 mod keys;
 mod notifier;
 mod source;
@@ -19,6 +20,7 @@ pub use archive::{
 };
 pub use clock::{Clock, SystemClock};
 pub use connector::SourceConnector;
+pub use events::{BusEvent, EntryOutcome, EventBus, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES};
 pub use keys::{KeyProvider, ListedPublicKey, PublicKeyDirectory};
 pub use notifier::Notifier;
 pub use source::{

@@ -235,10 +235,17 @@ pub fn findings_stay_unannounced_until_each_part_succeeded(store: &dyn ProgressS
         pending_one.unannounced,
         Some(Unannounced {
             ledger: true,
-            publish: false
+            publish: false,
+            events: true,
         })
     );
     assert!(store.mark_announced(&one, AnnouncedTo::Ledger).unwrap());
+    let only_events = store.finding(&one.dedup_key()).unwrap().unwrap();
+    assert!(
+        only_events.awaits(AnnouncedTo::Events),
+        "announced only once every part succeeded"
+    );
+    assert!(store.mark_announced(&one, AnnouncedTo::Events).unwrap());
     let announced = store.finding(&one.dedup_key()).unwrap().unwrap();
     assert_eq!(announced.unannounced, None);
     assert_eq!(announced.acknowledged_at, Some(at(2)));
@@ -270,6 +277,7 @@ pub fn acknowledged_state_findings_reopen_when_observed(store: &dyn ProgressStor
         store
             .mark_announced(finding, AnnouncedTo::Notifier)
             .unwrap();
+        store.mark_announced(finding, AnnouncedTo::Events).unwrap();
         assert!(store.acknowledge_finding(finding, at(2)).unwrap());
     }
     assert!(store.unannounced_findings().unwrap().is_empty());
@@ -301,6 +309,7 @@ pub fn acknowledged_state_findings_reopen_when_observed(store: &dyn ProgressStor
     // Observed again while open: reported, not new, not announced again.
     store.mark_announced(&state, AnnouncedTo::Ledger).unwrap();
     store.mark_announced(&state, AnnouncedTo::Notifier).unwrap();
+    store.mark_announced(&state, AnnouncedTo::Events).unwrap();
     let still = store
         .record_finding(finding(
             FindingKind::ArchiveMisconfigured,

@@ -18,9 +18,9 @@ use crate::model::error::SeamError;
 use crate::model::findings::Finding;
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, Clock, ListedObject, ListingPage,
-    LockMode, Notifier, ObjectMeta, ProgressStore, PutSpec, SourceObject, TrailSource,
-    UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketProtection, BusEvent, Clock, EntryOutcome,
+    EventBus, ListedObject, ListingPage, LockMode, Notifier, ObjectMeta, ProgressStore, PutSpec,
+    SourceObject, TrailSource, UploadedPart, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -667,6 +667,57 @@ impl Notifier for MemoryNotifier {
     async fn publish(&self, subject: &str, message: &str) -> Result<(), SeamError> {
         lock(&self.messages).push((subject.to_string(), message.to_string()));
         Ok(())
+    }
+}
+
+/// An event bus that keeps what it takes. Like EventBridge, it refuses a
+/// call over the entry limits as a whole, and refuses single entries on
+/// demand.
+#[derive(Default)]
+pub struct MemoryEventBus {
+    /// The events taken, in order.
+    pub events: Mutex<Vec<BusEvent>>,
+    /// The number of entries of each call.
+    pub calls: Mutex<Vec<usize>>,
+    /// Entries whose detail contains one of these texts are refused.
+    pub refuse_containing: Mutex<Vec<String>>,
+    /// This many calls fail as a whole, first.
+    pub failing_calls: Mutex<usize>,
+}
+
+#[async_trait]
+impl EventBus for MemoryEventBus {
+    async fn put_events(&self, events: &[BusEvent]) -> Result<Vec<EntryOutcome>, SeamError> {
+        lock(&self.calls).push(events.len());
+        if events.is_empty() || events.len() > MAX_EVENTS_PER_CALL {
+            return Err(SeamError::Permanent(format!(
+                "events:PutEvents: {} entries",
+                events.len()
+            )));
+        }
+        if events.iter().map(BusEvent::size).sum::<usize>() > MAX_EVENT_BYTES {
+            return Err(SeamError::Permanent(
+                "events:PutEvents: request too large".into(),
+            ));
+        }
+        {
+            let mut failing = lock(&self.failing_calls);
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(SeamError::AccessDenied("events:PutEvents: denied".into()));
+            }
+        }
+        let refuse = lock(&self.refuse_containing).clone();
+        let mut outcomes = Vec::new();
+        for event in events {
+            if refuse.iter().any(|text| event.detail.contains(text)) {
+                outcomes.push(Err("InternalFailure: refused".to_string()));
+            } else {
+                lock(&self.events).push(event.clone());
+                outcomes.push(Ok(()));
+            }
+        }
+        Ok(outcomes)
     }
 }
 

@@ -1,13 +1,42 @@
 //! `findings [--account ID] [--kind KIND] [--since TIME] [--acknowledge]`:
-//! lists the recorded findings; acknowledges the listed open ones.
+//! lists the recorded findings; acknowledges the listed open ones. With
+//! `--format asff`, prints them in the AWS Security Finding Format.
 
 use tokio_util::sync::CancellationToken;
 use trailvault_config::Config;
 use trailvault_pipeline::jobs::findings::{self as job, FindingsFilter, Ledger};
+use trailvault_pipeline::model::asff::{asff_document, AsffProduct};
 use trailvault_pipeline::model::report::exit;
 
 use crate::output::print_findings;
 use crate::wiring;
+
+/// How the findings are printed.
+pub enum Output {
+    Text,
+    /// The `--json` report.
+    Json,
+    /// `{"Findings":[...]}` in ASFF, for this importing account and Region.
+    Asff(AsffProduct),
+}
+
+/// The account and Region of `--format asff`: `--asff-account-id`, else
+/// `[alerts] asff_account_id`; the Region is `[aws] region`.
+pub fn asff_product(config: &Config, account_id: Option<String>) -> Result<AsffProduct, i32> {
+    match account_id.or_else(|| config.alerts.asff_account_id.clone()) {
+        Some(account_id) => Ok(AsffProduct {
+            account_id,
+            region: config.aws.region.clone(),
+        }),
+        None => {
+            eprintln!(
+                "trailvault: --format asff needs the Security Hub account that imports the \
+                 findings: pass --asff-account-id ID or set [alerts] asff_account_id"
+            );
+            Err(exit::USAGE)
+        }
+    }
+}
 
 pub async fn findings(
     config: &Config,
@@ -15,7 +44,7 @@ pub async fn findings(
     kinds: &[String],
     since: Option<&str>,
     acknowledge: bool,
-    json: bool,
+    output: Output,
 ) -> i32 {
     let filter = match FindingsFilter::parse(accounts, kinds, since) {
         Ok(filter) => filter,
@@ -47,6 +76,22 @@ pub async fn findings(
         job::findings(store.as_ref(), None, &filter, false).await
     };
     let acknowledged_now = acknowledge.then_some(outcome.acknowledged_now);
-    print_findings(&outcome.report, acknowledged_now, json);
+    match output {
+        Output::Asff(product) => {
+            for error in &outcome.report.errors {
+                eprintln!("trailvault: {}: {}", error.operation, error.message);
+            }
+            let document = asff_document(&outcome.report.findings, &product, chrono::Utc::now());
+            match serde_json::to_string_pretty(&document) {
+                Ok(text) => println!("{text}"),
+                Err(error) => {
+                    eprintln!("trailvault: cannot print the findings as ASFF: {error}");
+                    return exit::OPERATIONAL_ERRORS;
+                }
+            }
+        }
+        Output::Json => print_findings(&outcome.report, acknowledged_now, true),
+        Output::Text => print_findings(&outcome.report, acknowledged_now, false),
+    }
     outcome.report.exit_code()
 }

@@ -73,14 +73,26 @@ pub async fn dispatch(cli: Cli) -> i32 {
             kinds,
             since,
             acknowledge,
+            format,
+            asff_account_id,
         } => {
+            let output = match format {
+                Some(crate::cli::FindingsFormat::Asff) => {
+                    match findings::asff_product(&config, asff_account_id) {
+                        Ok(product) => findings::Output::Asff(product),
+                        Err(code) => return code,
+                    }
+                }
+                None if json => findings::Output::Json,
+                None => findings::Output::Text,
+            };
             findings::findings(
                 &config,
                 &accounts,
                 &kinds,
                 since.as_deref(),
                 acknowledge,
-                json,
+                output,
             )
             .await
         }
