@@ -11,7 +11,7 @@ endpoint_url = "http://127.0.0.1:4566"     # optional; when set, S3 uses path-st
 # (S3-compatible servers without STS, e.g. the benchmark). Both or neither.
 # source_access_key_id = "..."
 # source_secret_access_key = "..."
-# Every request: a stalled attempt times out and is retried (up to 6 attempts, 2 min).
+# Every request: a stalled attempt times out and is retried (up to 10 attempts, 2 min).
 connect_timeout_seconds = 5                # default 5, 1..=300: opening a connection
 read_timeout_seconds = 20                  # default 20, 1..=3600: no byte for this long, before the answer
                                            # starts or while a body streams (a large GET may take long
