@@ -61,7 +61,7 @@ max_inflated_bytes = 268435456             # default 256 MiB
 max_inflate_ratio = 1000                   # default 1000
 verify_after_collect = true                # default true
 source_requests_per_second = 0             # 0 = unlimited
-max_keys_per_partition_per_run = 50000     # default 50000, 1..=10000000; new keys a run takes per day folder, the rest next run
+max_keys_per_partition_per_run = 10000     # default 10000, 1..=10000000; new keys a run takes per day folder, the rest next run
 max_object_bytes = 1073741824              # default 1 GiB, 1 MiB..=5 TiB; larger objects are a finding, not copied
 
 [store]

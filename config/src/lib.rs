@@ -158,7 +158,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 max_inflate_ratio: 1000,
                 verify_after_collect: true,
                 source_requests_per_second: 0,
-                max_keys_per_partition_per_run: 50_000,
+                max_keys_per_partition_per_run: 10_000,
                 max_object_bytes: 1024 * 1024 * 1024,
             },
             store: StoreSettings {

@@ -351,7 +351,7 @@ fn default_source_requests_per_second() -> u32 {
 
 /// A busy account-region delivers a few thousand files a day per folder.
 fn default_max_keys_per_partition_per_run() -> u64 {
-    50_000
+    10_000
 }
 
 /// Busy accounts produce log files of tens of MB.

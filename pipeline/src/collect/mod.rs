@@ -411,7 +411,7 @@ mod tests {
             redelivery_sweep_days: 5,
             sweep_interval: Duration::hours(24),
             copy_attempts: 2,
-            max_keys_per_partition_per_run: 50_000,
+            max_keys_per_partition_per_run: 10_000,
             max_object_bytes: 1 << 30,
         }
     }

@@ -82,12 +82,8 @@ pub async fn findings(
                 eprintln!("trailvault: {}: {}", error.operation, error.message);
             }
             let document = asff_document(&outcome.report.findings, &product, chrono::Utc::now());
-            match serde_json::to_string_pretty(&document) {
-                Ok(text) => println!("{text}"),
-                Err(error) => {
-                    eprintln!("trailvault: cannot print the findings as ASFF: {error}");
-                    return exit::OPERATIONAL_ERRORS;
-                }
+            if !crate::output::stdout::json(&document, true) {
+                return exit::OPERATIONAL_ERRORS;
             }
         }
         Output::Json => print_findings(&outcome.report, acknowledged_now, true),

@@ -5,6 +5,7 @@
 pub mod progress;
 pub mod retention;
 pub mod status;
+pub mod stdout;
 
 use std::fmt::Write as _;
 
@@ -14,12 +15,9 @@ use trailvault_pipeline::model::time::utc_text;
 
 pub fn print_report(report: &Report, json: bool) {
     if json {
-        match serde_json::to_string_pretty(report) {
-            Ok(text) => println!("{text}"),
-            Err(error) => eprintln!("trailvault: cannot serialize the report: {error}"),
-        }
+        stdout::json(report, true);
     } else {
-        print!("{}", human_summary(report));
+        stdout::text(&human_summary(report));
     }
 }
 
@@ -27,10 +25,7 @@ pub fn print_report(report: &Report, json: bool) {
 /// of reports).
 pub fn print_run(report: &Report, json: bool) {
     if json {
-        match serde_json::to_string(report) {
-            Ok(text) => println!("{text}"),
-            Err(error) => eprintln!("trailvault: cannot serialize the report: {error}"),
-        }
+        stdout::json(report, false);
     } else {
         print_report(report, false);
     }
@@ -42,13 +37,20 @@ pub fn print_findings(report: &Report, acknowledged_now: Option<usize>, json: bo
         print_report(report, true);
         return;
     }
+    let mut out = String::new();
     for finding in &report.findings {
-        println!("{} {}", utc_text(finding.first_seen), finding_line(finding));
+        let _ = writeln!(
+            out,
+            "{} {}",
+            utc_text(finding.first_seen),
+            finding_line(finding)
+        );
     }
-    println!("{} finding(s)", report.findings.len());
+    let _ = writeln!(out, "{} finding(s)", report.findings.len());
     if let Some(count) = acknowledged_now {
-        println!("{count} acknowledged now");
+        let _ = writeln!(out, "{count} acknowledged now");
     }
+    stdout::text(&out);
 }
 
 pub fn human_summary(report: &Report) -> String {

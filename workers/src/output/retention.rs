@@ -1,5 +1,7 @@
 //! The retention report: the contract's report with a `retention` section.
 
+use std::fmt::Write as _;
+
 use chrono::{DateTime, Utc};
 use trailvault_pipeline::model::report::Report;
 use trailvault_pipeline::model::time::{utc_text, utc_text_or};
@@ -23,14 +25,13 @@ pub fn print_retention(report: &Report, outcome: &RetentionOutcome, apply: bool,
         let mut section = serde_json::to_value(outcome).unwrap_or_default();
         section["applied"] = serde_json::Value::Bool(apply);
         value["retention"] = section;
-        match serde_json::to_string_pretty(&value) {
-            Ok(text) => println!("{text}"),
-            Err(error) => eprintln!("trailvault: cannot serialize the report: {error}"),
-        }
+        super::stdout::json(&value, true);
         return;
     }
+    let mut out = String::new();
     let time = |t: Option<DateTime<Utc>>| utc_text_or(t, "none");
-    println!(
+    let _ = writeln!(
+        out,
         "trailvault retention ({}): {} versions checked, {} compliant, {} short{}",
         if apply { "applied" } else { "dry run" },
         outcome.checked,
@@ -43,10 +44,10 @@ pub fn print_retention(report: &Report, outcome: &RetentionOutcome, apply: bool,
         }
     );
     for problem in &outcome.bucket_problems {
-        println!("  bucket: {problem}");
+        let _ = writeln!(out, "  bucket: {problem}");
     }
     for warning in &outcome.lifecycle_warnings {
-        println!("  lifecycle (warning): {warning}");
+        let _ = writeln!(out, "  lifecycle (warning): {warning}");
     }
     for change in &outcome.changes {
         let current_mode = change.current_mode.map_or("no lock", LockMode::as_str);
@@ -57,7 +58,8 @@ pub fn print_retention(report: &Report, outcome: &RetentionOutcome, apply: bool,
         } else {
             "would extend"
         };
-        println!(
+        let _ = writeln!(
+            out,
             "  {state} {} (version {}): {} {} -> {} {} (required {})",
             change.archive_key,
             change.version_id,
@@ -69,39 +71,49 @@ pub fn print_retention(report: &Report, outcome: &RetentionOutcome, apply: bool,
         );
     }
     if !apply && !outcome.changes.is_empty() {
-        println!("  dry run: nothing was changed; run `trailvault retention --apply` to extend");
+        let _ = writeln!(
+            out,
+            "  dry run: nothing was changed; run `trailvault retention --apply` to extend"
+        );
     }
     if let Some(expiry) = &outcome.source_expiry {
-        print_source_expiry(expiry, apply);
+        print_source_expiry(&mut out, expiry, apply);
     }
-    println!("  errors            {}", report.errors.len());
+    let _ = writeln!(out, "  errors            {}", report.errors.len());
     for error in &report.errors {
-        println!(
+        let _ = writeln!(
+            out,
             "    {} {}: {}",
             error.account_id, error.operation, error.message
         );
     }
     let new = report.findings.iter().filter(|f| f.new).count();
-    println!("  findings          {} ({new} new)", report.findings.len());
+    let _ = writeln!(
+        out,
+        "  findings          {} ({new} new)",
+        report.findings.len()
+    );
     for finding in &report.findings {
-        println!("    {}", finding_line(finding));
+        let _ = writeln!(out, "    {}", finding_line(finding));
     }
     if let Some(line) = super::earlier_open_line(report) {
-        println!("    {line}");
+        let _ = writeln!(out, "    {line}");
     }
+    super::stdout::text(&out);
 }
 
 /// Source files listed one per line in the human report, at most.
 const MAX_EXPIRY_LINES: usize = 100;
 
 /// The source expiry part of the human retention report.
-fn print_source_expiry(expiry: &ExpiryOutcome, apply: bool) {
+fn print_source_expiry(out: &mut String, expiry: &ExpiryOutcome, apply: bool) {
     let kept: Vec<String> = expiry
         .kept
         .iter()
         .map(|(reason, count)| format!("{count} {}", reason.as_str()))
         .collect();
-    println!(
+    let _ = writeln!(
+        out,
         "  source expiry (source_retention_days = {}: files named before {}): {} {}, {} already gone, kept: {}",
         expiry.source_retention_days,
         utc_text(expiry.cutoff),
@@ -119,7 +131,8 @@ fn print_source_expiry(expiry: &ExpiryOutcome, apply: bool) {
         }
     );
     for change in expiry.changes.iter().take(MAX_EXPIRY_LINES) {
-        println!(
+        let _ = writeln!(
+            out,
             "    {} s3://{}/{}",
             if change.applied {
                 "deleted"
@@ -131,13 +144,15 @@ fn print_source_expiry(expiry: &ExpiryOutcome, apply: bool) {
         );
     }
     if expiry.changes.len() > MAX_EXPIRY_LINES {
-        println!(
+        let _ = writeln!(
+            out,
             "    ... and {} more (--json lists every one)",
             expiry.changes.len() - MAX_EXPIRY_LINES
         );
     }
     if !apply && !expiry.changes.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "  dry run: no source file was deleted; run `trailvault retention --apply` to delete"
         );
     }

@@ -12,15 +12,11 @@ use super::finding_line;
 /// `status`: the view as JSON, or the human table; the exit status.
 pub fn print_status(view: &StatusView, json: bool) -> i32 {
     if json {
-        match serde_json::to_string_pretty(view) {
-            Ok(text) => println!("{text}"),
-            Err(error) => {
-                eprintln!("trailvault: cannot serialize the status: {error}");
-                return exit::OPERATIONAL_ERRORS;
-            }
+        if !super::stdout::json(view, true) {
+            return exit::OPERATIONAL_ERRORS;
         }
     } else {
-        print!("{}", human(view));
+        super::stdout::text(&human(view));
     }
     exit::OK
 }
