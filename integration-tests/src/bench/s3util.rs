@@ -172,6 +172,31 @@ pub async fn create_archive(client: &aws_sdk_s3::Client, spec: &ArchiveSpec) -> 
                 "Principal": "*",
                 "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:PutBucketObjectLockConfiguration"],
                 "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]
+            },
+            // The lock guards the collector requires of an archive (the audit
+            // template's DenyPutsWithAWeakerLockMode and DenyPutsRetainedTooBriefly).
+            {
+                "Sid": "DenyPutsWithAWeakerLockMode",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:PutObject", "s3:PutObjectRetention"],
+                "Resource": format!("arn:aws:s3:::{bucket}/*"),
+                "Condition": {
+                    "Null": {"s3:object-lock-mode": "false"},
+                    "StringNotEquals": {"s3:object-lock-mode": "COMPLIANCE"}
+                }
+            },
+            {
+                "Sid": "DenyPutsRetainedTooBriefly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": format!("arn:aws:s3:::{bucket}/*"),
+                "Condition": {
+                    "NumericLessThan": {
+                        "s3:object-lock-remaining-retention-days": spec.retention_days.saturating_sub(1).to_string()
+                    }
+                }
             }
         ]
     });
