@@ -17,9 +17,9 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::copy::meta;
 use trailvault_pipeline::seams::{
-    BucketOwnership,
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ByteStream, ListedObject,
-    ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketOwnership, BucketProtection, ByteStream,
+    ListedObject, ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource,
+    UploadedPart,
 };
 use trailvault_pipeline::SeamError;
 

@@ -161,7 +161,11 @@ impl TrailSource for S3Source {
                 }
                 Err(error) => return Err(error),
             };
-            if page.buckets().iter().any(|b| b.name() == Some(self.bucket.as_str())) {
+            if page
+                .buckets()
+                .iter()
+                .any(|b| b.name() == Some(self.bucket.as_str()))
+            {
                 return Ok(BucketOwnership::Owned);
             }
             match page.continuation_token() {
@@ -247,7 +251,12 @@ mod tests {
         let seen = http.seen();
         assert_eq!(seen.len(), 4);
         for request in &seen {
-            assert_eq!(expected_owner_of(request).as_deref(), Some(OWNER), "{}", request.0);
+            assert_eq!(
+                expected_owner_of(request).as_deref(),
+                Some(OWNER),
+                "{}",
+                request.0
+            );
         }
         assert!(seen[0].0.contains("encoding-type=url"), "{}", seen[0].0);
         assert!(seen[1].0.contains("encoding-type=url"), "{}", seen[1].0);
@@ -272,7 +281,9 @@ mod tests {
         let token = token
             .map(|t| format!("<ContinuationToken>{t}</ContinuationToken>"))
             .unwrap_or_default();
-        format!("<ListAllMyBucketsResult><Buckets>{buckets}</Buckets>{token}</ListAllMyBucketsResult>")
+        format!(
+            "<ListAllMyBucketsResult><Buckets>{buckets}</Buckets>{token}</ListAllMyBucketsResult>"
+        )
     }
 
     #[tokio::test]
@@ -288,7 +299,11 @@ mod tests {
         ]);
         let source = source(&http).await;
         assert_eq!(source.ownership().await.unwrap(), BucketOwnership::Owned);
-        assert!(http.seen()[0].0.contains("prefix=trail-bucket"), "{}", http.seen()[0].0);
+        assert!(
+            http.seen()[0].0.contains("prefix=trail-bucket"),
+            "{}",
+            http.seen()[0].0
+        );
         assert!(matches!(
             source.ownership().await.unwrap(),
             BucketOwnership::NotOwned(detail) if detail.contains(OWNER)

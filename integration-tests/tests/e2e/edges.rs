@@ -210,7 +210,11 @@ async fn a_bucket_squatted_under_a_members_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
     let result = run(&sim, &config, &["--json", "collect", "--no-verify"]);
-    assert_eq!(result.code, 3, "a refused bucket is a finding:\n{}", result.stderr);
+    assert_eq!(
+        result.code, 3,
+        "a refused bucket is a finding:\n{}",
+        result.stderr
+    );
     let report = result.json();
     let refused: Vec<&serde_json::Value> = report["findings"]
         .as_array()
@@ -272,13 +276,11 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
     let s3 = sim.root_s3(&member.account_id).unwrap();
     let today = Utc::now().format("%Y/%m/%d");
     let region = &sim.org.home_region;
-    let folder = format!(
-        "AWSLogs/{}/CloudTrail/{region}/{today}/",
-        member.account_id
-    );
+    let folder = format!("AWSLogs/{}/CloudTrail/{region}/{today}/", member.account_id);
     let long = format!("{folder}{}.json.gz", "L".repeat(1000 - folder.len() - 8));
     assert_eq!(long.len(), 1000);
-    let newline = format!("{folder}a\nFORGED-LINE 2026-01-01T00:00:00Z  INFO collection finished.json.gz");
+    let newline =
+        format!("{folder}a\nFORGED-LINE 2026-01-01T00:00:00Z  INFO collection finished.json.gz");
     let escape = format!("{folder}b\u{1b}[2J\u{1b}]0;owned\u{7}.json.gz");
     let body = gzip(
         format!(
@@ -351,7 +353,10 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
         .all(|key| !key.chars().any(char::is_control)));
     assert!(!first.stderr.contains('\u{1b}'), "no ESC in the log");
     assert!(
-        !first.stderr.lines().any(|line| line.starts_with("FORGED-LINE")),
+        !first
+            .stderr
+            .lines()
+            .any(|line| line.starts_with("FORGED-LINE")),
         "no forged log line:\n{}",
         first.stderr
     );
@@ -368,11 +373,25 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
     // Human output lists them escaped.
     let listed = run(&sim, &config, &["findings"]);
     for text in [&listed.stdout, &listed.stderr] {
-        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
-        assert!(!text.lines().any(|line| line.starts_with("FORGED-LINE")), "{text}");
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(
+            !text.lines().any(|line| line.starts_with("FORGED-LINE")),
+            "{text}"
+        );
     }
-    assert!(listed.stdout.contains("a\\nFORGED-LINE"), "{}", listed.stdout);
-    assert!(listed.stdout.contains("b\\x1b[2J\\x1b]0;owned\\x07"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("a\\nFORGED-LINE"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        listed.stdout.contains("b\\x1b[2J\\x1b]0;owned\\x07"),
+        "{}",
+        listed.stdout
+    );
 }
 
 /// A log file a digest names that collection never listed (gone from the
@@ -462,9 +481,20 @@ async fn a_log_fetched_by_verify_is_copied_like_a_collected_one() {
                 .unwrap_or_else(|error| panic!("{key}: {error:?}"))
         }
     };
-    let fetched_head = head(archive_key(&sim, &member.account_id, &member.trail_bucket, &hidden)).await;
-    let collected_head =
-        head(archive_key(&sim, &member.account_id, &member.trail_bucket, &collected)).await;
+    let fetched_head = head(archive_key(
+        &sim,
+        &member.account_id,
+        &member.trail_bucket,
+        &hidden,
+    ))
+    .await;
+    let collected_head = head(archive_key(
+        &sim,
+        &member.account_id,
+        &member.trail_bucket,
+        &collected,
+    ))
+    .await;
     let names = |head: &aws_sdk_s3::operation::head_object::HeadObjectOutput| {
         let mut names: Vec<String> = head
             .metadata()
@@ -474,7 +504,10 @@ async fn a_log_fetched_by_verify_is_copied_like_a_collected_one() {
         names
     };
     assert_eq!(names(&fetched_head), names(&collected_head));
-    assert_eq!(fetched_head.object_lock_mode(), collected_head.object_lock_mode());
+    assert_eq!(
+        fetched_head.object_lock_mode(),
+        collected_head.object_lock_mode()
+    );
     assert_eq!(fetched_head.ssekms_key_id(), collected_head.ssekms_key_id());
     // The store record is the one collection makes: nothing to copy again.
     let again = run(&sim, &config, &["--json", "collect", "--no-verify"]);

@@ -90,14 +90,16 @@ pub async fn fetch_one(
             return fetched;
         }
     };
-    if let Some(previous) = previous.as_ref().filter(|record| record.etag == listed.etag) {
+    if let Some(previous) = previous
+        .as_ref()
+        .filter(|record| record.etag == listed.etag)
+    {
         fetched.record = Some(previous.clone());
         return fetched;
     }
     // Durable before the PUT, as in a run; an earlier run's marker stays.
     let recovering = progress::collect::in_flight(store);
-    if let Err(error) = progress::collect::mark_in_flight(store, now).and_then(|()| store.flush())
-    {
+    if let Err(error) = progress::collect::mark_in_flight(store, now).and_then(|()| store.flush()) {
         fetched.errors.push(failed(
             "record the run in the progress store",
             &format!("{error}; nothing was copied"),

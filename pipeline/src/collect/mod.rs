@@ -1515,11 +1515,16 @@ mod tests {
             let source = world.source_ref(key);
             let archive_key = source.archive_key("archive");
             assert!(
-                archive_key.starts_with(&format!("archive/_trailvault/quarantine/{MEMBER}/trail-bucket/")),
+                archive_key.starts_with(&format!(
+                    "archive/_trailvault/quarantine/{MEMBER}/trail-bucket/"
+                )),
                 "{archive_key}"
             );
             assert!(archive_key.len() <= crate::model::object::MAX_S3_KEY_BYTES);
-            let head = world.archive.latest_head(&archive_key).expect("quarantined copy");
+            let head = world
+                .archive
+                .latest_head(&archive_key)
+                .expect("quarantined copy");
             let encoded = &head.metadata[crate::copy::meta::SOURCE_KEY];
             assert_eq!(
                 crate::model::text::decode_url_encoded(encoded).unwrap(),
@@ -1531,12 +1536,17 @@ mod tests {
                 .find(|f| f.key == **key)
                 .expect("a finding names the original key");
             assert_eq!(finding.kind, FindingKind::ObjectMalformed);
-            assert!(finding.detail.contains("cannot be archived under its own name"));
+            assert!(finding
+                .detail
+                .contains("cannot be archived under its own name"));
             assert_eq!(finding.archive_key.as_deref(), Some(archive_key.as_str()));
             assert_eq!(finding.bucket_owner.as_deref(), Some(MEMBER));
             assert!(world.store.object(&source).unwrap().is_some(), "recorded");
         }
-        assert!(!progress::collect::in_flight(&world.store), "the marker clears");
+        assert!(
+            !progress::collect::in_flight(&world.store),
+            "the marker clears"
+        );
         // The backfill finished the partition, and nothing is copied again.
         let second = world.run(range).await;
         assert!(second.errors.is_empty(), "{:?}", second.errors);
@@ -1572,7 +1582,9 @@ mod tests {
         world.source.put(&collected_key, log_body(MEMBER), &[]);
         world.run(Window::Incremental).await;
         // Delivered after the run, with a body claiming another account.
-        world.source.put(&fetched_key, log_body("333333333333"), &[]);
+        world
+            .source
+            .put(&fetched_key, log_body("333333333333"), &[]);
         let cancel = CancellationToken::new();
         let context = FetchContext {
             archive: &world.archive,
@@ -1622,9 +1634,20 @@ mod tests {
             now: world.clock.now(),
             cancel: &cancel,
         };
-        let again = fetch_one(context, world.source.clone(), MEMBER, &world.source_ref(&fetched_key)).await;
+        let again = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref(&fetched_key),
+        )
+        .await;
         assert_eq!(again.record, Some(record));
-        assert_eq!(world.archive.version_count(&world.archive_key(&fetched_key)), 1);
+        assert_eq!(
+            world
+                .archive
+                .version_count(&world.archive_key(&fetched_key)),
+            1
+        );
         // Absent at the source: no record, no error.
         let context = FetchContext {
             archive: &world.archive,
@@ -1633,7 +1656,13 @@ mod tests {
             now: world.clock.now(),
             cancel: &cancel,
         };
-        let absent = fetch_one(context, world.source.clone(), MEMBER, &world.source_ref("AWSLogs/nope")).await;
+        let absent = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref("AWSLogs/nope"),
+        )
+        .await;
         assert!(absent.record.is_none() && absent.errors.is_empty());
     }
 
@@ -1651,9 +1680,22 @@ mod tests {
             now: world.clock.now(),
             cancel: &cancel,
         };
-        let fetched = fetch_one(context, world.source.clone(), MEMBER, &world.source_ref(&key)).await;
+        let fetched = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref(&key),
+        )
+        .await;
         assert!(fetched.record.is_some(), "{:?}", fetched.errors);
-        assert_eq!(world.archive.version_count(&world.archive_key(&key)), 1, "adopted, not copied again");
-        assert!(progress::collect::in_flight(&world.store), "the earlier run's marker stays");
+        assert_eq!(
+            world.archive.version_count(&world.archive_key(&key)),
+            1,
+            "adopted, not copied again"
+        );
+        assert!(
+            progress::collect::in_flight(&world.store),
+            "the earlier run's marker stays"
+        );
     }
 }

@@ -58,7 +58,10 @@ mod tests {
     #[tokio::test]
     async fn a_bucket_owned_by_another_account_is_refused_with_a_critical_finding() {
         let source = MemorySource::new("aws-cloudtrail-logs-222222222201");
-        assert!(matches!(check("222222222201", &source).await, Verdict::Read));
+        assert!(matches!(
+            check("222222222201", &source).await,
+            Verdict::Read
+        ));
         source.set_ownership(BucketOwnership::NotOwned("owned by 999999999999".into()));
         let Verdict::Refuse(finding) = check("222222222201", &source).await else {
             panic!("not refused");
@@ -69,6 +72,9 @@ mod tests {
         assert_eq!(finding.bucket, "aws-cloudtrail-logs-222222222201");
         assert!(finding.detail.contains("owned by 999999999999"));
         source.set_ownership(BucketOwnership::Unknown("no permission".into()));
-        assert!(matches!(check("222222222201", &source).await, Verdict::Read));
+        assert!(matches!(
+            check("222222222201", &source).await,
+            Verdict::Read
+        ));
     }
 }

@@ -99,8 +99,10 @@ impl SourceRef {
             bucket: bucket.to_string(),
             key: source_key.to_string(),
         };
-        (source.quarantine(archive_prefix).is_some() && source.archive_key(archive_prefix) == archive_key && !hash.is_empty())
-            .then_some(source)
+        (source.quarantine(archive_prefix).is_some()
+            && source.archive_key(archive_prefix) == archive_key
+            && !hash.is_empty())
+        .then_some(source)
     }
 
     /// `<prefix>/<source account>/<source bucket>/<source key>`.
@@ -259,7 +261,10 @@ mod tests {
         );
         // Multibyte characters count in bytes.
         let wide = source(&"é".repeat(500));
-        assert!(matches!(wide.quarantine("archive"), Some(Quarantine::TooLong(_))));
+        assert!(matches!(
+            wide.quarantine("archive"),
+            Some(Quarantine::TooLong(_))
+        ));
         for key in ["a\nb", "esc\u{1b}[2J", "del\u{7f}", "c1\u{85}"] {
             assert_eq!(
                 source(key).quarantine("archive"),
@@ -270,17 +275,26 @@ mod tests {
         let control = source("AWSLogs/111122223333/CloudTrail/x\ny.json.gz");
         let key = control.archive_key("archive");
         assert!(key.starts_with("archive/_trailvault/quarantine/111122223333/trail-bucket/"));
-        assert_eq!(key.len(), "archive/_trailvault/quarantine/111122223333/trail-bucket/".len() + 64);
+        assert_eq!(
+            key.len(),
+            "archive/_trailvault/quarantine/111122223333/trail-bucket/".len() + 64
+        );
         assert_eq!(SourceRef::from_archive_key("archive", &key), None);
         assert_eq!(
             SourceRef::from_quarantine_key("archive", &key, &control.key),
             Some(control.clone())
         );
         // Metadata that does not hash to the name is not believed.
-        assert_eq!(SourceRef::from_quarantine_key("archive", &key, "other\n"), None);
         assert_eq!(
-            SourceRef::from_quarantine_key("", &over.archive_key(""), &over.key),
-            Some(over.clone())
+            SourceRef::from_quarantine_key("archive", &key, "other\n"),
+            None
+        );
+        // Without a prefix the budget is larger: that key fits, a longer one not.
+        assert_eq!(over.quarantine(""), None);
+        let longer = source(&"k".repeat(MAX_S3_KEY_BYTES));
+        assert_eq!(
+            SourceRef::from_quarantine_key("", &longer.archive_key(""), &longer.key),
+            Some(longer.clone())
         );
     }
 

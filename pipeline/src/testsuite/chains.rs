@@ -18,7 +18,7 @@ use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
 use crate::collect::{fetch_one, CollectSettings, FetchContext};
 use crate::copy::{copy_object, CopySettings};
 use crate::model::error::SeamError;
-use crate::model::object::{ObjectRecord, SourceRef};
+use crate::model::object::SourceRef;
 use crate::model::time::utc_text;
 use crate::seams::{Clock, LockMode, ProgressStore, TrailSource};
 use crate::testsuite::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};

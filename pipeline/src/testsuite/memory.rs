@@ -18,9 +18,10 @@ use crate::model::error::SeamError;
 use crate::model::findings::Finding;
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::{
-    Archive, ArchivedHead, BucketOwnership, ArchivedVersion, BucketProtection, BusEvent, Clock, EntryOutcome,
-    EventBus, ListedObject, ListingPage, LockMode, Notifier, ObjectMeta, ProgressStore, PutSpec,
-    SourceObject, TrailSource, UploadedPart, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES,
+    Archive, ArchivedHead, ArchivedVersion, BucketOwnership, BucketProtection, BusEvent, Clock,
+    EntryOutcome, EventBus, ListedObject, ListingPage, LockMode, Notifier, ObjectMeta,
+    ProgressStore, PutSpec, SourceObject, TrailSource, UploadedPart, MAX_EVENTS_PER_CALL,
+    MAX_EVENT_BYTES,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -78,7 +78,9 @@ mod tests {
         assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'));
         assert!(text.contains("account_id=evil\\r\\nid"), "{text}");
         assert!(
-            text.contains("copy failed: AWSLogs/x\\n2026-01-01T00:00:00Z  INFO collection finished\\x1b[2J"),
+            text.contains(
+                "copy failed: AWSLogs/x\\n2026-01-01T00:00:00Z  INFO collection finished\\x1b[2J"
+            ),
             "{text}"
         );
         assert!(text.contains("key=AWSLogs/x\\n"), "{text}");

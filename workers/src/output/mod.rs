@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 
 use trailvault_pipeline::model::findings::{Finding, Severity};
 use trailvault_pipeline::model::report::Report;
-use trailvault_pipeline::model::time::utc_text;
 use trailvault_pipeline::model::text::escape_control;
+use trailvault_pipeline::model::time::utc_text;
 
 pub fn print_report(report: &Report, json: bool) {
     if json {
