@@ -264,7 +264,7 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A ~1,000-byte key and keys with a newline and ESC, delivered into a member
+/// A ~1,000-byte key and keys with a carriage return and ESC, delivered into a member
 /// bucket: each is archived under a quarantine key with the original in
 /// `tv-source-key`, raises `object_malformed` naming it, the run ends clean
 /// and the next copies nothing; no raw control character reaches the human
@@ -279,8 +279,12 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
     let folder = format!("AWSLogs/{}/CloudTrail/{region}/{today}/", member.account_id);
     let long = format!("{folder}{}.json.gz", "L".repeat(1000 - folder.len() - 8));
     assert_eq!(long.len(), 1000);
+    // A carriage return, not a newline: the emulator's policy matching
+    // (`bucket/*`) does not match a newline in a key, so the member role may
+    // not read such an object there (AWS's `*` matches it). The newline case
+    // is covered by the unit tests of the copy path and the log formatter.
     let newline =
-        format!("{folder}a\nFORGED-LINE 2026-01-01T00:00:00Z  INFO collection finished.json.gz");
+        format!("{folder}a\rFORGED-LINE 2026-01-01T00:00:00Z  INFO collection finished.json.gz");
     let escape = format!("{folder}b\u{1b}[2J\u{1b}]0;owned\u{7}.json.gz");
     let body = gzip(
         format!(
@@ -351,7 +355,10 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
     assert!(versions
         .keys()
         .all(|key| !key.chars().any(char::is_control)));
-    assert!(!first.stderr.contains('\u{1b}'), "no ESC in the log");
+    assert!(
+        !first.stderr.contains('\u{1b}') && !first.stderr.contains('\r'),
+        "no ESC or carriage return in the log"
+    );
     assert!(
         !first
             .stderr
@@ -374,7 +381,7 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
     let listed = run(&sim, &config, &["findings"]);
     for text in [&listed.stdout, &listed.stderr] {
         assert!(
-            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
             "{text:?}"
         );
         assert!(
@@ -383,7 +390,7 @@ async fn keys_the_archive_cannot_hold_are_quarantined_and_escaped() {
         );
     }
     assert!(
-        listed.stdout.contains("a\\nFORGED-LINE"),
+        listed.stdout.contains("a\\rFORGED-LINE"),
         "{}",
         listed.stdout
     );
