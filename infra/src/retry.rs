@@ -516,13 +516,16 @@ pub(crate) mod scripted_http {
         )
     }
 
+    /// A request as received: its URI and its headers (names lowercase).
+    pub(crate) type SeenRequest = (String, Vec<(String, String)>);
+
     #[derive(Clone, Debug)]
     pub(crate) struct ScriptedHttp {
         replies: Arc<Mutex<VecDeque<Reply>>>,
         requests: Arc<AtomicU32>,
         bodies: Arc<Mutex<Vec<Vec<u8>>>>,
         /// The URI and headers of each request received, in order.
-        seen: Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>,
+        seen: Arc<Mutex<Vec<SeenRequest>>>,
     }
 
     impl ScriptedHttp {
@@ -536,7 +539,7 @@ pub(crate) mod scripted_http {
         }
 
         /// The URI and headers (names lowercase) of each request received.
-        pub(crate) fn seen(&self) -> Vec<(String, Vec<(String, String)>)> {
+        pub(crate) fn seen(&self) -> Vec<SeenRequest> {
             self.seen.lock().unwrap().clone()
         }
 

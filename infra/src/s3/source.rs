@@ -212,7 +212,7 @@ fn decode_listed(operation: &str, encoded: &str) -> Result<String, SeamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::retry::scripted_http::{reply, ScriptedHttp};
+    use crate::retry::scripted_http::{reply, ScriptedHttp, SeenRequest};
 
     const OWNER: &str = "222233334444";
 
@@ -221,7 +221,7 @@ mod tests {
         S3Source::new(client, "trail-bucket", Some(OWNER))
     }
 
-    fn expected_owner_of(seen: &(String, Vec<(String, String)>)) -> Option<String> {
+    fn expected_owner_of(seen: &SeenRequest) -> Option<String> {
         seen.1
             .iter()
             .find(|(name, _)| name == "x-amz-expected-bucket-owner")
