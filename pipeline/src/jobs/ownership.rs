@@ -35,16 +35,13 @@ pub async fn check(reader_account_id: &str, source: &dyn TrailSource) -> Verdict
         }
         Ok(BucketOwnership::NotOwned(detail)) => {
             warn!(account_id = %reader_account_id, bucket, detail, "source bucket is not owned by its account; not read");
-            Verdict::Refuse(
-                Finding::new(
-                    FindingKind::SourceBucketNotOwned,
-                    reader_account_id,
-                    bucket,
-                    "",
-                    format!("{detail}; nothing of this bucket is archived"),
-                )
-                .with_bucket_owner(None),
-            )
+            Verdict::Refuse(Finding::new(
+                FindingKind::SourceBucketNotOwned,
+                reader_account_id,
+                bucket,
+                "",
+                format!("{detail}; nothing of this bucket is archived"),
+            ))
         }
         Err(error) => Verdict::Error(error),
     }
