@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use trailvault_pipeline::seams::{ListedObject, ListingPage, SourceObject, TrailSource};
+use trailvault_pipeline::seams::{
+    BucketOwnership, ListedObject, ListingPage, SourceObject, TrailSource,
+};
 use trailvault_pipeline::SeamError;
 
 /// Spaces requests evenly: each caller takes the next free slot, `interval`
@@ -81,6 +83,11 @@ impl TrailSource for RateLimitedSource {
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
         self.limiter.acquire().await;
         self.inner.delete(key).await
+    }
+
+    async fn ownership(&self) -> Result<BucketOwnership, SeamError> {
+        self.limiter.acquire().await;
+        self.inner.ownership().await
     }
 }
 

@@ -17,8 +17,9 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::copy::meta;
 use trailvault_pipeline::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, ByteStream, ListedObject,
-    ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource, UploadedPart,
+    Archive, ArchivedHead, ArchivedVersion, BucketOwnership, BucketProtection, ByteStream,
+    ListedObject, ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource,
+    UploadedPart,
 };
 use trailvault_pipeline::SeamError;
 
@@ -293,6 +294,10 @@ impl TrailSource for RetryingSource {
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
         retry(&self.policy, &self.cancel, |_| self.inner.delete(key)).await
     }
+
+    async fn ownership(&self) -> Result<BucketOwnership, SeamError> {
+        retry(&self.policy, &self.cancel, |_| self.inner.ownership()).await
+    }
 }
 
 /// An [`Archive`] whose calls are retried. A PUT is retried only after
@@ -511,11 +516,16 @@ pub(crate) mod scripted_http {
         )
     }
 
+    /// A request as received: its URI and its headers (names lowercase).
+    pub(crate) type SeenRequest = (String, Vec<(String, String)>);
+
     #[derive(Clone, Debug)]
     pub(crate) struct ScriptedHttp {
         replies: Arc<Mutex<VecDeque<Reply>>>,
         requests: Arc<AtomicU32>,
         bodies: Arc<Mutex<Vec<Vec<u8>>>>,
+        /// The URI and headers of each request received, in order.
+        seen: Arc<Mutex<Vec<SeenRequest>>>,
     }
 
     impl ScriptedHttp {
@@ -524,7 +534,13 @@ pub(crate) mod scripted_http {
                 replies: Arc::new(Mutex::new(replies.into())),
                 requests: Arc::new(AtomicU32::new(0)),
                 bodies: Arc::new(Mutex::new(Vec::new())),
+                seen: Arc::new(Mutex::new(Vec::new())),
             }
+        }
+
+        /// The URI and headers (names lowercase) of each request received.
+        pub(crate) fn seen(&self) -> Vec<SeenRequest> {
+            self.seen.lock().unwrap().clone()
         }
 
         /// The body of each request received, in order (empty when streamed).
@@ -571,6 +587,15 @@ pub(crate) mod scripted_http {
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default();
             self.bodies.lock().unwrap().push(body);
+            let headers = request
+                .headers()
+                .iter()
+                .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
+                .collect();
+            self.seen
+                .lock()
+                .unwrap()
+                .push((request.uri().to_string(), headers));
             let next = self.replies.lock().unwrap().pop_front();
             let result = match next {
                 Some(Reply::Http { status, body }) => Ok(HttpResponse::new(

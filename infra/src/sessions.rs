@@ -222,7 +222,16 @@ impl SourceConnector for MemberConnector {
     ) -> Result<Arc<dyn TrailSource>, SeamError> {
         let config = self.session(reader_account_id).await?;
         let client = crate::aws::s3_client(&config, self.access.path_style);
-        let mut source: Arc<dyn TrailSource> = Arc::new(S3Source::new(client, bucket));
+        // The reading account owns the bucket it reads (the member's own
+        // bucket, or the organization bucket of the configured reader);
+        // static credentials name no account.
+        let expected_owner = self
+            .access
+            .static_credentials
+            .is_none()
+            .then_some(reader_account_id);
+        let mut source: Arc<dyn TrailSource> =
+            Arc::new(S3Source::new(client, bucket, expected_owner));
         // The cap applies per attempt, under the retries.
         if let Some(limiter) = RateLimiter::per_second(self.access.requests_per_second) {
             source = Arc::new(RateLimitedSource::new(source, limiter));

@@ -1414,8 +1414,21 @@ mod tests {
         );
         assert_eq!(
             statement_sids(&sse_s3),
-            vec!["ListTrailBuckets", "ReadTrailFiles"]
+            vec!["ListTrailBuckets", "ReadTrailFiles", "ListOwnBuckets"]
         );
+        // Every S3 permission on trail buckets holds only for this account's
+        // buckets: a squatted bucket of the template's name is never read.
+        for statement in [list, read] {
+            assert_eq!(
+                statement["Condition"],
+                json!({"StringEquals": {"s3:ResourceAccount": MEMBER}}),
+                "{statement}"
+            );
+        }
+        // The ownership check: ListBuckets lists this account's buckets.
+        let own = sid(&policy, "ListOwnBuckets");
+        assert_eq!(actions(own), set(&["s3:ListAllMyBuckets"]));
+        assert_eq!(own["Resource"], json!("*"));
     }
 
     #[test]

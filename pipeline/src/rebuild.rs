@@ -106,24 +106,26 @@ pub async fn rebuild_store(
     // The rebuilt store also knows each account's newest file (`lag/…`).
     let tracker = LagTracker::new(store, now);
     while let Some((version, head)) = heads.next().await {
-        let Some(source) = SourceRef::from_archive_key(prefix, &version.key) else {
+        let head = match head {
+            Ok(Some(head)) => head,
+            Ok(None) => continue,
+            Err(error) => {
+                let account = SourceRef::from_archive_key(prefix, &version.key)
+                    .map_or_else(|| "-".to_string(), |source| source.account_id);
+                outcome.error(&account, "rebuild", error.to_string());
+                continue;
+            }
+        };
+        let Some(source) = archived_source(prefix, &version.key, &head.metadata) else {
             outcome.error(
                 "-",
                 "rebuild",
                 format!(
                     "{} is not an archive key of this configuration",
-                    version.key
+                    crate::model::text::escape_control(&version.key)
                 ),
             );
             continue;
-        };
-        let head = match head {
-            Ok(Some(head)) => head,
-            Ok(None) => continue,
-            Err(error) => {
-                outcome.error(&source.account_id, "rebuild", error.to_string());
-                continue;
-            }
         };
         let copied_at = head
             .metadata
@@ -173,6 +175,21 @@ pub async fn rebuild_store(
         "store rebuilt from the archive"
     );
     outcome
+}
+
+/// The source of an archived copy: from its key, or for a quarantined copy
+/// from its key and its `tv-source-key` metadata.
+fn archived_source(
+    prefix: &str,
+    archive_key: &str,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Option<SourceRef> {
+    if let Some(source) = SourceRef::from_archive_key(prefix, archive_key) {
+        return Some(source);
+    }
+    let encoded = metadata.get(copy::meta::SOURCE_KEY)?;
+    let source_key = crate::model::text::decode_url_encoded(encoded).ok()?;
+    SourceRef::from_quarantine_key(prefix, archive_key, &source_key)
 }
 
 #[cfg(test)]

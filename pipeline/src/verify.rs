@@ -95,9 +95,20 @@ impl KeyProvider for StaticKeys {
 /// lacks (docs/architecture.md step 6).
 #[async_trait]
 pub trait SourceLookup: Send + Sync {
-    /// Copies `source` into the archive now if it is still at the source and
-    /// returns its record; `Ok(None)` if it is absent at the source too.
-    async fn fetch_missing(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError>;
+    /// Copies `source` into the archive now, the way collection copies (in
+    /// the binary: `collect::fetch_one`), if it is still at the source;
+    /// `record` is `None` if it is absent at the source too.
+    async fn fetch_missing(&self, source: &SourceRef) -> Result<FetchedLog, SeamError>;
+}
+
+/// What [`SourceLookup::fetch_missing`] found.
+#[derive(Debug, Default)]
+pub struct FetchedLog {
+    /// The store's record of the archived copy; `None`: not at the source.
+    pub record: Option<ObjectRecord>,
+    /// Findings the copy raised, already recorded in the store (reported by
+    /// this run, not recorded again).
+    pub findings: Vec<Finding>,
 }
 
 /// A [`SourceLookup`] that never finds anything (validation of the archive
@@ -106,8 +117,8 @@ pub struct NoSourceLookup;
 
 #[async_trait]
 impl SourceLookup for NoSourceLookup {
-    async fn fetch_missing(&self, _source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
-        Ok(None)
+    async fn fetch_missing(&self, _source: &SourceRef) -> Result<FetchedLog, SeamError> {
+        Ok(FetchedLog::default())
     }
 }
 
@@ -197,6 +208,10 @@ pub(crate) struct Ctx<'a> {
     pub log_refs: Mutex<LogRefCache>,
     /// What cleanly validated digests vouch for (read by source expiry).
     pub validated: Mutex<ValidatedCache>,
+    /// The account that controls each source bucket (the one whose role
+    /// reads it): a finding about a file in it names that account as
+    /// `bucket_owner` besides the account its path claims.
+    pub bucket_owners: BTreeMap<String, String>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -225,6 +240,7 @@ impl<'a> Ctx<'a> {
             key_cache: Mutex::default(),
             log_refs: Mutex::default(),
             validated: Mutex::default(),
+            bucket_owners: BTreeMap::new(),
         }
     }
 
@@ -237,6 +253,9 @@ impl<'a> Ctx<'a> {
     /// Records a finding (once per run) and keeps what the store returns.
     pub fn finding(&self, mut finding: Finding) {
         finding.first_seen = self.now;
+        if finding.bucket_owner.is_none() {
+            finding.bucket_owner = self.bucket_owners.get(&finding.bucket).cloned();
+        }
         if !lock(&self.collected).findings.claim(&finding) {
             return;
         }
@@ -248,6 +267,15 @@ impl<'a> Ctx<'a> {
                 lock(&self.collected).findings.push(recorded);
             }
             Err(error) => self.error(&OpError::new("-", "record_finding".to_string(), error)),
+        }
+    }
+
+    /// Reports a finding another stage already recorded in the store (a
+    /// fetched log's): once per run, not recorded again.
+    pub fn recorded_elsewhere(&self, finding: Finding) {
+        let mut collected = lock(&self.collected);
+        if collected.findings.claim(&finding) {
+            collected.findings.push(finding);
         }
     }
 
@@ -398,10 +426,21 @@ pub async fn verify(
     clock: &dyn Clock,
     settings: &VerifySettings,
 ) -> VerifyOutcome {
-    let ctx = Ctx::new(archive, store, keys, lookup, settings, clock.now());
+    let mut ctx = Ctx::new(archive, store, keys, lookup, settings, clock.now());
     let mut unique: Vec<&ArchivedSource> = sources.iter().collect();
     unique.sort();
     unique.dedup();
+    // A bucket read by two accounts (a misconfiguration) names no owner.
+    for source in &unique {
+        let readers = unique
+            .iter()
+            .filter(|other| other.bucket == source.bucket)
+            .count();
+        if readers == 1 {
+            ctx.bucket_owners
+                .insert(source.bucket.clone(), source.reader_account_id.clone());
+        }
+    }
     let scope = Scope {
         only_accounts,
         only_regions,

@@ -269,7 +269,7 @@ impl Archive for S3Archive {
     }
 
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError> {
-        get_object(&self.client, &self.bucket, key, version_id).await
+        get_object(&self.client, &self.bucket, key, version_id, None).await
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {

@@ -16,17 +16,23 @@ use trailvault_pipeline::SeamError;
 use crate::aws::classify;
 
 /// The GET of the source and of the archive: `key` in `bucket`, at
-/// `version_id` or the latest version.
+/// `version_id` or the latest version, refused by S3 unless `expected_owner`
+/// (when given) owns the bucket.
 pub(crate) async fn get_object(
     client: &Client,
     bucket: &str,
     key: &str,
     version_id: Option<&str>,
+    expected_owner: Option<&str>,
 ) -> Result<SourceObject, SeamError> {
-    let operation = format!("GetObject s3://{bucket}/{key}");
+    let operation = format!(
+        "GetObject s3://{bucket}/{}",
+        trailvault_pipeline::model::text::escape_control(key)
+    );
     let output = client
         .get_object()
         .bucket(bucket)
+        .set_expected_bucket_owner(expected_owner.map(str::to_string))
         .key(key)
         .set_version_id(version_id.map(str::to_string))
         .send()

@@ -525,7 +525,7 @@ mod tests {
         assert_rendered(&policy);
         assert_eq!(
             statement_sids(&policy),
-            vec!["ListTrailBuckets", "ReadTrailFiles"]
+            vec!["ListTrailBuckets", "ReadTrailFiles", "ListOwnBuckets"]
         );
         assert_eq!(
             statement(&policy, "ListTrailBuckets").unwrap()["Resource"],
@@ -547,7 +547,8 @@ mod tests {
             vec![
                 "ListTrailBuckets",
                 "ReadTrailFiles",
-                "ExpireArchivedTrailFiles"
+                "ExpireArchivedTrailFiles",
+                "ListOwnBuckets"
             ]
         );
         assert_eq!(
@@ -556,7 +557,8 @@ mod tests {
                 "Sid": "ExpireArchivedTrailFiles",
                 "Effect": "Allow",
                 "Action": "s3:DeleteObject",
-                "Resource": ["arn:aws:s3:::a/*AWSLogs/*", "arn:aws:s3:::b/*AWSLogs/*"]
+                "Resource": ["arn:aws:s3:::a/*AWSLogs/*", "arn:aws:s3:::b/*AWSLogs/*"],
+                "Condition": {"StringEquals": {"s3:ResourceAccount": MEMBER}}
             })
         );
         // The default is read-only.

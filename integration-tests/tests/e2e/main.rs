@@ -8,6 +8,7 @@ mod alerts;
 mod archive_conformance;
 mod cli;
 mod collect;
+mod edges;
 mod faults;
 mod ops;
 mod policies;

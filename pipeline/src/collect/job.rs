@@ -14,7 +14,9 @@ use crate::copy::{adopt_copy, adoptable_copy, copy_object, retain_until, Copied,
 use crate::model::findings::{Finding, FindingKind};
 
 use crate::model::error::SeamError;
-use crate::seams::{ListedObject, ListingPage, ObjectMeta, SourceObject, TrailSource};
+use crate::seams::{
+    BucketOwnership, ListedObject, ListingPage, ObjectMeta, SourceObject, TrailSource,
+};
 
 use super::inspect::{claims_check, inspect};
 use super::list::judge_oversize;
@@ -118,6 +120,10 @@ impl TrailSource for SizeCapped<'_> {
 
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
         self.inner.delete(key).await
+    }
+
+    async fn ownership(&self) -> Result<BucketOwnership, SeamError> {
+        self.inner.ownership().await
     }
 }
 
@@ -256,6 +262,22 @@ async fn copy_or_adopt(run: &Run<'_>, job: &CopyJob, source: &SizeCapped<'_>) ->
                 &job.source.bucket,
                 &job.source.key,
                 detail,
+            )
+            .with_archive_key(Some(&archive_key)),
+        );
+    }
+    // First, so it is the one `object_malformed` of this key the run keeps.
+    if let Some(reason) = job.source.quarantine(&settings.archive_prefix) {
+        run.finding(
+            Finding::new(
+                FindingKind::ObjectMalformed,
+                member,
+                &job.source.bucket,
+                &job.source.key,
+                format!(
+                    "key cannot be archived under its own name: {reason}; archived under its SHA-256 with the original key in the {} metadata",
+                    crate::copy::meta::SOURCE_KEY
+                ),
             )
             .with_archive_key(Some(&archive_key)),
         );

@@ -3,11 +3,13 @@
 //! inspect what was copied, and record it. The crash-safety argument is in
 //! `design.md` beside this file.
 
+mod fetch;
 mod inspect;
 mod job;
 mod list;
 mod plan;
 
+pub use fetch::{fetch_one, FetchContext, Fetched};
 use job::copy_job;
 use list::list_partition;
 use plan::{partitions_of, Partition};
@@ -153,6 +155,9 @@ struct Run<'a> {
     /// Keys the order in which a partition's surplus keys are taken (see
     /// `list.rs`): random per process, so a member cannot choose it.
     draw: std::collections::hash_map::RandomState,
+    /// The account that controls each source bucket (the one whose role
+    /// reads it), named as `bucket_owner` on findings about its files.
+    bucket_owners: std::collections::BTreeMap<String, String>,
 }
 
 impl Run<'_> {
@@ -191,7 +196,10 @@ impl Run<'_> {
     }
 
     /// Records `finding` (once per run); `false` when the store failed to.
-    fn finding_recorded(&self, finding: Finding) -> bool {
+    fn finding_recorded(&self, mut finding: Finding) -> bool {
+        if finding.bucket_owner.is_none() {
+            finding.bucket_owner = self.bucket_owners.get(&finding.bucket).cloned();
+        }
         // One finding per (kind, object) per run, even if two checks see it.
         if !self.findings().claim(&finding) {
             return true;
@@ -269,6 +277,7 @@ pub async fn collect(
         outcome: Mutex::new(CollectOutcome::default()),
         findings: Mutex::default(),
         draw: std::collections::hash_map::RandomState::new(),
+        bucket_owners: bucket_owners(&scopes),
     };
     let run = &run;
 
@@ -330,6 +339,26 @@ pub async fn collect(
     outcome.stats.objects_copied = counters.objects_copied.load(Ordering::Relaxed);
     outcome.stats.bytes_copied = counters.bytes_copied.load(Ordering::Relaxed);
     outcome
+}
+
+/// Each source bucket's reading account; a bucket two accounts read (a
+/// misconfiguration) names no owner.
+fn bucket_owners(scopes: &[SourceScope]) -> std::collections::BTreeMap<String, String> {
+    let mut owners: std::collections::BTreeMap<String, Option<String>> = Default::default();
+    for scope in scopes {
+        owners
+            .entry(scope.source.bucket().to_string())
+            .and_modify(|owner| {
+                if owner.as_deref() != Some(scope.reader_account_id.as_str()) {
+                    *owner = None;
+                }
+            })
+            .or_insert_with(|| Some(scope.reader_account_id.clone()));
+    }
+    owners
+        .into_iter()
+        .filter_map(|(bucket, owner)| Some((bucket, owner?)))
+        .collect()
 }
 
 /// Info line summarising a finished run (the binary prints the full report).
@@ -1460,5 +1489,213 @@ mod tests {
         // every one over today and the sweep window of 6 days.
         let partitions = counters.partitions_total.load(Ordering::Relaxed);
         assert_eq!(partitions, (1 + 8 + 4 + 16) * 6);
+    }
+
+    #[tokio::test]
+    async fn keys_the_archive_cannot_hold_are_quarantined_once_and_the_run_ends_clean() {
+        let world = World::new();
+        // 34 bytes of "archive/<member>/trail-bucket/" + this > 1,024.
+        let long = format!(
+            "AWSLogs/{MEMBER}/CloudTrail/us-east-1/2026/11/27/{}.json.gz",
+            "x".repeat(1000)
+        );
+        let control = format!(
+            "AWSLogs/{MEMBER}/CloudTrail/us-east-1/2026/11/27/a\n2026 INFO forged\x1b[2J.json.gz"
+        );
+        world.source.put(&long, log_body(MEMBER), &[]);
+        world.source.put(&control, log_body(MEMBER), &[]);
+        let range = Window::Range {
+            from: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+            to: chrono::NaiveDate::from_ymd_opt(2026, 11, 27).unwrap(),
+        };
+        let first = world.run(range).await;
+        assert!(first.errors.is_empty(), "{:?}", first.errors);
+        assert_eq!(first.stats.objects_copied, 2);
+        for key in [&long, &control] {
+            let source = world.source_ref(key);
+            let archive_key = source.archive_key("archive");
+            assert!(
+                archive_key.starts_with(&format!(
+                    "archive/_trailvault/quarantine/{MEMBER}/trail-bucket/"
+                )),
+                "{archive_key}"
+            );
+            assert!(archive_key.len() <= crate::model::object::MAX_S3_KEY_BYTES);
+            let head = world
+                .archive
+                .latest_head(&archive_key)
+                .expect("quarantined copy");
+            let encoded = &head.metadata[crate::copy::meta::SOURCE_KEY];
+            assert_eq!(
+                crate::model::text::decode_url_encoded(encoded).unwrap(),
+                **key
+            );
+            let finding = first
+                .findings
+                .iter()
+                .find(|f| f.key == **key)
+                .expect("a finding names the original key");
+            assert_eq!(finding.kind, FindingKind::ObjectMalformed);
+            assert!(finding
+                .detail
+                .contains("cannot be archived under its own name"));
+            assert_eq!(finding.archive_key.as_deref(), Some(archive_key.as_str()));
+            assert_eq!(finding.bucket_owner.as_deref(), Some(MEMBER));
+            assert!(world.store.object(&source).unwrap().is_some(), "recorded");
+        }
+        assert!(
+            !progress::collect::in_flight(&world.store),
+            "the marker clears"
+        );
+        // The backfill finished the partition, and nothing is copied again.
+        let second = world.run(range).await;
+        assert!(second.errors.is_empty(), "{:?}", second.errors);
+        assert_eq!(second.stats.partitions_skipped, 1);
+        assert_eq!(second.stats.objects_copied, 0);
+        let third = world.run(Window::Incremental).await;
+        assert!(third.errors.is_empty(), "{:?}", third.errors);
+        assert_eq!(third.stats.objects_copied, 0);
+        assert_eq!(world.archive.keys().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn findings_name_the_bucket_owner_besides_the_claimed_account() {
+        let world = World::new();
+        let foreign = "AWSLogs/333333333333/CloudTrail/us-east-1/2026/11/27/333333333333_CloudTrail_us-east-1_20261127T0900Z_AAAAAAAAAAAAAAAA.json.gz";
+        world.source.put(foreign, log_body("333333333333"), &[]);
+        let outcome = world.run(Window::Incremental).await;
+        let finding = outcome
+            .findings
+            .iter()
+            .find(|f| f.key == foreign)
+            .expect("account_mismatch");
+        // The finding names the bucket's owner besides the account it is about.
+        assert_eq!(finding.bucket_owner.as_deref(), Some(MEMBER));
+        assert!(finding.detail.contains("333333333333"));
+    }
+
+    #[tokio::test]
+    async fn a_fetched_log_is_copied_like_a_collected_one() {
+        let world = World::new();
+        let collected_key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        let fetched_key = log_key(27, "0905", "BBBBBBBBBBBBBBBB");
+        world.source.put(&collected_key, log_body(MEMBER), &[]);
+        world.run(Window::Incremental).await;
+        // Delivered after the run, with a body claiming another account.
+        world
+            .source
+            .put(&fetched_key, log_body("333333333333"), &[]);
+        let cancel = CancellationToken::new();
+        let context = FetchContext {
+            archive: &world.archive,
+            store: &world.store,
+            settings: &world.settings,
+            now: world.clock.now(),
+            cancel: &cancel,
+        };
+        let fetched = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref(&fetched_key),
+        )
+        .await;
+        assert!(fetched.errors.is_empty(), "{:?}", fetched.errors);
+        let record = fetched.record.expect("fetched");
+        // Same record and archive metadata as the collected one: same fields set.
+        let collected = world
+            .store
+            .object(&world.source_ref(&collected_key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.v, collected.v);
+        assert!(record.content_sha256.is_some() && record.content_error.is_none());
+        assert!(record.archive_version_id.is_some());
+        let head = |key: &str| world.archive.latest_head(&world.archive_key(key)).unwrap();
+        let names = |key: &str| head(key).metadata.keys().cloned().collect::<Vec<_>>();
+        assert_eq!(names(&fetched_key), names(&collected_key));
+        assert_eq!(head(&fetched_key).lock_mode, head(&collected_key).lock_mode);
+        // `inspect` ran: the content's claim is a finding, recorded once.
+        assert_eq!(
+            fetched
+                .findings
+                .iter()
+                .map(|f| (f.kind, f.key.clone()))
+                .collect::<Vec<_>>(),
+            vec![(FindingKind::AccountMismatch, fetched_key.clone())]
+        );
+        assert!(fetched.findings[0].new);
+        assert!(!progress::collect::in_flight(&world.store));
+        // Already recorded: a second fetch copies nothing.
+        let context = FetchContext {
+            archive: &world.archive,
+            store: &world.store,
+            settings: &world.settings,
+            now: world.clock.now(),
+            cancel: &cancel,
+        };
+        let again = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref(&fetched_key),
+        )
+        .await;
+        assert_eq!(again.record, Some(record));
+        assert_eq!(
+            world
+                .archive
+                .version_count(&world.archive_key(&fetched_key)),
+            1
+        );
+        // Absent at the source: no record, no error.
+        let context = FetchContext {
+            archive: &world.archive,
+            store: &world.store,
+            settings: &world.settings,
+            now: world.clock.now(),
+            cancel: &cancel,
+        };
+        let absent = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref("AWSLogs/nope"),
+        )
+        .await;
+        assert!(absent.record.is_none() && absent.errors.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_fetch_leaves_the_marker_of_an_unclean_run_and_adopts_its_copy() {
+        let world = World::new();
+        let key = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
+        world.source.put(&key, log_body(MEMBER), &[]);
+        world.copy_and_die(&key).await;
+        let cancel = CancellationToken::new();
+        let context = FetchContext {
+            archive: &world.archive,
+            store: &world.store,
+            settings: &world.settings,
+            now: world.clock.now(),
+            cancel: &cancel,
+        };
+        let fetched = fetch_one(
+            context,
+            world.source.clone(),
+            MEMBER,
+            &world.source_ref(&key),
+        )
+        .await;
+        assert!(fetched.record.is_some(), "{:?}", fetched.errors);
+        assert_eq!(
+            world.archive.version_count(&world.archive_key(&key)),
+            1,
+            "adopted, not copied again"
+        );
+        assert!(
+            progress::collect::in_flight(&world.store),
+            "the earlier run's marker stays"
+        );
     }
 }

@@ -21,6 +21,11 @@ pub mod meta {
     pub const CONTENT_SHA256: &str = "tv-content-sha256";
     pub const CONTENT_ERROR: &str = "tv-content-error";
     pub const COPIED_AT: &str = "tv-copied-at";
+    /// On a quarantined copy only (see
+    /// [`crate::model::object::QUARANTINE_FOLDER`]): the source key, which
+    /// its archive key cannot carry, percent-encoded so any key is a legal
+    /// header value.
+    pub const SOURCE_KEY: &str = "tv-source-key";
     /// CloudTrail's own digest metadata, preserved verbatim.
     pub const PRESERVED: [&str; 3] = [
         "signature",
@@ -78,6 +83,12 @@ pub fn put_spec(
         None => {}
     }
     metadata.insert(meta::COPIED_AT.to_string(), now.timestamp().to_string());
+    if source.quarantine(&settings.archive_prefix).is_some() {
+        metadata.insert(
+            meta::SOURCE_KEY.to_string(),
+            crate::model::text::percent_encode(&source.key),
+        );
+    }
     for name in meta::PRESERVED {
         // Attacker-controlled: only printable ASCII of sane length survives;
         // anything else is dropped and the digest then fails validation.

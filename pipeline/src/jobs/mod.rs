@@ -15,6 +15,7 @@
 pub mod collect;
 pub mod findings;
 pub mod keys;
+pub mod ownership;
 pub mod rebuild;
 pub mod retention;
 pub mod sources;

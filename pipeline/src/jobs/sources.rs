@@ -14,6 +14,7 @@ use crate::model::object::ArchivedSource;
 use crate::model::report::{FindingScope, OperationError};
 use crate::seams::TrailSource;
 
+use super::ownership::{self, Verdict};
 use super::World;
 
 /// The placeholder a per-account bucket template contains.
@@ -205,7 +206,11 @@ pub async fn scopes(
     let mut scopes = Vec::new();
     let pairs = source_buckets(sources, accounts);
     let resolved = futures::future::join_all(pairs.iter().map(|(account, bucket)| async move {
-        let source = world.connector.source(account, bucket).await;
+        let source = match world.connector.source(account, bucket).await {
+            // Once per run per bucket: is it the reading account's own?
+            Ok(source) => Ok((ownership::check(account, source.as_ref()).await, source)),
+            Err(error) => Err(error),
+        };
         ((account.clone(), bucket.clone()), source)
     }))
     .await;
@@ -214,9 +219,15 @@ pub async fn scopes(
     let mut refused: BTreeMap<String, String> = BTreeMap::new();
     for (slot, result) in resolved {
         match result {
-            Ok(source) => {
+            Ok((Verdict::Read, source)) => {
                 opened.insert(slot, source);
             }
+            Ok((Verdict::Refuse(finding), _)) => findings.push(finding),
+            Ok((Verdict::Error(error), _)) => errors.push(OperationError {
+                account_id: slot.0.clone(),
+                operation: format!("check the owner of s3://{}", slot.1),
+                message: format!("{error}; the bucket is not read this run"),
+            }),
             Err(error) => {
                 refused.entry(slot.0).or_insert_with(|| error.to_string());
             }

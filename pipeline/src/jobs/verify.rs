@@ -10,13 +10,17 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
-use crate::copy::{copy_object, CopyError, CopySettings};
+use tokio_util::sync::CancellationToken;
+
+use crate::cloudtrail::keys::parse_trail_key;
+use crate::collect::{self, CollectSettings, FetchContext};
 use crate::model::error::SeamError;
-use crate::model::object::{ObjectRecord, SourceRef};
+use crate::model::object::SourceRef;
 use crate::model::report::{EarlierFindings, Report};
 use crate::seams::{Archive, ProgressStore, SourceConnector, TrailSource};
-use crate::verify::{self, SourceLookup, VerifyOutcome};
+use crate::verify::{self, FetchedLog, SourceLookup, VerifyOutcome};
 
+use super::ownership;
 use super::sources::{self, Scope};
 use super::{keys, JobSettings, World};
 
@@ -24,12 +28,15 @@ use super::{keys, JobSettings, World};
 type SourceSessions = BTreeMap<(String, String), Option<Arc<dyn TrailSource>>>;
 
 /// Copies a log file a digest names but the archive lacks, straight from its
-/// source, before it may be called missing.
+/// source, before it may be called missing: through [`collect::fetch_one`],
+/// the protocol of every copy (in-flight marker, adoption, size cap, content
+/// checks, `inspect`), one fetch at a time (they share the run's marker).
 pub struct SourceFetcher<'a> {
     connector: &'a dyn SourceConnector,
     archive: &'a dyn Archive,
     store: &'a dyn ProgressStore,
-    settings: &'a CopySettings,
+    settings: &'a CollectSettings,
+    cancel: &'a CancellationToken,
     sources: Mutex<SourceSessions>,
 }
 
@@ -38,13 +45,15 @@ impl<'a> SourceFetcher<'a> {
         connector: &'a dyn SourceConnector,
         archive: &'a dyn Archive,
         store: &'a dyn ProgressStore,
-        settings: &'a CopySettings,
+        settings: &'a CollectSettings,
+        cancel: &'a CancellationToken,
     ) -> SourceFetcher<'a> {
         SourceFetcher {
             connector,
             archive,
             store,
             settings,
+            cancel,
             sources: Mutex::new(BTreeMap::new()),
         }
     }
@@ -52,50 +61,61 @@ impl<'a> SourceFetcher<'a> {
 
 #[async_trait]
 impl SourceLookup for SourceFetcher<'_> {
-    async fn fetch_missing(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
-        let trail_source = {
-            let mut sources = self.sources.lock().await;
-            let slot = (source.account_id.clone(), source.bucket.clone());
-            if !sources.contains_key(&slot) {
-                let made = match self
-                    .connector
-                    .source(&source.account_id, &source.bucket)
-                    .await
-                {
-                    Ok(trail_source) => Some(trail_source),
-                    Err(error) => {
-                        warn!(account_id = %source.account_id, %error, "cannot reach the source to look for a missing log");
-                        None
+    async fn fetch_missing(&self, source: &SourceRef) -> Result<FetchedLog, SeamError> {
+        // Held for the whole fetch: one at a time.
+        let mut sources = self.sources.lock().await;
+        let slot = (source.account_id.clone(), source.bucket.clone());
+        if !sources.contains_key(&slot) {
+            let made = match self
+                .connector
+                .source(&source.account_id, &source.bucket)
+                .await
+            {
+                // A bucket another account owns is never read.
+                Ok(trail_source) => {
+                    match ownership::check(&source.account_id, trail_source.as_ref()).await {
+                        ownership::Verdict::Read => Some(trail_source),
+                        _ => None,
                     }
-                };
-                sources.insert(slot.clone(), made);
-            }
-            sources.get(&slot).cloned().flatten()
-        };
-        let Some(trail_source) = trail_source else {
+                }
+                Err(error) => {
+                    warn!(account_id = %source.account_id, %error, "cannot reach the source to look for a missing log");
+                    None
+                }
+            };
+            sources.insert(slot.clone(), made);
+        }
+        let Some(trail_source) = sources.get(&slot).cloned().flatten() else {
             return Err(SeamError::AccessDenied(format!(
-                "no session for account {}",
-                source.account_id
+                "no session for account {} to read s3://{}",
+                source.account_id, source.bucket
             )));
         };
-        match copy_object(
-            trail_source.as_ref(),
-            self.archive,
-            self.settings,
-            source,
-            chrono::Utc::now(),
-            None,
-        )
-        .await
-        {
-            Ok(copied) => {
-                self.store.record_object(source, &copied.record)?;
-                info!(key = %source.key, "fetched a log file from its source that the archive lacked");
-                Ok(Some(copied.record))
-            }
-            Err(CopyError::Source(error)) if error.is_not_found() => Ok(None),
-            Err(error) => Err(SeamError::Transient(error.to_string())),
+        // The account the file belongs to (its `AWSLogs/<account>/` folder).
+        let member = parse_trail_key(&source.key)
+            .map(|key| key.account_id)
+            .unwrap_or_else(|_| source.account_id.clone());
+        let context = FetchContext {
+            archive: self.archive,
+            store: self.store,
+            settings: self.settings,
+            now: chrono::Utc::now(),
+            cancel: self.cancel,
+        };
+        let fetched = collect::fetch_one(context, trail_source, &member, source).await;
+        if let Some(error) = fetched.errors.first() {
+            return Err(SeamError::Transient(format!(
+                "{}: {}",
+                error.operation, error.message
+            )));
         }
+        if fetched.record.is_some() {
+            info!(key = %source.key, "fetched a log file from its source that the archive lacked");
+        }
+        Ok(FetchedLog {
+            record: fetched.record,
+            findings: fetched.findings,
+        })
     }
 }
 
@@ -118,7 +138,8 @@ pub async fn validate(
         world.connector.as_ref(),
         world.archive.as_ref(),
         world.store.as_ref(),
-        &settings.collect.copy,
+        &settings.collect,
+        &world.cancel.stop,
     );
     Ok(verify::verify(
         &archived,

@@ -126,6 +126,9 @@ pub fn asff_finding(finding: &Finding, product: &AsffProduct, now: DateTime<Utc>
     field("kind", finding.kind.as_str());
     field("severity", severity_text(finding.severity));
     field("bucket", &finding.bucket);
+    if let Some(owner) = &finding.bucket_owner {
+        field("bucket_owner", owner);
+    }
     field("key", &finding.key);
     if let Some(archive_key) = &finding.archive_key {
         field("archive_key", archive_key);

@@ -26,6 +26,9 @@ pub enum FindingKind {
     ObjectMalformed,
     ArchiveCopyInvalid,
     ArchiveMisconfigured,
+    /// A source bucket is owned by another account than the one whose
+    /// history it is read as (a squatted bucket name): nothing is archived.
+    SourceBucketNotOwned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,7 +39,7 @@ pub enum Severity {
 }
 
 impl FindingKind {
-    pub const ALL: [FindingKind; 18] = [
+    pub const ALL: [FindingKind; 19] = [
         FindingKind::LogFileMissing,
         FindingKind::LogFileHashMismatch,
         FindingKind::LogFileTrailingData,
@@ -55,6 +58,7 @@ impl FindingKind {
         FindingKind::ObjectMalformed,
         FindingKind::ArchiveCopyInvalid,
         FindingKind::ArchiveMisconfigured,
+        FindingKind::SourceBucketNotOwned,
     ];
 
     /// Whether the finding describes a current state that each run observes
@@ -68,6 +72,7 @@ impl FindingKind {
             FindingKind::ArchiveMisconfigured
                 | FindingKind::ChainHeadStale
                 | FindingKind::ChainValidationLagging
+                | FindingKind::SourceBucketNotOwned
         )
     }
 
@@ -103,6 +108,7 @@ impl FindingKind {
             FindingKind::ObjectMalformed => "object_malformed",
             FindingKind::ArchiveCopyInvalid => "archive_copy_invalid",
             FindingKind::ArchiveMisconfigured => "archive_misconfigured",
+            FindingKind::SourceBucketNotOwned => "source_bucket_not_owned",
         }
     }
 
@@ -128,6 +134,13 @@ pub struct Finding {
     pub region: Option<String>,
     pub trail: Option<String>,
     pub bucket: String,
+    /// The account that controls `bucket` (whose role read it, and whose
+    /// ownership of it was checked), when it is known and may differ from
+    /// `account_id`, the account the path or the content claims: a file
+    /// planted under `AWSLogs/<B>/` in A's bucket names B here and A there.
+    /// Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_owner: Option<String>,
     pub key: String,
     pub archive_key: Option<String>,
     pub detail: String,
@@ -302,6 +315,7 @@ impl Finding {
             region: None,
             trail: None,
             bucket: bucket.to_string(),
+            bucket_owner: None,
             key: key.to_string(),
             archive_key: None,
             detail,
@@ -315,6 +329,11 @@ impl Finding {
     /// Open until acknowledged: what keeps a run's exit status at 3.
     pub fn is_open(&self) -> bool {
         self.acknowledged_at.is_none()
+    }
+
+    pub fn with_bucket_owner(mut self, owner: Option<&str>) -> Finding {
+        self.bucket_owner = owner.map(str::to_string);
+        self
     }
 
     pub fn with_region(mut self, region: Option<&str>) -> Finding {

@@ -11,9 +11,102 @@ pub struct SourceRef {
     pub key: String,
 }
 
+/// S3's limit on a key, in UTF-8 bytes (AWS answers `KeyTooLongError`
+/// beyond it; the emulator does not, so the product enforces it).
+pub const MAX_S3_KEY_BYTES: usize = 1024;
+
+/// Where copies whose archive key S3 cannot hold (over [`MAX_S3_KEY_BYTES`])
+/// or that must not carry their source key (control characters) live, under
+/// the archive prefix: `_trailvault/quarantine/<reader>/<bucket>/<SHA-256 of
+/// the source key>`. `_trailvault` is no account id, so it never mixes with
+/// the copies; the original key is in the copy's `tv-source-key` metadata.
+pub const QUARANTINE_FOLDER: &str = "_trailvault/quarantine/";
+
+/// Why a source key is archived under a quarantine key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quarantine {
+    /// The archive key would be this many bytes, over [`MAX_S3_KEY_BYTES`].
+    TooLong(usize),
+    /// The key holds control characters (newline, ESC, ...).
+    ControlCharacters,
+}
+
+impl std::fmt::Display for Quarantine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quarantine::TooLong(bytes) => write!(
+                f,
+                "its archive key would be {bytes} bytes, more than the {MAX_S3_KEY_BYTES} S3 allows"
+            ),
+            Quarantine::ControlCharacters => f.write_str("the key contains control characters"),
+        }
+    }
+}
+
+/// `<prefix>/_trailvault/quarantine/` (or the folder alone without a prefix).
+pub fn quarantine_prefix(archive_prefix: &str) -> String {
+    if archive_prefix.is_empty() {
+        QUARANTINE_FOLDER.to_string()
+    } else {
+        format!("{archive_prefix}/{QUARANTINE_FOLDER}")
+    }
+}
+
 impl SourceRef {
-    /// `<prefix>/<source account>/<source bucket>/<source key>`.
+    /// Where the copy lives: [`SourceRef::plain_archive_key`], or for a key
+    /// the archive cannot hold under its own name ([`SourceRef::quarantine`])
+    /// `<prefix>/_trailvault/quarantine/<account>/<bucket>/<SHA-256 hex of the key>`.
     pub fn archive_key(&self, archive_prefix: &str) -> String {
+        if self.quarantine(archive_prefix).is_none() {
+            return self.plain_archive_key(archive_prefix);
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.key.as_bytes());
+        format!(
+            "{}{}/{}/{}",
+            quarantine_prefix(archive_prefix),
+            self.account_id,
+            self.bucket,
+            hex::encode(digest.as_ref())
+        )
+    }
+
+    /// Why this source key cannot be archived under its own name; `None`
+    /// when it can.
+    pub fn quarantine(&self, archive_prefix: &str) -> Option<Quarantine> {
+        if crate::model::text::has_control_chars(&self.key) {
+            return Some(Quarantine::ControlCharacters);
+        }
+        let bytes = self.plain_archive_key(archive_prefix).len();
+        (bytes > MAX_S3_KEY_BYTES).then_some(Quarantine::TooLong(bytes))
+    }
+
+    /// The source of a quarantined copy: its archive key names the account
+    /// and bucket, `source_key` (the decoded `tv-source-key` metadata) the
+    /// key, which must hash to the name. `None` for any other key.
+    pub fn from_quarantine_key(
+        archive_prefix: &str,
+        archive_key: &str,
+        source_key: &str,
+    ) -> Option<SourceRef> {
+        let rest = archive_key.strip_prefix(&quarantine_prefix(archive_prefix))?;
+        let mut parts = rest.split('/');
+        let (account_id, bucket, hash) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || account_id.is_empty() || bucket.is_empty() {
+            return None;
+        }
+        let source = SourceRef {
+            account_id: account_id.to_string(),
+            bucket: bucket.to_string(),
+            key: source_key.to_string(),
+        };
+        (source.quarantine(archive_prefix).is_some()
+            && source.archive_key(archive_prefix) == archive_key
+            && !hash.is_empty())
+        .then_some(source)
+    }
+
+    /// `<prefix>/<source account>/<source bucket>/<source key>`.
+    pub fn plain_archive_key(&self, archive_prefix: &str) -> String {
         if archive_prefix.is_empty() {
             format!("{}/{}/{}", self.account_id, self.bucket, self.key)
         } else {
@@ -26,7 +119,12 @@ impl SourceRef {
 
     /// The inverse of [`SourceRef::archive_key`]; `None` if the key is not
     /// under the prefix or has too few segments.
+    /// Quarantined copies (see [`QUARANTINE_FOLDER`]) do not map back from
+    /// their key alone: see [`SourceRef::from_quarantine_key`].
     pub fn from_archive_key(archive_prefix: &str, archive_key: &str) -> Option<SourceRef> {
+        if archive_key.starts_with(&quarantine_prefix(archive_prefix)) {
+            return None;
+        }
         let rest = if archive_prefix.is_empty() {
             archive_key
         } else {
@@ -143,6 +241,61 @@ mod tests {
         );
         assert_eq!(SourceRef::from_archive_key("archive", "other/1/b/k"), None);
         assert_eq!(SourceRef::from_archive_key("archive", "archive/1/b"), None);
+    }
+
+    #[test]
+    fn keys_the_archive_cannot_hold_are_quarantined_under_their_hash() {
+        let source = |key: &str| SourceRef {
+            account_id: "111122223333".into(),
+            bucket: "trail-bucket".into(),
+            key: key.into(),
+        };
+        // prefix "archive/" + "111122223333/" + "trail-bucket/" = 34 bytes.
+        let longest = source(&"k".repeat(MAX_S3_KEY_BYTES - 34));
+        assert_eq!(longest.quarantine("archive"), None);
+        assert_eq!(longest.archive_key("archive").len(), MAX_S3_KEY_BYTES);
+        let over = source(&"k".repeat(MAX_S3_KEY_BYTES - 33));
+        assert_eq!(
+            over.quarantine("archive"),
+            Some(Quarantine::TooLong(MAX_S3_KEY_BYTES + 1))
+        );
+        // Multibyte characters count in bytes.
+        let wide = source(&"é".repeat(500));
+        assert!(matches!(
+            wide.quarantine("archive"),
+            Some(Quarantine::TooLong(_))
+        ));
+        for key in ["a\nb", "esc\u{1b}[2J", "del\u{7f}", "c1\u{85}"] {
+            assert_eq!(
+                source(key).quarantine("archive"),
+                Some(Quarantine::ControlCharacters),
+                "{key:?}"
+            );
+        }
+        let control = source("AWSLogs/111122223333/CloudTrail/x\ny.json.gz");
+        let key = control.archive_key("archive");
+        assert!(key.starts_with("archive/_trailvault/quarantine/111122223333/trail-bucket/"));
+        assert_eq!(
+            key.len(),
+            "archive/_trailvault/quarantine/111122223333/trail-bucket/".len() + 64
+        );
+        assert_eq!(SourceRef::from_archive_key("archive", &key), None);
+        assert_eq!(
+            SourceRef::from_quarantine_key("archive", &key, &control.key),
+            Some(control.clone())
+        );
+        // Metadata that does not hash to the name is not believed.
+        assert_eq!(
+            SourceRef::from_quarantine_key("archive", &key, "other\n"),
+            None
+        );
+        // Without a prefix the budget is larger: that key fits, a longer one not.
+        assert_eq!(over.quarantine(""), None);
+        let longer = source(&"k".repeat(MAX_S3_KEY_BYTES));
+        assert_eq!(
+            SourceRef::from_quarantine_key("", &longer.archive_key(""), &longer.key),
+            Some(longer.clone())
+        );
     }
 
     #[test]

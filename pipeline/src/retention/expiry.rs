@@ -570,7 +570,7 @@ mod tests {
     ) -> ExpiryOutcome {
         let scopes = [ExpiryScope {
             reader_account_id: READER.into(),
-            source: &world.source,
+            source: world.source.as_ref(),
             root: String::new(),
             regions: Vec::new(),
         }];
@@ -886,7 +886,7 @@ mod tests {
         let lists = world.source.lists.load(Ordering::Relaxed);
         let scopes = [ExpiryScope {
             reader_account_id: READER.into(),
-            source: &world.source,
+            source: world.source.as_ref(),
             root: String::new(),
             regions: Vec::new(),
         }];
@@ -914,7 +914,7 @@ mod tests {
         verified(&world).await;
         let scopes = [ExpiryScope {
             reader_account_id: READER.into(),
-            source: &world.source,
+            source: world.source.as_ref(),
             root: String::new(),
             regions: vec!["eu-west-1".into()],
         }];

@@ -24,6 +24,7 @@ pub use events::{BusEvent, EntryOutcome, EventBus, MAX_EVENTS_PER_CALL, MAX_EVEN
 pub use keys::{KeyProvider, ListedPublicKey, PublicKeyDirectory};
 pub use notifier::Notifier;
 pub use source::{
-    pages, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject, TrailSource,
+    pages, BucketOwnership, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject,
+    TrailSource,
 };
 pub use store::ProgressStore;

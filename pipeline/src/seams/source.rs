@@ -39,6 +39,18 @@ pub struct SourceObject {
     pub body: ByteStream,
 }
 
+/// Whether a source bucket belongs to the account whose role reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketOwnership {
+    Owned,
+    /// Another account owns a bucket of that name (squatted, or a typo in
+    /// the template): nothing of it may be archived as the member's history.
+    NotOwned(String),
+    /// The check cannot be made (why); every request still carries the
+    /// expected owner, which S3 enforces.
+    Unknown(String),
+}
+
 /// One page of a listing, and where the next one starts (`None`: the last).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListingPage<T> {
@@ -109,6 +121,14 @@ pub trait TrailSource: Send + Sync {
     /// Deleting a key that is already gone succeeds. Only source expiry calls
     /// this, and only with the member role's explicit delete permission.
     async fn delete(&self, key: &str) -> Result<(), SeamError>;
+
+    /// Whether the bucket belongs to the reading account, checked actively
+    /// (once per run per bucket, by the caller). The default cannot tell.
+    async fn ownership(&self) -> Result<BucketOwnership, SeamError> {
+        Ok(BucketOwnership::Unknown(
+            "this source cannot check its bucket's owner".to_string(),
+        ))
+    }
 
     /// Every object under `prefix`, page by page, each page requested when
     /// the previous one was consumed.

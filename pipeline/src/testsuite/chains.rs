@@ -15,15 +15,16 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 
 use crate::cloudtrail::gzip::InflateLimits;
 use crate::cloudtrail::public_keys::{KeyRing, PublicKey};
-use crate::copy::{copy_object, CopyError, CopySettings};
+use crate::collect::{fetch_one, CollectSettings, FetchContext};
+use crate::copy::{copy_object, CopySettings};
 use crate::model::error::SeamError;
-use crate::model::object::{ObjectRecord, SourceRef};
+use crate::model::object::SourceRef;
 use crate::model::time::utc_text;
 use crate::seams::{Clock, LockMode, ProgressStore, TrailSource};
 use crate::testsuite::memory::{FixedClock, MemoryArchive, MemorySource, MemoryStore};
 
 use crate::model::object::ArchivedSource;
-use crate::verify::{verify, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings};
+use crate::verify::{verify, FetchedLog, SourceLookup, StaticKeys, VerifyOutcome, VerifySettings};
 
 pub const READER: &str = "999988887777";
 pub const BUCKET: &str = "org-trail-bucket";
@@ -441,7 +442,7 @@ pub fn settings() -> VerifySettings {
 
 /// One member's source bucket, the archive, the store, the clock, the keys.
 pub struct World {
-    pub source: MemorySource,
+    pub source: std::sync::Arc<MemorySource>,
     pub archive: MemoryArchive,
     pub store: MemoryStore,
     pub clock: FixedClock,
@@ -457,7 +458,7 @@ impl World {
                 .expect("key ring");
         }
         World {
-            source: MemorySource::new(BUCKET),
+            source: std::sync::Arc::new(MemorySource::new(BUCKET)),
             archive: MemoryArchive::new("audit-archive"),
             store: MemoryStore::default(),
             clock: FixedClock::at(now),
@@ -498,7 +499,7 @@ impl World {
     pub async fn archive_key(&self, key: &str) {
         let source = World::source_ref(key);
         let copied = copy_object(
-            &self.source,
+            self.source.as_ref(),
             &self.archive,
             &copy_settings(),
             &source,
@@ -557,31 +558,51 @@ impl World {
     }
 }
 
-/// The binary's fallback, in memory: copy the key from the source now.
+/// The binary's fallback, in memory: copy the key from the source now,
+/// through the one copy path (`collect::fetch_one`).
 #[async_trait]
 impl SourceLookup for World {
-    async fn fetch_missing(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
+    async fn fetch_missing(&self, source: &SourceRef) -> Result<FetchedLog, SeamError> {
         if source.bucket != BUCKET || source.account_id != READER {
-            return Ok(None);
+            return Ok(FetchedLog::default());
         }
-        let now = self.clock.now();
-        match copy_object(
-            &self.source,
-            &self.archive,
-            &copy_settings(),
-            source,
-            now,
-            None,
-        )
-        .await
-        {
-            Ok(copied) => {
-                self.store.record_object(source, &copied.record)?;
-                self.fetched.fetch_add(1, Ordering::Relaxed);
-                Ok(Some(copied.record))
-            }
-            Err(CopyError::Source(error)) if error.is_not_found() => Ok(None),
-            Err(error) => Err(SeamError::Permanent(error.to_string())),
+        let settings = collect_settings();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let context = FetchContext {
+            archive: &self.archive,
+            store: &self.store,
+            settings: &settings,
+            now: self.clock.now(),
+            cancel: &cancel,
+        };
+        let member = crate::cloudtrail::keys::parse_trail_key(&source.key)
+            .map(|key| key.account_id)
+            .unwrap_or_else(|_| source.account_id.clone());
+        let fetched = fetch_one(context, self.source.clone(), &member, source).await;
+        if let Some(error) = fetched.errors.first() {
+            return Err(SeamError::Permanent(error.message.clone()));
         }
+        if fetched.record.is_some() {
+            self.fetched.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(FetchedLog {
+            record: fetched.record,
+            findings: fetched.findings,
+        })
+    }
+}
+
+/// How [`World`]'s fetches copy: [`copy_settings`], collection's defaults.
+pub fn collect_settings() -> CollectSettings {
+    CollectSettings {
+        copy: copy_settings(),
+        concurrency: 4,
+        list_concurrency: 2,
+        lookback_days: 2,
+        redelivery_sweep_days: 30,
+        sweep_interval: Duration::hours(24),
+        copy_attempts: 3,
+        max_keys_per_partition_per_run: 10_000,
+        max_object_bytes: 64 * 1024 * 1024,
     }
 }

@@ -18,9 +18,10 @@ use crate::model::error::SeamError;
 use crate::model::findings::Finding;
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketProtection, BusEvent, Clock, EntryOutcome,
-    EventBus, ListedObject, ListingPage, LockMode, Notifier, ObjectMeta, ProgressStore, PutSpec,
-    SourceObject, TrailSource, UploadedPart, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES,
+    Archive, ArchivedHead, ArchivedVersion, BucketOwnership, BucketProtection, BusEvent, Clock,
+    EntryOutcome, EventBus, ListedObject, ListingPage, LockMode, Notifier, ObjectMeta,
+    ProgressStore, PutSpec, SourceObject, TrailSource, UploadedPart, MAX_EVENTS_PER_CALL,
+    MAX_EVENT_BYTES,
 };
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,6 +61,8 @@ pub struct MemorySource {
     pub lists: AtomicU64,
     /// `TrailSource::delete` calls, failed ones included.
     pub deletes: AtomicU64,
+    /// What `TrailSource::ownership` answers; `None`: owned.
+    ownership: Mutex<Option<BucketOwnership>>,
 }
 
 impl MemorySource {
@@ -80,6 +83,11 @@ impl MemorySource {
 
     pub fn delete(&self, key: &str) {
         lock(&self.objects).remove(key);
+    }
+
+    /// What the ownership check answers from now on.
+    pub fn set_ownership(&self, ownership: BucketOwnership) {
+        *lock(&self.ownership) = Some(ownership);
     }
 
     pub fn fail_gets(&self, key: &str, error: SeamError) {
@@ -132,6 +140,12 @@ impl MemorySource {
 impl TrailSource for MemorySource {
     fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    async fn ownership(&self) -> Result<BucketOwnership, SeamError> {
+        Ok(lock(&self.ownership)
+            .clone()
+            .unwrap_or(BucketOwnership::Owned))
     }
 
     async fn list_page(

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use crate::cloudtrail::keys::parse_trail_key;
 use crate::copy::{content_error_name, rehash_archived};
 use crate::model::findings::{Finding, FindingKind};
-use crate::model::object::{ObjectRecord, SourceRef};
+use crate::model::object::{quarantine_prefix, ObjectRecord, SourceRef};
 use crate::seams::ArchivedVersion;
 
 use super::{Ctx, OpError, Scope};
@@ -73,6 +73,42 @@ pub(crate) async fn audit_source(
         };
         if found.account_id == reader && found.bucket == source.bucket {
             by_key.entry(found.key).or_default().push(version);
+        }
+    }
+    // Recorded keys the archive holds under a quarantine key (too long, or
+    // with control characters): their copies live in the quarantine folder.
+    let prefix = ctx.settings.archive_prefix.as_str();
+    let quarantined: HashMap<String, &str> = records
+        .iter()
+        .filter_map(|(key, _)| {
+            let source_ref = SourceRef {
+                account_id: reader.to_string(),
+                bucket: source.bucket.clone(),
+                key: key.clone(),
+            };
+            source_ref
+                .quarantine(prefix)
+                .map(|_| (source_ref.archive_key(prefix), key.as_str()))
+        })
+        .collect();
+    if !quarantined.is_empty() {
+        let folder = format!("{}{reader}/{}/", quarantine_prefix(prefix), source.bucket);
+        match ctx.archive.list_versions(&folder).await {
+            Ok(versions) => {
+                for version in versions {
+                    if let Some(key) = quarantined.get(&version.key) {
+                        by_key.entry((*key).to_string()).or_default().push(version);
+                    }
+                }
+            }
+            Err(error) => {
+                ctx.error(&OpError::new(
+                    reader,
+                    format!("list versions s3://{}/{folder}", ctx.archive.bucket()),
+                    error,
+                ));
+                return None;
+            }
         }
     }
     let recorded: HashMap<&str, &ObjectRecord> = records

@@ -111,8 +111,13 @@ async fn content_of(
     };
     match fetched {
         Ok(found) => {
+            for finding in found.findings {
+                ctx.recorded_elsewhere(finding);
+            }
             pending::log_resolved(ctx.store, source).map_err(remember)?;
-            Ok(found.map_or(Lookup::Absent, |record| Lookup::Found(record.into())))
+            Ok(found
+                .record
+                .map_or(Lookup::Absent, |record| Lookup::Found(record.into())))
         }
         Err(error) => {
             let record = pending::log_unreadable(ctx.store, source, ctx.now, &error.to_string())

@@ -709,6 +709,34 @@ async fn full_run_audits_archive_bytes_against_the_store() {
 }
 
 #[tokio::test]
+async fn a_full_run_finds_quarantined_copies_where_they_are() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let quarantined = "AWSLogs/evil\nkey\u{1b}[2J.json.gz";
+    scenario
+        .world
+        .source
+        .put(quarantined, b"not a log".to_vec(), &[]);
+    scenario.world.archive_key(quarantined).await;
+    let archive_key = World::source_ref(quarantined).archive_key(ARCHIVE_PREFIX);
+    assert!(
+        archive_key.contains("/_trailvault/quarantine/"),
+        "{archive_key}"
+    );
+    let full = VerifySettings {
+        full: true,
+        ..settings()
+    };
+    let outcome = scenario.world.run(&full).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert!(
+        outcome.findings.iter().all(|f| f.key != quarantined),
+        "{:#?}",
+        outcome.findings
+    );
+}
+
+#[tokio::test]
 async fn failed_reads_are_errors_and_are_retried() {
     let scenario = scenario();
     scenario.world.archive_all().await;

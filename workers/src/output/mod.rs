@@ -2,6 +2,7 @@
 //! `--json`, otherwise a short human summary; the retention report, the
 //! status text, finding lines and the progress display.
 
+pub mod log_fields;
 pub mod progress;
 pub mod retention;
 pub mod status;
@@ -11,6 +12,7 @@ use std::fmt::Write as _;
 
 use trailvault_pipeline::model::findings::{Finding, Severity};
 use trailvault_pipeline::model::report::Report;
+use trailvault_pipeline::model::text::escape_control;
 use trailvault_pipeline::model::time::utc_text;
 
 pub fn print_report(report: &Report, json: bool) {
@@ -95,11 +97,11 @@ pub fn human_summary(report: &Report) -> String {
     }
     let _ = writeln!(out, "  errors            {}", report.errors.len());
     for error in &report.errors {
-        let _ = writeln!(
-            out,
-            "    {} {}: {}",
+        let line = format!(
+            "{} {}: {}",
             error.account_id, error.operation, error.message
         );
+        let _ = writeln!(out, "    {}", escape_control(&line));
     }
     let new = report.findings.iter().filter(|f| f.new).count();
     let _ = writeln!(
@@ -146,10 +148,17 @@ pub fn finding_line(finding: &Finding) -> String {
     } else {
         " [acknowledged]"
     };
-    format!(
-        "{severity} {}{new}{acknowledged} {} s3://{}/{}: {}",
+    let owner = match &finding.bucket_owner {
+        Some(owner) if *owner != finding.account_id => format!(" (bucket of {owner})"),
+        _ => String::new(),
+    };
+    // Keys and details are the member's words: escaped, so a key with a
+    // newline cannot forge a line, nor one with ESC drive the terminal.
+    let line = format!(
+        "{severity} {}{new}{acknowledged} {} s3://{}/{}{owner}: {}",
         finding.kind, finding.account_id, finding.bucket, finding.key, finding.detail
-    )
+    );
+    escape_control(&line).into_owned()
 }
 
 #[cfg(test)]
@@ -169,7 +178,40 @@ mod tests {
             "k",
             "claims 333333333333".into(),
         ));
+        report.error(
+            "222222222222",
+            "copy s3://b/k\n2026-01-01T00:00:00Z INFO forged",
+            "\u{1b}[2Jcleared",
+        );
+        let mut hostile = Finding::new(
+            FindingKind::ObjectMalformed,
+            "333333333333",
+            "b",
+            "evil\nkey\u{1b}]0;title\u{7}",
+            "named \u{1b}[31m".into(),
+        );
+        hostile.bucket_owner = Some("222222222222".into());
+        report.findings.push(hostile);
         let text = human_summary(&report);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "no raw control characters: {text:?}"
+        );
+        assert!(
+            text.contains("s3://b/k\\n2026-01-01T00:00:00Z INFO forged: \\x1b[2Jcleared"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "333333333333 s3://b/evil\\nkey\\x1b]0;title\\x07 (bucket of 222222222222): named \\x1b[31m"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().count(),
+            human_summary(&Report::new("collect")).lines().count() + 4,
+            "one line per error and finding: {text}"
+        );
         assert!(text.contains("7 copied"), "{text}");
         assert!(
             text.contains("222222222222 sts:AssumeRole: AccessDenied"),
