@@ -551,6 +551,14 @@ impl Context<'_> {
             "AWS::StackName" => Some(&render.stack_name),
             _ => None,
         };
+        if target == "AWS::URLSuffix" {
+            let suffix = if render.partition == "aws-cn" {
+                "amazonaws.com.cn"
+            } else {
+                "amazonaws.com"
+            };
+            return Ok(Some(Value::String(suffix.to_owned())));
+        }
         if let Some(value) = pseudo {
             return Ok(Some(Value::String(value.clone())));
         }
@@ -1403,6 +1411,27 @@ mod tests {
                     "not read-only: {action}"
                 );
             }
+        }
+
+        // Trail buckets in several Regions: Decrypt through S3 in each.
+        for (partition, suffix) in [("aws", "amazonaws.com"), ("aws-cn", "amazonaws.com.cn")] {
+            let regional = rendered(
+                &template,
+                &member_render()
+                    .partition(partition)
+                    .list_parameter("TrailBucketRegions", &["us-east-1", "eu-west-1"]),
+                template
+                    .inline_policy("ReaderRole", "read-cloudtrail-files")
+                    .unwrap(),
+            );
+            assert_eq!(
+                sid(&regional, "DecryptTrailFilesThroughS3")["Condition"],
+                json!({"StringEquals": {"kms:ViaService": [
+                    format!("s3.us-east-1.{suffix}"),
+                    format!("s3.eu-west-1.{suffix}")
+                ]}}),
+                "{partition}"
+            );
         }
 
         let sse_s3 = rendered(

@@ -95,6 +95,9 @@ pub struct ProvisionOptions {
     pub history_hours: u32,
     /// Seed for every generated name and record; `None` = random.
     pub seed: Option<u64>,
+    /// The Region the members' own trail buckets are created in
+    /// (`LocationConstraint`); `None` = the emulator's default (us-east-1).
+    pub trail_bucket_region: Option<String>,
 }
 
 impl Default for ProvisionOptions {
@@ -108,6 +111,7 @@ impl Default for ProvisionOptions {
             broken_members: Vec::new(),
             history_hours: 48,
             seed: None,
+            trail_bucket_region: None,
         }
     }
 }

@@ -11,5 +11,6 @@ mod collect;
 mod faults;
 mod ops;
 mod policies;
+mod regions;
 mod sim;
 mod verify;
