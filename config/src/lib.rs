@@ -667,9 +667,15 @@ public_keys_file = "/etc/trailvault/keys.json"
         let cases: &[(&str, Break)] = &[
             // [aws]
             ("aws.region", |c| c.aws.region = "us-east".to_owned()),
-            ("aws.partition", |c| c.aws.partition = Some("AWS".to_owned())),
-            ("aws.partition", |c| c.aws.partition = Some("aws-".to_owned())),
-            ("aws.partition", |c| c.aws.partition = Some("gcp".to_owned())),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("AWS".to_owned())
+            }),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("aws-".to_owned())
+            }),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("gcp".to_owned())
+            }),
             ("aws.partition", |c| {
                 c.aws.partition = Some("aws--cn".to_owned())
             }),

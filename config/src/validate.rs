@@ -340,9 +340,9 @@ fn aws_partition(value: &str) -> Result<(), Problem> {
         && (value == "aws"
             || value.strip_prefix("aws-").is_some_and(|rest| {
                 !rest.is_empty()
-                    && rest
-                        .split('-')
-                        .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
+                    && rest.split('-').all(|word| {
+                        !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase())
+                    })
             }));
     if well_formed {
         Ok(())

@@ -50,7 +50,11 @@ pub fn partition_of_region(region: &str) -> &'static str {
 /// The partition of the audit identity: `configured` when set (validated by
 /// the configuration), else the one in the caller identity's ARN, else (the
 /// call failed: logged) the one of `region`.
-pub async fn resolve_partition(audit: &SdkConfig, configured: Option<&str>, region: &str) -> String {
+pub async fn resolve_partition(
+    audit: &SdkConfig,
+    configured: Option<&str>,
+    region: &str,
+) -> String {
     if let Some(partition) = configured {
         return partition.to_string();
     }

@@ -163,7 +163,9 @@ impl OpenFailure {
 impl From<OpenFailure> for SeamError {
     fn from(failure: OpenFailure) -> SeamError {
         match failure {
-            OpenFailure::Held(message) => store_error(format!("held by another process: {message}")),
+            OpenFailure::Held(message) => {
+                store_error(format!("held by another process: {message}"))
+            }
             OpenFailure::Failed(error) => error,
         }
     }
@@ -398,7 +400,9 @@ mod tests {
         // Held for the whole wait: `Held`, after the wait and not before.
         let started = std::time::Instant::now();
         let wait = std::time::Duration::from_millis(300);
-        let held = SledStore::try_open(&path, wait).err().expect("the store is held");
+        let held = SledStore::try_open(&path, wait)
+            .err()
+            .expect("the store is held");
         assert!(held.held(), "{held}");
         assert!(started.elapsed() >= wait);
         assert!(held.to_string().contains("held by another"), "{held}");
@@ -414,7 +418,9 @@ mod tests {
         // Not a lock: a file where the store's directory should be.
         let not_a_dir = dir.path().join("file");
         std::fs::write(&not_a_dir, b"x").unwrap();
-        let failed = SledStore::try_open(&not_a_dir, wait).err().expect("not a store");
+        let failed = SledStore::try_open(&not_a_dir, wait)
+            .err()
+            .expect("not a store");
         assert!(!failed.held(), "{failed}");
     }
 

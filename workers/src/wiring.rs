@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 use trailvault_config::Config;
 use trailvault_infra::connect::{self, Connected, OpenStoreError};
 use trailvault_infra::store::SledStore;
-use tracing::warn;
 use trailvault_pipeline::jobs::{JobSettings, World};
 use trailvault_pipeline::model::report::Report;
 use trailvault_pipeline::seams::SystemClock;

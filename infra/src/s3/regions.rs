@@ -51,17 +51,33 @@ pub async fn head_bucket_region(client: &Client, bucket: &str) -> Probe {
             Some(region) => Probe::Region(region),
             None => Probe::Unnamed,
         },
-        Err(error) => match error.raw_response() {
-            Some(response) => {
-                match region_from_header(response.headers().get(BUCKET_REGION_HEADER)) {
-                    Some(region) => Probe::Region(region),
-                    None => Probe::Unnamed,
-                }
-            }
-            None => Probe::Failed(
-                aws_smithy_types::error::display::DisplayErrorContext(&error).to_string(),
-            ),
-        },
+        Err(error) => {
+            let answer = error.raw_response().map(|response| {
+                (
+                    response.status().as_u16(),
+                    region_from_header(response.headers().get(BUCKET_REGION_HEADER)),
+                )
+            });
+            let detail =
+                || aws_smithy_types::error::display::DisplayErrorContext(&error).to_string();
+            probe_of_answer(answer, detail)
+        }
+    }
+}
+
+/// A HeadBucket error as a [`Probe`]: the Region when S3 named it (a 301,
+/// 400 or 403 does); a throttled or failed answer (429, 5xx) or none at all
+/// is [`Probe::Failed`], asked again later; any other answer without the
+/// header (a 404, a server that never names Regions) is [`Probe::Unnamed`].
+fn probe_of_answer(
+    answer: Option<(u16, Option<String>)>,
+    detail: impl FnOnce() -> String,
+) -> Probe {
+    match answer {
+        Some((_, Some(region))) => Probe::Region(region),
+        Some((status, None)) if status == 429 || status >= 500 => Probe::Failed(detail()),
+        Some((_, None)) => Probe::Unnamed,
+        None => Probe::Failed(detail()),
     }
 }
 
@@ -206,6 +222,30 @@ mod tests {
         assert_eq!(region_from_header(None), None);
     }
 
+    #[test]
+    fn only_answers_that_settle_the_region_are_remembered() {
+        let detail = || "d".to_string();
+        let named = Some("eu-west-1".to_string());
+        assert_eq!(
+            probe_of_answer(Some((301, named.clone())), detail),
+            Probe::Region("eu-west-1".into())
+        );
+        assert_eq!(
+            probe_of_answer(Some((403, named)), detail),
+            Probe::Region("eu-west-1".into())
+        );
+        assert_eq!(probe_of_answer(Some((404, None)), detail), Probe::Unnamed);
+        assert_eq!(probe_of_answer(Some((301, None)), detail), Probe::Unnamed);
+        for status in [429, 500, 503] {
+            assert_eq!(
+                probe_of_answer(Some((status, None)), detail),
+                Probe::Failed("d".into()),
+                "{status}"
+            );
+        }
+        assert_eq!(probe_of_answer(None, detail), Probe::Failed("d".into()));
+    }
+
     #[tokio::test]
     async fn a_bucket_region_is_discovered_once_and_a_failed_probe_is_retried() {
         let regions = BucketRegions::new("us-east-1");
@@ -271,7 +311,10 @@ mod tests {
         let clients = RegionalClients::new(&http.config().await, true);
         let regions = BucketRegions::new("us-east-1");
         let client = clients.for_bucket(&regions, "b").await;
-        assert_eq!(client.config().region().map(|r| r.as_ref()), Some("us-east-1"));
+        assert_eq!(
+            client.config().region().map(|r| r.as_ref()),
+            Some("us-east-1")
+        );
         assert_eq!(regions.cached("b").as_deref(), Some("us-east-1"));
         assert_eq!(http.requests(), 1);
     }

@@ -51,10 +51,17 @@ async fn a_member_bucket_in_another_region_is_collected_and_validated() {
     let collected = run(&sim, &config, &["--json", "collect"]);
     let counts = proxy.counts();
     eprintln!("proxy: {counts:?}\n{}", proxy.fault_log().join("\n"));
-    assert_eq!(collected.code, 0, "{}\n{}", collected.stdout, collected.stderr);
+    assert_eq!(
+        collected.code, 0,
+        "{}\n{}",
+        collected.stdout, collected.stderr
+    );
     let report = collected.json();
     assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
-    assert!(report["findings"].as_array().unwrap().is_empty(), "{report}");
+    assert!(
+        report["findings"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
     assert!(stat(&report, "objects_copied") > 0, "{report}");
     assert!(stat(&report, "digests_validated") > 0, "{report}");
     assert_archive_matches_sources(&sim).await;
