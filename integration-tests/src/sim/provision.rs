@@ -320,6 +320,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         regions: options.regions.clone(),
         home_region,
         per_account_trails: options.per_account_trails,
+        trail_bucket_region: options.trail_bucket_region.clone(),
         members,
         org_trail,
         signing_key: signing_key.to_state(),

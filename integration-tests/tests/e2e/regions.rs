@@ -1,9 +1,9 @@
 //! Any Region: a member's trail bucket in another Region than `[aws] region`
-//! (and the archive) is collected and validated. The emulator serves every
-//! bucket whatever Region a request is signed for, so the fault proxy plays
-//! S3's part: a request for a placed bucket signed for another Region gets
-//! S3's 301 `PermanentRedirect` with `x-amz-bucket-region`, which the SDK
-//! does not follow.
+//! (and the archive) is collected and validated. The emulator answers a
+//! request signed for the wrong Region as S3 does (301 `PermanentRedirect`
+//! with `x-amz-bucket-region`, which the SDK does not follow); the fault
+//! proxy in between answers the same way for the placed buckets and counts
+//! the requests by whether they were signed for the bucket's Region.
 
 use trailvault_integration_tests::faults::{FaultPlan, FaultProxy};
 use trailvault_integration_tests::harness;
@@ -28,20 +28,23 @@ async fn a_member_bucket_in_another_region_is_collected_and_validated() {
     .await;
     assert_eq!(sim.org.api_region, "us-east-1", "aws.region of the run");
     let member = &sim.org.members[0];
-    // The emulator knows where the bucket is, and says so as S3 does.
+    // The emulator knows where the bucket is and, like S3, redirects a
+    // request signed for us-east-1, naming the Region.
     let member_config = harness::sdk_config(
         &sim.org.endpoint,
         &member.account_id,
         "sim-root-secret",
         None,
     );
-    let head = harness::s3_client(&member_config)
+    let redirected = harness::s3_client(&member_config)
         .head_bucket()
         .bucket(&member.trail_bucket)
         .send()
         .await
-        .expect("HeadBucket of the member's trail bucket");
-    assert_eq!(head.bucket_region(), Some("eu-west-1"));
+        .expect_err("a HeadBucket signed for us-east-1 is redirected");
+    let raw = redirected.raw_response().expect("an answer");
+    assert_eq!(raw.status().as_u16(), 301);
+    assert_eq!(raw.headers().get("x-amz-bucket-region"), Some("eu-west-1"));
 
     let proxy = FaultProxy::start(&sim.org.endpoint, FaultPlan::none()).unwrap();
     proxy.place_bucket(&member.trail_bucket, "eu-west-1");
