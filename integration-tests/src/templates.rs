@@ -4,7 +4,7 @@
 //! apply exactly what a deployment would. One source of truth for every policy.
 //!
 //! Rendering resolves the intrinsic functions these templates use — `Ref`
-//! (parameters, pseudo parameters, resources), `Fn::Sub` (both forms), `Fn::GetAtt`,
+//! (parameters, pseudo parameters incl. `AWS::URLSuffix`, resources), `Fn::Sub` (both forms), `Fn::GetAtt`,
 //! `Fn::Join`, `Fn::Split`, `Fn::Select`, `Fn::If` with the template's `Conditions`
 //! (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`) and `AWS::NoValue` —
 //! and fails on anything else or anything it cannot resolve, so a document is never
@@ -1611,7 +1611,7 @@ mod tests {
                 "unsupported intrinsic function Fn::FindInMap",
             ),
             (
-                json!({"Ref": "AWS::URLSuffix"}),
+                json!({"Ref": "AWS::NotificationARNs"}),
                 "unsupported pseudo parameter",
             ),
             (
