@@ -121,6 +121,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             aws: AwsSettings {
                 region: "us-east-1".to_owned(),
                 endpoint_url: None,
+                partition: None,
                 source_access_key_id: None,
                 source_secret_access_key: None,
                 connect_timeout_seconds: 5,
@@ -319,6 +320,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 r#"[aws]
 region = "eu-west-1"
 endpoint_url = "https://s3.example.com:9000"
+partition = "aws-us-gov"
 source_access_key_id = "AKIAEXAMPLE"
 source_secret_access_key = "secretexample"
 connect_timeout_seconds = 3
@@ -330,6 +332,7 @@ upload_min_bytes_per_second = 2048
                     config.aws = AwsSettings {
                         region: "eu-west-1".to_owned(),
                         endpoint_url: Some("https://s3.example.com:9000".to_owned()),
+                        partition: Some("aws-us-gov".to_owned()),
                         source_access_key_id: Some("AKIAEXAMPLE".to_owned()),
                         source_secret_access_key: Some("secretexample".to_owned()),
                         connect_timeout_seconds: 3,
@@ -664,6 +667,18 @@ public_keys_file = "/etc/trailvault/keys.json"
         let cases: &[(&str, Break)] = &[
             // [aws]
             ("aws.region", |c| c.aws.region = "us-east".to_owned()),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("AWS".to_owned())
+            }),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("aws-".to_owned())
+            }),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("gcp".to_owned())
+            }),
+            ("aws.partition", |c| {
+                c.aws.partition = Some("aws--cn".to_owned())
+            }),
             ("aws.endpoint_url", |c| {
                 c.aws.endpoint_url = Some("localhost:4566".to_owned())
             }),

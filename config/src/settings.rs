@@ -16,6 +16,10 @@ pub struct AwsSettings {
     /// When set, every client talks to this endpoint and S3 uses path-style addressing.
     #[serde(default)]
     pub endpoint_url: Option<String>,
+    /// The AWS partition of every ARN trailvault builds (`aws`, `aws-us-gov`,
+    /// `aws-cn`, …). Unset: read from the audit identity's ARN.
+    #[serde(default)]
+    pub partition: Option<String>,
     /// Static credentials used to read sources instead of assuming roles (S3-compatible
     /// servers without STS). Both or neither.
     #[serde(default)]
@@ -47,6 +51,7 @@ impl Default for AwsSettings {
         AwsSettings {
             region: default_region(),
             endpoint_url: None,
+            partition: None,
             source_access_key_id: None,
             source_secret_access_key: None,
             connect_timeout_seconds: default_connect_timeout_seconds(),
@@ -80,6 +85,7 @@ impl fmt::Debug for AwsSettings {
             .debug_struct("AwsSettings")
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
+            .field("partition", &self.partition)
             .field("source_access_key_id", &self.source_access_key_id)
             .field(
                 "source_secret_access_key",

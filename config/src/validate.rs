@@ -36,6 +36,9 @@ fn at(field: impl Into<String>, check: Result<(), Problem>) -> Result<(), Config
 
 fn validate_aws(aws: &AwsSettings) -> Result<(), ConfigError> {
     at("aws.region", region(&aws.region))?;
+    if let Some(partition) = &aws.partition {
+        at("aws.partition", aws_partition(partition))?;
+    }
     if let Some(url) = &aws.endpoint_url {
         at("aws.endpoint_url", endpoint_url(url))?;
     }
@@ -330,6 +333,26 @@ fn key_prefix(value: &str) -> Result<(), Problem> {
 }
 
 /// `^[a-z]{2}(-[a-z]+)+-\d+$`, e.g. `us-east-1`, `us-gov-west-1`, `ap-northeast-1`.
+/// `aws`, or `aws-` and lowercase words joined by dashes (`aws-us-gov`,
+/// `aws-cn`, `aws-iso-b`).
+fn aws_partition(value: &str) -> Result<(), Problem> {
+    let well_formed = value.len() <= 32
+        && (value == "aws"
+            || value.strip_prefix("aws-").is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest.split('-').all(|word| {
+                        !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase())
+                    })
+            }));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not an AWS partition like \"aws\", \"aws-us-gov\" or \"aws-cn\""
+        ))
+    }
+}
+
 fn region(value: &str) -> Result<(), Problem> {
     let parts: Vec<&str> = value.split('-').collect();
     let well_formed = parts.len() >= 3

@@ -13,16 +13,16 @@ use trailvault_config::Config;
 use trailvault_pipeline::seams::{
     AccountDirectory, Archive, EventBus, Notifier, PublicKeyDirectory, SourceConnector,
 };
-use trailvault_pipeline::SeamError;
 
 use crate::events::EventBridgeBus;
 use crate::organizations::OrganizationsClient;
 use crate::public_keys::CloudTrailPublicKeys;
 use crate::retry::{RetryPolicy, RetryingArchive};
 use crate::s3::archive::S3Archive;
+use crate::s3::regions::{BucketRegions, RegionalClients};
 use crate::sessions::{MemberAccess, MemberConnector};
 use crate::sns::SnsNotifier;
-use crate::store::SledStore;
+use crate::store::{OpenFailure, SledStore, LOCK_WAIT};
 
 /// The progress store could not be opened (it is missing, damaged, or held
 /// by another trailvault process).
@@ -30,13 +30,20 @@ use crate::store::SledStore;
 #[error("opening the progress store at {}: {source}", path.display())]
 pub struct OpenStoreError {
     pub path: PathBuf,
-    pub source: SeamError,
+    pub source: OpenFailure,
+}
+
+impl OpenStoreError {
+    /// The store is held by another process: a run is still in progress.
+    pub fn held(&self) -> bool {
+        self.source.held()
+    }
 }
 
 /// Opens the progress store the configuration names.
 pub fn open_store(config: &Config) -> Result<Arc<SledStore>, OpenStoreError> {
     let path = &config.store.path;
-    let store = SledStore::open(path).map_err(|source| OpenStoreError {
+    let store = SledStore::try_open(path, LOCK_WAIT).map_err(|source| OpenStoreError {
         path: path.clone(),
         source,
     })?;
@@ -87,7 +94,18 @@ pub async fn connect(
     let audit = crate::aws::audit_config(&config.aws).await;
     let retry = RetryPolicy::default();
     let path_style = config.aws.endpoint_url.is_some();
-    let client = crate::aws::s3_client(&audit, path_style);
+    // Each bucket to its own Region: the archive's here, the sources' in
+    // the member connector (see `s3::regions`).
+    let bucket_regions = Arc::new(BucketRegions::new(&config.aws.region));
+    let client = RegionalClients::new(&audit, path_style)
+        .for_bucket(&bucket_regions, &config.archive.bucket)
+        .await;
+    let partition = crate::partition::resolve_partition(
+        &audit,
+        config.aws.partition.as_deref(),
+        &config.aws.region,
+    )
+    .await;
     let archive: Arc<dyn Archive> = Arc::new(RetryingArchive::new(
         Arc::new(S3Archive::new(
             client,
@@ -129,6 +147,8 @@ pub async fn connect(
         static_credentials,
         path_style,
         requests_per_second: config.collect.source_requests_per_second,
+        partition,
+        bucket_regions,
     };
     Ok(Connected {
         store,

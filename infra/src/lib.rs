@@ -8,6 +8,7 @@ pub mod connect;
 pub mod events;
 pub mod kms;
 pub mod organizations;
+pub mod partition;
 pub mod public_keys;
 pub mod rate_limit;
 pub mod retry;

@@ -27,9 +27,13 @@ use trailvault_pipeline::SeamError;
 use crate::aws::classify_ref;
 use crate::rate_limit::{RateLimitedSource, RateLimiter};
 use crate::retry::{retry, RetryPolicy, RetryingSource};
+use crate::s3::regions::{BucketRegions, RegionalClients};
 use crate::s3::source::S3Source;
 
 pub struct RoleRequest<'a> {
+    /// The AWS partition (`aws`, `aws-us-gov`, `aws-cn`, …): see
+    /// [`crate::partition`].
+    pub partition: &'a str,
     pub account_id: &'a str,
     pub role_name: &'a str,
     pub external_id: &'a str,
@@ -37,8 +41,8 @@ pub struct RoleRequest<'a> {
     pub session_duration: Duration,
 }
 
-pub fn role_arn(account_id: &str, role_name: &str) -> String {
-    format!("arn:aws:iam::{account_id}:role/{role_name}")
+pub fn role_arn(partition: &str, account_id: &str, role_name: &str) -> String {
+    format!("arn:{partition}:iam::{account_id}:role/{role_name}")
 }
 
 /// Assumes the member role and returns a configuration that uses it. The
@@ -50,7 +54,7 @@ pub async fn assume_member_role(
     policy: &RetryPolicy,
     cancel: &CancellationToken,
 ) -> Result<SdkConfig, SeamError> {
-    let arn = role_arn(request.account_id, request.role_name);
+    let arn = role_arn(request.partition, request.account_id, request.role_name);
     let provider = AssumeRoleProvider::builder(arn.clone())
         .external_id(request.external_id)
         .session_name(request.session_name)
@@ -147,6 +151,10 @@ pub struct MemberAccess {
     pub path_style: bool,
     /// Requests per second per source bucket; 0 for no cap.
     pub requests_per_second: u32,
+    /// The partition of the member role ARNs.
+    pub partition: String,
+    /// Each source bucket's Region, shared by every run of the process.
+    pub bucket_regions: Arc<BucketRegions>,
 }
 
 /// One account's session, opened once for the connector's life.
@@ -163,6 +171,8 @@ pub struct MemberConnector {
     retry: RetryPolicy,
     cancel: CancellationToken,
     sessions: Mutex<BTreeMap<String, SessionSlot>>,
+    /// Each reading account's S3 clients, one per Region its buckets are in.
+    clients: Mutex<BTreeMap<String, Arc<RegionalClients>>>,
 }
 
 impl MemberConnector {
@@ -182,6 +192,7 @@ impl MemberConnector {
             retry,
             cancel,
             sessions: Mutex::new(BTreeMap::new()),
+            clients: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -200,6 +211,7 @@ impl MemberConnector {
         };
         slot.get_or_init(|| async {
             let request = RoleRequest {
+                partition: &self.access.partition,
                 account_id,
                 role_name: &self.access.role_name,
                 external_id: &self.access.external_id,
@@ -221,7 +233,21 @@ impl SourceConnector for MemberConnector {
         bucket: &str,
     ) -> Result<Arc<dyn TrailSource>, SeamError> {
         let config = self.session(reader_account_id).await?;
-        let client = crate::aws::s3_client(&config, self.access.path_style);
+        let regional = {
+            let mut clients = self
+                .clients
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            clients
+                .entry(reader_account_id.to_string())
+                .or_insert_with(|| Arc::new(RegionalClients::new(&config, self.access.path_style)))
+                .clone()
+        };
+        // The bucket's own Region (HeadBucket with this session, once per
+        // process): the archive and the sources may each be elsewhere.
+        let client = regional
+            .for_bucket(&self.access.bucket_regions, bucket)
+            .await;
         // The reading account owns the bucket it reads (the member's own
         // bucket, or the organization bucket of the configured reader);
         // static credentials name no account.
@@ -280,6 +306,7 @@ mod tests {
 
     fn request() -> RoleRequest<'static> {
         RoleRequest {
+            partition: "aws",
             account_id: "222233334444",
             role_name: "TrailvaultReader",
             external_id: "x",
@@ -360,8 +387,12 @@ mod tests {
     #[test]
     fn role_arns_name_the_member_account() {
         assert_eq!(
-            role_arn("222233334444", "TrailvaultReader"),
+            role_arn("aws", "222233334444", "TrailvaultReader"),
             "arn:aws:iam::222233334444:role/TrailvaultReader"
+        );
+        assert_eq!(
+            role_arn("aws-us-gov", "222233334444", "TrailvaultReader"),
+            "arn:aws-us-gov:iam::222233334444:role/TrailvaultReader"
         );
     }
 }

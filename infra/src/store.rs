@@ -142,8 +142,64 @@ pub fn decode_record(bytes: &[u8]) -> Option<ObjectRecord> {
     })
 }
 
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenFailure {
+    /// Another process (or another handle in this one) holds the store's
+    /// lock and kept it for the whole wait: a run is in progress.
+    #[error("held by another trailvault process (a run is still in progress): {0}")]
+    Held(String),
+    /// Missing, damaged, unreadable: anything but the lock.
+    #[error(transparent)]
+    Failed(SeamError),
+}
+
+impl OpenFailure {
+    pub fn held(&self) -> bool {
+        matches!(self, OpenFailure::Held(_))
+    }
+}
+
+impl From<OpenFailure> for SeamError {
+    fn from(failure: OpenFailure) -> SeamError {
+        match failure {
+            OpenFailure::Held(message) => {
+                store_error(format!("held by another process: {message}"))
+            }
+            OpenFailure::Failed(error) => error,
+        }
+    }
+}
+
+/// How long [`SledStore::try_open`] waits for a held lock before giving up.
+/// sled's background flusher keeps the file lock for a moment after the
+/// previous handle is dropped (4 s is long enough for it on a loaded
+/// machine); a run of another process holds it far longer, and the wait
+/// ends with [`OpenFailure::Held`].
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// sled 0.34 reports a held lock as an `Other` I/O error whose text says
+/// "could not acquire lock" (with the OS error `WouldBlock` inside the
+/// text); a test below pins that wording.
+fn is_lock_contention(error: &sled::Error) -> bool {
+    match error {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore, SeamError> {
+        SledStore::try_open(path, LOCK_WAIT).map_err(SeamError::from)
+    }
+
+    /// Opens the store at `path`, waiting up to `lock_wait` while another
+    /// handle holds it; tells a held store ([`OpenFailure::Held`]) from
+    /// every other failure.
+    pub fn try_open(path: &Path, lock_wait: std::time::Duration) -> Result<SledStore, OpenFailure> {
         let config = sled::Config::new()
             .path(path)
             // sled's cache accounting is approximate: 16 MiB configured held ~90 MB
@@ -154,31 +210,29 @@ impl SledStore {
             .mode(sled::Mode::LowSpace)
             .use_compression(true)
             .compression_factor(1);
-        // sled's background flusher keeps the file lock for a moment after the
-        // previous handle is dropped: wait briefly for it, not for another
-        // process that holds the store (that one fails after the wait: 4 s, long
-        // enough for a flusher on a loaded machine).
-        let mut attempt = 0;
+        let step = std::time::Duration::from_millis(40);
+        let deadline = std::time::Instant::now() + lock_wait;
         let db = loop {
             match config.open() {
                 Ok(db) => break db,
-                Err(sled::Error::Io(error))
-                    if error.kind() == std::io::ErrorKind::WouldBlock && attempt < 100 =>
-                {
-                    attempt += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(40));
+                Err(error) if is_lock_contention(&error) => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(OpenFailure::Held(format!("{}: {error}", path.display())));
+                    }
+                    std::thread::sleep(step);
                 }
                 Err(error) => {
-                    return Err(store_error(format!(
+                    return Err(OpenFailure::Failed(store_error(format!(
                         "cannot open {}: {error}",
                         path.display()
-                    )))
+                    ))))
                 }
             }
         };
-        let objects = db.open_tree("objects").map_err(store_error)?;
-        let state = db.open_tree("state").map_err(store_error)?;
-        let findings = db.open_tree("findings").map_err(store_error)?;
+        let failed = |error| OpenFailure::Failed(store_error(error));
+        let objects = db.open_tree("objects").map_err(failed)?;
+        let state = db.open_tree("state").map_err(failed)?;
+        let findings = db.open_tree("findings").map_err(failed)?;
         Ok(SledStore {
             db,
             objects,
@@ -336,6 +390,38 @@ mod tests {
         for cut in 0..bytes.len() {
             assert_eq!(decode_record(&bytes[..cut]), None, "truncated at {cut}");
         }
+    }
+
+    #[test]
+    fn a_held_store_is_told_from_other_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let holder = SledStore::try_open(&path, LOCK_WAIT).unwrap();
+        // Held for the whole wait: `Held`, after the wait and not before.
+        let started = std::time::Instant::now();
+        let wait = std::time::Duration::from_millis(300);
+        let held = SledStore::try_open(&path, wait)
+            .err()
+            .expect("the store is held");
+        assert!(held.held(), "{held}");
+        assert!(started.elapsed() >= wait);
+        assert!(held.to_string().contains("held by another"), "{held}");
+        // Released during the wait: opened.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(holder);
+        });
+        let reopened = SledStore::try_open(&path, LOCK_WAIT);
+        releaser.join().unwrap();
+        assert!(reopened.is_ok(), "{:?}", reopened.err());
+        drop(reopened);
+        // Not a lock: a file where the store's directory should be.
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"x").unwrap();
+        let failed = SledStore::try_open(&not_a_dir, wait)
+            .err()
+            .expect("not a store");
+        assert!(!failed.held(), "{failed}");
     }
 
     #[test]

@@ -113,6 +113,9 @@ struct Shared {
     counts: BTreeMap<String, u64>,
     /// The requests that met a fault, as "fault METHOD target", in arrival order.
     log: Vec<String>,
+    /// Buckets that answer only requests signed for their Region, as S3 does
+    /// (see [`FaultProxy::place_bucket`]).
+    bucket_regions: BTreeMap<String, String>,
 }
 
 /// A running fault proxy; stops accepting when dropped.
@@ -175,6 +178,17 @@ impl FaultProxy {
     /// The faulted requests, as "fault METHOD target", in arrival order.
     pub fn fault_log(&self) -> Vec<String> {
         self.lock().log.clone()
+    }
+
+    /// Makes the proxy answer for `bucket` as S3 does for a bucket in
+    /// `region`: a request signed for another Region gets 301
+    /// `PermanentRedirect` with the `x-amz-bucket-region` header (and is
+    /// counted as `wrong_region`), never reaching the server; one signed for
+    /// `region` is forwarded (counted as `signed_for_bucket_region`).
+    pub fn place_bucket(&self, bucket: &str, region: &str) {
+        self.lock()
+            .bucket_regions
+            .insert(bucket.to_owned(), region.to_owned());
     }
 
     /// Forgets the counts and the log (the occurrences stay, so the draws go on).
@@ -334,6 +348,31 @@ fn read_body(reader: &mut impl BufRead, head: &Head, no_body: bool) -> std::io::
     Ok(body)
 }
 
+/// The Region a SigV4 `Authorization` header is scoped to
+/// (`Credential=AKID/DATE/REGION/SERVICE/aws4_request`).
+fn signed_region(authorization: &str) -> Option<&str> {
+    let scope = authorization.split("Credential=").nth(1)?;
+    let scope = scope.split([',', ' ']).next()?;
+    scope.split('/').nth(2)
+}
+
+/// S3's answer to a request for a bucket in `region` signed for another
+/// one (no body for HEAD).
+fn redirect_response(bucket: &str, region: &str, head: bool) -> Vec<u8> {
+    let body = if head {
+        String::new()
+    } else {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Bucket>{bucket}</Bucket><Endpoint>s3.{region}.amazonaws.com</Endpoint><RequestId>redirect</RequestId></Error>"
+        )
+    };
+    format!(
+        "HTTP/1.1 301 Moved Permanently\r\nContent-Type: application/xml\r\nx-amz-bucket-region: {region}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 fn error_response(status: u16, reason: &str, code: &str) -> Vec<u8> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the fault proxy</Message><RequestId>fault</RequestId></Error>"
@@ -407,6 +446,29 @@ fn serve(
             *seen += 1;
             *seen
         };
+        let bucket = target
+            .trim_start_matches('/')
+            .split(['/', '?'])
+            .next()
+            .unwrap_or_default();
+        let placed = shared
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .bucket_regions
+            .get(bucket)
+            .cloned();
+        if let Some(region) = placed {
+            let signed = request
+                .header("authorization")
+                .and_then(signed_region)
+                .unwrap_or_default();
+            if signed != region {
+                count(shared, "wrong_region", Some(&identity));
+                client_writer.write_all(&redirect_response(bucket, &region, method == "HEAD"))?;
+                continue;
+            }
+            count(shared, "signed_for_bucket_region", None);
+        }
         let fault = plan.choose(&identity, occurrence);
         match fault {
             Some(Fault::SlowDown) => {
@@ -527,6 +589,15 @@ fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signed_region_is_read_from_the_authorization_header() {
+        assert_eq!(
+            signed_region("AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x"),
+            Some("eu-west-1")
+        );
+        assert_eq!(signed_region("Basic x"), None);
+    }
 
     #[test]
     fn draws_are_seeded_and_near_the_planned_shares() {

@@ -4,7 +4,7 @@
 //! apply exactly what a deployment would. One source of truth for every policy.
 //!
 //! Rendering resolves the intrinsic functions these templates use — `Ref`
-//! (parameters, pseudo parameters, resources), `Fn::Sub` (both forms), `Fn::GetAtt`,
+//! (parameters, pseudo parameters incl. `AWS::URLSuffix`, resources), `Fn::Sub` (both forms), `Fn::GetAtt`,
 //! `Fn::Join`, `Fn::Split`, `Fn::Select`, `Fn::If` with the template's `Conditions`
 //! (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`) and `AWS::NoValue` —
 //! and fails on anything else or anything it cannot resolve, so a document is never
@@ -551,6 +551,14 @@ impl Context<'_> {
             "AWS::StackName" => Some(&render.stack_name),
             _ => None,
         };
+        if target == "AWS::URLSuffix" {
+            let suffix = if render.partition == "aws-cn" {
+                "amazonaws.com.cn"
+            } else {
+                "amazonaws.com"
+            };
+            return Ok(Some(Value::String(suffix.to_owned())));
+        }
         if let Some(value) = pseudo {
             return Ok(Some(Value::String(value.clone())));
         }
@@ -1405,6 +1413,27 @@ mod tests {
             }
         }
 
+        // Trail buckets in several Regions: Decrypt through S3 in each.
+        for (partition, suffix) in [("aws", "amazonaws.com"), ("aws-cn", "amazonaws.com.cn")] {
+            let regional = rendered(
+                &template,
+                &member_render()
+                    .partition(partition)
+                    .list_parameter("TrailBucketRegions", &["us-east-1", "eu-west-1"]),
+                template
+                    .inline_policy("ReaderRole", "read-cloudtrail-files")
+                    .unwrap(),
+            );
+            assert_eq!(
+                sid(&regional, "DecryptTrailFilesThroughS3")["Condition"],
+                json!({"StringEquals": {"kms:ViaService": [
+                    format!("s3.us-east-1.{suffix}"),
+                    format!("s3.eu-west-1.{suffix}")
+                ]}}),
+                "{partition}"
+            );
+        }
+
         let sse_s3 = rendered(
             &template,
             &member_render().list_parameter("TrailKmsKeyArns", &[]),
@@ -1595,7 +1624,7 @@ mod tests {
                 "unsupported intrinsic function Fn::FindInMap",
             ),
             (
-                json!({"Ref": "AWS::URLSuffix"}),
+                json!({"Ref": "AWS::NotificationARNs"}),
                 "unsupported pseudo parameter",
             ),
             (

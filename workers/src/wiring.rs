@@ -4,12 +4,15 @@
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 use trailvault_config::Config;
 use trailvault_infra::connect::{self, Connected, OpenStoreError};
 use trailvault_infra::store::SledStore;
 use trailvault_pipeline::jobs::{JobSettings, World};
+use trailvault_pipeline::model::report::Report;
 use trailvault_pipeline::seams::SystemClock;
 
+use crate::output::print_report;
 use crate::settings;
 use crate::shutdown::Shutdown;
 
@@ -41,6 +44,33 @@ pub async fn wire_for_command(config: &Config, cancel: CancellationToken) -> Res
         eprintln!("trailvault: {error}");
         trailvault_pipeline::model::report::exit::USAGE
     })
+}
+
+/// [`wire`] for a one-shot command that is also scheduled (collect,
+/// backfill, verify, retention): when another run still holds the progress
+/// store, the run is skipped — its report says "skipped: previous run still
+/// active" and the exit status is 0 — so a run that overran its schedule
+/// does not make the next one fail and fire the failed-run alarm. Other
+/// failures are as in [`wire_for_command`]. `Err` carries the exit status.
+pub async fn wire_or_skip(
+    config: &Config,
+    cancel: CancellationToken,
+    command: &str,
+    json: bool,
+) -> Result<Wired, i32> {
+    match wire(config, cancel).await {
+        Ok(wired) => Ok(wired),
+        Err(error) if error.held() => {
+            warn!(store = %error.path.display(), "the progress store is held by another run; this run is skipped");
+            let report = Report::skipped_while_active(command);
+            print_report(&report, json);
+            Err(report.exit_code())
+        }
+        Err(error) => {
+            eprintln!("trailvault: {error}");
+            Err(trailvault_pipeline::model::report::exit::USAGE)
+        }
+    }
 }
 
 /// A run's identity: its start time, which names the member sessions.

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod policy;
+pub mod regions;
 pub mod source;
 
 use aws_sdk_s3::operation::get_object::GetObjectOutput;

@@ -264,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 broken_members,
                 history_hours,
                 seed,
+                trail_bucket_region: None,
             };
             let sim = Sim::provision(&endpoint, options).await?;
             sim.save(&out)?;

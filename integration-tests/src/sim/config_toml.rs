@@ -173,6 +173,7 @@ mod tests {
             regions: vec!["us-east-1".into(), "eu-west-1".into()],
             home_region: "us-east-1".into(),
             per_account_trails: true,
+            trail_bucket_region: None,
             members: (0..2)
                 .map(|index| SimMember {
                     index,

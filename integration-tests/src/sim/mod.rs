@@ -95,6 +95,9 @@ pub struct ProvisionOptions {
     pub history_hours: u32,
     /// Seed for every generated name and record; `None` = random.
     pub seed: Option<u64>,
+    /// The Region the members' own trail buckets are created in
+    /// (`LocationConstraint`); `None` = the emulator's default (us-east-1).
+    pub trail_bucket_region: Option<String>,
 }
 
 impl Default for ProvisionOptions {
@@ -108,6 +111,7 @@ impl Default for ProvisionOptions {
             broken_members: Vec::new(),
             history_hours: 48,
             seed: None,
+            trail_bucket_region: None,
         }
     }
 }
@@ -272,6 +276,11 @@ pub struct SimOrg {
     /// Home region of both trails (the first of `regions`).
     pub home_region: String,
     pub per_account_trails: bool,
+    /// The Region of the members' own trail buckets, when not the default
+    /// ([`ProvisionOptions::trail_bucket_region`]): the members' clients sign
+    /// for it.
+    #[serde(default)]
+    pub trail_bucket_region: Option<String>,
     pub members: Vec<SimMember>,
     pub org_trail: Option<SimOrgTrail>,
     pub signing_key: SigningKeyState,
@@ -348,8 +357,15 @@ impl Sim {
         let root_s3 = accounts
             .into_iter()
             .map(|account_id| {
-                let config =
+                let mut config =
                     harness::sdk_config(&org.endpoint, &account_id, "sim-root-secret", None);
+                let is_member = org.members.iter().any(|m| m.account_id == account_id);
+                if let (true, Some(region)) = (is_member, &org.trail_bucket_region) {
+                    config = config
+                        .to_builder()
+                        .region(aws_config::Region::new(region.clone()))
+                        .build();
+                }
                 (account_id, harness::s3_client(&config))
             })
             .collect();

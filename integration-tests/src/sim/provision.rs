@@ -181,7 +181,12 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         let config = harness::sdk_config(&endpoint, &account_id, "sim-root-secret", None);
         let mut readable: Vec<&str> = Vec::new();
         if options.per_account_trails {
-            create_bucket(&harness::s3_client(&config), &trail_bucket).await?;
+            create_bucket_in(
+                &harness::s3_client(&config),
+                &trail_bucket,
+                options.trail_bucket_region.as_deref(),
+            )
+            .await?;
             readable.push(&trail_bucket);
         }
         let trusted = if broken {
@@ -315,6 +320,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         regions: options.regions.clone(),
         home_region,
         per_account_trails: options.per_account_trails,
+        trail_bucket_region: options.trail_bucket_region.clone(),
         members,
         org_trail,
         signing_key: signing_key.to_state(),
@@ -374,8 +380,23 @@ fn archive_bucket_name() -> String {
 }
 
 async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<()> {
+    create_bucket_in(s3, bucket, None).await
+}
+
+/// A bucket in `region` (its `LocationConstraint`), or in the default one.
+async fn create_bucket_in(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    region: Option<&str>,
+) -> anyhow::Result<()> {
+    let location = region.map(|region| {
+        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(region))
+            .build()
+    });
     s3.create_bucket()
         .bucket(bucket)
+        .set_create_bucket_configuration(location)
         .send()
         .await
         .map_err(|error| sdk_error(&format!("create bucket {bucket}"), error))?;

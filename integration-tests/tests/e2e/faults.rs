@@ -17,7 +17,7 @@ use crate::collect::{assert_archive_matches_sources, finding_kinds, provision, s
 
 /// A proxy in front of the emulator, and the run's configuration pointing at
 /// it, with timeouts a test can wait for.
-fn config_through(sim: &Sim, dir: &Path, proxy: &FaultProxy) -> std::path::PathBuf {
+pub(crate) fn config_through(sim: &Sim, dir: &Path, proxy: &FaultProxy) -> std::path::PathBuf {
     let config = write_config(sim, dir, options_in(sim, dir));
     let text = std::fs::read_to_string(&config).unwrap();
     let endpoint_line = format!("endpoint_url = \"{}\"", sim.org.endpoint);

@@ -12,5 +12,6 @@ mod edges;
 mod faults;
 mod ops;
 mod policies;
+mod regions;
 mod sim;
 mod verify;

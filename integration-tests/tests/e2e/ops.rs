@@ -1,7 +1,8 @@
 //! Running trailvault unattended, against the emulator: `retention` extends
 //! short locks and never shortens them, source expiry removes only validated
 //! objects, the `run` daemon stops cleanly on SIGTERM mid-copy with nothing
-//! lost, and `status` shows runs, lag and chain heads.
+//! lost, `status` shows runs, lag and chain heads, and a run that finds the
+//! store held by a live one is skipped (exit 0) while a second daemon is refused.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, BufReader};
@@ -748,4 +749,79 @@ async fn status_shows_the_last_runs_lag_chain_heads_and_findings() {
         .replace("[store]", "[store]\nbogus = 1");
     std::fs::write(&config, text).unwrap();
     assert_eq!(run(&sim, &config, &["status"]).code, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_finds_the_store_held_is_skipped_and_a_second_daemon_is_refused() {
+    let sim = provision(
+        ProvisionOptions {
+            members: 1,
+            org_trail: false,
+            history_hours: 2,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
+    // The daemon holds the store from start to exit: a live run.
+    let mut daemon = command(&sim, &config, &["--json", "run", "--interval", "1h"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = stdout_lines(&mut daemon);
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.recv_timeout(Duration::from_secs(60)).unwrap()).unwrap();
+    assert!(stat(&first, "objects_copied") > 0, "{first}");
+    let versions_before = archive_versions(&sim).await.len();
+
+    // A scheduled one-shot run meanwhile: skipped, exit 0, and it says why.
+    let yesterday = (Utc::now() - chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    for (args, command_name) in [
+        (vec!["--json", "collect"], "collect"),
+        (
+            vec!["--json", "backfill", "--since", yesterday.as_str()],
+            "backfill",
+        ),
+        (vec!["--json", "verify"], "verify"),
+        (vec!["--json", "retention"], "retention"),
+    ] {
+        let skipped = run(&sim, &config, &args);
+        assert_eq!(skipped.code, 0, "{args:?}: {}", skipped.stderr);
+        let report = skipped.json();
+        assert_eq!(report["command"], command_name, "{report}");
+        assert_eq!(report["skipped"], "previous run still active", "{report}");
+        assert_eq!(stat(&report, "objects_copied"), 0, "{report}");
+        assert!(report["errors"].as_array().unwrap().is_empty(), "{report}");
+    }
+    // Without --json the summary says so too.
+    let text = run(&sim, &config, &["collect"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("skipped: previous run still active"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(archive_versions(&sim).await.len(), versions_before);
+
+    // A second daemon on the same store never overlaps the first.
+    let second = run(&sim, &config, &["--json", "run", "--interval", "1h"]);
+    assert_eq!(second.code, 2, "{}", second.stdout);
+    assert!(
+        second.stderr.contains("holds the progress store"),
+        "{}",
+        second.stderr
+    );
+    assert!(second.stdout.is_empty(), "{}", second.stdout);
+
+    terminate(&daemon);
+    assert_eq!(wait_for_exit(&mut daemon, Duration::from_secs(30)), 0);
+    // Once the daemon is gone, runs run again.
+    let after = run(&sim, &config, &["--json", "collect"]);
+    assert_eq!(after.code, 0, "{}", after.stdout);
+    assert!(after.json().get("skipped").is_none(), "{}", after.stdout);
 }

@@ -54,7 +54,15 @@ pub struct Report {
     /// flood of findings cannot make every later report grow with it).
     #[serde(default, skip_serializing_if = "EarlierOpen::is_empty")]
     pub earlier_open: EarlierOpen,
+    /// Why the run did nothing, when it did nothing on purpose: another run
+    /// still holds the progress store ([`Report::skipped_while_active`]).
+    /// Absent in a run that ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
+
+/// [`Report::skipped`] of a run that found the previous one still running.
+pub const SKIPPED_WHILE_ACTIVE: &str = "previous run still active";
 
 /// How many open findings of earlier runs a report lists (critical first,
 /// then the most recently found); the rest are counted in
@@ -210,6 +218,18 @@ impl Report {
             findings: Vec::new(),
             overrides: Vec::new(),
             earlier_open: EarlierOpen::default(),
+            skipped: None,
+        }
+    }
+
+    /// The report of a one-shot run that found the progress store held by a
+    /// live run (a scheduled run that overran its interval): nothing was
+    /// done, which is neither an error nor a finding, so the exit status is
+    /// 0 and no failed-run alarm fires. The next run catches up.
+    pub fn skipped_while_active(command: &str) -> Report {
+        Report {
+            skipped: Some(SKIPPED_WHILE_ACTIVE.to_string()),
+            ..Report::new(command)
         }
     }
 
@@ -263,6 +283,22 @@ impl Report {
 mod tests {
     use super::*;
     use crate::model::findings::FindingKind;
+
+    #[test]
+    fn a_run_skipped_while_another_is_active_exits_0_and_says_why() {
+        let report = Report::skipped_while_active("collect");
+        assert_eq!(report.exit_code(), exit::OK);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["skipped"], "previous run still active");
+        assert_eq!(json["command"], "collect");
+        assert_eq!(json["stats"]["objects_copied"], 0);
+        // A run that ran says nothing about skipping, and older reports
+        // without the field still read.
+        let ran = serde_json::to_value(Report::new("collect")).unwrap();
+        assert!(ran.get("skipped").is_none());
+        let read: Report = serde_json::from_value(ran).unwrap();
+        assert_eq!(read.skipped, None);
+    }
 
     #[test]
     fn a_report_lists_a_bounded_number_of_earlier_findings_and_counts_the_rest() {

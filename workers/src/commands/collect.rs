@@ -34,7 +34,12 @@ pub async fn collect(
 /// Wires, runs the collect job once and prints: `collect` and `backfill`.
 pub async fn run_collect(config: &Config, request: &CollectRequest, json: bool) -> i32 {
     let shutdown = Shutdown::on_signals();
-    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
+    let command = if matches!(request.window, Window::Incremental) {
+        "collect"
+    } else {
+        "backfill"
+    };
+    let wired = match wiring::wire_or_skip(config, shutdown.abort.clone(), command, json).await {
         Ok(wired) => wired,
         Err(code) => return code,
     };

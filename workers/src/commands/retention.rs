@@ -11,7 +11,8 @@ use crate::wiring;
 
 pub async fn retention(config: &Config, apply: bool, full: bool, json: bool) -> i32 {
     let shutdown = Shutdown::on_signals();
-    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_or_skip(config, shutdown.abort.clone(), "retention", json).await
+    {
         Ok(wired) => wired,
         Err(code) => return code,
     };

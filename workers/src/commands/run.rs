@@ -38,9 +38,21 @@ pub async fn run(
     if check_keys_file(config, keys.as_deref()).is_err() {
         return exit::USAGE;
     }
-    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
+    // One daemon per store: a second one exits at once instead of
+    // overlapping the first (sled's lock makes this exact).
+    let wired = match wiring::wire(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
-        Err(code) => return code,
+        Err(error) if error.held() => {
+            eprintln!(
+                "trailvault: another trailvault process (a daemon or a run) holds the progress store at {}; the daemon does not run twice on one store",
+                error.path.display()
+            );
+            return exit::USAGE;
+        }
+        Err(error) => {
+            eprintln!("trailvault: {error}");
+            return exit::USAGE;
+        }
     };
     info!(
         interval_seconds = interval.as_secs(),

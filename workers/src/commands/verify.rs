@@ -23,7 +23,7 @@ pub async fn verify(
     // (it resumes from its state next time).
     let shutdown = Shutdown::on_signals();
     let _abort = shutdown.abort_on_stop();
-    let wired = match wiring::wire_for_command(config, shutdown.abort.clone()).await {
+    let wired = match wiring::wire_or_skip(config, shutdown.abort.clone(), "verify", json).await {
         Ok(wired) => wired,
         Err(code) => return code,
     };

@@ -58,6 +58,10 @@ pub fn print_findings(report: &Report, acknowledged_now: Option<usize>, json: bo
 pub fn human_summary(report: &Report) -> String {
     let stats = &report.stats;
     let mut out = String::new();
+    if let Some(reason) = &report.skipped {
+        let _ = writeln!(out, "trailvault {}: skipped: {reason}", report.command);
+        return out;
+    }
     let seconds = (report.finished_at - report.started_at).num_milliseconds() as f64 / 1000.0;
     let _ = writeln!(
         out,
