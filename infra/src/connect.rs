@@ -131,10 +131,9 @@ pub async fn connect(
         config.alerts.sns_topic_arn.as_deref().map(|topic| {
             Arc::new(SnsNotifier::new(&audit, topic, retry.clone())) as Arc<dyn Notifier>
         });
-    let events =
-        config.alerts.event_bus.as_deref().map(|bus| {
-            Arc::new(EventBridgeBus::new(&audit, bus, retry.clone())) as Arc<dyn EventBus>
-        });
+    let events = config.alerts.event_bus.as_deref().map(|bus| {
+        Arc::new(EventBridgeBus::new(&audit, bus, &partition, retry.clone())) as Arc<dyn EventBus>
+    });
     let aws = &config.aws;
     let static_credentials = match (&aws.source_access_key_id, &aws.source_secret_access_key) {
         (Some(key), Some(secret)) => Some((key.clone(), secret.clone())),

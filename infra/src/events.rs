@@ -25,16 +25,25 @@ pub struct EventBridgeBus {
     client: aws_sdk_eventbridge::Client,
     /// The bus name or ARN, as configured.
     bus: String,
+    /// `aws`, `aws-us-gov`, `aws-cn`…: the partition of the resource ARNs.
+    partition: String,
     retry: RetryPolicy,
 }
 
 impl EventBridgeBus {
     /// Puts events on `bus` (a name or an ARN); each call, and each entry
     /// refused for a transient reason, retried with `retry`.
-    pub fn new(config: &SdkConfig, bus: &str, retry: RetryPolicy) -> EventBridgeBus {
+    /// Resources are written as S3 ARNs of `partition`.
+    pub fn new(
+        config: &SdkConfig,
+        bus: &str,
+        partition: &str,
+        retry: RetryPolicy,
+    ) -> EventBridgeBus {
         EventBridgeBus {
             client: aws_sdk_eventbridge::Client::new(config),
             bus: bus.to_string(),
+            partition: partition.to_string(),
             retry,
         }
     }
@@ -45,9 +54,17 @@ impl EventBridgeBus {
             .source(&event.source)
             .detail_type(&event.detail_type)
             .detail(&event.detail)
-            .set_resources(Some(event.resources.clone()))
+            .set_resources(Some(s3_arns(&self.partition, &event.resources)))
             .build()
     }
+}
+
+/// `bucket` or `bucket/key` as S3 ARNs of `partition`.
+fn s3_arns(partition: &str, resources: &[String]) -> Vec<String> {
+    resources
+        .iter()
+        .map(|resource| format!("arn:{partition}:s3:::{resource}"))
+        .collect()
 }
 
 /// Where each entry of one `put_events` stands.
@@ -167,7 +184,7 @@ mod tests {
         BusEvent {
             source: "trailvault".into(),
             detail_type: "trailvault finding".into(),
-            resources: vec![format!("arn:aws:s3:::b/k{n}")],
+            resources: vec![format!("b/k{n}")],
             detail: format!(r#"{{"key":"k{n}"}}"#),
         }
     }
@@ -186,7 +203,7 @@ mod tests {
                 r#"{"FailedEntryCount":0,"Entries":[{"EventId":"e1"}]}"#,
             ),
         ]);
-        let bus = EventBridgeBus::new(&http.config().await, "sec", fast());
+        let bus = EventBridgeBus::new(&http.config().await, "sec", "aws", fast());
         let outcomes = bus
             .put_events(&[event(0), event(1), event(2)])
             .await
@@ -205,11 +222,33 @@ mod tests {
         assert_eq!(entries[0]["Resources"][0], "arn:aws:s3:::b/k1");
     }
 
+    #[test]
+    fn resources_are_s3_arns_of_the_bus_partition() {
+        let resources = ["b".to_string(), "b/AWSLogs/k.json.gz".to_string()];
+        assert_eq!(
+            s3_arns("aws-us-gov", &resources),
+            [
+                "arn:aws-us-gov:s3:::b",
+                "arn:aws-us-gov:s3:::b/AWSLogs/k.json.gz"
+            ]
+        );
+        let event = BusEvent {
+            resources: resources.to_vec(),
+            ..event(0)
+        };
+        let arns: usize = s3_arns("aws-iso-b", &event.resources)
+            .iter()
+            .map(String::len)
+            .sum();
+        let others = event.source.len() + event.detail_type.len() + event.detail.len();
+        assert!(event.size() >= others + arns, "the size counts the ARNs");
+    }
+
     #[tokio::test]
     async fn an_entry_throttled_every_time_is_returned_refused() {
         let throttled = r#"{"FailedEntryCount":1,"Entries":[{"ErrorCode":"InternalFailure","ErrorMessage":"oops"}]}"#;
         let http = ScriptedHttp::new(vec![reply(200, throttled); 4]);
-        let bus = EventBridgeBus::new(&http.config().await, "sec", fast());
+        let bus = EventBridgeBus::new(&http.config().await, "sec", "aws", fast());
         let outcomes = bus.put_events(&[event(0)]).await.unwrap();
         assert_eq!(outcomes, vec![Err("InternalFailure: oops".to_string())]);
         assert_eq!(http.requests(), 4);
@@ -218,7 +257,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_call_is_an_error_and_not_retried() {
         let http = ScriptedHttp::new(vec![json_error(400, "AccessDeniedException")]);
-        let bus = EventBridgeBus::new(&http.config().await, "sec", fast());
+        let bus = EventBridgeBus::new(&http.config().await, "sec", "aws", fast());
         let error = bus.put_events(&[event(0)]).await.unwrap_err();
         assert!(matches!(error, SeamError::AccessDenied(_)), "{error:?}");
         assert_eq!(http.requests(), 1);
@@ -234,7 +273,7 @@ mod tests {
                 r#"{"FailedEntryCount":0,"Entries":[{"EventId":"e0"}]}"#,
             ),
         ]);
-        let bus = EventBridgeBus::new(&http.config().await, "sec", fast());
+        let bus = EventBridgeBus::new(&http.config().await, "sec", "aws", fast());
         assert_eq!(bus.put_events(&[event(0)]).await.unwrap(), vec![Ok(())]);
         assert_eq!(http.requests(), 3);
     }

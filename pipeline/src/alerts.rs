@@ -428,9 +428,9 @@ fn event_of(command: &str, run_id: &str, finding: &Finding) -> BusEvent {
     let resources = if finding.bucket.is_empty() {
         Vec::new()
     } else if finding.key.is_empty() {
-        vec![format!("arn:aws:s3:::{}", finding.bucket)]
+        vec![finding.bucket.clone()]
     } else {
-        vec![format!("arn:aws:s3:::{}/{}", finding.bucket, finding.key)]
+        vec![format!("{}/{}", finding.bucket, finding.key)]
     };
     BusEvent {
         source: EVENT_SOURCE.to_string(),
@@ -1056,7 +1056,7 @@ mod tests {
         assert_eq!(first["run_id"], "run-1");
         assert_eq!(first["new"], true);
         assert!(first.get("unannounced").is_none());
-        assert_eq!(events[0].resources, vec!["arn:aws:s3:::b/real".to_string()]);
+        assert_eq!(events[0].resources, vec!["b/real".to_string()]);
         assert!(store
             .unannounced_findings()
             .unwrap()

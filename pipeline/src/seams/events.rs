@@ -12,13 +12,19 @@ pub const MAX_EVENTS_PER_CALL: usize = 10;
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
 /// One event to put on the bus.
+/// Room for `arn:<partition>:s3:::` in front of a resource (the longest
+/// partition name, `aws-iso-b`, with room to spare).
+pub const S3_ARN_PREFIX_ROOM: usize = 32;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusEvent {
     /// The event's `source` (`trailvault`).
     pub source: String,
     /// The event's `detail-type` (`trailvault finding`).
     pub detail_type: String,
-    /// ARNs of the resources the event is about.
+    /// The S3 buckets or objects the event is about, as `bucket` or
+    /// `bucket/key`: the bus writes each as an ARN of its own partition
+    /// (`arn:<partition>:s3:::bucket/key`).
     pub resources: Vec<String>,
     /// The event's `detail`: a JSON object.
     pub detail: String,
@@ -26,13 +32,17 @@ pub struct BusEvent {
 
 impl BusEvent {
     /// The entry size EventBridge counts against its limits: the UTF-8 bytes
-    /// of the source, detail type, detail and every resource (no `Time` is
-    /// sent).
+    /// of the source, detail type, detail and every resource as an ARN (no
+    /// `Time` is sent).
     pub fn size(&self) -> usize {
         self.source.len()
             + self.detail_type.len()
             + self.detail.len()
-            + self.resources.iter().map(String::len).sum::<usize>()
+            + self
+                .resources
+                .iter()
+                .map(|resource| resource.len() + S3_ARN_PREFIX_ROOM)
+                .sum::<usize>()
     }
 }
 
