@@ -120,6 +120,10 @@ pub enum Command {
         scope: Scope,
         #[command(flatten)]
         keys: KeySource,
+        /// Serve Prometheus/OpenMetrics text on http://ADDR/metrics (e.g. 127.0.0.1:9464;
+        /// port 0 picks a free one, logged). Default: `[metrics] addr`, else no endpoint.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Last runs, per-account lag, chain heads, open findings (always exit 0; 2 on config errors).
     Status,

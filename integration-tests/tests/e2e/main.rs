@@ -9,6 +9,7 @@ mod archive_conformance;
 mod cli;
 mod collect;
 mod faults;
+mod metrics;
 mod ops;
 mod policies;
 mod sim;
