@@ -12,5 +12,6 @@ mod faults;
 mod metrics;
 mod ops;
 mod policies;
+mod report;
 mod sim;
 mod verify;

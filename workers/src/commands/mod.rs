@@ -5,6 +5,7 @@ mod backfill;
 mod collect;
 mod findings;
 mod rebuild;
+mod report;
 mod retention;
 mod run;
 mod status;
@@ -117,6 +118,7 @@ pub async fn dispatch(cli: Cli) -> i32 {
             run::run(&config, &scope, options).await
         }
         Command::Status => status::status(&config, json),
+        Command::Report { html, days } => report::report(&config, html.as_deref(), days, json),
         Command::RebuildState { keys, no_verify } => {
             rebuild::rebuild(&config, keys.public_keys.as_deref(), no_verify, json).await
         }

@@ -218,7 +218,11 @@ mod tests {
     #[tokio::test]
     async fn the_endpoint_serves_openmetrics_text_and_refuses_the_rest() {
         let metrics = Arc::new(Metrics::new());
-        metrics.attempt("PutObject", trailvault_infra::retry::AttemptOutcome::Ok);
+        trailvault_infra::retry::RetryObserver::attempt(
+            metrics.as_ref(),
+            "PutObject",
+            trailvault_infra::retry::AttemptOutcome::Ok,
+        );
         let endpoint = serve("127.0.0.1:0".parse().unwrap(), metrics)
             .await
             .unwrap();
