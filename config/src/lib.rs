@@ -18,8 +18,8 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
 pub use settings::{
-    AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings,
-    MetricsSettings, OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, SourceSettings,
+    AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings, MetricsSettings,
+    OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, SourceSettings,
     StoreSettings, VerifySettings, ACCOUNT_ID_PLACEHOLDER,
 };
 
@@ -297,7 +297,10 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             "source expiry is off"
         );
         assert_eq!(config.alerts, AlertSettings::default());
-        assert_eq!(config.metrics.addr, None, "no metrics endpoint unless asked");
+        assert_eq!(
+            config.metrics.addr, None,
+            "no metrics endpoint unless asked"
+        );
     }
 
     #[test]

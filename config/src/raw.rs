@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 use crate::settings::{
     default_key_prefix, default_regions, AccountSettings, AlertSettings, ArchiveSettings,
-    AwsSettings, CollectSettings, MetricsSettings, OrganizationSource, PerAccountSource, RetentionSettings,
-    SourceSettings, StoreSettings, VerifySettings,
+    AwsSettings, CollectSettings, MetricsSettings, OrganizationSource, PerAccountSource,
+    RetentionSettings, SourceSettings, StoreSettings, VerifySettings,
 };
 use crate::Config;
 

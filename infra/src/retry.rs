@@ -353,7 +353,10 @@ impl TrailSource for RetryingSource {
     /// Retried like every call: `DeleteObject` is idempotent (deleting a key
     /// that is already gone succeeds).
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
-        retry_named("DeleteObject", &self.policy, &self.cancel, |_| self.inner.delete(key)).await
+        retry_named("DeleteObject", &self.policy, &self.cancel, |_| {
+            self.inner.delete(key)
+        })
+        .await
     }
 }
 
@@ -444,9 +447,12 @@ impl Archive for RetryingArchive {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> Result<Option<String>, SeamError> {
-        retry_named("CompleteMultipartUpload", &self.policy, &self.cancel, |_| {
-            self.inner.complete_multipart(key, upload_id, parts)
-        })
+        retry_named(
+            "CompleteMultipartUpload",
+            &self.policy,
+            &self.cancel,
+            |_| self.inner.complete_multipart(key, upload_id, parts),
+        )
         .await
     }
 
@@ -516,7 +522,10 @@ impl Archive for RetryingArchive {
     }
 
     async fn protection(&self) -> Result<BucketProtection, SeamError> {
-        retry_named("GetBucketProtection", &self.policy, &self.cancel, |_| self.inner.protection()).await
+        retry_named("GetBucketProtection", &self.policy, &self.cancel, |_| {
+            self.inner.protection()
+        })
+        .await
     }
 }
 
@@ -698,7 +707,10 @@ mod tests {
     #[tokio::test]
     async fn the_observer_is_told_every_attempt_and_how_it_ended() {
         let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
-        assert!(observe_retries(recorder.clone()), "the first observer is installed");
+        assert!(
+            observe_retries(recorder.clone()),
+            "the first observer is installed"
+        );
         assert!(!observe_retries(recorder.clone()), "the first one stays");
         let calls = Mutex::new(0);
         let result = retry_named("TestFlaky", &fast(), &CancellationToken::new(), |_| {
@@ -715,11 +727,13 @@ mod tests {
         })
         .await;
         assert_eq!(result, Ok(3));
-        let denied: Result<(), _> =
-            retry_named("TestDenied", &fast(), &CancellationToken::new(), |_| async {
-                Err(SeamError::AccessDenied("no".into()))
-            })
-            .await;
+        let denied: Result<(), _> = retry_named(
+            "TestDenied",
+            &fast(),
+            &CancellationToken::new(),
+            |_| async { Err(SeamError::AccessDenied("no".into())) },
+        )
+        .await;
         assert!(denied.is_err());
         let seen: Vec<_> = recorder
             .0

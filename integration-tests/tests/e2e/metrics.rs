@@ -59,7 +59,7 @@ async fn the_daemon_serves_metrics_that_move_with_its_runs() {
         2,
     )
     .await;
-    let member = sim.members[0].account_id.clone();
+    let member = sim.org.members[0].account_id.clone();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
 
@@ -159,7 +159,10 @@ async fn the_daemon_serves_metrics_that_move_with_its_runs() {
             "trailvault_s3_requests_total{operation=\"ListObjectsV2\",outcome=\"ok\"}"
         ) > 0.0
     );
-    assert!(after.contains("# TYPE trailvault_retries counter"), "{after}");
+    assert!(
+        after.contains("# TYPE trailvault_retries counter"),
+        "{after}"
+    );
     // The store's figures: lag of the member, validation lag of its chain,
     // findings open (none).
     let lag = must(
@@ -168,10 +171,10 @@ async fn the_daemon_serves_metrics_that_move_with_its_runs() {
     );
     assert!(lag >= 0.0, "lag {lag}");
     assert!(
-        after
-            .lines()
-            .any(|line| line.starts_with("trailvault_chain_validation_lag_seconds{")
-                && line.contains(&format!("account=\"{member}\""))),
+        after.lines().any(
+            |line| line.starts_with("trailvault_chain_validation_lag_seconds{")
+                && line.contains(&format!("account=\"{member}\""))
+        ),
         "{after}"
     );
     assert_eq!(

@@ -58,7 +58,9 @@ fn headless(page: &Path, profile: &Path, extra: &[String]) -> (String, String) {
                 return;
             }
         }
-        let _ = Command::new("kill").args(["-KILL", &id.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &id.to_string()])
+            .status();
     });
     let output = child.wait_with_output().expect("chromium output");
     let _ = watchdog.join();
@@ -139,14 +141,18 @@ async fn the_html_report_shows_tampered_days_as_findings_in_a_real_browser() {
         ..sim.default_selector()
     };
     let modified = sim.tamper_on(Tamper::ModifyLog, selector).await.unwrap();
-    let untouched = sim.members[2].account_id.clone();
+    let untouched = sim.org.members[2].account_id.clone();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(&sim, dir.path(), options_in(&sim, dir.path()));
 
     // Before anything was collected there is no store to report on.
     let early = run(&sim, &config, &["report"]);
     assert_eq!(early.code, 1, "{}", early.stderr);
-    assert!(early.stderr.contains("nothing was collected yet"), "{}", early.stderr);
+    assert!(
+        early.stderr.contains("nothing was collected yet"),
+        "{}",
+        early.stderr
+    );
 
     let collect = run(&sim, &config, &["--json", "collect"]);
     assert_eq!(collect.code, 3, "{}", collect.stdout);
@@ -155,13 +161,23 @@ async fn the_html_report_shows_tampered_days_as_findings_in_a_real_browser() {
     let report = run(
         &sim,
         &config,
-        &["--json", "report", "--html", page.to_str().unwrap(), "--days", "7"],
+        &[
+            "--json",
+            "report",
+            "--html",
+            page.to_str().unwrap(),
+            "--days",
+            "7",
+        ],
     );
     assert_eq!(report.code, 0, "{}", report.stderr);
     let json = report.json();
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("<script"), "no script in the page");
-    assert!(!html.contains("http://") && !html.contains("https://"), "no network");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network"
+    );
     assert!(html.contains("<svg"), "pictures as inline SVG");
 
     // The JSON: tampered days are findings, the untouched member has none.
@@ -175,12 +191,17 @@ async fn the_html_report_shows_tampered_days_as_findings_in_a_real_browser() {
             .unwrap_or_else(|| panic!("no cell {account} {region} {day} in {json}"));
         assert_eq!(cell["status"], "findings", "{cell}");
     }
-    assert!(cells
-        .iter()
-        .filter(|c| c["account_id"] == untouched.as_str())
-        .all(|c| c["status"] == "validated"), "{json}");
+    assert!(
+        cells
+            .iter()
+            .filter(|c| c["account_id"] == untouched.as_str())
+            .all(|c| c["status"] == "validated"),
+        "{json}"
+    );
     let listed = json["findings"]["listed"].as_array().unwrap();
-    assert!(listed.iter().any(|f| f["kind"] == "log_file_missing" && f["key"] == deleted.key.as_str()));
+    assert!(listed
+        .iter()
+        .any(|f| f["kind"] == "log_file_missing" && f["key"] == deleted.key.as_str()));
     assert!(listed
         .iter()
         .any(|f| f["kind"] == "log_file_hash_mismatch" && f["key"] == modified.key.as_str()));
@@ -195,13 +216,19 @@ async fn the_html_report_shows_tampered_days_as_findings_in_a_real_browser() {
         profile.path(),
         &[format!("--screenshot={}", screenshot.display())],
     );
-    assert!(console_errors(&stderr).is_empty(), "console errors:\n{stderr}");
+    assert!(
+        console_errors(&stderr).is_empty(),
+        "console errors:\n{stderr}"
+    );
     let png = std::fs::read(&screenshot)
         .unwrap_or_else(|e| panic!("no screenshot from {}: {e}\n{stderr}", browser.display()));
     assert!(png.len() > 10_000, "a {} byte screenshot", png.len());
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
     let (dom, stderr) = headless(&page, profile.path(), &["--dump-dom".to_string()]);
-    assert!(console_errors(&stderr).is_empty(), "console errors:\n{stderr}");
+    assert!(
+        console_errors(&stderr).is_empty(),
+        "console errors:\n{stderr}"
+    );
     assert!(dom.contains("trailvault coverage report"), "{dom}");
     let grid = grid_cells(&dom);
     assert!(!grid.is_empty(), "no grid in the DOM:\n{dom}");

@@ -443,7 +443,10 @@ mod tests {
         record_run(&store, &RunRecord::from_report(&run, false), RUN_SLOTS).unwrap();
 
         let report = report(&store, &request(3), now).unwrap();
-        assert_eq!(report.first_day, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
+        assert_eq!(
+            report.first_day,
+            NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()
+        );
         assert_eq!(report.days().len(), 3);
         let by_day: BTreeMap<String, &Cell> = report
             .cells
@@ -453,7 +456,10 @@ mod tests {
         assert_eq!(by_day.len(), 3, "{:?}", report.cells);
         let first = by_day["2026-01-01"];
         assert_eq!(first.status, CellStatus::Validated);
-        assert_eq!((first.account_id.as_str(), first.region.as_str()), (ACCOUNT, "us-east-1"));
+        assert_eq!(
+            (first.account_id.as_str(), first.region.as_str()),
+            (ACCOUNT, "us-east-1")
+        );
         assert_eq!(first.counts.log_files, 2);
         assert_eq!(first.counts.digests, 1);
         assert_eq!(first.counts.digests_validated, 1);
@@ -464,7 +470,11 @@ mod tests {
         assert_eq!(second.counts.gaps, 1, "digest_missing is a gap");
         assert_eq!(second.counts.kinds["digest_signature_invalid"], 1);
         let third = by_day["2026-01-03"];
-        assert_eq!(third.status, CellStatus::Collected, "acknowledged: not open");
+        assert_eq!(
+            third.status,
+            CellStatus::Collected,
+            "acknowledged: not open"
+        );
         assert_eq!(third.counts.findings, 0);
 
         assert_eq!(report.findings.open, 3);
@@ -477,7 +487,10 @@ mod tests {
         assert_eq!(report.accounts[0].account_id, ACCOUNT);
         // JSON round-trips.
         let json = serde_json::to_string(&report).unwrap();
-        assert_eq!(serde_json::from_str::<CoverageReport>(&json).unwrap(), report);
+        assert_eq!(
+            serde_json::from_str::<CoverageReport>(&json).unwrap(),
+            report
+        );
         assert!(json.contains("\"status\":\"findings\""));
     }
 

@@ -522,7 +522,11 @@ mod tests {
     fn the_status_gives_findings_lags_and_chain_figures() {
         let metrics = Metrics::new();
         let now = at("2026-01-01T03:00:00Z");
-        metrics.record_status(&view(now, &[("digest_missing", 2), ("chain_gap", 1)], "Org"));
+        metrics.record_status(&view(
+            now,
+            &[("digest_missing", 2), ("chain_gap", 1)],
+            "Org",
+        ));
         let text = metrics.encode(now).unwrap();
         assert_eq!(
             sample(

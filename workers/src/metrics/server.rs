@@ -105,8 +105,7 @@ async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
                 return None;
             }
             head.extend_from_slice(&buffer[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
-            {
+            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
                 return Some(());
             }
             if head.len() > MAX_REQUEST_HEAD {
@@ -230,9 +229,8 @@ mod tests {
         let answer = ask(endpoint.addr, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         assert!(answer.contains(CONTENT_TYPE));
-        assert!(answer.contains(
-            "trailvault_s3_requests_total{operation=\"PutObject\",outcome=\"ok\"} 1"
-        ));
+        assert!(answer
+            .contains("trailvault_s3_requests_total{operation=\"PutObject\",outcome=\"ok\"} 1"));
         assert!(answer.ends_with("# EOF\n"));
         let missing = ask(endpoint.addr, b"GET /admin HTTP/1.1\r\n\r\n").await;
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");

@@ -241,7 +241,9 @@ fn chains(out: &mut String, report: &CoverageReport) {
     }
     out.push_str("</tbody></table>\n");
     if !bars.is_empty() {
-        out.push_str("<p>Age of each chain head (hours since its newest validated digest ends):</p>\n");
+        out.push_str(
+            "<p>Age of each chain head (hours since its newest validated digest ends):</p>\n",
+        );
         bar_chart(out, "Age of each chain head", "h", &bars);
     }
 }
