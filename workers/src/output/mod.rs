@@ -153,36 +153,6 @@ pub fn finding_line(finding: &Finding) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use trailvault_pipeline::model::findings::FindingKind;
-
-    #[test]
-    fn summary_names_counts_errors_and_findings() {
-        let mut report = Report::new("collect");
-        report.stats.objects_copied = 7;
-        report.error("222222222222", "sts:AssumeRole", "AccessDenied");
-        report.findings.push(Finding::new(
-            FindingKind::AccountMismatch,
-            "222222222222",
-            "b",
-            "k",
-            "claims 333333333333".into(),
-        ));
-        let text = human_summary(&report);
-        assert!(text.contains("7 copied"), "{text}");
-        assert!(
-            text.contains("222222222222 sts:AssumeRole: AccessDenied"),
-            "{text}"
-        );
-        assert!(
-            text.contains("CRITICAL account_mismatch [new] 222222222222 s3://b/k"),
-            "{text}"
-        );
-    }
-}
-
 /// `report` without `--json`: where the page went and what it shows.
 pub fn report_summary(
     report: &trailvault_pipeline::jobs::report::CoverageReport,
@@ -212,4 +182,34 @@ pub fn report_summary(
         report.runs.len()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trailvault_pipeline::model::findings::FindingKind;
+
+    #[test]
+    fn summary_names_counts_errors_and_findings() {
+        let mut report = Report::new("collect");
+        report.stats.objects_copied = 7;
+        report.error("222222222222", "sts:AssumeRole", "AccessDenied");
+        report.findings.push(Finding::new(
+            FindingKind::AccountMismatch,
+            "222222222222",
+            "b",
+            "k",
+            "claims 333333333333".into(),
+        ));
+        let text = human_summary(&report);
+        assert!(text.contains("7 copied"), "{text}");
+        assert!(
+            text.contains("222222222222 sts:AssumeRole: AccessDenied"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CRITICAL account_mismatch [new] 222222222222 s3://b/k"),
+            "{text}"
+        );
+    }
 }

@@ -159,9 +159,9 @@ fn bar_chart(out: &mut String, title: &str, unit: &str, bars: &[(String, f64, &s
     const WIDTH: usize = 300;
     let height = ROW * bars.len() + 24;
     let max = bars.iter().map(|(_, v, _)| *v).fold(0.0_f64, f64::max);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<svg width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"{}\">\n",
+        "<svg width=\"{}\" height=\"{height}\" role=\"img\" aria-label=\"{}\">",
         LABEL + WIDTH + 120,
         escape(title)
     );
@@ -177,7 +177,7 @@ fn bar_chart(out: &mut String, title: &str, unit: &str, bars: &[(String, f64, &s
             out,
             "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\" font-family=\"monospace\">{}</text>\
              <rect x=\"{}\" y=\"{y}\" width=\"{width:.1}\" height=\"{}\" fill=\"{colour}\"><title>{}: {value:.0} {unit}</title></rect>\
-             <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{value:.0} {unit}</text>\n",
+             <text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{value:.0} {unit}</text>",
             LABEL - 6,
             y + 12,
             escape(label),
