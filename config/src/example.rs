@@ -84,4 +84,8 @@ source_retention_days = 90                 # optional, 0..=36500; absent = sourc
 sns_topic_arn = "arn:aws:sns:us-east-1:111111111111:trailvault-alerts"   # optional
 event_bus = "trailvault-findings"          # optional; EventBridge bus name or ARN: one event per finding
 asff_account_id = "111111111111"           # optional; the Security Hub account of `findings --format asff`
+
+[metrics]
+addr = "127.0.0.1:9464"                    # optional; `trailvault run` serves Prometheus/OpenMetrics text
+                                           # on http://ADDR/metrics (off by default; --metrics-addr overrides)
 "#;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
 pub use settings::{
-    AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings,
+    AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings, MetricsSettings,
     OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, SourceSettings,
     StoreSettings, VerifySettings, ACCOUNT_ID_PLACEHOLDER,
 };
@@ -42,6 +42,7 @@ pub struct Config {
     pub verify: VerifySettings,
     pub retention: RetentionSettings,
     pub alerts: AlertSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl Config {
@@ -180,6 +181,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 event_bus: None,
                 asff_account_id: None,
             },
+            metrics: MetricsSettings { addr: None },
         }
     }
 
@@ -227,6 +229,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             Some("arn:aws:sns:us-east-1:111111111111:trailvault-alerts".to_owned());
         expected.alerts.event_bus = Some("trailvault-findings".to_owned());
         expected.alerts.asff_account_id = Some("111111111111".to_owned());
+        expected.metrics.addr = Some("127.0.0.1:9464".parse().unwrap());
         assert_eq!(config, expected);
     }
 
@@ -295,6 +298,21 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             "source expiry is off"
         );
         assert_eq!(config.alerts, AlertSettings::default());
+        assert_eq!(
+            config.metrics.addr, None,
+            "no metrics endpoint unless asked"
+        );
+    }
+
+    #[test]
+    fn metrics_address_must_be_an_ip_and_port() {
+        let config = Config::from_toml_str(&document(&["[metrics]\naddr = \"[::1]:9464\"\n"]))
+            .expect("an IPv6 address is valid");
+        assert_eq!(config.metrics.addr, Some("[::1]:9464".parse().unwrap()));
+        for bad in ["localhost:9464", "127.0.0.1", "127.0.0.1:99999", ""] {
+            let message = parse_error(&document(&[&format!("[metrics]\naddr = \"{bad}\"\n")]));
+            assert!(message.contains("addr"), "{bad:?}: {message}");
+        }
     }
 
     #[test]
@@ -508,6 +526,7 @@ public_keys_file = "/etc/trailvault/keys.json"
             ("verify", document(&["[verify]\nbogus_field = 1\n"])),
             ("retention", document(&["[retention]\nbogus_field = 1\n"])),
             ("alerts", document(&["[alerts]\nbogus_field = 1\n"])),
+            ("metrics", document(&["[metrics]\nbogus_field = 1\n"])),
         ];
         for (section, text) in cases {
             let message = parse_error(text);

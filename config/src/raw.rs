@@ -10,8 +10,8 @@ use serde::Deserialize;
 use crate::error::ConfigError;
 use crate::settings::{
     default_key_prefix, default_regions, AccountSettings, AlertSettings, ArchiveSettings,
-    AwsSettings, CollectSettings, OrganizationSource, PerAccountSource, RetentionSettings,
-    SourceSettings, StoreSettings, VerifySettings,
+    AwsSettings, CollectSettings, MetricsSettings, OrganizationSource, PerAccountSource,
+    RetentionSettings, SourceSettings, StoreSettings, VerifySettings,
 };
 use crate::Config;
 
@@ -36,6 +36,8 @@ pub(crate) struct RawConfig {
     retention: RetentionSettings,
     #[serde(default)]
     alerts: AlertSettings,
+    #[serde(default)]
+    metrics: MetricsSettings,
 }
 
 impl RawConfig {
@@ -57,6 +59,7 @@ impl RawConfig {
             verify: self.verify,
             retention: self.retention,
             alerts: self.alerts,
+            metrics: self.metrics,
         })
     }
 }

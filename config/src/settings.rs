@@ -463,3 +463,13 @@ pub struct AlertSettings {
     #[serde(default)]
     pub asff_account_id: Option<String>,
 }
+
+/// `[metrics]`: the daemon's Prometheus/OpenMetrics endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address `trailvault run` serves `/metrics` on, e.g. `127.0.0.1:9464`;
+    /// `None` (the default): no endpoint. `--metrics-addr` takes precedence.
+    #[serde(default)]
+    pub addr: Option<std::net::SocketAddr>,
+}

@@ -44,9 +44,64 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How one attempt of a request ended, as told to the [`RetryObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    /// It succeeded.
+    Ok,
+    /// It failed transiently and is tried again.
+    Retried,
+    /// It failed for good: permanently, or out of attempts or time.
+    Failed,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Retried => "retried",
+            AttemptOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// Told about every attempt [`retry_named`] makes (the daemon's metrics).
+pub trait RetryObserver: Send + Sync {
+    fn attempt(&self, operation: &'static str, outcome: AttemptOutcome);
+}
+
+static OBSERVER: std::sync::OnceLock<Arc<dyn RetryObserver>> = std::sync::OnceLock::new();
+
+/// Installs the process's retry observer; `false` when one already is (the
+/// first one stays).
+pub fn observe_retries(observer: Arc<dyn RetryObserver>) -> bool {
+    OBSERVER.set(observer).is_ok()
+}
+
+fn observed(operation: &'static str, outcome: AttemptOutcome) {
+    if let Some(observer) = OBSERVER.get() {
+        observer.attempt(operation, outcome);
+    }
+}
+
 /// Runs `operation` until it succeeds, fails permanently, runs out of
 /// attempts or time, or `cancel` fires.
 pub async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    cancel: &CancellationToken,
+    operation: F,
+) -> Result<T, SeamError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, SeamError>>,
+{
+    retry_named("other", policy, cancel, operation).await
+}
+
+/// [`retry`], each attempt told to the [`RetryObserver`] under `name` (an S3
+/// operation name such as `PutObject`).
+pub async fn retry_named<T, F, Fut>(
+    name: &'static str,
     policy: &RetryPolicy,
     cancel: &CancellationToken,
     mut operation: F,
@@ -67,12 +122,19 @@ where
         let call = operation(attempt);
         async move {
             match call.await {
-                Ok(value) => Ok(value),
+                Ok(value) => {
+                    observed(name, AttemptOutcome::Ok);
+                    Ok(value)
+                }
                 Err(error) if error.is_retryable() && attempt < policy.max_attempts => {
                     tracing::debug!(attempt, %error, "retrying after a transient failure");
+                    observed(name, AttemptOutcome::Retried);
                     Err(backoff::Error::transient(error))
                 }
-                Err(error) => Err(backoff::Error::permanent(error)),
+                Err(error) => {
+                    observed(name, AttemptOutcome::Failed);
+                    Err(backoff::Error::permanent(error))
+                }
             }
         }
     });
@@ -99,7 +161,7 @@ pub async fn get_resuming(
     cancel: &CancellationToken,
     refetch: Refetch,
 ) -> Result<SourceObject, SeamError> {
-    let first = retry(policy, cancel, |_| refetch()).await?;
+    let first = retry_named("GetObject", policy, cancel, |_| refetch()).await?;
     let body = resuming_body(
         first.body,
         first.meta.clone(),
@@ -257,7 +319,7 @@ impl TrailSource for RetryingSource {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<ListingPage<ListedObject>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("ListObjectsV2", &self.policy, &self.cancel, |_| {
             self.inner.list_page(prefix, continuation.clone())
         })
         .await
@@ -268,7 +330,7 @@ impl TrailSource for RetryingSource {
         prefix: &str,
         continuation: Option<String>,
     ) -> Result<ListingPage<String>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("ListObjectsV2", &self.policy, &self.cancel, |_| {
             self.inner.list_folders_page(prefix, continuation.clone())
         })
         .await
@@ -292,7 +354,10 @@ impl TrailSource for RetryingSource {
     /// Retried like every call: `DeleteObject` is idempotent (deleting a key
     /// that is already gone succeeds).
     async fn delete(&self, key: &str) -> Result<(), SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.delete(key)).await
+        retry_named("DeleteObject", &self.policy, &self.cancel, |_| {
+            self.inner.delete(key)
+        })
+        .await
     }
 
     async fn ownership(&self) -> Result<BucketOwnership, SeamError> {
@@ -336,7 +401,7 @@ impl Archive for RetryingArchive {
         sha256: [u8; 32],
     ) -> Result<Option<String>, SeamError> {
         let expected_checksum = trailvault_pipeline::copy::expected_checksum(&sha256, &[]);
-        retry(&self.policy, &self.cancel, |attempt| {
+        retry_named("PutObject", &self.policy, &self.cancel, |attempt| {
             let body = body.clone();
             let expected_checksum = expected_checksum.clone();
             async move {
@@ -360,7 +425,7 @@ impl Archive for RetryingArchive {
     }
 
     async fn create_multipart(&self, spec: &PutSpec) -> Result<String, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("CreateMultipartUpload", &self.policy, &self.cancel, |_| {
             self.inner.create_multipart(spec)
         })
         .await
@@ -374,7 +439,7 @@ impl Archive for RetryingArchive {
         body: Bytes,
         sha256: [u8; 32],
     ) -> Result<UploadedPart, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("UploadPart", &self.policy, &self.cancel, |_| {
             self.inner
                 .upload_part(key, upload_id, part_number, body.clone(), sha256)
         })
@@ -387,14 +452,17 @@ impl Archive for RetryingArchive {
         upload_id: &str,
         parts: &[UploadedPart],
     ) -> Result<Option<String>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
-            self.inner.complete_multipart(key, upload_id, parts)
-        })
+        retry_named(
+            "CompleteMultipartUpload",
+            &self.policy,
+            &self.cancel,
+            |_| self.inner.complete_multipart(key, upload_id, parts),
+        )
         .await
     }
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("AbortMultipartUpload", &self.policy, &self.cancel, |_| {
             self.inner.abort_multipart(key, upload_id)
         })
         .await
@@ -405,7 +473,7 @@ impl Archive for RetryingArchive {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Option<ArchivedHead>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("HeadObject", &self.policy, &self.cancel, |_| {
             self.inner.head(key, version_id)
         })
         .await
@@ -439,7 +507,7 @@ impl Archive for RetryingArchive {
     }
 
     async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("ListObjectVersions", &self.policy, &self.cancel, |_| {
             self.inner.list_versions(prefix)
         })
         .await
@@ -452,14 +520,17 @@ impl Archive for RetryingArchive {
         mode: LockMode,
         until: DateTime<Utc>,
     ) -> Result<(), SeamError> {
-        retry(&self.policy, &self.cancel, |_| {
+        retry_named("PutObjectRetention", &self.policy, &self.cancel, |_| {
             self.inner.put_retention(key, version_id, mode, until)
         })
         .await
     }
 
     async fn protection(&self) -> Result<BucketProtection, SeamError> {
-        retry(&self.policy, &self.cancel, |_| self.inner.protection()).await
+        retry_named("GetBucketProtection", &self.policy, &self.cancel, |_| {
+            self.inner.protection()
+        })
+        .await
     }
 }
 
@@ -647,6 +718,65 @@ mod tests {
         })
         .await;
         assert_eq!(result, Ok(3));
+    }
+
+    /// Records the attempts of one operation name.
+    struct Recorder(Mutex<Vec<(&'static str, AttemptOutcome)>>);
+
+    impl RetryObserver for Recorder {
+        fn attempt(&self, operation: &'static str, outcome: AttemptOutcome) {
+            self.0.lock().unwrap().push((operation, outcome));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_observer_is_told_every_attempt_and_how_it_ended() {
+        let recorder = Arc::new(Recorder(Mutex::new(Vec::new())));
+        assert!(
+            observe_retries(recorder.clone()),
+            "the first observer is installed"
+        );
+        assert!(!observe_retries(recorder.clone()), "the first one stays");
+        let calls = Mutex::new(0);
+        let result = retry_named("TestFlaky", &fast(), &CancellationToken::new(), |_| {
+            let mut calls = calls.lock().unwrap();
+            *calls += 1;
+            let n = *calls;
+            async move {
+                if n < 3 {
+                    Err(SeamError::Transient("reset".into()))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(result, Ok(3));
+        let denied: Result<(), _> = retry_named(
+            "TestDenied",
+            &fast(),
+            &CancellationToken::new(),
+            |_| async { Err(SeamError::AccessDenied("no".into())) },
+        )
+        .await;
+        assert!(denied.is_err());
+        let seen: Vec<_> = recorder
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(operation, _)| operation.starts_with("Test"))
+            .copied()
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("TestFlaky", AttemptOutcome::Retried),
+                ("TestFlaky", AttemptOutcome::Retried),
+                ("TestFlaky", AttemptOutcome::Ok),
+                ("TestDenied", AttemptOutcome::Failed),
+            ]
+        );
     }
 
     #[tokio::test]

@@ -290,6 +290,53 @@ impl ProgressStore for SledStore {
         Ok(out)
     }
 
+    fn for_each_object(
+        &self,
+        visit: &mut dyn FnMut(SourceRef, ObjectRecord),
+    ) -> Result<(), SeamError> {
+        for entry in self.objects.iter() {
+            let (key, value) = entry.map_err(store_error)?;
+            let Some(record) = decode_record(&value) else {
+                continue;
+            };
+            // `<account>\0<bucket>\0<key>`, as `object_key` writes it.
+            let mut parts = key.splitn(3, |&b| b == 0);
+            let (Some(account), Some(bucket), Some(source_key)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(account), Ok(bucket), Ok(source_key)) = (
+                std::str::from_utf8(account),
+                std::str::from_utf8(bucket),
+                std::str::from_utf8(source_key),
+            ) else {
+                continue;
+            };
+            visit(
+                SourceRef {
+                    account_id: account.to_string(),
+                    bucket: bucket.to_string(),
+                    key: source_key.to_string(),
+                },
+                record,
+            );
+        }
+        Ok(())
+    }
+
+    fn for_each_state_under(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), SeamError> {
+        for entry in self.state.scan_prefix(prefix.as_bytes()) {
+            let (key, value) = entry.map_err(store_error)?;
+            visit(&String::from_utf8_lossy(&key), &value);
+        }
+        Ok(())
+    }
+
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
         Ok(self
             .state
@@ -422,6 +469,53 @@ mod tests {
             .err()
             .expect("not a store");
         assert!(!failed.held(), "{failed}");
+    }
+
+    #[test]
+    fn every_object_and_state_value_is_handed_over_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let keys = [
+            ("111122223333", "b", "AWSLogs/1/a.json.gz"),
+            ("111122223333", "other", "AWSLogs/1/b.json.gz"),
+            ("444455556666", "b", "prefix/with\u{0}nul/and/slashes"),
+        ];
+        for (account, bucket, key) in keys {
+            let source = SourceRef {
+                account_id: account.into(),
+                bucket: bucket.into(),
+                key: key.into(),
+            };
+            store.record_object(&source, &record("e", None)).unwrap();
+        }
+        let mut seen = Vec::new();
+        store
+            .for_each_object(&mut |source, record| {
+                assert_eq!(record.etag, "e");
+                seen.push((source.account_id, source.bucket, source.key));
+            })
+            .unwrap();
+        let expected: Vec<_> = keys
+            .iter()
+            .map(|(a, b, k)| (a.to_string(), b.to_string(), k.to_string()))
+            .collect();
+        assert_eq!(seen, expected, "a NUL in a key stays in the key");
+        store.put_state("validated/x/1", b"one").unwrap();
+        store.put_state("validated/y/2", b"two").unwrap();
+        store.put_state("chain/z", b"no").unwrap();
+        let mut states = Vec::new();
+        store
+            .for_each_state_under("validated/", &mut |name, value| {
+                states.push((name.to_string(), value.to_vec()));
+            })
+            .unwrap();
+        assert_eq!(
+            states,
+            vec![
+                ("validated/x/1".to_string(), b"one".to_vec()),
+                ("validated/y/2".to_string(), b"two".to_vec()),
+            ]
+        );
     }
 
     #[test]

@@ -120,9 +120,24 @@ pub enum Command {
         scope: Scope,
         #[command(flatten)]
         keys: KeySource,
+        /// Serve Prometheus/OpenMetrics text on http://ADDR/metrics (e.g. 127.0.0.1:9464;
+        /// port 0 picks a free one, logged). Default: `[metrics] addr`, else no endpoint.
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Last runs, per-account lag, chain heads, open findings (always exit 0; 2 on config errors).
     Status,
+    /// Coverage report from the store: account x Region x day grid (collected, validated,
+    /// findings), chain heads, open findings with their evidence keys, run history.
+    Report {
+        /// Write it as one self-contained HTML page (no script, no network) to FILE.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Days of the grid, ending today (UTC).
+        #[arg(long, value_name = "N", default_value_t = 31,
+              value_parser = clap::value_parser!(u32).range(1..=366))]
+        days: u32,
+    },
     /// Rebuild a lost or damaged progress store from the archive's own metadata,
     /// then validate every chain so the next runs continue from there.
     RebuildState {

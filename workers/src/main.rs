@@ -2,12 +2,14 @@
 //!
 //! Floors, each using only the ones below it: `main` → `commands` (one file
 //! per command: wire, call one pipeline job, print) → `output` (printing),
-//! `wiring` (infra builds the seams), `settings` (config → job settings),
+//! `wiring` (infra builds the seams), `metrics` (the daemon's endpoint),
+//! `settings` (config → job settings),
 //! `shutdown`, `cli`. Every AWS call is in `trailvault-infra`; every domain
 //! rule in `trailvault-pipeline`.
 
 mod cli;
 mod commands;
+mod metrics;
 mod output;
 mod settings;
 mod shutdown;

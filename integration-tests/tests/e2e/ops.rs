@@ -463,7 +463,7 @@ async fn source_expiry_keeps_what_validation_does_not_vouch_for() {
 }
 
 /// Sends SIGTERM to `child`.
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -472,7 +472,7 @@ fn terminate(child: &Child) {
 }
 
 /// Waits for `child` to exit, at most `limit`.
-fn wait_for_exit(child: &mut Child, limit: Duration) -> i32 {
+pub(crate) fn wait_for_exit(child: &mut Child, limit: Duration) -> i32 {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -487,7 +487,7 @@ fn wait_for_exit(child: &mut Child, limit: Duration) -> i32 {
 }
 
 /// The daemon's stdout, line by line, on a channel.
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
+pub(crate) fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {

@@ -10,13 +10,15 @@
 //! * `retention`: [`retention::retention`];
 //! * `rebuild-state`: [`rebuild::rebuild`];
 //! * `findings`: [`findings::findings`];
-//! * `status`: [`status::status`].
+//! * `status`: [`status::status`];
+//! * `report`: [`report::report`].
 
 pub mod collect;
 pub mod findings;
 pub mod keys;
 pub mod ownership;
 pub mod rebuild;
+pub mod report;
 pub mod retention;
 pub mod sources;
 pub mod status;

@@ -151,6 +151,21 @@ impl ProgressStore for LagTracker<'_> {
         self.inner.objects_under(account_id, bucket, key_prefix)
     }
 
+    fn for_each_object(
+        &self,
+        visit: &mut dyn FnMut(SourceRef, ObjectRecord),
+    ) -> Result<(), SeamError> {
+        self.inner.for_each_object(visit)
+    }
+
+    fn for_each_state_under(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), SeamError> {
+        self.inner.for_each_state_under(prefix, visit)
+    }
+
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
         self.inner.get_state(name)
     }

@@ -20,6 +20,24 @@ pub trait ProgressStore: Send + Sync {
         bucket: &str,
         key_prefix: &str,
     ) -> Result<Vec<(String, ObjectRecord)>, SeamError>;
+    /// Hands every object record to `visit`, one at a time (the reader
+    /// account, bucket and key in the [`SourceRef`]): for reports over the
+    /// whole store, without holding it in memory.
+    fn for_each_object(
+        &self,
+        visit: &mut dyn FnMut(SourceRef, ObjectRecord),
+    ) -> Result<(), SeamError>;
+    /// Hands every state value under `prefix` to `visit`, one at a time.
+    fn for_each_state_under(
+        &self,
+        prefix: &str,
+        visit: &mut dyn FnMut(&str, &[u8]),
+    ) -> Result<(), SeamError> {
+        for (name, value) in self.state_under(prefix)? {
+            visit(&name, &value);
+        }
+        Ok(())
+    }
     /// Free-form small state values (cursors, sweep times, chain heads).
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError>;
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError>;

@@ -633,6 +633,17 @@ impl ProgressStore for MemoryStore {
             .collect())
     }
 
+    fn for_each_object(
+        &self,
+        visit: &mut dyn FnMut(SourceRef, ObjectRecord),
+    ) -> Result<(), SeamError> {
+        let objects = lock(&self.objects).clone();
+        for (source, record) in objects {
+            visit(source, record);
+        }
+        Ok(())
+    }
+
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
         Ok(lock(&self.state).get(name).cloned())
     }

@@ -5,6 +5,7 @@ mod backfill;
 mod collect;
 mod findings;
 mod rebuild;
+mod report;
 mod retention;
 mod run;
 mod status;
@@ -106,8 +107,18 @@ pub async fn dispatch(cli: Cli) -> i32 {
             interval,
             scope,
             keys,
-        } => run::run(&config, interval, &scope, keys.public_keys, json).await,
+            metrics_addr,
+        } => {
+            let options = run::RunOptions {
+                interval,
+                keys: keys.public_keys,
+                metrics_addr: metrics_addr.or(config.metrics.addr),
+                json,
+            };
+            run::run(&config, &scope, options).await
+        }
         Command::Status => status::status(&config, json),
+        Command::Report { html, days } => report::report(&config, html.as_deref(), days, json),
         Command::RebuildState { keys, no_verify } => {
             rebuild::rebuild(&config, keys.public_keys.as_deref(), no_verify, json).await
         }

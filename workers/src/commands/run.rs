@@ -6,40 +6,71 @@
 //! opened once for the life of the daemon (sled allows one instance per
 //! process) and every run is recorded in it (`run/…`). While idle between
 //! runs a signal ends the daemon at once; during a run, see `shutdown.rs`.
+//! With `--metrics-addr` (or `[metrics] addr`) it serves its metrics
+//! (`crate::metrics`), brought up to date after every run.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tracing::{info, warn};
 use trailvault_config::Config;
+use trailvault_infra::retry::observe_retries;
 use trailvault_pipeline::collect::Window;
 use trailvault_pipeline::jobs::collect::{self as job, CollectRequest};
+use trailvault_pipeline::jobs::status::StatusView;
 use trailvault_pipeline::model::report::exit;
 use trailvault_pipeline::seams::ProgressStore;
 
 use super::check_keys_file;
 use crate::cli::Scope;
+use crate::metrics::{server, Metrics};
 use crate::output::print_run;
 use crate::output::progress::Progress;
 use crate::shutdown::Shutdown;
 use crate::wiring;
 
+/// How the daemon runs.
+pub struct RunOptions {
+    pub interval: Duration,
+    pub keys: Option<PathBuf>,
+    /// Where to serve the metrics; `None`: nowhere.
+    pub metrics_addr: Option<SocketAddr>,
+    pub json: bool,
+}
+
 /// Runs collection plus validation every `interval` until a signal.
-pub async fn run(
-    config: &Config,
-    interval: Duration,
-    scope: &Scope,
-    keys: Option<PathBuf>,
-    json: bool,
-) -> i32 {
+pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
+    let RunOptions {
+        interval,
+        keys,
+        metrics_addr,
+        json,
+    } = options;
     let shutdown = Shutdown::on_signals();
     // A keys file that cannot be read is a usage error: nothing was done.
     if check_keys_file(config, keys.as_deref()).is_err() {
         return exit::USAGE;
     }
-    // One daemon per store: a second one exits at once instead of
-    // overlapping the first (sled's lock makes this exact).
+    // An address that cannot be served is a usage error too, found before
+    // any work.
+    let metrics = Arc::new(Metrics::new());
+    let _endpoint = match metrics_addr {
+        Some(addr) => match server::serve(addr, metrics.clone()).await {
+            Ok(endpoint) => {
+                observe_retries(metrics.clone());
+                info!(addr = %endpoint.addr, "serving metrics on http://{}/metrics", endpoint.addr);
+                Some(endpoint)
+            }
+            Err(error) => {
+                eprintln!("trailvault: cannot serve metrics on {addr}: {error}");
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
     let wired = match wiring::wire(config, shutdown.abort.clone()).await {
         Ok(wired) => wired,
         Err(error) if error.held() => {
@@ -54,6 +85,17 @@ pub async fn run(
             return exit::USAGE;
         }
     };
+    let store = wired.connected.store.clone();
+    let refresh_status = || {
+        if metrics_addr.is_none() {
+            return;
+        }
+        match StatusView::from_store(store.as_ref(), &config.accounts.ids, chrono::Utc::now()) {
+            Ok(view) => metrics.record_status(&view),
+            Err(error) => warn!(%error, "cannot read the status for the metrics"),
+        }
+    };
+    refresh_status();
     info!(
         interval_seconds = interval.as_secs(),
         "daemon started; SIGTERM or SIGINT stops it"
@@ -72,6 +114,8 @@ pub async fn run(
         let world = wiring::world(&wired, &shutdown);
         let report = job::collect(&world, &wired.settings, &request, &Progress::default()).await;
         print_run(&report, json);
+        metrics.record_run(&report);
+        refresh_status();
         info!(
             run = runs,
             exit_code = report.exit_code(),

@@ -4,6 +4,7 @@
 
 pub mod log_fields;
 pub mod progress;
+pub mod report_html;
 pub mod retention;
 pub mod status;
 pub mod stdout;
@@ -163,6 +164,37 @@ pub fn finding_line(finding: &Finding) -> String {
         finding.kind, finding.account_id, finding.bucket, finding.key, finding.detail
     );
     escape_control(&line).into_owned()
+}
+
+/// `report` without `--json`: where the page went and what it shows.
+pub fn report_summary(
+    report: &trailvault_pipeline::jobs::report::CoverageReport,
+    html: Option<&std::path::Path>,
+) -> String {
+    use trailvault_pipeline::jobs::report::CellStatus;
+    let count = |status: CellStatus| report.cells.iter().filter(|c| c.status == status).count();
+    let mut out = String::new();
+    if let Some(file) = html {
+        let _ = writeln!(out, "wrote {}", file.display());
+    }
+    let _ = writeln!(
+        out,
+        "{} to {}: {} account-Region-days validated, {} collected (not all validated), {} with findings",
+        report.first_day,
+        report.last_day,
+        count(CellStatus::Validated),
+        count(CellStatus::Collected),
+        count(CellStatus::Findings)
+    );
+    let _ = writeln!(
+        out,
+        "open findings: {} ({} critical); chains: {}; runs recorded: {}",
+        report.findings.open,
+        report.findings.critical,
+        report.chains.len(),
+        report.runs.len()
+    );
+    out
 }
 
 #[cfg(test)]
