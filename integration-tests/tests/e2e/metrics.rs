@@ -37,6 +37,31 @@ fn scrape(addr: SocketAddr) -> Option<(String, String)> {
 }
 
 /// The value of the sample named `series` (name and labels, as written).
+/// The daemon, killed if the test panics before it stopped it.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for KilledOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KilledOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
@@ -95,6 +120,7 @@ async fn the_daemon_serves_metrics_that_move_with_its_runs() {
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit())
     .spawn()
+    .map(KilledOnDrop)
     .unwrap();
     let lines = stdout_lines(&mut daemon);
 
