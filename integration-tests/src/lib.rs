@@ -7,4 +7,5 @@
 pub mod faults;
 pub mod harness;
 pub mod sim;
+pub mod stacks;
 pub mod templates;

@@ -162,6 +162,7 @@ mod tests {
                 principal_arn: "arn:aws:iam::111111111111:user/trailvault-collector".into(),
                 access_key_id: "AKIAEXAMPLE".into(),
                 secret_access_key: "secret".into(),
+                session_token: None,
             },
             kms_key_arn: "arn:aws:kms:us-east-1:111111111111:key/k-1".into(),
             kms_key_id: "k-1".into(),

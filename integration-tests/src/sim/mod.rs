@@ -23,6 +23,7 @@ pub mod policies;
 mod provision;
 mod rng;
 mod signing;
+mod stacks;
 mod tamper;
 
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub use cloudtrail::{
 pub use config_toml::ConfigOptions;
 pub use deliver::{DeliveryReport, LateDelivery};
 pub use forgery::PlantedForgery;
+pub(crate) use provision::sdk_error;
+pub use stacks::{OrgStacks, COLLECTOR_RUNNER_USER_NAME};
 pub use signing::{
     fingerprint, public_keys_from_json, sha256_hex, string_to_sign, verify_digest_object,
     PublicKeyEntry, PublicKeyList, SigningKey, SigningKeyState, SIGNATURE_ALGORITHM,
@@ -123,6 +126,10 @@ pub struct CollectorIdentity {
     pub principal_arn: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// Set when the collector runs as a role session (the audit stack's
+    /// `CollectorRole`, see [`crate::stacks`]): the keys above are temporary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token: Option<String>,
 }
 
 /// A member account.
@@ -395,13 +402,13 @@ impl Sim {
             &self.org.endpoint,
             &self.org.collector.access_key_id,
             &self.org.collector.secret_access_key,
-            None,
+            self.org.collector.session_token.as_deref(),
         )
     }
 
     /// Environment for running the `trailvault` binary as the collector.
     pub fn collector_env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             (
                 "AWS_ACCESS_KEY_ID".into(),
                 self.org.collector.access_key_id.clone(),
@@ -413,7 +420,11 @@ impl Sim {
             ("AWS_REGION".into(), self.org.api_region.clone()),
             ("AWS_DEFAULT_REGION".into(), self.org.api_region.clone()),
             ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
-        ]
+        ];
+        if let Some(token) = &self.org.collector.session_token {
+            env.push(("AWS_SESSION_TOKEN".into(), token.clone()));
+        }
+        env
     }
 
     /// Assumes `role_arn` as the collector. `external_id: None` sends none.

@@ -49,7 +49,6 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
     let endpoint = endpoint.trim_end_matches('/').to_owned();
     let seed = options.seed.unwrap_or_else(SimRng::fresh_seed);
     let mut rng = SimRng::derive(seed, &[u64::MAX]);
-    let home_region = options.regions[0].clone();
     let external_id = format!("trailvault-sim-{}", rng.hex(16));
     let role_name = READER_ROLE_NAME.to_owned();
 
@@ -105,6 +104,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         principal_arn: collector_arn.clone(),
         access_key_id: access_key.access_key_id().to_owned(),
         secret_access_key: access_key.secret_access_key().to_owned(),
+        session_token: None,
     };
     // The principal that broken members trust instead (exists, so the trust policy is
     // valid as AWS would require; it is not the collector).
@@ -238,6 +238,57 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
         None
     };
 
+    assemble(
+        &options,
+        seed,
+        &mut rng,
+        Provisioned {
+            endpoint,
+            collector,
+            kms_key_arn,
+            kms_key_id,
+            archive_bucket,
+            external_id,
+            role_name,
+            members,
+            org_trail,
+        },
+    )
+}
+
+/// What provisioning created, however it created it (SDK calls here, CreateStack in
+/// [`crate::stacks`]): the parts of a [`SimOrg`] that name resources.
+pub(crate) struct Provisioned {
+    pub endpoint: String,
+    pub collector: CollectorIdentity,
+    pub kms_key_arn: String,
+    pub kms_key_id: String,
+    pub archive_bucket: String,
+    pub external_id: String,
+    pub role_name: String,
+    pub members: Vec<SimMember>,
+    pub org_trail: Option<SimOrgTrail>,
+}
+
+/// The simulation around provisioned resources: clock, signing key and chains.
+pub(crate) fn assemble(
+    options: &ProvisionOptions,
+    seed: u64,
+    rng: &mut SimRng,
+    provisioned: Provisioned,
+) -> anyhow::Result<Sim> {
+    let Provisioned {
+        endpoint,
+        collector,
+        kms_key_arn,
+        kms_key_id,
+        archive_bucket,
+        external_id,
+        role_name,
+        members,
+        org_trail,
+    } = provisioned;
+    let home_region = options.regions[0].clone();
     // Clock: delivering `history_hours` ends FRESHNESS_MARGIN before now. Non-zero
     // seconds keep window bounds off minute boundaries.
     let now = Utc::now();
@@ -337,7 +388,7 @@ pub(crate) async fn provision(endpoint: &str, options: ProvisionOptions) -> anyh
     Sim::from_org(org)
 }
 
-fn validate(options: &ProvisionOptions) -> anyhow::Result<()> {
+pub(crate) fn validate(options: &ProvisionOptions) -> anyhow::Result<()> {
     anyhow::ensure!(
         (1..=99).contains(&options.members),
         "members must be 1..=99, got {}",
@@ -375,7 +426,7 @@ fn validate(options: &ProvisionOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn archive_bucket_name() -> String {
+pub(crate) fn archive_bucket_name() -> String {
     format!("trailvault-archive-{AUDIT_ACCOUNT_ID}")
 }
 
@@ -384,7 +435,7 @@ async fn create_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Result<
 }
 
 /// A bucket in `region` (its `LocationConstraint`), or in the default one.
-async fn create_bucket_in(
+pub(crate) async fn create_bucket_in(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     region: Option<&str>,

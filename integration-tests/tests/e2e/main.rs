@@ -16,4 +16,5 @@ mod policies;
 mod regions;
 mod report;
 mod sim;
+mod stacks;
 mod verify;
