@@ -139,7 +139,8 @@ pub fn emulator_body(template: &Template) -> anyhow::Result<(Value, Vec<String>)
     for logical_id in &left_out {
         let text = body.to_string();
         ensure!(
-            !text.contains(&format!("\"{logical_id}\"")) && !text.contains(&format!("${{{logical_id}")),
+            !text.contains(&format!("\"{logical_id}\""))
+                && !text.contains(&format!("${{{logical_id}")),
             "{logical_id} is left out for the emulator but still referenced in {}",
             template.name()
         );
@@ -373,7 +374,9 @@ fn percent_decode(text: &str) -> anyhow::Result<String> {
                 let hex = text
                     .get(index + 1..index + 3)
                     .ok_or_else(|| anyhow!("truncated percent escape in {text}"))?;
-                out.push(u8::from_str_radix(hex, 16).with_context(|| format!("bad escape %{hex}"))?);
+                out.push(
+                    u8::from_str_radix(hex, 16).with_context(|| format!("bad escape %{hex}"))?,
+                );
                 index += 3;
             }
             b'+' => {
@@ -533,8 +536,15 @@ pub async fn deploy_audit(
                 .role_name(&name)
                 .send()
                 .await
-                .map_err(|error| anyhow!("GetRole {name}: {}", aws_sdk_iam::error::DisplayErrorContext(&error)))?;
-            let role = role.role().ok_or_else(|| anyhow!("GetRole {name}: no role"))?;
+                .map_err(|error| {
+                    anyhow!(
+                        "GetRole {name}: {}",
+                        aws_sdk_iam::error::DisplayErrorContext(&error)
+                    )
+                })?;
+            let role = role
+                .role()
+                .ok_or_else(|| anyhow!("GetRole {name}: no role"))?;
             anyhow::Ok((name, role.arn().to_owned(), role.role_id().to_owned()))
         }
     };
@@ -587,7 +597,9 @@ pub async fn deploy_audit(
         .policy(applied.to_string())
         .send()
         .await
-        .map_err(|error| crate::sim::sdk_error("put the emulator's archive bucket policy", error))?;
+        .map_err(|error| {
+            crate::sim::sdk_error("put the emulator's archive bucket policy", error)
+        })?;
     deployment.dropped_policy_sids = sids.iter().map(|sid| (*sid).to_owned()).collect();
     Ok(deployment)
 }
@@ -711,7 +723,8 @@ impl AuditExpectations {
             lifecycle: Value::Array(lifecycle),
             public_access_block,
             ownership: Value::Array(ownership),
-            bucket_policy: render.render(template, template.policy_document("ArchiveBucketPolicy")?)?,
+            bucket_policy: render
+                .render(template, template.policy_document("ArchiveBucketPolicy")?)?,
             key_policy: render.render(template, template.policy_document("ArchiveKey")?)?,
             key_rotation: json!(boolean(&render.render(
                 template,
@@ -719,7 +732,10 @@ impl AuditExpectations {
             )?)?),
             trust,
             role_policies,
-            topic_kms_key: render.render(template, template.property("FindingsTopic", "KmsMasterKeyId")?)?,
+            topic_kms_key: render.render(
+                template,
+                template.property("FindingsTopic", "KmsMasterKeyId")?,
+            )?,
         })
     }
 }
@@ -749,7 +765,13 @@ async fn check_audit(
         Err(error) if is_code(&error, "ObjectLockConfigurationNotFoundError") => Value::Null,
         Err(error) => return Err(crate::sim::sdk_error("GetObjectLockConfiguration", error)),
     };
-    compare(&mut gaps, "ArchiveBucket", "ObjectLockConfiguration", expected.object_lock.clone(), lock);
+    compare(
+        &mut gaps,
+        "ArchiveBucket",
+        "ObjectLockConfiguration",
+        expected.object_lock.clone(),
+        lock,
+    );
 
     let versioning = s3
         .get_bucket_versioning()
@@ -790,7 +812,13 @@ async fn check_audit(
         }
         Err(error) => return Err(crate::sim::sdk_error("GetBucketEncryption", error)),
     };
-    compare(&mut gaps, "ArchiveBucket", "BucketEncryption", expected.encryption.clone(), encryption);
+    compare(
+        &mut gaps,
+        "ArchiveBucket",
+        "BucketEncryption",
+        expected.encryption.clone(),
+        encryption,
+    );
 
     let lifecycle = match s3.get_bucket_lifecycle_configuration().bucket(bucket).send().await {
         Ok(answer) => Value::Array(
@@ -810,7 +838,13 @@ async fn check_audit(
         Err(error) if is_code(&error, "NoSuchLifecycleConfiguration") => Value::Null,
         Err(error) => return Err(crate::sim::sdk_error("GetBucketLifecycleConfiguration", error)),
     };
-    compare(&mut gaps, "ArchiveBucket", "LifecycleConfiguration", expected.lifecycle.clone(), lifecycle);
+    compare(
+        &mut gaps,
+        "ArchiveBucket",
+        "LifecycleConfiguration",
+        expected.lifecycle.clone(),
+        lifecycle,
+    );
 
     let block = match s3.get_public_access_block().bucket(bucket).send().await {
         Ok(answer) => answer
@@ -835,7 +869,12 @@ async fn check_audit(
         block,
     );
 
-    let ownership = match s3.get_bucket_ownership_controls().bucket(bucket).send().await {
+    let ownership = match s3
+        .get_bucket_ownership_controls()
+        .bucket(bucket)
+        .send()
+        .await
+    {
         Ok(answer) => Value::Array(
             answer
                 .ownership_controls()
@@ -848,14 +887,26 @@ async fn check_audit(
         Err(error) if is_code(&error, "OwnershipControlsNotFoundError") => Value::Null,
         Err(error) => return Err(crate::sim::sdk_error("GetBucketOwnershipControls", error)),
     };
-    compare(&mut gaps, "ArchiveBucket", "OwnershipControls", expected.ownership.clone(), ownership);
+    compare(
+        &mut gaps,
+        "ArchiveBucket",
+        "OwnershipControls",
+        expected.ownership.clone(),
+        ownership,
+    );
 
     let policy = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(answer) => parse_policy(answer.policy().unwrap_or("null"))?,
         Err(error) if is_code(&error, "NoSuchBucketPolicy") => Value::Null,
         Err(error) => return Err(crate::sim::sdk_error("GetBucketPolicy", error)),
     };
-    compare(&mut gaps, "ArchiveBucketPolicy", "PolicyDocument", expected.bucket_policy.clone(), policy);
+    compare(
+        &mut gaps,
+        "ArchiveBucketPolicy",
+        "PolicyDocument",
+        expected.bucket_policy.clone(),
+        policy,
+    );
 
     let kms = aws_sdk_kms::Client::new(config);
     let key_policy = kms
@@ -945,7 +996,10 @@ async fn role_trust_policy(iam: &aws_sdk_iam::Client, role_name: &str) -> anyhow
         .send()
         .await
         .map_err(|error| crate::sim::sdk_error(&format!("GetRole {role_name}"), error))?;
-    match role.role().and_then(|role| role.assume_role_policy_document()) {
+    match role
+        .role()
+        .and_then(|role| role.assume_role_policy_document())
+    {
         Some(document) => parse_policy(document),
         None => Ok(Value::Null),
     }
@@ -964,7 +1018,11 @@ async fn role_inline_policy(
         .await
     {
         Ok(policy) => parse_policy(policy.policy_document()),
-        Err(error) if error.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_no_such_entity_exception()) =>
+        {
             Ok(Value::Null)
         }
         Err(error) => Err(crate::sim::sdk_error(
@@ -1009,7 +1067,10 @@ async fn patch_audit(
     match (gap.resource.as_str(), gap.property.as_str()) {
         ("ArchiveBucket", "ObjectLockConfiguration") => {
             let lock = &expected.object_lock;
-            ensure!(lock["ObjectLockEnabled"] == "Enabled", "{what}: lock not Enabled");
+            ensure!(
+                lock["ObjectLockEnabled"] == "Enabled",
+                "{what}: lock not Enabled"
+            );
             s3.put_object_lock_configuration()
                 .bucket(bucket)
                 .object_lock_configuration(
@@ -1051,7 +1112,9 @@ async fn patch_audit(
             let mut configuration = ServerSideEncryptionConfiguration::builder();
             for rule in expected.encryption.as_array().into_iter().flatten() {
                 let mut default = ServerSideEncryptionByDefault::builder().sse_algorithm(
-                    ServerSideEncryption::from(text(&rule["SSEAlgorithm"], "SSEAlgorithm")?.as_str()),
+                    ServerSideEncryption::from(
+                        text(&rule["SSEAlgorithm"], "SSEAlgorithm")?.as_str(),
+                    ),
                 );
                 if let Some(key) = rule["KMSMasterKeyID"].as_str() {
                     default = default.kms_master_key_id(key);
@@ -1075,7 +1138,9 @@ async fn patch_audit(
             for rule in expected.lifecycle.as_array().into_iter().flatten() {
                 let mut built = LifecycleRule::builder()
                     .id(text(&rule["Id"], "Id")?)
-                    .status(ExpirationStatus::from(text(&rule["Status"], "Status")?.as_str()))
+                    .status(ExpirationStatus::from(
+                        text(&rule["Status"], "Status")?.as_str(),
+                    ))
                     .filter(LifecycleRuleFilter::builder().prefix("").build());
                 if !rule["NoncurrentDays"].is_null() {
                     built = built.noncurrent_version_expiration(
@@ -1159,7 +1224,10 @@ async fn patch_audit(
                 .map_err(|error| crate::sim::sdk_error(&what, error))?;
         }
         ("ArchiveKey", "EnableKeyRotation") => {
-            ensure!(expected.key_rotation == json!(true), "{what}: rotation off in the template");
+            ensure!(
+                expected.key_rotation == json!(true),
+                "{what}: rotation off in the template"
+            );
             aws_sdk_kms::Client::new(config)
                 .enable_key_rotation()
                 .key_id(&deployment.kms_key_id)
@@ -1181,7 +1249,10 @@ async fn patch_audit(
                 .map_err(|error| crate::sim::sdk_error(&what, error))?;
         }
         (logical_id, "PolicyDocument")
-            if expected.role_policies.iter().any(|(id, ..)| id == logical_id) =>
+            if expected
+                .role_policies
+                .iter()
+                .any(|(id, ..)| id == logical_id) =>
         {
             let (_, role, name, document) = expected
                 .role_policies

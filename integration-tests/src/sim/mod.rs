@@ -42,11 +42,11 @@ pub use config_toml::ConfigOptions;
 pub use deliver::{DeliveryReport, LateDelivery};
 pub use forgery::PlantedForgery;
 pub(crate) use provision::sdk_error;
-pub use stacks::{OrgStacks, COLLECTOR_RUNNER_USER_NAME};
 pub use signing::{
     fingerprint, public_keys_from_json, sha256_hex, string_to_sign, verify_digest_object,
     PublicKeyEntry, PublicKeyList, SigningKey, SigningKeyState, SIGNATURE_ALGORITHM,
 };
+pub use stacks::{OrgStacks, COLLECTOR_RUNNER_USER_NAME};
 pub use tamper::{AppliedTamper, ExpectedFinding, Tamper, TamperReport};
 
 use crate::harness;

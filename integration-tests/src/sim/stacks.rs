@@ -10,13 +10,13 @@
 //! `AdditionalCollectorPrincipalArn`, that assumes `CollectorRole`; trailvault runs
 //! with that role session's temporary credentials.
 
+use super::policies::READER_ROLE_NAME;
 use super::provision::{archive_bucket_name, assemble, create_bucket_in, validate, Provisioned};
 use super::rng::SimRng;
 use super::{
     member_account_id, CollectorIdentity, ProvisionOptions, Sim, SimMember, SimOrgTrail,
-    MANAGEMENT_ACCOUNT_ID, ORG_ID, ORG_TRAIL_KEY_PREFIX, ORG_TRAIL_NAME, AUDIT_ACCOUNT_ID,
+    AUDIT_ACCOUNT_ID, MANAGEMENT_ACCOUNT_ID, ORG_ID, ORG_TRAIL_KEY_PREFIX, ORG_TRAIL_NAME,
 };
-use super::policies::READER_ROLE_NAME;
 use crate::harness;
 use crate::stacks::{self, AuditDeployment, AuditParameters, MemberDeployment};
 
