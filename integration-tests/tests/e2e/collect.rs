@@ -369,7 +369,9 @@ async fn check_archive_against_sources(sim: &Sim, runs_started: Option<DateTime<
 
 #[tokio::test(flavor = "multi_thread")]
 async fn collect_archives_every_file_once_and_reruns_copy_nothing() {
-    let mut sim = provision(
+    // Deployed with the shipped templates (CreateStack): trailvault runs as the
+    // audit stack's collector role.
+    let (mut sim, _stacks) = crate::stacks::stacks_sim(
         ProvisionOptions {
             members: 3,
             ..ProvisionOptions::default()

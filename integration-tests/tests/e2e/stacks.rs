@@ -26,7 +26,9 @@ async fn fresh_endpoint() -> String {
     endpoint
 }
 
-async fn stacks_sim(options: ProvisionOptions, hours: u32) -> (Sim, OrgStacks) {
+/// A simulated organization deployed with the templates (CreateStack), `hours`
+/// delivered, on a freshly reset emulator.
+pub async fn stacks_sim(options: ProvisionOptions, hours: u32) -> (Sim, OrgStacks) {
     let endpoint = fresh_endpoint().await;
     let (mut sim, stacks) = Sim::provision_with_stacks(
         &endpoint,
