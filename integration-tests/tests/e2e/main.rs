@@ -15,5 +15,6 @@ mod ops;
 mod policies;
 mod regions;
 mod report;
+mod shards;
 mod sim;
 mod verify;
