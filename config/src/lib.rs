@@ -232,6 +232,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         expected.alerts.event_bus = Some("trailvault-findings".to_owned());
         expected.alerts.asff_account_id = Some("111111111111".to_owned());
         expected.metrics.addr = Some("127.0.0.1:9464".parse().unwrap());
+        expected.shard.spec = Some("env/3".to_owned());
         assert_eq!(config, expected);
     }
 

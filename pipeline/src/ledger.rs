@@ -5,7 +5,9 @@
 //! sighting and their acknowledgements and are not reported as new again.
 //!
 //! One object per run that had something to record, under
-//! `<archive prefix>/_trailvault/ledger/YYYY/MM/DD/<time>-<command>.json`: a
+//! `<archive prefix>/_trailvault/ledger/YYYY/MM/DD/<time>-<command>[-shard-K-of-N].json`
+//! (concurrent shards never write the same key; `restore` keeps only the
+//! latest version of each key): a
 //! folder no account id can name, so it never mixes with the copies.
 
 use std::collections::BTreeMap;

@@ -137,6 +137,8 @@ mod tests {
     #[test]
     fn a_shard_gets_its_own_store_and_the_command_line_wins() {
         let mut config = Config::from_toml_str(trailvault_config::EXAMPLE_TOML).unwrap();
+        assert_eq!(config.shard.spec.as_deref(), Some("env/3"));
+        config.shard.spec = None;
         let unsharded = config.store.path.clone();
         assert_eq!(apply_shard(&mut config, None).unwrap(), None);
         assert_eq!(config.store.path, unsharded);
