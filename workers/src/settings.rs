@@ -18,7 +18,7 @@ pub fn job_settings(config: &Config, kms_key_arn: &str) -> JobSettings {
     let accounts = &config.accounts;
     JobSettings {
         accounts: AccountSelection {
-            ids: accounts.ids.clone(),
+            ids: configured_accounts(config),
             discover: accounts.discover,
             include: accounts.include.clone(),
             exclude: accounts.exclude.clone(),
@@ -58,6 +58,14 @@ pub fn sharded_store_path(path: &Path, shard: Shard) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(format!(".{}", shard.label()));
     PathBuf::from(name)
+}
+
+/// The configured account ids this process covers: all, or its shard's.
+pub fn configured_accounts(config: &Config) -> Vec<String> {
+    let shard = resolved_shard(config);
+    let mut ids = config.accounts.ids.clone();
+    ids.retain(|id| shard::covers(shard.as_ref(), id));
+    ids
 }
 
 /// The resolved shard (see [`apply_shard`]).
@@ -152,6 +160,8 @@ mod tests {
         assert_eq!(config.store.path, PathBuf::from(expected));
         let settings = job_settings(&config, "k");
         assert_eq!(settings.accounts.shard, Some(shard));
+        assert!(settings.accounts.ids.iter().all(|id| shard.owns(id)));
+        assert_eq!(settings.accounts.ids, configured_accounts(&config));
         assert_eq!(settings.store_path, config.store.path);
 
         let mut config = Config::from_toml_str(trailvault_config::EXAMPLE_TOML).unwrap();
