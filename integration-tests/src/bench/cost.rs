@@ -448,7 +448,7 @@ fn count(n: f64) -> String {
     let digits = rounded.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -504,7 +504,7 @@ impl CostModel {
             org.regions
         ));
         out.push_str(&format!(
-            "Assumptions: {} folders (CloudTrail, CloudTrail-Digest) × {} open days = {} open partitions; {} closed partitions listed once a day by the {}-day redelivery sweep; {} log files per account, Region and hour (the data set's density) plus one digest an hour = {} files a day; event-driven: one CloudTrail notification per file.\n\n",
+            "Assumptions: {} folders (CloudTrail, CloudTrail-Digest) × {} open days = {} open partitions; {} closed partitions listed once a day by the {}-day redelivery sweep; {} log files per account, Region and hour (with `--info`, the measured data set's density; else one every 5 minutes) plus one digest an hour = {} files a day; event-driven: one CloudTrail notification per file.\n\n",
             org.folders,
             org.open_days,
             count(org.open_partitions() as f64),
