@@ -88,4 +88,9 @@ asff_account_id = "111111111111"           # optional; the Security Hub account 
 [metrics]
 addr = "127.0.0.1:9464"                    # optional; `trailvault run` serves Prometheus/OpenMetrics text
                                            # on http://ADDR/metrics (off by default; --metrics-addr overrides)
+
+[shard]
+spec = "env/3"                             # optional: "K/N" (shard K of N, 0-based) or "env/N" (K from
+                                           # AWS_BATCH_JOB_ARRAY_INDEX or JOB_COMPLETION_INDEX); absent = every
+                                           # account. --shard / TRAILVAULT_SHARD override it
 "#;

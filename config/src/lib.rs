@@ -19,8 +19,8 @@ pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
 pub use settings::{
     AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings, MetricsSettings,
-    OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, SourceSettings,
-    StoreSettings, VerifySettings, ACCOUNT_ID_PLACEHOLDER,
+    OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, ShardSettings,
+    SourceSettings, StoreSettings, VerifySettings, ACCOUNT_ID_PLACEHOLDER,
 };
 
 /// The whole configuration file. `[archive]` and `[accounts]` are required; every
@@ -43,6 +43,7 @@ pub struct Config {
     pub retention: RetentionSettings,
     pub alerts: AlertSettings,
     pub metrics: MetricsSettings,
+    pub shard: ShardSettings,
 }
 
 impl Config {
@@ -182,6 +183,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 asff_account_id: None,
             },
             metrics: MetricsSettings { addr: None },
+            shard: ShardSettings::default(),
         }
     }
 
@@ -230,6 +232,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         expected.alerts.event_bus = Some("trailvault-findings".to_owned());
         expected.alerts.asff_account_id = Some("111111111111".to_owned());
         expected.metrics.addr = Some("127.0.0.1:9464".parse().unwrap());
+        expected.shard.spec = Some("env/3".to_owned());
         assert_eq!(config, expected);
     }
 

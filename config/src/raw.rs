@@ -11,7 +11,7 @@ use crate::error::ConfigError;
 use crate::settings::{
     default_key_prefix, default_regions, AccountSettings, AlertSettings, ArchiveSettings,
     AwsSettings, CollectSettings, MetricsSettings, OrganizationSource, PerAccountSource,
-    RetentionSettings, SourceSettings, StoreSettings, VerifySettings,
+    RetentionSettings, ShardSettings, SourceSettings, StoreSettings, VerifySettings,
 };
 use crate::Config;
 
@@ -38,6 +38,8 @@ pub(crate) struct RawConfig {
     alerts: AlertSettings,
     #[serde(default)]
     metrics: MetricsSettings,
+    #[serde(default)]
+    shard: ShardSettings,
 }
 
 impl RawConfig {
@@ -60,6 +62,7 @@ impl RawConfig {
             retention: self.retention,
             alerts: self.alerts,
             metrics: self.metrics,
+            shard: self.shard,
         })
     }
 }

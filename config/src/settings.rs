@@ -473,3 +473,15 @@ pub struct MetricsSettings {
     #[serde(default)]
     pub addr: Option<std::net::SocketAddr>,
 }
+
+/// `[shard]`: this worker's shard of the accounts (see `docs/configuration.md`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSettings {
+    /// `K/N` (shard K of N, 0-based) or `env/N` (K from
+    /// `AWS_BATCH_JOB_ARRAY_INDEX` or `JOB_COMPLETION_INDEX`); `None` (the
+    /// default): every account. `--shard` / `TRAILVAULT_SHARD` take
+    /// precedence. Checked when a command starts.
+    #[serde(default)]
+    pub spec: Option<String>,
+}

@@ -1527,6 +1527,72 @@ mod tests {
     }
 
     #[test]
+    fn runtime_starts_one_task_per_shard_each_with_its_index() {
+        let template = load(COLLECTOR_RUNTIME);
+        let schedules: Vec<&str> = template
+            .resource_ids()
+            .into_iter()
+            .filter(|id| template.resource_type(id).unwrap() == "AWS::Scheduler::Schedule")
+            .collect();
+        assert_eq!(schedules.len(), 8, "{schedules:?}");
+        let shard_of_input = |render: &Render, id: &str| -> Option<String> {
+            let target = &template.resource(id).unwrap()["Properties"]["Target"];
+            let input = render
+                .render(&template, &json!({"x": target["Input"]}))
+                .unwrap();
+            let input = input.get("x")?.as_str()?.to_string();
+            let overrides: Value = serde_json::from_str(&input).unwrap();
+            let container = &overrides["containerOverrides"][0];
+            assert_eq!(container["name"], "trailvault");
+            assert_eq!(container["environment"][0]["name"], "TRAILVAULT_SHARD");
+            Some(container["environment"][0]["value"].as_str()?.to_string())
+        };
+        let created = |render: &Render, id: &str| -> bool {
+            match template.resource(id).unwrap().get("Condition") {
+                None => true,
+                Some(condition) => {
+                    let probe = json!({"Fn::If": [condition, true, false]});
+                    render.render(&template, &probe).unwrap() == json!(true)
+                }
+            }
+        };
+        for count in 1..=8u32 {
+            let render = runtime_render().parameter("ShardCount", &count.to_string());
+            let mut shards: Vec<String> = Vec::new();
+            let mut created_count = 0;
+            for id in &schedules {
+                if !created(&render, id) {
+                    continue;
+                }
+                created_count += 1;
+                if let Some(shard) = shard_of_input(&render, id) {
+                    shards.push(shard);
+                }
+                let task = &template.resource(id).unwrap()["Properties"]["Target"]["EcsParameters"];
+                assert_eq!(task["TaskCount"], 1, "{id}");
+                assert_eq!(
+                    task["TaskDefinitionArn"],
+                    json!({"Ref": "TaskDefinition"}),
+                    "{id}"
+                );
+            }
+            assert_eq!(created_count, count, "one schedule per shard");
+            if count == 1 {
+                assert!(
+                    shards.is_empty(),
+                    "unsharded: no override, the store keeps its path"
+                );
+            } else {
+                shards.sort();
+                let expected: Vec<String> = (0..count).map(|k| format!("{k}/{count}")).collect();
+                let mut expected_sorted = expected.clone();
+                expected_sorted.sort();
+                assert_eq!(shards, expected_sorted);
+            }
+        }
+    }
+
+    #[test]
     fn dropping_statements_by_sid() {
         let document = json!({"Version": "2012-10-17", "Statement": [
             {"Sid": "A", "Effect": "Deny", "Action": "s3:*", "Resource": "*"},

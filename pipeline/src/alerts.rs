@@ -50,6 +50,7 @@ use crate::copy::CopySettings;
 use crate::ledger::{self, LedgerEntry};
 use crate::model::findings::{AnnouncedTo, Finding, FindingKind, Severity};
 use crate::model::report::Report;
+use crate::model::shard::Shard;
 use crate::seams::{
     Archive, BusEvent, EventBus, Notifier, ProgressStore, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES,
 };
@@ -99,6 +100,8 @@ pub struct Announcer<'a> {
 pub struct LedgerTarget<'a> {
     pub archive: &'a dyn Archive,
     pub settings: &'a CopySettings,
+    /// The run's shard, named in its ledger keys.
+    pub shard: Option<Shard>,
 }
 
 /// Announces every recorded finding not announced yet (this run's new ones
@@ -246,6 +249,7 @@ async fn write_ledger(
     let numbered = parts.len() > 1;
     for (index, part) in parts.iter().enumerate() {
         let mut entry = LedgerEntry::new(&report.command, recorded_at);
+        entry.shard = target.shard;
         let members: Vec<&Finding> = part.iter().map(|&i| findings[i]).collect();
         entry.findings = members
             .iter()
@@ -981,6 +985,7 @@ mod tests {
             ledger: Some(LedgerTarget {
                 archive: &archive,
                 settings: &settings,
+                shard: None,
             }),
             notifier: Some(&notifier),
             events: None,
@@ -1006,7 +1011,7 @@ mod tests {
         assert_eq!(notifier.messages.lock().unwrap().len(), 1, "published once");
         let restored = MemoryStore::default();
         // The first write landed but failed its check; both read back as one.
-        ledger::restore(&archive, &restored, "archive")
+        ledger::restore(&archive, &restored, "archive", None)
             .await
             .unwrap();
         assert_eq!(restored.findings().unwrap().len(), 1);

@@ -5,7 +5,9 @@
 //! sighting and their acknowledgements and are not reported as new again.
 //!
 //! One object per run that had something to record, under
-//! `<archive prefix>/_trailvault/ledger/YYYY/MM/DD/<time>-<command>.json`: a
+//! `<archive prefix>/_trailvault/ledger/YYYY/MM/DD/<time>-<command>[-shard-K-of-N].json`
+//! (concurrent shards never write the same key; `restore` keeps only the
+//! latest version of each key): a
 //! folder no account id can name, so it never mixes with the copies.
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use crate::cloudtrail::digest::sha256;
 use crate::copy::{expected_checksum, meta, retain_until, verify_stored, CopyError, CopySettings};
 use crate::model::error::SeamError;
 use crate::model::findings::{AnnouncedTo, Finding};
+use crate::model::shard::{self, Shard};
 use crate::seams::{Archive, ProgressStore, PutSpec};
 
 /// The ledger's folder under the archive prefix.
@@ -56,6 +59,10 @@ pub struct LedgerEntry {
     /// Findings acknowledged, each with its `acknowledged_at`.
     #[serde(default)]
     pub acknowledged: Vec<Finding>,
+    /// The shard that wrote it (`K/N`), named in the key too, so that
+    /// shards writing at the same instant never write the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl LedgerEntry {
@@ -66,6 +73,7 @@ impl LedgerEntry {
             recorded_at,
             findings: Vec::new(),
             acknowledged: Vec::new(),
+            shard: None,
         }
     }
 
@@ -100,8 +108,12 @@ pub async fn append_part(
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
     let part = part.map(|part| format!("-{part:05}")).unwrap_or_default();
+    let shard = entry
+        .shard
+        .map(|shard| format!("-{}", shard.label()))
+        .unwrap_or_default();
     let key = format!(
-        "{}{}/{}-{command}{part}.json",
+        "{}{}/{}-{command}{shard}{part}.json",
         ledger_prefix(&settings.archive_prefix),
         entry.recorded_at.format("%Y/%m/%d"),
         entry.recorded_at.format("%Y%m%dT%H%M%S%.9fZ"),
@@ -158,6 +170,7 @@ pub async fn restore(
     archive: &dyn Archive,
     store: &dyn ProgressStore,
     archive_prefix: &str,
+    shard: Option<&Shard>,
 ) -> Result<Restored, SeamError> {
     let mut versions = archive
         .list_versions(&ledger_prefix(archive_prefix))
@@ -175,10 +188,16 @@ pub async fn restore(
         };
         restored.entries += 1;
         for finding in entry.findings {
+            if !shard::covers(shard, &finding.account_id) {
+                continue;
+            }
             record_announced(store, finding)?;
             restored.findings += 1;
         }
         for finding in entry.acknowledged {
+            if !shard::covers(shard, &finding.account_id) {
+                continue;
+            }
             let Some(at) = finding.acknowledged_at else {
                 continue;
             };
@@ -298,7 +317,7 @@ mod tests {
         assert!(head.checksum_sha256.is_some());
 
         let store = MemoryStore::default();
-        let restored = restore(&archive, &store, "archive").await.unwrap();
+        let restored = restore(&archive, &store, "archive", None).await.unwrap();
         assert_eq!(
             restored,
             Restored {
@@ -340,7 +359,7 @@ mod tests {
             .await
             .unwrap();
         let store = MemoryStore::default();
-        let restored = restore(&archive, &store, "archive").await.unwrap();
+        let restored = restore(&archive, &store, "archive", None).await.unwrap();
         assert_eq!(restored.entries, 1);
         assert_eq!(restored.findings, 1);
         assert_eq!(restored.unreadable.len(), 1);

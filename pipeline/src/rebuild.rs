@@ -11,10 +11,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::cloudtrail::gzip::InflateLimits;
+use crate::cloudtrail::keys::parse_trail_key;
 use crate::copy;
 use crate::ledger;
 use crate::model::object::SourceRef;
 use crate::model::report::OperationError;
+use crate::model::shard::{self, Shard};
 use crate::progress::lag::LagTracker;
 use crate::progress::superseded;
 use crate::seams::{Archive, ProgressStore};
@@ -26,6 +28,19 @@ pub struct RebuildSettings {
     /// HEADs (and re-hashes of multipart copies) at once.
     pub concurrency: usize,
     pub inflate_limits: InflateLimits,
+    /// `--shard K/N`: only the copies (and ledger findings) of this shard's
+    /// member accounts.
+    pub shard: Option<Shard>,
+}
+
+/// Whether `shard` covers an archived copy: by the member account its
+/// CloudTrail key names (an organization trail's member), else by the
+/// reading account of its archive key.
+fn shard_covers(shard: Option<&Shard>, source: &SourceRef) -> bool {
+    let member = parse_trail_key(&source.key)
+        .map(|key| key.account_id)
+        .unwrap_or_else(|_| source.account_id.clone());
+    shard::covers(shard, &member)
 }
 
 /// What a rebuild did.
@@ -86,6 +101,9 @@ pub async fn rebuild_store(
         .partition(|v| v.is_latest);
     for version in &superseded_versions {
         if let Some(source) = SourceRef::from_archive_key(prefix, &version.key) {
+            if !shard_covers(settings.shard.as_ref(), &source) {
+                continue;
+            }
             let recorded = superseded::record(store, &source, &version.version_id, None);
             if let Err(error) = recorded {
                 outcome.error(&source.account_id, "record_superseded", error.to_string());
@@ -127,6 +145,9 @@ pub async fn rebuild_store(
             );
             continue;
         };
+        if !shard_covers(settings.shard.as_ref(), &source) {
+            continue;
+        }
         let copied_at = head
             .metadata
             .get(copy::meta::COPIED_AT)
@@ -156,7 +177,7 @@ pub async fn rebuild_store(
     }
     // The findings recorded so far, with their acknowledgements, so the
     // validation below does not report them as new again.
-    match ledger::restore(archive, store, prefix).await {
+    match ledger::restore(archive, store, prefix, settings.shard.as_ref()).await {
         Ok(restored) => {
             info!(
                 entries = restored.entries,
@@ -218,6 +239,7 @@ mod tests {
             archive_prefix: copy.archive_prefix.clone(),
             concurrency: 4,
             inflate_limits: copy.inflate_limits,
+            shard: None,
         };
         let rebuilt = MemoryStore::default();
         let outcome = rebuild_store(

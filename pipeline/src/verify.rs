@@ -39,6 +39,7 @@ use crate::model::error::SeamError;
 use crate::model::findings::{Finding, FindingKind, FindingSet};
 use crate::model::object::{ArchivedSource, ObjectRecord, SourceRef};
 use crate::model::report::{OperationError, Stats};
+use crate::model::shard::{self, Shard};
 use crate::model::time::utc_text;
 use crate::seams::{Archive, Clock, ProgressStore};
 
@@ -413,12 +414,14 @@ impl<'a> Ctx<'a> {
 }
 
 /// Validates the digest chains of `sources` (limited to `only_accounts`, by
-/// member or reading account, when not empty). See the module docs.
+/// member or reading account, when not empty, and to the member accounts of
+/// `shard`). See the module docs.
 #[allow(clippy::too_many_arguments)]
 pub async fn verify(
     sources: &[ArchivedSource],
     only_accounts: &[String],
     only_regions: &[String],
+    shard: Option<Shard>,
     archive: &dyn Archive,
     store: &dyn ProgressStore,
     keys: &dyn KeyProvider,
@@ -444,6 +447,7 @@ pub async fn verify(
     let scope = Scope {
         only_accounts,
         only_regions,
+        shard,
     };
     let mut chains = 0;
     for source in unique {
@@ -457,10 +461,12 @@ pub async fn verify(
     ctx.into_outcome(chains)
 }
 
-/// Which accounts and regions a run covers (all when empty).
+/// Which accounts and regions a run covers (all when empty), and the shard
+/// whose member accounts it covers (all when none).
 pub(crate) struct Scope<'a> {
     only_accounts: &'a [String],
     only_regions: &'a [String],
+    shard: Option<Shard>,
 }
 
 impl Scope<'_> {
@@ -474,7 +480,7 @@ impl Scope<'_> {
                 .any(|wanted| wanted == reader || wanted == account);
         let region_covered = self.only_regions.is_empty()
             || region.is_none_or(|region| self.only_regions.iter().any(|wanted| wanted == region));
-        account_covered && region_covered
+        account_covered && region_covered && shard::covers(self.shard.as_ref(), account)
     }
 
     pub fn covers_chain(&self, chain: &ChainId) -> bool {

@@ -28,6 +28,11 @@ pub struct Cli {
     /// Only errors on stderr.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Run as shard K of N (0-based): only the accounts whose FNV-1a hash mod N is K, with
+    /// its own progress store (`<store path>.shard-K-of-N`). `env/N` takes K from
+    /// AWS_BATCH_JOB_ARRAY_INDEX or JOB_COMPLETION_INDEX. Default: `[shard] spec`, else all.
+    #[arg(long, global = true, env = "TRAILVAULT_SHARD", value_name = "K/N")]
+    pub shard: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -7,9 +7,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use trailvault_config::Config;
 use trailvault_infra::connect::{self, Connected, OpenStoreError};
-use trailvault_infra::store::SledStore;
+use trailvault_infra::store::{OpenFailure, SledStore};
 use trailvault_pipeline::jobs::{JobSettings, World};
+use trailvault_pipeline::model::error::SeamError;
 use trailvault_pipeline::model::report::Report;
+use trailvault_pipeline::progress::shard;
 use trailvault_pipeline::seams::SystemClock;
 
 use crate::output::print_report;
@@ -31,6 +33,19 @@ pub fn open_store(config: &Config) -> Result<Arc<SledStore>, OpenStoreError> {
 pub async fn wire(config: &Config, cancel: CancellationToken) -> Result<Wired, OpenStoreError> {
     let connected = connect::connect(config, cancel).await?;
     let settings = settings::job_settings(config, &connected.kms_key_arn);
+    // A store serves one shard (or none): a mix-up is an error, not
+    // progress applied to another shard's accounts.
+    let claimed = shard::claim(
+        connected.store.as_ref(),
+        settings.accounts.shard,
+        chrono::Utc::now(),
+    );
+    if let Err(error) = claimed {
+        return Err(OpenStoreError {
+            path: config.store.path.clone(),
+            source: OpenFailure::Failed(SeamError::Permanent(error.to_string())),
+        });
+    }
     Ok(Wired {
         connected,
         settings,

@@ -10,6 +10,8 @@
 //!   Object Lock, HEAD) to show where the time goes;
 //! - `proxy`: an HTTP proxy that counts S3 requests by operation;
 //! - `flood`: one partition of a member bucket filled with tiny junk objects;
+//! - `cost`: the cost model (issue 14) from two counted `collect` runs, extrapolated
+//!   to a large organization: polling vs event-driven intake;
 //! - `info`: the state file's summary as JSON.
 //!
 //! The simulator's format code is compiled in with `#[path]` (its modules are private
@@ -38,6 +40,9 @@ mod proxy;
 
 #[path = "../bench/flood.rs"]
 mod flood;
+
+#[path = "../bench/cost.rs"]
+mod cost;
 
 use std::path::PathBuf;
 
@@ -198,6 +203,37 @@ enum Command {
         first: u64,
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+    },
+    /// The cost model: per-partition and per-object requests from two counted
+    /// `collect` steps (`bench/measure.py --proxy` records), extrapolated over a day;
+    /// prints it as JSON and writes the RESULTS.md section to `--markdown`.
+    Cost {
+        /// The step that found nothing new (steady state).
+        #[arg(long)]
+        steady: PathBuf,
+        /// The step that copied new files.
+        #[arg(long)]
+        new: PathBuf,
+        /// The data set's `trailbench info` (its log density), if any.
+        #[arg(long)]
+        info: Option<PathBuf>,
+        /// Measured intake counts (JSON: notifications, objects, requests by operation).
+        #[arg(long)]
+        intake: Option<PathBuf>,
+        #[arg(long, default_value_t = 1000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 17)]
+        regions: u64,
+        /// Open days per partition folder: today + `lookback_days`.
+        #[arg(long, default_value_t = 4)]
+        open_days: u64,
+        #[arg(long, default_value_t = 5)]
+        poll_minutes: u64,
+        #[arg(long, default_value_t = 60)]
+        sweep_minutes: u64,
+        /// Where the markdown section goes.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
     },
     /// Counting proxy in front of the S3 server (runs until killed).
     Proxy {
@@ -401,6 +437,46 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&flooded)?);
         }
         Command::Proxy { listen, upstream } => proxy::run(&listen, &upstream)?,
+        Command::Cost {
+            steady,
+            new,
+            info,
+            intake,
+            accounts,
+            regions,
+            open_days,
+            poll_minutes,
+            sweep_minutes,
+            markdown,
+        } => {
+            let read = |path: &PathBuf| -> anyhow::Result<serde_json::Value> {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            };
+            let mut organization = cost::Organization {
+                accounts,
+                regions,
+                open_days,
+                poll_minutes: poll_minutes.max(1),
+                sweep_minutes: sweep_minutes.max(1),
+                ..cost::Organization::default()
+            };
+            if let Some(info) = &info {
+                if let Some(density) = read(info)?.get("logs_per_hour").and_then(|v| v.as_f64()) {
+                    organization.logs_per_hour = density;
+                }
+            }
+            let intake: Option<cost::IntakeMeasurement> = match &intake {
+                Some(path) => Some(serde_json::from_value(read(path)?)?),
+                None => None,
+            };
+            let model = cost::model(&read(&steady)?, &read(&new)?, organization, intake.as_ref())?;
+            if let Some(path) = markdown {
+                std::fs::write(&path, model.markdown())?;
+            }
+            println!("{}", serde_json::to_string_pretty(&model)?);
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ mod ops;
 mod policies;
 mod regions;
 mod report;
+mod shards;
 mod sim;
 mod stacks;
 mod verify;

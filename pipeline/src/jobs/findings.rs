@@ -66,6 +66,8 @@ fn parse_since(text: &str) -> Result<DateTime<Utc>, ()> {
 pub struct Ledger<'a> {
     pub archive: &'a dyn Archive,
     pub settings: &'a CopySettings,
+    /// The process's shard, named in the ledger key.
+    pub shard: Option<crate::model::shard::Shard>,
 }
 
 /// What the findings job did.
@@ -106,6 +108,7 @@ pub async fn findings(
         Err(error) => report.error("-", "read findings", error.to_string()),
     }
     let mut entry = LedgerEntry::new("findings", Utc::now());
+    entry.shard = ledger.as_ref().and_then(|ledger| ledger.shard);
     if acknowledge {
         let mut failures = Vec::new();
         for finding in report.findings.iter_mut().filter(|f| f.is_open()) {

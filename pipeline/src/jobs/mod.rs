@@ -111,6 +111,7 @@ pub async fn announce(world: &World, settings: &JobSettings, report: &mut Report
     let ledger = to_ledger.then_some(alerts::LedgerTarget {
         archive: world.archive.as_ref(),
         settings: &settings.collect.copy,
+        shard: settings.accounts.shard,
     });
     let announcer = alerts::Announcer {
         store: world.store.as_ref(),

@@ -27,6 +27,7 @@ pub async fn rebuild(
         archive_prefix: settings.collect.copy.archive_prefix.clone(),
         concurrency: settings.collect.concurrency,
         inflate_limits: settings.collect.copy.inflate_limits,
+        shard: settings.accounts.shard,
     };
     let outcome = rebuild_store(
         world.archive.as_ref(),

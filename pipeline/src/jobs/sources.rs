@@ -12,6 +12,7 @@ use crate::collect::SourceScope;
 use crate::model::findings::{Finding, FindingKind};
 use crate::model::object::ArchivedSource;
 use crate::model::report::{FindingScope, OperationError};
+use crate::model::shard::{self, Shard};
 use crate::seams::TrailSource;
 
 use super::ownership::{self, Verdict};
@@ -31,6 +32,10 @@ pub struct AccountSelection {
     pub include: Vec<String>,
     /// Never these.
     pub exclude: Vec<String>,
+    /// `--shard K/N`: only the accounts of this shard (see
+    /// [`crate::model::shard`]); an organization trail's member folders
+    /// split the same way.
+    pub shard: Option<Shard>,
 }
 
 /// One configured place where CloudTrail delivers files.
@@ -86,12 +91,14 @@ pub async fn accounts(
         info!(count = discovered.len(), "accounts discovered");
         accounts.extend(discovered);
     }
-    Ok(filter_accounts(
+    let mut accounts = filter_accounts(
         accounts,
         &selection.include,
         &selection.exclude,
         &scope.accounts,
-    ))
+    );
+    accounts.retain(|id| shard::covers(selection.shard.as_ref(), id));
+    Ok(accounts)
 }
 
 pub fn filter_accounts(
@@ -386,6 +393,7 @@ async fn member_folders(
                 &scope.accounts,
             )
             .is_empty()
+                || !shard::covers(selection.shard.as_ref(), id)
             {
                 continue;
             }
@@ -448,6 +456,56 @@ mod tests {
             .unwrap();
         assert_eq!(found, vec![format!("{:012}", 100_003)]);
         assert!(rejected.finding("1", "b", root).is_none());
+    }
+
+    #[tokio::test]
+    async fn shards_split_accounts_and_member_folders_without_overlap() {
+        use crate::testsuite::memory::MemorySource;
+        let source = MemorySource::new("org-trail");
+        let root = "AWSLogs/o-abc/";
+        let folders: Vec<String> = (0..40)
+            .map(|i| format!("{:012}", 444_000_000_000u64 + i))
+            .collect();
+        for id in &folders {
+            source.put(&format!("{root}{id}/x"), "k", &[]);
+        }
+        let configured: BTreeSet<String> = (0..30)
+            .map(|i| format!("{:012}", 555_000_000_000u64 + i))
+            .collect();
+        let mut accounts_seen = Vec::new();
+        let mut folders_seen = Vec::new();
+        for index in 0..3 {
+            let selection = AccountSelection {
+                shard: Some(Shard::new(index, 3).unwrap()),
+                ..AccountSelection::default()
+            };
+            let mut accounts = filter_accounts(configured.clone(), &[], &[], &[]);
+            accounts.retain(|id| shard::covers(selection.shard.as_ref(), id));
+            assert!(!accounts.is_empty() && accounts.len() < configured.len());
+            accounts_seen.extend(accounts);
+            let (found, _) = member_folders(
+                &source,
+                root,
+                &BTreeSet::new(),
+                &selection,
+                &Scope::default(),
+            )
+            .await
+            .unwrap();
+            assert!(found.iter().all(|id| shard::shard_of(id, 3) == index));
+            folders_seen.extend(found);
+        }
+        accounts_seen.sort();
+        folders_seen.sort();
+        assert_eq!(
+            accounts_seen,
+            configured.into_iter().collect::<Vec<_>>(),
+            "each account in exactly one shard"
+        );
+        assert_eq!(
+            folders_seen, folders,
+            "each member folder in exactly one shard"
+        );
     }
 
     #[test]

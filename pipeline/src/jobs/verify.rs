@@ -145,6 +145,7 @@ pub async fn validate(
         &archived,
         &scope.accounts,
         &scope.regions,
+        settings.accounts.shard,
         world.archive.as_ref(),
         world.store.as_ref(),
         keys.as_ref(),

@@ -7,6 +7,7 @@ pub mod error;
 pub mod findings;
 pub mod object;
 pub mod report;
+pub mod shard;
 pub mod text;
 pub mod time;
 

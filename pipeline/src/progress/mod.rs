@@ -18,6 +18,7 @@
 //! | `pending/…` | [`pending`] | checks validation could not make yet (an unreadable listed log, keys that cannot be obtained), since when |
 //! | `run/…` | [`runs`] | the last runs' summaries |
 //! | `lag/…` | [`lag`] | each account's newest archived file |
+//! | `shard` | [`shard`] | the shard (`K/N`, or none) the store serves |
 //!
 //! Archived-object records and findings have their own seam methods
 //! ([`crate::seams::ProgressStore`]); their key layout belongs to each store.
@@ -29,5 +30,6 @@ pub mod oversize;
 pub mod pending;
 pub mod pubkey;
 pub mod runs;
+pub mod shard;
 pub mod superseded;
 pub mod validation;

@@ -543,6 +543,7 @@ impl World {
             &sources,
             &[],
             &[],
+            None,
             &self.archive,
             &self.store,
             &self.keys,

@@ -63,6 +63,7 @@ pub async fn findings(
         let ledger = Ledger {
             archive: wired.connected.archive.as_ref(),
             settings: &wired.settings.collect.copy,
+            shard: wired.settings.accounts.shard,
         };
         job::findings(wired.connected.store.as_ref(), Some(ledger), &filter, true).await
     } else {

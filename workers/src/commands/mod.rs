@@ -31,10 +31,23 @@ fn load_config(cli: &Cli) -> Result<Config, i32> {
 }
 
 pub async fn dispatch(cli: Cli) -> i32 {
-    let config = match load_config(&cli) {
+    let mut config = match load_config(&cli) {
         Ok(config) => config,
         Err(code) => return code,
     };
+    let shard = match crate::settings::apply_shard(&mut config, cli.shard.as_deref()) {
+        Ok(shard) => shard,
+        Err(message) => {
+            eprintln!("trailvault: {message}");
+            return exit::USAGE;
+        }
+    };
+    if shard.is_some() && matches!(cli.command, Command::Retention { full: true, .. }) {
+        eprintln!(
+            "trailvault: `retention --full` checks every version of the whole archive: run it without --shard (once, not per shard)"
+        );
+        return exit::USAGE;
+    }
     let json = cli.json;
     match cli.command {
         Command::Collect {

@@ -32,7 +32,7 @@ pub fn report(config: &Config, html: Option<&Path>, days: u32, json: bool) -> i3
     let request = ReportRequest {
         days,
         archive_bucket: config.archive.bucket.clone(),
-        configured_accounts: config.accounts.ids.clone(),
+        configured_accounts: crate::settings::configured_accounts(config),
     };
     let report = match job::report(store.as_ref(), &request, chrono::Utc::now()) {
         Ok(report) => report,

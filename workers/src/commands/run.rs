@@ -86,11 +86,12 @@ pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
         }
     };
     let store = wired.connected.store.clone();
+    let configured = crate::settings::configured_accounts(config);
     let refresh_status = || {
         if metrics_addr.is_none() {
             return;
         }
-        match StatusView::from_store(store.as_ref(), &config.accounts.ids, chrono::Utc::now()) {
+        match StatusView::from_store(store.as_ref(), &configured, chrono::Utc::now()) {
             Ok(view) => metrics.record_status(&view),
             Err(error) => warn!(%error, "cannot read the status for the metrics"),
         }

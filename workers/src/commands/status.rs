@@ -13,7 +13,7 @@ use crate::wiring;
 pub fn status(config: &Config, json: bool) -> i32 {
     let now = chrono::Utc::now();
     let path = &config.store.path;
-    let ids = &config.accounts.ids;
+    let ids = &crate::settings::configured_accounts(config);
     let view = if !path.exists() {
         // Never run: show the empty status without creating a store.
         job::status(StoreAccess::NeverRun, path, ids, now)
