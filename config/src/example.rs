@@ -88,4 +88,13 @@ asff_account_id = "111111111111"           # optional; the Security Hub account 
 [metrics]
 addr = "127.0.0.1:9464"                    # optional; `trailvault run` serves Prometheus/OpenMetrics text
                                            # on http://ADDR/metrics (off by default; --metrics-addr overrides)
+
+[intake]
+queue_url = "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake"   # optional; `trailvault run`
+                                           # copies the files its messages announce, within seconds (off by default)
+dead_letter_queue_url = "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake-dlq"  # required with queue_url
+max_keys_per_message = 100                 # default 100, 1..=1000; a message naming more is dead-lettered
+sweep_interval_seconds = 3600              # default 3600, 10..=604800; the listing sweep's cadence with intake on
+visibility_timeout_seconds = 300           # default 300, 10..=43200; extended while a message is worked on
+wait_seconds = 20                          # default 20, 1..=20; long-poll wait of one receive
 "#;

@@ -7,6 +7,7 @@
 
 mod error;
 mod example;
+mod intake;
 mod raw;
 mod settings;
 mod validate;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
+pub use intake::IntakeSettings;
 pub use settings::{
     AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings, MetricsSettings,
     OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, SourceSettings,
@@ -43,6 +45,7 @@ pub struct Config {
     pub retention: RetentionSettings,
     pub alerts: AlertSettings,
     pub metrics: MetricsSettings,
+    pub intake: IntakeSettings,
 }
 
 impl Config {
@@ -182,6 +185,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
                 asff_account_id: None,
             },
             metrics: MetricsSettings { addr: None },
+            intake: IntakeSettings::default(),
         }
     }
 
@@ -230,6 +234,15 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         expected.alerts.event_bus = Some("trailvault-findings".to_owned());
         expected.alerts.asff_account_id = Some("111111111111".to_owned());
         expected.metrics.addr = Some("127.0.0.1:9464".parse().unwrap());
+        expected.intake = IntakeSettings {
+            queue_url: Some(
+                "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake".to_owned(),
+            ),
+            dead_letter_queue_url: Some(
+                "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake-dlq".to_owned(),
+            ),
+            ..IntakeSettings::default()
+        };
         assert_eq!(config, expected);
     }
 

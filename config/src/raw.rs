@@ -38,6 +38,8 @@ pub(crate) struct RawConfig {
     alerts: AlertSettings,
     #[serde(default)]
     metrics: MetricsSettings,
+    #[serde(default)]
+    intake: crate::intake::IntakeSettings,
 }
 
 impl RawConfig {
@@ -60,6 +62,7 @@ impl RawConfig {
             retention: self.retention,
             alerts: self.alerts,
             metrics: self.metrics,
+            intake: self.intake,
         })
     }
 }
