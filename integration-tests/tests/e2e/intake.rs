@@ -207,7 +207,7 @@ async fn notified_files_are_archived_without_a_listing_and_the_sweep_catches_a_l
             members: 1,
             org_trail: false,
             regions: vec!["us-east-1".to_owned()],
-            history_hours: 6,
+            history_hours: 12,
             ..ProvisionOptions::default()
         },
         2,
@@ -252,9 +252,12 @@ async fn notified_files_are_archived_without_a_listing_and_the_sweep_catches_a_l
     // An hour of files delivered, each announced as CloudTrail announces it
     // (one announced twice: SNS delivers at least once).
     let before: HashSet<ObjectRef> = sim.delivered_objects().into_iter().collect();
-    sim.deliver_hours(1).await.expect("deliver an hour");
-    let notified = new_objects(&sim, &before);
-    assert!(notified.len() >= 2, "{notified:?}");
+    // About one hour in seven is empty (a digest only): deliver until a log came.
+    let mut notified = Vec::new();
+    while notified.len() < 2 {
+        sim.deliver_hours(1).await.expect("deliver an hour");
+        notified = new_objects(&sim, &before);
+    }
     for object in &notified {
         notify(&queues, object).await;
     }
@@ -361,7 +364,11 @@ async fn notified_files_are_archived_without_a_listing_and_the_sweep_catches_a_l
             );
             for report in &intake_reports {
                 assert_eq!(report["errors"].as_array().unwrap().len(), 0, "{report}");
-                assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report}");
+                // Only part of the simulated history is delivered: the chain's head
+                // is old, a state finding every validation repeats. Nothing else.
+                for finding in report["findings"].as_array().unwrap() {
+                    assert_eq!(finding["kind"], "chain_head_stale", "{report}");
+                }
             }
             break;
         }
