@@ -412,3 +412,122 @@ async fn notified_files_are_archived_without_a_listing_and_the_sweep_catches_a_l
         sweeps.len()
     );
 }
+
+/// Time from a file's notification to its copy in the archive, over about
+/// 100 notified files (logs and digests of several chains), and to the end
+/// of the validation of their digests. A measurement, not a check (run it
+/// with `--ignored intake_latency`); the figures go to stderr.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run with --ignored intake_latency"]
+async fn intake_latency() {
+    let mut sim = provision(
+        ProvisionOptions {
+            members: 4,
+            org_trail: false,
+            regions: vec!["us-east-1".to_owned(), "eu-west-1".to_owned()],
+            history_hours: 12,
+            ..ProvisionOptions::default()
+        },
+        2,
+    )
+    .await;
+    let queues = queues(&sim).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        crate::cli::write_config(&sim, dir.path(), crate::cli::options_in(&sim, dir.path()));
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[intake]\nqueue_url = \"{}\"\ndead_letter_queue_url = \"{}\"\nsweep_interval_seconds = 3600\nwait_seconds = 1\n",
+        queues.queue_url, queues.dead_letter_queue_url
+    ));
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon(
+        command(&sim, &config, &["--json", "run", "--interval", "1h"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the daemon"),
+    );
+    let lines = stdout_lines(&mut daemon.0);
+    lines
+        .recv_timeout(Duration::from_secs(180))
+        .expect("the first sweep's report");
+    let before: HashSet<ObjectRef> = sim.delivered_objects().into_iter().collect();
+    let mut notified = Vec::new();
+    while notified.len() < 100 && sim.deliverable_hours() > 0 {
+        sim.deliver_hours(1).await.expect("deliver an hour");
+        notified = new_objects(&sim, &before);
+    }
+    let root = harness::sdk_config(
+        &sim.org.endpoint,
+        &sim.org.audit_account_id,
+        "root-secret",
+        None,
+    );
+    let s3 = harness::s3_client(&root);
+    let mut published = Vec::new();
+    for object in &notified {
+        notify(&queues, object).await;
+        published.push(Instant::now());
+    }
+    let mut latencies = vec![None; notified.len()];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while latencies.iter().any(Option::is_none) && Instant::now() < deadline {
+        for (index, object) in notified.iter().enumerate() {
+            if latencies[index].is_some() {
+                continue;
+            }
+            let archived = s3
+                .head_object()
+                .bucket(&sim.org.archive_bucket)
+                .key(archive_key(
+                    &sim,
+                    &object.account_id,
+                    &object.bucket,
+                    &object.key,
+                ))
+                .send()
+                .await
+                .is_ok();
+            if archived {
+                latencies[index] = Some(published[index].elapsed());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut archived: Vec<Duration> = latencies.iter().flatten().copied().collect();
+    archived.sort();
+    // The intake reports until every digest was validated.
+    let digests = notified
+        .iter()
+        .filter(|o| o.key.contains("CloudTrail-Digest/"))
+        .count() as u64;
+    let mut validated = 0;
+    let mut copied = 0;
+    let validation_deadline = Instant::now() + Duration::from_secs(60);
+    while (copied < notified.len() as u64 || validated < digests)
+        && Instant::now() < validation_deadline
+    {
+        for report in drain(&lines) {
+            copied += report["stats"]["objects_copied"].as_u64().unwrap_or(0);
+            validated += report["stats"]["digests_validated"].as_u64().unwrap_or(0);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_verified = published[0].elapsed();
+    let percentile = |p: usize| archived[(archived.len() * p / 100).min(archived.len() - 1)];
+    eprintln!(
+        "intake latency: {} files ({digests} digests) notified; {} archived; notification -> archived p50 {:?}, p95 {:?}, max {:?}; first notification -> last digest validated {:?} (copied {copied}, digests validated {validated})",
+        notified.len(),
+        archived.len(),
+        percentile(50),
+        percentile(95),
+        archived.last().unwrap(),
+        all_verified,
+    );
+    assert_eq!(
+        archived.len(),
+        notified.len(),
+        "every notified file archived"
+    );
+}
