@@ -215,6 +215,28 @@ async fn notified_files_are_archived_without_a_listing_and_the_sweep_catches_a_l
     .await;
     let member = sim.org.members[0].clone();
     let queues = queues(&sim).await;
+    // The collector consumes the queue; it cannot feed it (nor read the
+    // dead-letter queue), whatever its code does.
+    let collector = aws_sdk_sqs::Client::new(&sim.collector_sdk_config());
+    assert!(
+        collector
+            .send_message()
+            .queue_url(&queues.queue_url)
+            .message_body("{}")
+            .send()
+            .await
+            .is_err(),
+        "the collector may not send to the intake queue"
+    );
+    assert!(
+        collector
+            .receive_message()
+            .queue_url(&queues.dead_letter_queue_url)
+            .send()
+            .await
+            .is_err(),
+        "the collector may not read the dead-letter queue"
+    );
     let proxy = FaultProxy::start(&sim.org.endpoint, FaultPlan::none()).expect("proxy");
     let dir = tempfile::tempdir().unwrap();
     let config = config_through(&sim, dir.path(), &proxy);
