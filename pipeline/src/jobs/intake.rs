@@ -497,7 +497,14 @@ async fn handle(
                 Ok(source) => match ownership::check(&slot.0, source.as_ref()).await {
                     Verdict::Read => Ok(Some(source)),
                     Verdict::Refuse(finding) => {
-                        report.add_findings([finding]);
+                        // Recorded as the sweep records it, so it is announced.
+                        match world.store.record_finding(finding.clone()) {
+                            Ok(recorded) => report.add_findings([recorded]),
+                            Err(error) => {
+                                report.error(&slot.0, "record_finding", error.to_string());
+                                report.add_findings([finding]);
+                            }
+                        }
                         Ok(None)
                     }
                     Verdict::Error(error) => Err(error),

@@ -427,3 +427,25 @@ fn admission_follows_the_configured_sources() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_bucket_its_reader_does_not_own_is_never_read() {
+    let fixture = Fixture::new();
+    let source = fixture.connector.bucket(MEMBER, BUCKET);
+    let key = log_key(MEMBER, "a");
+    source.put(&key, log_body(MEMBER), &[]);
+    source.set_ownership(crate::seams::BucketOwnership::NotOwned(
+        "999999999999".into(),
+    ));
+    fixture.queue.send(&notification(BUCKET, &[&key]));
+    let (stats, reports) = fixture.drain(3).await;
+    assert_eq!(stats.messages_rejected.get("bucket_not_owned"), Some(&1));
+    assert_eq!(source.heads.load(Ordering::Relaxed), 0);
+    assert_eq!(source.gets.load(Ordering::Relaxed), 0);
+    let findings: Vec<_> = reports.iter().flat_map(|r| r.findings.clone()).collect();
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert!(
+        findings[0].new,
+        "recorded in the store, to be announced: {findings:#?}"
+    );
+}
