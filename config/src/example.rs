@@ -93,4 +93,12 @@ addr = "127.0.0.1:9464"                    # optional; `trailvault run` serves P
 spec = "env/3"                             # optional: "K/N" (shard K of N, 0-based) or "env/N" (K from
                                            # AWS_BATCH_JOB_ARRAY_INDEX or JOB_COMPLETION_INDEX); absent = every
                                            # account. --shard / TRAILVAULT_SHARD override it
+[intake]
+queue_url = "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake"   # optional; `trailvault run`
+                                           # copies the files its messages announce, within seconds (off by default)
+dead_letter_queue_url = "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake-dlq"  # required with queue_url
+max_keys_per_message = 100                 # default 100, 1..=1000; a message naming more is dead-lettered
+sweep_interval_seconds = 3600              # default 3600, 10..=604800; the listing sweep's cadence with intake on
+visibility_timeout_seconds = 300           # default 300, 10..=43200; extended while a message is worked on
+wait_seconds = 20                          # default 20, 1..=20; long-poll wait of one receive
 "#;

@@ -7,6 +7,7 @@
 
 mod error;
 mod example;
+mod intake;
 mod raw;
 mod settings;
 mod validate;
@@ -17,6 +18,7 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
+pub use intake::IntakeSettings;
 pub use settings::{
     AccountSettings, AlertSettings, ArchiveSettings, AwsSettings, CollectSettings, MetricsSettings,
     OrganizationSource, PerAccountSource, RetentionMode, RetentionSettings, ShardSettings,
@@ -44,6 +46,7 @@ pub struct Config {
     pub alerts: AlertSettings,
     pub metrics: MetricsSettings,
     pub shard: ShardSettings,
+    pub intake: IntakeSettings,
 }
 
 impl Config {
@@ -184,6 +187,7 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
             },
             metrics: MetricsSettings { addr: None },
             shard: ShardSettings::default(),
+            intake: IntakeSettings::default(),
         }
     }
 
@@ -233,6 +237,15 @@ bucket_template = "aws-cloudtrail-logs-{account_id}"
         expected.alerts.asff_account_id = Some("111111111111".to_owned());
         expected.metrics.addr = Some("127.0.0.1:9464".parse().unwrap());
         expected.shard.spec = Some("env/3".to_owned());
+        expected.intake = IntakeSettings {
+            queue_url: Some(
+                "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake".to_owned(),
+            ),
+            dead_letter_queue_url: Some(
+                "https://sqs.us-east-1.amazonaws.com/111111111111/trailvault-intake-dlq".to_owned(),
+            ),
+            ..IntakeSettings::default()
+        };
         assert_eq!(config, expected);
     }
 

@@ -40,6 +40,8 @@ pub(crate) struct RawConfig {
     metrics: MetricsSettings,
     #[serde(default)]
     shard: ShardSettings,
+    #[serde(default)]
+    intake: crate::intake::IntakeSettings,
 }
 
 impl RawConfig {
@@ -63,6 +65,7 @@ impl RawConfig {
             alerts: self.alerts,
             metrics: self.metrics,
             shard: self.shard,
+            intake: self.intake,
         })
     }
 }

@@ -27,7 +27,8 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_store(&config.store)?;
     validate_verify(&config.verify)?;
     validate_retention(&config.retention)?;
-    validate_alerts(&config.alerts)
+    validate_alerts(&config.alerts)?;
+    crate::intake::validate_intake(&config.intake)
 }
 
 fn at(field: impl Into<String>, check: Result<(), Problem>) -> Result<(), ConfigError> {

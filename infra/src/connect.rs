@@ -11,7 +11,8 @@ use aws_config::SdkConfig;
 use tokio_util::sync::CancellationToken;
 use trailvault_config::Config;
 use trailvault_pipeline::seams::{
-    AccountDirectory, Archive, EventBus, Notifier, PublicKeyDirectory, SourceConnector,
+    AccountDirectory, Archive, EventBus, NotificationQueue, Notifier, PublicKeyDirectory,
+    SourceConnector,
 };
 
 use crate::events::EventBridgeBus;
@@ -22,6 +23,7 @@ use crate::s3::archive::S3Archive;
 use crate::s3::regions::{BucketRegions, RegionalClients};
 use crate::sessions::{MemberAccess, MemberConnector};
 use crate::sns::SnsNotifier;
+use crate::sqs::SqsQueue;
 use crate::store::{OpenFailure, SledStore, LOCK_WAIT};
 
 /// The progress store could not be opened (it is missing, damaged, or held
@@ -61,6 +63,9 @@ pub struct Connected {
     pub notifier: Option<Arc<dyn Notifier>>,
     /// The event bus for findings, when one is configured.
     pub events: Option<Arc<dyn EventBus>>,
+    /// Event-driven intake's queue (and its dead-letter queue), when
+    /// `[intake] queue_url` is configured.
+    pub queue: Option<Arc<dyn NotificationQueue>>,
     /// The archive KMS key as a full ARN when it could be resolved, else as
     /// configured.
     pub kms_key_arn: String,
@@ -134,6 +139,20 @@ pub async fn connect(
     let events = config.alerts.event_bus.as_deref().map(|bus| {
         Arc::new(EventBridgeBus::new(&audit, bus, &partition, retry.clone())) as Arc<dyn EventBus>
     });
+    let queue = match (
+        &config.intake.queue_url,
+        &config.intake.dead_letter_queue_url,
+    ) {
+        (Some(queue_url), Some(dead_letter_queue_url)) => Some(Arc::new(SqsQueue::new(
+            &audit,
+            queue_url,
+            dead_letter_queue_url,
+            retry.clone(),
+            cancel.clone(),
+        ))
+            as Arc<dyn NotificationQueue>),
+        _ => None,
+    };
     let aws = &config.aws;
     let static_credentials = match (&aws.source_access_key_id, &aws.source_secret_access_key) {
         (Some(key), Some(secret)) => Some((key.clone(), secret.clone())),
@@ -156,6 +175,7 @@ pub async fn connect(
         public_keys,
         notifier,
         events,
+        queue,
         kms_key_arn,
         audit,
         access,

@@ -15,4 +15,5 @@ pub mod retry;
 pub mod s3;
 pub mod sessions;
 pub mod sns;
+pub mod sqs;
 pub mod store;

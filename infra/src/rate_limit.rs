@@ -75,6 +75,11 @@ impl TrailSource for RateLimitedSource {
         self.inner.list_folders_page(prefix, continuation).await
     }
 
+    async fn head(&self, key: &str) -> Result<Option<ListedObject>, SeamError> {
+        self.limiter.acquire().await;
+        self.inner.head(key).await
+    }
+
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
         self.limiter.acquire().await;
         self.inner.get(key).await

@@ -336,6 +336,13 @@ impl TrailSource for RetryingSource {
         .await
     }
 
+    async fn head(&self, key: &str) -> Result<Option<ListedObject>, SeamError> {
+        retry_named("HeadObject", &self.policy, &self.cancel, |_| {
+            self.inner.head(key)
+        })
+        .await
+    }
+
     /// Retries the request, and a body that breaks mid-stream as a whole new
     /// request ([`get_resuming`]). What no request retry can mend (the
     /// object changed meanwhile, attempts or time ran out) is left to the copy

@@ -169,8 +169,9 @@ impl FaultProxy {
         format!("http://{}", self.address)
     }
 
-    /// What the proxy did so far: `forwarded` (answered as the server did) and
-    /// one count per fault kind.
+    /// What the proxy did so far: `forwarded` (answered as the server did),
+    /// one count per fault kind, and the requests seen by name:
+    /// `ListObjectsV2 <bucket>` and `HeadObject <bucket>` (path-style).
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.lock().counts.clone()
     }
@@ -451,6 +452,12 @@ fn serve(
             .split(['/', '?'])
             .next()
             .unwrap_or_default();
+        // What the request asked, by name (for tests that count them).
+        if method == "GET" && target.contains("list-type=2") {
+            count(shared, &format!("ListObjectsV2 {bucket}"), None);
+        } else if method == "HEAD" && target.trim_start_matches('/').contains('/') {
+            count(shared, &format!("HeadObject {bucket}"), None);
+        }
         let placed = shared
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

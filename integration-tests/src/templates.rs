@@ -914,7 +914,17 @@ mod tests {
             .resource("AuditorRole", "trailvault-auditor")
             .attribute("AuditorRole", "Arn", AUDITOR_ARN)
             .resource("FindingsTopic", TOPIC_ARN)
+            .resource("IntakeQueue", INTAKE_QUEUE_URL)
+            .attribute("IntakeQueue", "Arn", INTAKE_QUEUE_ARN)
+            .attribute("IntakeDeadLetterQueue", "Arn", INTAKE_DLQ_ARN)
+            .list_parameter("TrailTopicArns", &[TRAIL_TOPIC_ARN])
     }
+
+    const INTAKE_QUEUE_URL: &str =
+        "https://sqs.eu-west-1.amazonaws.com/210987654321/trailvault-intake";
+    const INTAKE_QUEUE_ARN: &str = "arn:aws:sqs:eu-west-1:210987654321:trailvault-intake";
+    const INTAKE_DLQ_ARN: &str = "arn:aws:sqs:eu-west-1:210987654321:trailvault-intake-dlq";
+    const TRAIL_TOPIC_ARN: &str = "arn:aws:sns:us-east-1:444455556666:org-trail-notifications";
 
     fn member_render() -> Render {
         Render::new(MEMBER, REGION)
@@ -1283,7 +1293,20 @@ mod tests {
                 "organizations:ListAccounts",
                 "sns:Publish",
                 "events:PutEvents",
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:ChangeMessageVisibility",
+                "sqs:SendMessage",
             ])
+        );
+        // The intake queue is consumed, only its dead-letter queue is sent to.
+        assert_eq!(
+            sid(&policy, "ConsumeIntakeQueue")["Resource"],
+            INTAKE_QUEUE_ARN
+        );
+        assert_eq!(
+            sid(&policy, "DeadLetterIntakeMessages")["Resource"],
+            INTAKE_DLQ_ARN
         );
         assert!(statements(&policy)
             .into_iter()
@@ -1306,6 +1329,41 @@ mod tests {
             sid(&in_org, "AssumeMemberReaderRoles")["Condition"],
             json!({"StringEquals": {"aws:ResourceOrgID": "o-abcdefghij"}})
         );
+    }
+
+    #[test]
+    fn only_the_trail_topics_send_to_the_intake_queue_which_has_a_dead_letter_queue() {
+        let template = load(AUDIT_ACCOUNT);
+        let policy = rendered(
+            &template,
+            &audit_render(),
+            template.policy_document("IntakeQueuePolicy").unwrap(),
+        );
+        let send = sid(&policy, "TrailTopicsSendNotifications");
+        assert_eq!(send["Principal"], json!({"Service": "sns.amazonaws.com"}));
+        assert_eq!(send["Action"], "sqs:SendMessage");
+        assert_eq!(send["Resource"], INTAKE_QUEUE_ARN);
+        assert_eq!(
+            send["Condition"],
+            json!({"ArnEquals": {"aws:SourceArn": [TRAIL_TOPIC_ARN]}})
+        );
+        let queue = rendered(
+            &template,
+            &audit_render(),
+            template.resource("IntakeQueue").unwrap(),
+        );
+        assert_eq!(
+            queue["Properties"]["RedrivePolicy"]["deadLetterTargetArn"],
+            INTAKE_DLQ_ARN
+        );
+        let subscription = rendered(
+            &template,
+            &audit_render(),
+            template.resource("IntakeSubscription").unwrap(),
+        );
+        assert_eq!(subscription["Properties"]["TopicArn"], TRAIL_TOPIC_ARN);
+        assert_eq!(subscription["Properties"]["Region"], "us-east-1");
+        assert_eq!(subscription["Properties"]["Endpoint"], INTAKE_QUEUE_ARN);
     }
 
     #[test]

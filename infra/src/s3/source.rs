@@ -120,6 +120,34 @@ impl TrailSource for S3Source {
         .await
     }
 
+    /// `HeadObject`: the size and ETag of exactly `key`, without a listing.
+    async fn head(&self, key: &str) -> Result<Option<ListedObject>, SeamError> {
+        let operation = format!("HeadObject s3://{}/{}", self.bucket, escape_control(key));
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.expected_owner.clone())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(ListedObject {
+                key: key.to_string(),
+                size: head.content_length().unwrap_or(0).max(0) as u64,
+                etag: strip_etag(head.e_tag()),
+            })),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|service| service.is_not_found()) =>
+            {
+                Ok(None)
+            }
+            Err(error) => Err(classify(&operation, error)),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<SourceObject, SeamError> {
         get_object(
             &self.client,

@@ -63,6 +63,10 @@ pub const READER_ROLE_NAME: &str = "TrailvaultReader";
 pub const AUDITOR_ROLE_NAME: &str = "trailvault-auditor";
 /// The findings topic in the audit account: the default of `FindingsTopicName`.
 pub const FINDINGS_TOPIC_NAME: &str = "trailvault-findings";
+/// The intake queue in the audit account: the default of `IntakeQueueName`.
+pub const INTAKE_QUEUE_NAME: &str = "trailvault-intake";
+/// Its dead-letter queue (`<IntakeQueueName>-dlq`).
+pub const INTAKE_DEAD_LETTER_QUEUE_NAME: &str = "trailvault-intake-dlq";
 /// The bus the collector may put finding events on: the default of
 /// `FindingsEventBusName`.
 pub const FINDINGS_EVENT_BUS_NAME: &str = "default";
@@ -136,17 +140,44 @@ pub fn findings_topic_arn(audit_account_id: &str) -> String {
     )
 }
 
+/// The ARN of the queue `name` in the audit account (`Fn::GetAtt Queue.Arn`).
+pub fn queue_arn(audit_account_id: &str, name: &str) -> String {
+    format!(
+        "arn:aws:sqs:{}:{audit_account_id}:{name}",
+        harness::TEST_REGION
+    )
+}
+
+/// `render` with the intake queues' ARNs ([`INTAKE_QUEUE_NAME`] and its
+/// dead-letter queue).
+pub fn with_intake_queues(render: Render, audit_account_id: &str) -> Render {
+    render
+        .attribute(
+            "IntakeQueue",
+            "Arn",
+            &queue_arn(audit_account_id, INTAKE_QUEUE_NAME),
+        )
+        .attribute(
+            "IntakeDeadLetterQueue",
+            "Arn",
+            &queue_arn(audit_account_id, INTAKE_DEAD_LETTER_QUEUE_NAME),
+        )
+}
+
 fn auditor_role_arn(audit_account_id: &str) -> String {
     format!("arn:aws:iam::{audit_account_id}:role/{AUDITOR_ROLE_NAME}")
 }
 
 fn audit_render(audit_account_id: &str) -> Render {
-    Render::new(audit_account_id, harness::TEST_REGION)
-        // Explicitly none: see the module docs (`aws:ResourceOrgID`).
-        .parameter("OrganizationId", "")
-        .resource("AuditorRole", AUDITOR_ROLE_NAME)
-        .attribute("AuditorRole", "Arn", &auditor_role_arn(audit_account_id))
-        .resource("FindingsTopic", &findings_topic_arn(audit_account_id))
+    with_intake_queues(
+        Render::new(audit_account_id, harness::TEST_REGION),
+        audit_account_id,
+    )
+    // Explicitly none: see the module docs (`aws:ResourceOrgID`).
+    .parameter("OrganizationId", "")
+    .resource("AuditorRole", AUDITOR_ROLE_NAME)
+    .attribute("AuditorRole", "Arn", &auditor_role_arn(audit_account_id))
+    .resource("FindingsTopic", &findings_topic_arn(audit_account_id))
 }
 
 fn with_archive(render: Render, archive: Archive<'_>) -> Render {

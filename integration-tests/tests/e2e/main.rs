@@ -10,6 +10,7 @@ mod cli;
 mod collect;
 mod edges;
 mod faults;
+mod intake;
 mod metrics;
 mod ops;
 mod policies;

@@ -520,20 +520,23 @@ impl Deployment {
         )
         .await;
 
-        let mut render = Render::new(AUDIT, region)
-            .parameter("ArchiveBucketName", ARCHIVE_BUCKET)
-            // ministack does not resolve aws:ResourceOrgID (see sim::policies).
-            .parameter("OrganizationId", "")
-            .parameter("AdditionalCollectorPrincipalArn", &ci.arn)
-            // The copies below are retained 30 days, as a 30-day deployment's.
-            .parameter("RetentionDays", &RETENTION_DAYS.to_string())
-            .parameter("MinimumPutRetentionDays", &(RETENTION_DAYS - 1).to_string())
-            .resource("ArchiveBucket", ARCHIVE_BUCKET)
-            .attribute(
-                "ArchiveBucket",
-                "Arn",
-                &format!("arn:aws:s3:::{ARCHIVE_BUCKET}"),
-            );
+        let mut render = trailvault_integration_tests::sim::policies::with_intake_queues(
+            Render::new(AUDIT, region),
+            AUDIT,
+        )
+        .parameter("ArchiveBucketName", ARCHIVE_BUCKET)
+        // ministack does not resolve aws:ResourceOrgID (see sim::policies).
+        .parameter("OrganizationId", "")
+        .parameter("AdditionalCollectorPrincipalArn", &ci.arn)
+        // The copies below are retained 30 days, as a 30-day deployment's.
+        .parameter("RetentionDays", &RETENTION_DAYS.to_string())
+        .parameter("MinimumPutRetentionDays", &(RETENTION_DAYS - 1).to_string())
+        .resource("ArchiveBucket", ARCHIVE_BUCKET)
+        .attribute(
+            "ArchiveBucket",
+            "Arn",
+            &format!("arn:aws:s3:::{ARCHIVE_BUCKET}"),
+        );
 
         // Roles first, trust policies only: the key policy names them.
         let mut role_arns = Vec::new();

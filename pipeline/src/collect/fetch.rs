@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::model::error::SeamError;
 use crate::model::findings::Finding;
 use crate::model::object::{ObjectRecord, SourceRef};
 use crate::model::report::OperationError;
 use crate::progress;
-use crate::seams::{Archive, ProgressStore, TrailSource};
+use crate::seams::{Archive, ListedObject, ProgressStore, TrailSource};
 
 use super::job::copy_one;
 use super::list::judge_oversize;
@@ -41,6 +42,8 @@ pub struct Fetched {
     pub findings: Vec<Finding>,
     /// Operational errors; the copy did not end recorded when there is one.
     pub errors: Vec<OperationError>,
+    /// The source does not hold the key.
+    pub absent: bool,
 }
 
 /// Copies `target` (read as its `account_id` through `source`, belonging to
@@ -53,6 +56,40 @@ pub async fn fetch_one(
     source: Arc<dyn TrailSource>,
     member_account_id: &str,
     target: &SourceRef,
+) -> Fetched {
+    // The key is listed (a prefix listing of exactly it) as collection lists
+    // it: its ETag for adoption, its size for the cap, and its absence.
+    let listed = match source.list_page(&target.key, None).await {
+        Ok(page) => Ok(page.items.into_iter().find(|item| item.key == target.key)),
+        Err(error) if error.is_not_found() => Ok(None),
+        Err(error) => Err((format!("list s3://{}/{}", target.bucket, target.key), error)),
+    };
+    fetch_found(context, source, member_account_id, target, listed).await
+}
+
+/// [`fetch_one`] for a key a notification announced: the key's size and
+/// ETag come from [`TrailSource::head`] (S3 `HeadObject`), not from a
+/// listing, so event-driven intake never lists. Everything after is the
+/// same protocol.
+pub async fn fetch_notified(
+    context: FetchContext<'_>,
+    source: Arc<dyn TrailSource>,
+    member_account_id: &str,
+    target: &SourceRef,
+) -> Fetched {
+    let found = source
+        .head(&target.key)
+        .await
+        .map_err(|error| (format!("head s3://{}/{}", target.bucket, target.key), error));
+    fetch_found(context, source, member_account_id, target, found).await
+}
+
+async fn fetch_found(
+    context: FetchContext<'_>,
+    source: Arc<dyn TrailSource>,
+    member_account_id: &str,
+    target: &SourceRef,
+    found: Result<Option<ListedObject>, (String, SeamError)>,
 ) -> Fetched {
     let FetchContext {
         archive,
@@ -67,20 +104,15 @@ pub async fn fetch_one(
         operation: operation.to_string(),
         message: error.to_string(),
     };
-    // The key is listed (a prefix listing of exactly it) as collection lists
-    // it: its ETag for adoption, its size for the cap, and its absence.
-    let listed = match source.list_page(&target.key, None).await {
-        Ok(page) => page.items.into_iter().find(|item| item.key == target.key),
-        Err(error) if error.is_not_found() => None,
-        Err(error) => {
-            fetched.errors.push(failed(
-                &format!("list s3://{}/{}", target.bucket, target.key),
-                &error,
-            ));
+    let listed = match found {
+        Ok(listed) => listed,
+        Err((operation, error)) => {
+            fetched.errors.push(failed(&operation, &error));
             return fetched;
         }
     };
     let Some(listed) = listed else {
+        fetched.absent = true;
         return fetched;
     };
     let previous = match store.object(target) {

@@ -9,7 +9,7 @@ mod job;
 mod list;
 mod plan;
 
-pub use fetch::{fetch_one, FetchContext, Fetched};
+pub use fetch::{fetch_notified, fetch_one, FetchContext, Fetched};
 use job::copy_job;
 use list::list_partition;
 use plan::{partitions_of, Partition};

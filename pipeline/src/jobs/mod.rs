@@ -15,6 +15,7 @@
 
 pub mod collect;
 pub mod findings;
+pub mod intake;
 pub mod keys;
 pub mod ownership;
 pub mod rebuild;

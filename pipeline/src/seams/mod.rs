@@ -10,6 +10,7 @@ mod connector;
 mod events;
 mod keys;
 mod notifier;
+mod queue;
 mod source;
 mod store;
 
@@ -23,6 +24,7 @@ pub use connector::SourceConnector;
 pub use events::{BusEvent, EntryOutcome, EventBus, MAX_EVENTS_PER_CALL, MAX_EVENT_BYTES};
 pub use keys::{KeyProvider, ListedPublicKey, PublicKeyDirectory};
 pub use notifier::Notifier;
+pub use queue::{NotificationQueue, QueueMessage};
 pub use source::{
     pages, BucketOwnership, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject,
     TrailSource,

@@ -130,6 +130,18 @@ pub trait TrailSource: Send + Sync {
         ))
     }
 
+    /// The current version of exactly `key` as a listing would show it (size
+    /// and ETag), `None` when the bucket does not hold it. Event-driven intake
+    /// asks this instead of listing (S3 `HeadObject`); the default lists the
+    /// key as a prefix, for sources that cannot do better.
+    async fn head(&self, key: &str) -> Result<Option<ListedObject>, SeamError> {
+        match self.list_page(key, None).await {
+            Ok(page) => Ok(page.items.into_iter().find(|item| item.key == key)),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Every object under `prefix`, page by page, each page requested when
     /// the previous one was consumed.
     fn list<'a>(&'a self, prefix: &'a str) -> Pages<'a, ListedObject> {

@@ -59,6 +59,8 @@ pub struct MemorySource {
     pub gets: AtomicU64,
     /// Listing requests: one per page.
     pub lists: AtomicU64,
+    /// `TrailSource::head` calls.
+    pub heads: AtomicU64,
     /// `TrailSource::delete` calls, failed ones included.
     pub deletes: AtomicU64,
     /// What `TrailSource::ownership` answers; `None`: owned.
@@ -181,6 +183,15 @@ impl TrailSource for MemorySource {
                 .unwrap_or_default()
         });
         Ok(ListingPage { items, next })
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ListedObject>, SeamError> {
+        self.heads.fetch_add(1, Ordering::Relaxed);
+        Ok(lock(&self.objects).get(key).map(|(body, _)| ListedObject {
+            key: key.to_string(),
+            size: body.len() as u64,
+            etag: MemorySource::etag(body),
+        }))
     }
 
     async fn list_folders_page(

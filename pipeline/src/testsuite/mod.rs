@@ -9,3 +9,4 @@ pub mod archive_conformance;
 pub(crate) mod chains;
 pub mod conformance;
 pub mod memory;
+pub mod queue;

@@ -4,6 +4,7 @@
 mod backfill;
 mod collect;
 mod findings;
+mod intake;
 mod rebuild;
 mod report;
 mod retention;

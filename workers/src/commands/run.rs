@@ -97,6 +97,18 @@ pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
         }
     };
     refresh_status();
+    // With a queue, the listing is the reconciliation sweep, on its own cadence.
+    let intake = super::intake::Intake::new(config, &wired, keys.clone());
+    let interval = match &intake {
+        Some(intake) => {
+            info!(
+                sweep_interval_seconds = intake.sweep_interval.as_secs(),
+                "event-driven intake on: the queue between sweeps, the listing every sweep interval (instead of --interval)"
+            );
+            intake.sweep_interval
+        }
+        None => interval,
+    };
     info!(
         interval_seconds = interval.as_secs(),
         "daemon started; SIGTERM or SIGINT stops it"
@@ -136,6 +148,11 @@ pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
                 interval_seconds = interval.as_secs(),
                 "the run took longer than the interval; the next one starts now"
             );
+            continue;
+        }
+        if let Some(intake) = &intake {
+            intake.until(&wired, &shutdown, next, &metrics, json).await;
+            refresh_status();
             continue;
         }
         tokio::select! {

@@ -5,6 +5,7 @@
 //!
 //! Every metric is named `trailvault_…`; `docs/commands.md` lists them.
 
+mod intake;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -113,6 +114,7 @@ pub struct Metrics {
     chain_head_age: Family<ChainLabels, FloatGauge>,
     requests: Family<RequestLabels, Counter>,
     retries: Family<OperationLabels, Counter>,
+    intake: intake::IntakeMetrics,
     times: Mutex<Times>,
 }
 
@@ -141,6 +143,7 @@ impl Metrics {
             chain_head_age: Family::default(),
             requests: Family::default(),
             retries: Family::default(),
+            intake: intake::IntakeMetrics::default(),
             times: Mutex::new(Times::default()),
         };
         registry.register(
@@ -221,6 +224,7 @@ impl Metrics {
             "Request attempts that failed transiently and were tried again, by operation",
             metrics.retries.clone(),
         );
+        metrics.intake.register(&mut registry);
         Metrics {
             registry,
             ..metrics
@@ -266,6 +270,14 @@ impl Metrics {
             self.last_success
                 .set(report.finished_at.timestamp_millis() as f64 / 1000.0);
         }
+    }
+
+    /// Counts one batch of intake messages, and the copies it made.
+    pub fn record_intake(&self, batch: &trailvault_pipeline::jobs::intake::IntakeBatch) {
+        self.intake.record(batch);
+        self.objects_copied
+            .inc_by(batch.report.stats.objects_copied);
+        self.bytes_copied.inc_by(batch.report.stats.bytes_copied);
     }
 
     /// Reads the gauges from the store's status: open findings, lags and
