@@ -19,6 +19,7 @@ mod audit;
 mod chain;
 mod digest_check;
 mod heads;
+mod incremental;
 mod inventory;
 mod logs;
 
@@ -288,6 +289,11 @@ impl<'a> Ctx<'a> {
         });
     }
 
+    /// Operational errors reported so far in this run.
+    pub fn error_count(&self) -> usize {
+        lock(&self.collected).errors.len()
+    }
+
     pub fn count_digest(&self) {
         lock(&self.collected).digests_validated += 1;
     }
@@ -477,13 +483,30 @@ impl Scope<'_> {
         account_covered && region_covered
     }
 
+    /// Whether the run covers every account and region.
+    pub fn is_everything(&self) -> bool {
+        self.only_accounts.is_empty() && self.only_regions.is_empty()
+    }
+
     pub fn covers_chain(&self, chain: &ChainId) -> bool {
         self.covers(&chain.reader, &chain.account, Some(&chain.region))
     }
 }
 
-/// Validates one source; returns the number of chains in scope.
+/// Validates one source; returns the number of chains in scope. An
+/// incremental run starts from the store's fresh folders
+/// ([`incremental`]); a full run, and the first incremental run over a
+/// source, inventory every record of the source.
 async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
+    if ctx.settings.full {
+        verify_source_whole(ctx, source, scope).await
+    } else {
+        incremental::verify_source(ctx, source, scope).await
+    }
+}
+
+/// Validates one source from an inventory of every record of it.
+async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
     let reader = source.reader_account_id.as_str();
     let records = match ctx.store.objects_under(reader, &source.bucket, "") {
         Ok(records) => records,
@@ -586,10 +609,11 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
 }
 
 /// Saves one chain's state if it changed, after the log references and
-/// validation evidence gathered so far (only if those were written).
-fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
+/// validation evidence gathered so far (only if those were written);
+/// `false` (reported) when something could not be written.
+fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) -> bool {
     if !result.changed {
-        return;
+        return true;
     }
     if let Err(error) = ctx.flush_caches() {
         ctx.error(&OpError::new(
@@ -597,7 +621,7 @@ fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
             "write log references".to_string(),
             error,
         ));
-        return;
+        return false;
     }
     if let Err(error) = write_chain_state(ctx.store, &chain_id.state_name(), &result.state) {
         ctx.error(&OpError::new(
@@ -605,7 +629,9 @@ fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
             format!("write state {}", chain_id.state_name()),
             error,
         ));
+        return false;
     }
+    true
 }
 
 /// Digests named for more than this after now cannot be CloudTrail's (which
@@ -614,35 +640,46 @@ fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
 const FUTURE_TOLERANCE_HOURS: i64 = 2;
 
 fn set_aside_future_digests(ctx: &Ctx<'_>, inventory: &mut Inventory, scope: &Scope<'_>) {
-    let limit = ctx.now + Duration::hours(FUTURE_TOLERANCE_HOURS);
     for (chain, entries) in &mut inventory.chains {
-        let split = entries.partition_point(|entry| entry.end <= limit);
-        let future = entries.split_off(split);
-        if !scope.covers_chain(chain) {
-            continue;
-        }
-        for entry in future {
-            let archive_key = chain
-                .source_ref(&entry.key)
-                .archive_key(&ctx.settings.archive_prefix);
-            ctx.finding(
-                Finding::new(
-                    FindingKind::DigestMalformed,
-                    &chain.account,
-                    &chain.bucket,
-                    &entry.key,
-                    format!(
-                        "the key names a digest ending {}, in the future: CloudTrail signs a digest after its hour ends",
-                        utc_text(entry.end)
-                    ),
-                )
-                .with_region(Some(&chain.region))
-                .with_trail(Some(&chain.trail))
-                .with_archive_key(Some(&archive_key)),
-            );
-        }
+        set_aside_future(ctx, chain, entries, scope);
     }
     inventory.chains.retain(|_, entries| !entries.is_empty());
+}
+
+/// Takes the digests of one chain named in the future out of `entries`
+/// (oldest first), each a `digest_malformed` finding when in scope.
+fn set_aside_future(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    entries: &mut Vec<inventory::DigestEntry>,
+    scope: &Scope<'_>,
+) {
+    let limit = ctx.now + Duration::hours(FUTURE_TOLERANCE_HOURS);
+    let split = entries.partition_point(|entry| entry.end <= limit);
+    let future = entries.split_off(split);
+    if !scope.covers_chain(chain) {
+        return;
+    }
+    for entry in future {
+        let archive_key = chain
+            .source_ref(&entry.key)
+            .archive_key(&ctx.settings.archive_prefix);
+        ctx.finding(
+            Finding::new(
+                FindingKind::DigestMalformed,
+                &chain.account,
+                &chain.bucket,
+                &entry.key,
+                format!(
+                    "the key names a digest ending {}, in the future: CloudTrail signs a digest after its hour ends",
+                    utc_text(entry.end)
+                ),
+            )
+            .with_region(Some(&chain.region))
+            .with_trail(Some(&chain.trail))
+            .with_archive_key(Some(&archive_key)),
+        );
+    }
 }
 
 /// The saved state of every inventoried chain of `source` (one prefix scan).

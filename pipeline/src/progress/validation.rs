@@ -150,6 +150,14 @@ pub(crate) fn chain_state_name(
     )
 }
 
+/// The store name that says an incremental validation of one source may
+/// start from the store's fresh folders: written after the first run that
+/// inventoried every record of the source (a store written before fresh
+/// folders were kept has records that no folder mark names).
+pub(crate) fn fresh_index_name(reader: &str, bucket: &str) -> String {
+    format!("fresh-index/{reader}/{bucket}")
+}
+
 /// Every chain state saved for one source bucket, raw, by name.
 pub(crate) fn chain_states_under(
     store: &dyn ProgressStore,

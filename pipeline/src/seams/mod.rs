@@ -27,4 +27,4 @@ pub use source::{
     pages, BucketOwnership, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject,
     TrailSource,
 };
-pub use store::ProgressStore;
+pub use store::{key_folder, FreshFolder, ProgressStore};
