@@ -499,7 +499,9 @@ impl Scope<'_> {
 /// source, inventory every record of the source.
 async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
     if ctx.settings.full {
-        verify_source_whole(ctx, source, scope).await
+        // Read before the run: what is recorded meanwhile stays fresh.
+        let fresh = incremental::fresh_folders(ctx, source).unwrap_or_default();
+        incremental::whole_then_index(ctx, source, scope, &fresh).await
     } else {
         incremental::verify_source(ctx, source, scope).await
     }

@@ -16,7 +16,7 @@ mod store;
 pub use accounts::AccountDirectory;
 pub use archive::{
     Archive, ArchivedHead, ArchivedVersion, BucketPolicyGuards, BucketProtection, Lifecycle,
-    LockMode, PutSpec, UploadedPart,
+    LockMode, PutSpec, UploadedPart, VersionMarker, VersionsPage,
 };
 pub use clock::{Clock, SystemClock};
 pub use connector::SourceConnector;

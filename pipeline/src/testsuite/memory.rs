@@ -289,6 +289,10 @@ pub struct MemoryArchive {
     /// Every PutObjectRetention is refused, and counted, when set.
     pub refuse_retention: std::sync::atomic::AtomicBool,
     pub retention_refused: AtomicU64,
+    /// Versions per listing page; 0 means 1,000, as S3.
+    pub version_page_size: AtomicU64,
+    /// Versions listing requests: one per page.
+    pub version_pages: AtomicU64,
 }
 
 impl MemoryArchive {
@@ -322,6 +326,8 @@ impl MemoryArchive {
             failing_version_heads: AtomicU64::new(0),
             refuse_retention: std::sync::atomic::AtomicBool::new(false),
             retention_refused: AtomicU64::new(0),
+            version_page_size: AtomicU64::new(0),
+            version_pages: AtomicU64::new(0),
         }
     }
 
@@ -544,14 +550,44 @@ impl Archive for MemoryArchive {
         })
     }
 
-    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+    async fn list_versions_page(
+        &self,
+        prefix: &str,
+        marker: Option<crate::seams::VersionMarker>,
+    ) -> Result<crate::seams::VersionsPage, SeamError> {
+        self.version_pages.fetch_add(1, Ordering::Relaxed);
+        let page_size = match self.version_page_size.load(Ordering::Relaxed) {
+            0 => 1000,
+            size => size as usize,
+        };
         let versions = lock(&self.versions);
+        // Versions after the marker, in key order then listing order.
         let mut out = Vec::new();
-        for (key, list) in versions
-            .range(prefix.to_string()..)
+        let mut next = None;
+        let start = marker
+            .as_ref()
+            .map_or(Bound::Included(prefix.to_string()), |(key, _)| {
+                Bound::Included(key.clone())
+            });
+        'keys: for (key, list) in versions
+            .range::<String, _>((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
         {
-            for (index, version) in list.iter().enumerate() {
+            let skip_to = match &marker {
+                Some((marker_key, Some(version))) if marker_key == key => list
+                    .iter()
+                    .position(|v| &v.version_id == version)
+                    .map_or(list.len(), |at| at + 1),
+                Some((marker_key, None)) if marker_key == key => list.len(),
+                _ => 0,
+            };
+            for (index, version) in list.iter().enumerate().skip(skip_to) {
+                if out.len() == page_size {
+                    next = out.last().map(|last: &ArchivedVersion| {
+                        (last.key.clone(), Some(last.version_id.clone()))
+                    });
+                    break 'keys;
+                }
                 out.push(ArchivedVersion {
                     key: key.clone(),
                     version_id: version.version_id.clone(),
@@ -560,7 +596,10 @@ impl Archive for MemoryArchive {
                 });
             }
         }
-        Ok(out)
+        Ok(crate::seams::VersionsPage {
+            versions: out,
+            next,
+        })
     }
 
     async fn put_retention(

@@ -75,23 +75,7 @@ pub(crate) async fn verify_source(
     let index_name = fresh_index_name(reader, bucket);
     match ctx.store.get_state(&index_name) {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            let errors = ctx.error_count();
-            let chains = super::verify_source_whole(ctx, source, scope).await;
-            if ctx.error_count() == errors && scope.is_everything() {
-                for folder in &fresh {
-                    settle(ctx, source, folder);
-                }
-                if let Err(error) = ctx.store.put_state(&index_name, b"1") {
-                    ctx.error(&OpError::new(
-                        reader,
-                        format!("write state {index_name}"),
-                        error,
-                    ));
-                }
-            }
-            return chains;
-        }
+        Ok(None) => return whole_then_index(ctx, source, scope, &fresh).await,
         Err(error) => {
             ctx.error(&OpError::new(
                 reader,
@@ -255,6 +239,53 @@ pub(crate) async fn verify_source(
         }
     }
     chains_in_scope
+}
+
+/// A run over every record of the source (a full run, or the first
+/// incremental one); when it covered everything without an error, the
+/// folders fresh before it are settled and the source is marked indexed, so
+/// the next incremental run starts from the fresh folders.
+pub(crate) async fn whole_then_index(
+    ctx: &Ctx<'_>,
+    source: &ArchivedSource,
+    scope: &Scope<'_>,
+    fresh: &[FreshFolder],
+) -> usize {
+    let reader = source.reader_account_id.as_str();
+    let errors = ctx.error_count();
+    let chains = super::verify_source_whole(ctx, source, scope).await;
+    if ctx.error_count() == errors && scope.is_everything() {
+        for folder in fresh {
+            settle(ctx, source, folder);
+        }
+        let index_name = fresh_index_name(reader, &source.bucket);
+        if let Err(error) = ctx.store.put_state(&index_name, b"1") {
+            ctx.error(&OpError::new(
+                reader,
+                format!("write state {index_name}"),
+                error,
+            ));
+        }
+    }
+    chains
+}
+
+/// The fresh folders of `source`; `None` (reported) when they cannot be read.
+pub(crate) fn fresh_folders(ctx: &Ctx<'_>, source: &ArchivedSource) -> Option<Vec<FreshFolder>> {
+    match ctx
+        .store
+        .fresh_folders(&source.reader_account_id, &source.bucket)
+    {
+        Ok(fresh) => Some(fresh),
+        Err(error) => {
+            ctx.error(&OpError::new(
+                &source.reader_account_id,
+                "read fresh folders".to_string(),
+                error,
+            ));
+            None
+        }
+    }
 }
 
 fn settle(ctx: &Ctx<'_>, source: &ArchivedSource, folder: &FreshFolder) {

@@ -60,6 +60,25 @@ enum Lookup {
     Pending,
 }
 
+/// The content the store recorded for `source` at copy time.
+fn recorded_content(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    source: &SourceRef,
+) -> Result<Option<Content>, OpError> {
+    Ok(ctx
+        .store
+        .object(source)
+        .map_err(|error| {
+            OpError::new(
+                &chain.account,
+                format!("read store s3://{}/{}", source.bucket, source.key),
+                error,
+            )
+        })?
+        .map(Content::from))
+}
+
 async fn content_of(
     ctx: &Ctx<'_>,
     chain: &ChainId,
@@ -77,22 +96,20 @@ async fn content_of(
                     ),
                 ));
             }
-            audited.objects.get(&source.key).map(|object| Content {
-                content_sha256: object.content_sha256,
-                content_error: object.content_error.clone(),
-            })
+            if audited.missing.contains(&source.key) {
+                None
+            } else if let Some(object) = audited.objects.get(&source.key) {
+                Some(Content {
+                    content_sha256: object.content_sha256,
+                    content_error: object.content_error.clone(),
+                })
+            } else {
+                // The audit found the archive's bytes as recorded (or did
+                // not cover the key): the store's record stands.
+                recorded_content(ctx, chain, source)?
+            }
         }
-        None => ctx
-            .store
-            .object(source)
-            .map_err(|error| {
-                OpError::new(
-                    &chain.account,
-                    format!("read store s3://{}/{}", source.bucket, source.key),
-                    error,
-                )
-            })?
-            .map(Content::from),
+        None => recorded_content(ctx, chain, source)?,
     };
     if let Some(archived) = archived {
         return Ok(Lookup::Found(archived));
