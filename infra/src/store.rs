@@ -517,7 +517,7 @@ mod tests {
     use super::*;
     use trailvault_pipeline::model::findings::FindingKind;
 
-    fn record(etag: &str, content: Option<[u8; 32]>) -> ObjectRecord {
+    pub(super) fn record(etag: &str, content: Option<[u8; 32]>) -> ObjectRecord {
         ObjectRecord {
             v: 1,
             etag: etag.into(),
@@ -596,7 +596,9 @@ mod tests {
                 bucket: bucket.into(),
                 key: key.into(),
             };
-            store.record_object(&source, &record("e", None)).unwrap();
+            store
+                .record_object(&source, &super::tests::record("e", None))
+                .unwrap();
         }
         let mut seen = Vec::new();
         store
@@ -833,6 +835,42 @@ mod size_tests {
             };
         }
         total
+    }
+
+    #[test]
+    fn fresh_folders_survive_a_reopen_and_a_new_handle_marks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/01/";
+        let source = |name: &str| SourceRef {
+            account_id: "111122223333".into(),
+            bucket: "b".into(),
+            key: format!("{folder}{name}"),
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .record_object(&source("a"), &super::tests::record("e", None))
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let fresh = {
+            let store = SledStore::open(dir.path()).unwrap();
+            let fresh = store.fresh_folders("111122223333", "b").unwrap();
+            assert_eq!(fresh.len(), 1);
+            assert_eq!(fresh[0].folder, folder);
+            // A record by a new handle, after the read: a new mark.
+            store
+                .record_object(&source("b"), &super::tests::record("e", None))
+                .unwrap();
+            store.settle_folder("111122223333", "b", &fresh[0]).unwrap();
+            assert_eq!(store.fresh_folders("111122223333", "b").unwrap().len(), 1);
+            store.flush().unwrap();
+            store.fresh_folders("111122223333", "b").unwrap()
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.fresh_folders("111122223333", "b").unwrap(), fresh);
+        store.settle_folder("111122223333", "b", &fresh[0]).unwrap();
+        assert!(store.fresh_folders("111122223333", "b").unwrap().is_empty());
     }
 
     #[test]
