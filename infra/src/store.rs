@@ -25,6 +25,9 @@ const RECORD_VERSION: u8 = 1;
 const FLAG_CONTENT: u8 = 1;
 const FLAG_HEX_ETAG: u8 = 2;
 
+/// Folders whose mark a handle remembers (about 100 bytes each).
+const MAX_MARKED_FOLDERS: usize = 50_000;
+
 pub struct SledStore {
     db: sled::Db,
     objects: sled::Tree,
@@ -287,6 +290,11 @@ impl ProgressStore for SledStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         // The mark first: a record is never durable without its folder's mark.
         if !matches!(marked.get(&folder), Some((_, false))) {
+            // A long-lived process that never validates must not grow the
+            // cache without bound: forgetting it only costs new marks.
+            if marked.len() >= MAX_MARKED_FOLDERS {
+                marked.clear();
+            }
             let mark = self.db.generate_id().map_err(store_error)?;
             self.fresh
                 .insert(&folder, &mark.to_be_bytes())
