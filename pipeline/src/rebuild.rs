@@ -304,4 +304,46 @@ mod tests {
             assert_eq!(again.archive_version_id, record.archive_version_id, "{key}");
         }
     }
+
+    #[tokio::test]
+    async fn a_listing_page_that_fails_leaves_the_archive_unlisted() {
+        let first_end = Utc
+            .with_ymd_and_hms(2026, 11, 27, 1, 0, 0)
+            .single()
+            .unwrap();
+        let world = World::new(first_end + chrono::Duration::hours(6));
+        let trail = Trail::org("us-east-1");
+        for digest in build_chain(&trail, first_end, 3) {
+            world.put_digest(&digest);
+        }
+        world.archive_all().await;
+        world
+            .archive
+            .version_page_size
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        world
+            .archive
+            .fail_later_version_pages
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let copy = copy_settings();
+        let settings = RebuildSettings {
+            archive_prefix: copy.archive_prefix.clone(),
+            concurrency: 4,
+            inflate_limits: copy.inflate_limits,
+        };
+        let outcome = rebuild_store(
+            &world.archive,
+            &MemoryStore::default(),
+            &settings,
+            world.clock.now(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(outcome.archive_unlisted);
+        assert_eq!(outcome.listed, 2, "the first page was recorded");
+        assert!(outcome
+            .errors
+            .iter()
+            .any(|error| error.operation.starts_with("list versions")));
+    }
 }

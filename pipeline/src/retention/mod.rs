@@ -1181,6 +1181,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_listing_page_that_fails_is_an_error_and_confirms_no_lock() {
+        let archive = MemoryArchive::new("archive-bucket");
+        let store = MemoryStore::default();
+        let copied = at("2026-03-02T08:00:00Z");
+        for day in ["2026-03-01", "2026-03-02", "2026-03-03"] {
+            archived(
+                &archive,
+                &store,
+                &log_key(day),
+                copied,
+                copied + Duration::days(40),
+            )
+            .await;
+        }
+        archive
+            .version_page_size
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        archive
+            .fail_later_version_pages
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let (outcome, confirmed) = check(
+            &archive,
+            &store,
+            &settings(30, false),
+            Ok(Targets::whole_archive(PREFIX)),
+            at("2026-03-10T00:00:00Z"),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(outcome.checked, 2, "the first page was checked");
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert!(outcome.errors[0].operation.starts_with("list versions"));
+        assert!(confirmed.is_none(), "a partial walk confirms nothing");
+    }
+
+    #[tokio::test]
     async fn the_findings_ledger_is_judged_by_when_it_was_written() {
         let archive = MemoryArchive::new("archive-bucket");
         let store = MemoryStore::default();

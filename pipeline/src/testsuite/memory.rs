@@ -293,6 +293,8 @@ pub struct MemoryArchive {
     pub version_page_size: AtomicU64,
     /// Versions listing requests: one per page.
     pub version_pages: AtomicU64,
+    /// Every versions listing page but the first fails, when set (fault injection).
+    pub fail_later_version_pages: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryArchive {
@@ -328,6 +330,7 @@ impl MemoryArchive {
             retention_refused: AtomicU64::new(0),
             version_page_size: AtomicU64::new(0),
             version_pages: AtomicU64::new(0),
+            fail_later_version_pages: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -556,6 +559,11 @@ impl Archive for MemoryArchive {
         marker: Option<crate::seams::VersionMarker>,
     ) -> Result<crate::seams::VersionsPage, SeamError> {
         self.version_pages.fetch_add(1, Ordering::Relaxed);
+        if marker.is_some() && self.fail_later_version_pages.load(Ordering::Relaxed) {
+            return Err(SeamError::Transient(format!(
+                "injected ListObjectVersions failure under {prefix}"
+            )));
+        }
         let page_size = match self.version_page_size.load(Ordering::Relaxed) {
             0 => 1000,
             size => size as usize,
