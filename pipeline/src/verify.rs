@@ -245,6 +245,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Writes the log references and the validation evidence gathered so
+    /// far, and forgets them (at the end of a source).
+    pub fn flush_and_forget_caches(&self) -> Result<(), SeamError> {
+        lock(&self.log_refs).flush_and_forget(self.store)?;
+        lock(&self.validated).flush_and_forget(self.store)
+    }
+
     /// Writes the log references and the validation evidence gathered so far.
     pub fn flush_caches(&self) -> Result<(), SeamError> {
         lock(&self.log_refs).flush(self.store)?;
@@ -599,7 +606,7 @@ async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Sco
     // 6. Archived log files that no digest lists.
     logs::check_unreferenced(ctx, &inventory, &states, &lowered, scope, audited.is_some());
 
-    let flushed = ctx.flush_caches();
+    let flushed = ctx.flush_and_forget_caches();
     if let Err(error) = flushed {
         ctx.error(&OpError::new(
             reader,

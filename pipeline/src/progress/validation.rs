@@ -393,8 +393,8 @@ impl<F> Default for PartitionCache<F> {
 }
 
 /// Partitions held before the cache writes everything back and starts over
-/// (bounds memory in a full run: ~10 KB per partition).
-const MAX_CACHED_PARTITIONS: usize = 4096;
+/// (bounds memory in a full run: ~10 KB per partition, ~10 MB per cache).
+const MAX_CACHED_PARTITIONS: usize = 1024;
 
 impl<F: Serialize + DeserializeOwned + Default> PartitionCache<F> {
     fn files(&mut self, store: &dyn ProgressStore, name: &str) -> Result<&mut F, SeamError> {
@@ -432,6 +432,14 @@ impl<F: Serialize + DeserializeOwned + Default> PartitionCache<F> {
                 entry.dirty = true;
             }
         }
+        Ok(())
+    }
+
+    /// Writes every changed partition back and forgets them all (between
+    /// sources: a run's memory does not grow with the sources it went over).
+    pub fn flush_and_forget(&mut self, store: &dyn ProgressStore) -> Result<(), SeamError> {
+        self.flush(store)?;
+        self.entries.clear();
         Ok(())
     }
 

@@ -209,7 +209,7 @@ pub(crate) async fn verify_source(
     // 6. Archived log files that no digest lists.
     let failed_areas = check_unreferenced(ctx, source, &uses, &states, &lowered, scope);
 
-    let flushed = match ctx.flush_caches() {
+    let flushed = match ctx.flush_and_forget_caches() {
         Ok(()) => true,
         Err(error) => {
             ctx.error(&OpError::new(
