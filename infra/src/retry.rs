@@ -17,9 +17,9 @@ use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use trailvault_pipeline::copy::meta;
 use trailvault_pipeline::seams::{
-    Archive, ArchivedHead, ArchivedVersion, BucketOwnership, BucketProtection, ByteStream,
-    ListedObject, ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource,
-    UploadedPart,
+    Archive, ArchivedHead, BucketOwnership, BucketProtection, ByteStream, ListedObject,
+    ListingPage, LockMode, ObjectMeta, PutSpec, SourceObject, TrailSource, UploadedPart,
+    VersionMarker, VersionsPage,
 };
 use trailvault_pipeline::SeamError;
 
@@ -513,9 +513,13 @@ impl Archive for RetryingArchive {
         get_resuming(&self.policy, &self.cancel, refetch).await
     }
 
-    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+    async fn list_versions_page(
+        &self,
+        prefix: &str,
+        marker: Option<VersionMarker>,
+    ) -> Result<VersionsPage, SeamError> {
         retry_named("ListObjectVersions", &self.policy, &self.cancel, |_| {
-            self.inner.list_versions(prefix)
+            self.inner.list_versions_page(prefix, marker.clone())
         })
         .await
     }

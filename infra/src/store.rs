@@ -4,7 +4,11 @@
 //! - `objects`: `<account>\0<bucket>\0<key>` → compact binary [`ObjectRecord`]
 //!   (version byte first; see [`encode_record`]);
 //! - `state`: name → bytes (cursors, sweep times, chain heads, cached keys);
-//! - `findings`: dedup key → JSON finding.
+//! - `findings`: dedup key → JSON finding;
+//! - `fresh`: `<account>\0<bucket>\0<folder>` → mark (u64, big-endian) of the
+//!   folders with records validation has not settled yet (one entry per
+//!   folder, not per object: written once per folder until validation reads
+//!   it, so the store keeps its size per object).
 //!
 //! Durability: sled fsyncs by itself only every 500 ms; [`ProgressStore::flush`]
 //! is called where it matters (before the first copy of a run, at its end).
@@ -21,11 +25,21 @@ const RECORD_VERSION: u8 = 1;
 const FLAG_CONTENT: u8 = 1;
 const FLAG_HEX_ETAG: u8 = 2;
 
+/// Folders whose mark a handle remembers (about 100 bytes each).
+const MAX_MARKED_FOLDERS: usize = 50_000;
+
 pub struct SledStore {
     db: sled::Db,
     objects: sled::Tree,
     state: sled::Tree,
     findings: sled::Tree,
+    fresh: sled::Tree,
+    /// Folders marked by this handle: folder key → (mark, handed out by
+    /// `fresh_folders` since). A record under a folder marked and not handed
+    /// out needs no new mark; one under a handed-out folder gets a new mark,
+    /// so that settling the mark that was read keeps the folder fresh. Held
+    /// across the whole of `record_object` and `settle_folder`.
+    marked: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (u64, bool)>>,
 }
 
 fn store_error(error: impl std::fmt::Display) -> SeamError {
@@ -233,11 +247,14 @@ impl SledStore {
         let objects = db.open_tree("objects").map_err(failed)?;
         let state = db.open_tree("state").map_err(failed)?;
         let findings = db.open_tree("findings").map_err(failed)?;
+        let fresh = db.open_tree("fresh").map_err(failed)?;
         Ok(SledStore {
             db,
             objects,
             state,
             findings,
+            fresh,
+            marked: std::sync::Mutex::default(),
         })
     }
 
@@ -262,9 +279,110 @@ impl ProgressStore for SledStore {
 
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
         let key = object_key(&source.account_id, &source.bucket, &source.key);
+        let folder = object_key(
+            &source.account_id,
+            &source.bucket,
+            trailvault_pipeline::seams::key_folder(&source.key),
+        );
+        let mut marked = self
+            .marked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // The mark first: a record is never durable without its folder's mark.
+        if !matches!(marked.get(&folder), Some((_, false))) {
+            // A long-lived process that never validates must not grow the
+            // cache without bound: forgetting it only costs new marks.
+            if marked.len() >= MAX_MARKED_FOLDERS {
+                marked.clear();
+            }
+            let mark = self.db.generate_id().map_err(store_error)?;
+            self.fresh
+                .insert(&folder, &mark.to_be_bytes())
+                .map_err(store_error)?;
+            marked.insert(folder, (mark, false));
+        }
         self.objects
             .insert(key, encode_record(record))
             .map_err(store_error)?;
+        Ok(())
+    }
+
+    fn fresh_folders(
+        &self,
+        account_id: &str,
+        bucket: &str,
+    ) -> Result<Vec<trailvault_pipeline::seams::FreshFolder>, SeamError> {
+        let prefix = object_key(account_id, bucket, "");
+        let mut marked = self
+            .marked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut out = Vec::new();
+        for entry in self.fresh.scan_prefix(&prefix) {
+            let (key, value) = entry.map_err(store_error)?;
+            let Some(folder) = key
+                .get(prefix.len()..)
+                .and_then(|k| std::str::from_utf8(k).ok())
+            else {
+                continue;
+            };
+            let Ok(bytes) = <[u8; 8]>::try_from(value.as_ref()) else {
+                continue;
+            };
+            let mark = u64::from_be_bytes(bytes);
+            if let Some(entry) = marked.get_mut(key.as_ref()) {
+                entry.1 = true;
+            }
+            out.push(trailvault_pipeline::seams::FreshFolder {
+                folder: folder.to_string(),
+                mark,
+            });
+        }
+        Ok(out)
+    }
+
+    fn settle_folder(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        fresh: &trailvault_pipeline::seams::FreshFolder,
+    ) -> Result<(), SeamError> {
+        let key = object_key(account_id, bucket, &fresh.folder);
+        let mut marked = self
+            .marked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let swapped = self
+            .fresh
+            .compare_and_swap(&key, Some(&fresh.mark.to_be_bytes()[..]), None::<&[u8]>)
+            .map_err(store_error)?;
+        if swapped.is_ok() {
+            marked.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn for_each_object_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
+        let prefix = object_key(account_id, bucket, key_prefix);
+        let skip = account_id.len() + bucket.len() + 2;
+        for entry in self.objects.scan_prefix(prefix) {
+            let (key, value) = entry.map_err(store_error)?;
+            let Some(record) = decode_record(&value) else {
+                continue;
+            };
+            let Some(source_key) = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            if !visit(source_key, record) {
+                break;
+            }
+        }
         Ok(())
     }
 
@@ -407,7 +525,7 @@ mod tests {
     use super::*;
     use trailvault_pipeline::model::findings::FindingKind;
 
-    fn record(etag: &str, content: Option<[u8; 32]>) -> ObjectRecord {
+    pub(super) fn record(etag: &str, content: Option<[u8; 32]>) -> ObjectRecord {
         ObjectRecord {
             v: 1,
             etag: etag.into(),
@@ -486,7 +604,9 @@ mod tests {
                 bucket: bucket.into(),
                 key: key.into(),
             };
-            store.record_object(&source, &record("e", None)).unwrap();
+            store
+                .record_object(&source, &super::tests::record("e", None))
+                .unwrap();
         }
         let mut seen = Vec::new();
         store
@@ -723,6 +843,42 @@ mod size_tests {
             };
         }
         total
+    }
+
+    #[test]
+    fn fresh_folders_survive_a_reopen_and_a_new_handle_marks_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/01/";
+        let source = |name: &str| SourceRef {
+            account_id: "111122223333".into(),
+            bucket: "b".into(),
+            key: format!("{folder}{name}"),
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store
+                .record_object(&source("a"), &super::tests::record("e", None))
+                .unwrap();
+            store.flush().unwrap();
+        }
+        let fresh = {
+            let store = SledStore::open(dir.path()).unwrap();
+            let fresh = store.fresh_folders("111122223333", "b").unwrap();
+            assert_eq!(fresh.len(), 1);
+            assert_eq!(fresh[0].folder, folder);
+            // A record by a new handle, after the read: a new mark.
+            store
+                .record_object(&source("b"), &super::tests::record("e", None))
+                .unwrap();
+            store.settle_folder("111122223333", "b", &fresh[0]).unwrap();
+            assert_eq!(store.fresh_folders("111122223333", "b").unwrap().len(), 1);
+            store.flush().unwrap();
+            store.fresh_folders("111122223333", "b").unwrap()
+        };
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.fresh_folders("111122223333", "b").unwrap(), fresh);
+        store.settle_folder("111122223333", "b", &fresh[0]).unwrap();
+        assert!(store.fresh_folders("111122223333", "b").unwrap().is_empty());
     }
 
     #[test]

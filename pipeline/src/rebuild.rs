@@ -19,7 +19,7 @@ use crate::model::report::OperationError;
 use crate::model::shard::{self, Shard};
 use crate::progress::lag::LagTracker;
 use crate::progress::superseded;
-use crate::seams::{Archive, ProgressStore};
+use crate::seams::{Archive, ArchivedVersion, ProgressStore};
 
 /// How a rebuild reads the archive.
 #[derive(Debug, Clone)]
@@ -81,18 +81,101 @@ pub async fn rebuild_store(
     } else {
         format!("{prefix}/")
     };
-    let versions = match archive.list_versions(&list_prefix).await {
-        Ok(versions) => versions,
-        Err(error) => {
-            outcome.error(
-                "-",
-                &format!("list versions of s3://{}/{list_prefix}", archive.bucket()),
-                error.to_string(),
-            );
-            outcome.archive_unlisted = true;
-            return outcome;
+    // The archive is walked one listing page at a time: each page's
+    // superseded versions are remembered for retention, and its current
+    // versions recorded from their HEADs as these arrive, before the next
+    // page is asked for. A whole archive's versions are never held at once.
+    // The rebuilt store also knows each account's newest file (`lag/…`).
+    let tracker = LagTracker::new(store, now);
+    let mut marker = None;
+    loop {
+        if cancel.is_cancelled() {
+            break;
         }
-    };
+        let page = match archive
+            .list_versions_page(&list_prefix, marker.take())
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                outcome.error(
+                    "-",
+                    &format!("list versions of s3://{}/{list_prefix}", archive.bucket()),
+                    error.to_string(),
+                );
+                outcome.archive_unlisted = true;
+                break;
+            }
+        };
+        record_page(
+            archive,
+            &tracker,
+            settings,
+            page.versions,
+            now,
+            cancel,
+            &mut outcome,
+        )
+        .await;
+        match page.next {
+            Some(next) => marker = Some(next),
+            None => break,
+        }
+    }
+    if let Err(error) = tracker.save() {
+        outcome.error("-", "record_lag", error.to_string());
+    }
+    // The findings recorded so far, with their acknowledgements, so the
+    // validation below does not report them as new again.
+    match ledger::restore(archive, store, prefix, settings.shard.as_ref()).await {
+        Ok(restored) => {
+            info!(
+                entries = restored.entries,
+                findings = restored.findings,
+                acknowledged = restored.acknowledged,
+                "findings ledger read back"
+            );
+            for (key, reason) in restored.unreadable {
+                outcome.error("-", &format!("read the findings ledger {key}"), reason);
+            }
+        }
+        Err(error) => outcome.error("-", "read the findings ledger", error.to_string()),
+    }
+    info!(
+        recorded = outcome.recorded,
+        "store rebuilt from the archive"
+    );
+    outcome
+}
+
+/// The source of an archived copy: from its key, or for a quarantined copy
+/// from its key and its `tv-source-key` metadata.
+fn archived_source(
+    prefix: &str,
+    archive_key: &str,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Option<SourceRef> {
+    if let Some(source) = SourceRef::from_archive_key(prefix, archive_key) {
+        return Some(source);
+    }
+    let encoded = metadata.get(copy::meta::SOURCE_KEY)?;
+    let source_key = crate::model::text::decode_url_encoded(encoded).ok()?;
+    SourceRef::from_quarantine_key(prefix, archive_key, &source_key)
+}
+
+/// Records one page of the archive's versions: the superseded ones for
+/// retention, the current ones from their HEADs (several at a time).
+async fn record_page(
+    archive: &dyn Archive,
+    tracker: &LagTracker<'_>,
+    settings: &RebuildSettings,
+    versions: Vec<ArchivedVersion>,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+    outcome: &mut RebuildOutcome,
+) {
+    let prefix = &settings.archive_prefix;
+    let store: &dyn ProgressStore = tracker;
     // The findings ledger is read back below, not recorded as copies; the
     // versions newer copies superseded are remembered for retention.
     let (latest, superseded_versions): (Vec<_>, Vec<_>) = versions
@@ -110,7 +193,7 @@ pub async fn rebuild_store(
             }
         }
     }
-    outcome.listed = latest.len() as u64;
+    outcome.listed += latest.len() as u64;
     let now_seconds = now.timestamp();
     // Each HEAD is recorded as it arrives: the heads (with their metadata)
     // of a whole archive are never held at once.
@@ -121,8 +204,6 @@ pub async fn rebuild_store(
             (version, head)
         })
         .buffer_unordered(settings.concurrency.max(1));
-    // The rebuilt store also knows each account's newest file (`lag/…`).
-    let tracker = LagTracker::new(store, now);
     while let Some((version, head)) = heads.next().await {
         let head = match head {
             Ok(Some(head)) => head,
@@ -172,45 +253,6 @@ pub async fn rebuild_store(
             ),
         }
     }
-    if let Err(error) = tracker.save() {
-        outcome.error("-", "record_lag", error.to_string());
-    }
-    // The findings recorded so far, with their acknowledgements, so the
-    // validation below does not report them as new again.
-    match ledger::restore(archive, store, prefix, settings.shard.as_ref()).await {
-        Ok(restored) => {
-            info!(
-                entries = restored.entries,
-                findings = restored.findings,
-                acknowledged = restored.acknowledged,
-                "findings ledger read back"
-            );
-            for (key, reason) in restored.unreadable {
-                outcome.error("-", &format!("read the findings ledger {key}"), reason);
-            }
-        }
-        Err(error) => outcome.error("-", "read the findings ledger", error.to_string()),
-    }
-    info!(
-        recorded = outcome.recorded,
-        "store rebuilt from the archive"
-    );
-    outcome
-}
-
-/// The source of an archived copy: from its key, or for a quarantined copy
-/// from its key and its `tv-source-key` metadata.
-fn archived_source(
-    prefix: &str,
-    archive_key: &str,
-    metadata: &std::collections::BTreeMap<String, String>,
-) -> Option<SourceRef> {
-    if let Some(source) = SourceRef::from_archive_key(prefix, archive_key) {
-        return Some(source);
-    }
-    let encoded = metadata.get(copy::meta::SOURCE_KEY)?;
-    let source_key = crate::model::text::decode_url_encoded(encoded).ok()?;
-    SourceRef::from_quarantine_key(prefix, archive_key, &source_key)
 }
 
 #[cfg(test)]
@@ -234,6 +276,11 @@ mod tests {
             world.put_digest(&digest);
         }
         world.archive_all().await;
+        // Small listing pages: the archive is walked page by page.
+        world
+            .archive
+            .version_page_size
+            .store(2, std::sync::atomic::Ordering::Relaxed);
         let copy = copy_settings();
         let settings = RebuildSettings {
             archive_prefix: copy.archive_prefix.clone(),
@@ -258,6 +305,14 @@ mod tests {
             .objects_under(&reader.account_id, &reader.bucket, "")
             .unwrap();
         assert!(original.len() >= 3, "a chain of digests and its logs");
+        let pages = world
+            .archive
+            .version_pages
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            pages >= original.len() as u64 / 2,
+            "one listing request per page of two versions: {pages}"
+        );
         assert_eq!(outcome.listed, original.len() as u64);
         assert_eq!(outcome.recorded, original.len() as u64);
         for (key, record) in original {
@@ -270,5 +325,48 @@ mod tests {
             assert_eq!(again.content_sha256, record.content_sha256, "{key}");
             assert_eq!(again.archive_version_id, record.archive_version_id, "{key}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_listing_page_that_fails_leaves_the_archive_unlisted() {
+        let first_end = Utc
+            .with_ymd_and_hms(2026, 11, 27, 1, 0, 0)
+            .single()
+            .unwrap();
+        let world = World::new(first_end + chrono::Duration::hours(6));
+        let trail = Trail::org("us-east-1");
+        for digest in build_chain(&trail, first_end, 3) {
+            world.put_digest(&digest);
+        }
+        world.archive_all().await;
+        world
+            .archive
+            .version_page_size
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        world
+            .archive
+            .fail_later_version_pages
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let copy = copy_settings();
+        let settings = RebuildSettings {
+            archive_prefix: copy.archive_prefix.clone(),
+            concurrency: 4,
+            inflate_limits: copy.inflate_limits,
+            shard: None,
+        };
+        let outcome = rebuild_store(
+            &world.archive,
+            &MemoryStore::default(),
+            &settings,
+            world.clock.now(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(outcome.archive_unlisted);
+        assert_eq!(outcome.listed, 2, "the first page was recorded");
+        assert!(outcome
+            .errors
+            .iter()
+            .any(|error| error.operation.starts_with("list versions")));
     }
 }

@@ -19,6 +19,7 @@ mod audit;
 mod chain;
 mod digest_check;
 mod heads;
+mod incremental;
 mod inventory;
 mod logs;
 
@@ -245,6 +246,13 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Writes the log references and the validation evidence gathered so
+    /// far, and forgets them (at the end of a source).
+    pub fn flush_and_forget_caches(&self) -> Result<(), SeamError> {
+        lock(&self.log_refs).flush_and_forget(self.store)?;
+        lock(&self.validated).flush_and_forget(self.store)
+    }
+
     /// Writes the log references and the validation evidence gathered so far.
     pub fn flush_caches(&self) -> Result<(), SeamError> {
         lock(&self.log_refs).flush(self.store)?;
@@ -287,6 +295,11 @@ impl<'a> Ctx<'a> {
             operation: error.operation.clone(),
             message: error.error.to_string(),
         });
+    }
+
+    /// Operational errors reported so far in this run.
+    pub fn error_count(&self) -> usize {
+        lock(&self.collected).errors.len()
     }
 
     pub fn count_digest(&self) {
@@ -483,13 +496,32 @@ impl Scope<'_> {
         account_covered && region_covered && shard::covers(self.shard.as_ref(), account)
     }
 
+    /// Whether the run covers every account and region.
+    pub fn is_everything(&self) -> bool {
+        self.only_accounts.is_empty() && self.only_regions.is_empty()
+    }
+
     pub fn covers_chain(&self, chain: &ChainId) -> bool {
         self.covers(&chain.reader, &chain.account, Some(&chain.region))
     }
 }
 
-/// Validates one source; returns the number of chains in scope.
+/// Validates one source; returns the number of chains in scope. An
+/// incremental run starts from the store's fresh folders
+/// ([`incremental`]); a full run, and the first incremental run over a
+/// source, inventory every record of the source.
 async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
+    if ctx.settings.full {
+        // Read before the run: what is recorded meanwhile stays fresh.
+        let fresh = incremental::fresh_folders(ctx, source).unwrap_or_default();
+        incremental::whole_then_index(ctx, source, scope, &fresh).await
+    } else {
+        incremental::verify_source(ctx, source, scope).await
+    }
+}
+
+/// Validates one source from an inventory of every record of it.
+async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
     let reader = source.reader_account_id.as_str();
     let records = match ctx.store.objects_under(reader, &source.bucket, "") {
         Ok(records) => records,
@@ -580,7 +612,7 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     // 6. Archived log files that no digest lists.
     logs::check_unreferenced(ctx, &inventory, &states, &lowered, scope, audited.is_some());
 
-    let flushed = ctx.flush_caches();
+    let flushed = ctx.flush_and_forget_caches();
     if let Err(error) = flushed {
         ctx.error(&OpError::new(
             reader,
@@ -592,10 +624,11 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
 }
 
 /// Saves one chain's state if it changed, after the log references and
-/// validation evidence gathered so far (only if those were written).
-fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
+/// validation evidence gathered so far (only if those were written);
+/// `false` (reported) when something could not be written.
+fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) -> bool {
     if !result.changed {
-        return;
+        return true;
     }
     if let Err(error) = ctx.flush_caches() {
         ctx.error(&OpError::new(
@@ -603,7 +636,7 @@ fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
             "write log references".to_string(),
             error,
         ));
-        return;
+        return false;
     }
     if let Err(error) = write_chain_state(ctx.store, &chain_id.state_name(), &result.state) {
         ctx.error(&OpError::new(
@@ -611,7 +644,9 @@ fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
             format!("write state {}", chain_id.state_name()),
             error,
         ));
+        return false;
     }
+    true
 }
 
 /// Digests named for more than this after now cannot be CloudTrail's (which
@@ -620,35 +655,46 @@ fn save_chain(ctx: &Ctx<'_>, chain_id: &ChainId, result: &chain::ChainResult) {
 const FUTURE_TOLERANCE_HOURS: i64 = 2;
 
 fn set_aside_future_digests(ctx: &Ctx<'_>, inventory: &mut Inventory, scope: &Scope<'_>) {
-    let limit = ctx.now + Duration::hours(FUTURE_TOLERANCE_HOURS);
     for (chain, entries) in &mut inventory.chains {
-        let split = entries.partition_point(|entry| entry.end <= limit);
-        let future = entries.split_off(split);
-        if !scope.covers_chain(chain) {
-            continue;
-        }
-        for entry in future {
-            let archive_key = chain
-                .source_ref(&entry.key)
-                .archive_key(&ctx.settings.archive_prefix);
-            ctx.finding(
-                Finding::new(
-                    FindingKind::DigestMalformed,
-                    &chain.account,
-                    &chain.bucket,
-                    &entry.key,
-                    format!(
-                        "the key names a digest ending {}, in the future: CloudTrail signs a digest after its hour ends",
-                        utc_text(entry.end)
-                    ),
-                )
-                .with_region(Some(&chain.region))
-                .with_trail(Some(&chain.trail))
-                .with_archive_key(Some(&archive_key)),
-            );
-        }
+        set_aside_future(ctx, chain, entries, scope);
     }
     inventory.chains.retain(|_, entries| !entries.is_empty());
+}
+
+/// Takes the digests of one chain named in the future out of `entries`
+/// (oldest first), each a `digest_malformed` finding when in scope.
+fn set_aside_future(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    entries: &mut Vec<inventory::DigestEntry>,
+    scope: &Scope<'_>,
+) {
+    let limit = ctx.now + Duration::hours(FUTURE_TOLERANCE_HOURS);
+    let split = entries.partition_point(|entry| entry.end <= limit);
+    let future = entries.split_off(split);
+    if !scope.covers_chain(chain) {
+        return;
+    }
+    for entry in future {
+        let archive_key = chain
+            .source_ref(&entry.key)
+            .archive_key(&ctx.settings.archive_prefix);
+        ctx.finding(
+            Finding::new(
+                FindingKind::DigestMalformed,
+                &chain.account,
+                &chain.bucket,
+                &entry.key,
+                format!(
+                    "the key names a digest ending {}, in the future: CloudTrail signs a digest after its hour ends",
+                    utc_text(entry.end)
+                ),
+            )
+            .with_region(Some(&chain.region))
+            .with_trail(Some(&chain.trail))
+            .with_archive_key(Some(&archive_key)),
+        );
+    }
 }
 
 /// The saved state of every inventoried chain of `source` (one prefix scan).

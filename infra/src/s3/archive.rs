@@ -14,11 +14,11 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use trailvault_pipeline::seams::{
     Archive, ArchivedHead, ArchivedVersion, BucketProtection, Lifecycle, LockMode, PutSpec,
-    SourceObject, UploadedPart,
+    SourceObject, UploadedPart, VersionMarker, VersionsPage,
 };
 use trailvault_pipeline::SeamError;
 
-use super::{collect_pages, get_object, lowercase_metadata, strip_etag};
+use super::{get_object, lowercase_metadata, strip_etag};
 use crate::aws::{classify, Timeouts};
 
 pub struct S3Archive {
@@ -272,43 +272,43 @@ impl Archive for S3Archive {
         get_object(&self.client, &self.bucket, key, version_id, None).await
     }
 
-    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+    async fn list_versions_page(
+        &self,
+        prefix: &str,
+        marker: Option<VersionMarker>,
+    ) -> Result<VersionsPage, SeamError> {
         let operation = format!("ListObjectVersions s3://{}/{prefix}", self.bucket);
-        let operation = &operation;
-        collect_pages(|markers: Option<(String, Option<String>)>| async move {
-            let (key_marker, version_marker) = markers.unzip();
-            let page = self
-                .client
-                .list_object_versions()
-                .bucket(&self.bucket)
-                .prefix(prefix)
-                .set_key_marker(key_marker)
-                .set_version_id_marker(version_marker.flatten())
-                .send()
-                .await
-                .map_err(|e| classify(operation, e))?;
-            let versions = page
-                .versions()
-                .iter()
-                .filter_map(|version| {
-                    Some(ArchivedVersion {
-                        key: version.key()?.to_string(),
-                        version_id: version.version_id()?.to_string(),
-                        is_latest: version.is_latest().unwrap_or(false),
-                        size: version.size().unwrap_or(0).max(0) as u64,
-                    })
+        let (key_marker, version_marker) = marker.unzip();
+        let page = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_marker.flatten())
+            .send()
+            .await
+            .map_err(|e| classify(&operation, e))?;
+        let versions = page
+            .versions()
+            .iter()
+            .filter_map(|version| {
+                Some(ArchivedVersion {
+                    key: version.key()?.to_string(),
+                    version_id: version.version_id()?.to_string(),
+                    is_latest: version.is_latest().unwrap_or(false),
+                    size: version.size().unwrap_or(0).max(0) as u64,
                 })
-                .collect();
-            let next = match page.next_key_marker() {
-                Some(key_marker) if page.is_truncated().unwrap_or(false) => Some((
-                    key_marker.to_string(),
-                    page.next_version_id_marker().map(str::to_string),
-                )),
-                _ => None,
-            };
-            Ok((versions, next))
-        })
-        .await
+            })
+            .collect();
+        let next = match page.next_key_marker() {
+            Some(key_marker) if page.is_truncated().unwrap_or(false) => Some((
+                key_marker.to_string(),
+                page.next_version_id_marker().map(str::to_string),
+            )),
+            _ => None,
+        };
+        Ok(VersionsPage { versions, next })
     }
 
     async fn put_retention(

@@ -10,7 +10,6 @@ pub mod source;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use std::future::Future;
 use trailvault_pipeline::seams::{ByteStream, ObjectMeta, SourceObject};
 use trailvault_pipeline::SeamError;
 
@@ -59,26 +58,6 @@ fn object_meta(output: &GetObjectOutput) -> ObjectMeta {
         metadata: lowercase_metadata(output.metadata()),
         content_type: output.content_type().map(str::to_string),
         content_encoding: output.content_encoding().map(str::to_string),
-    }
-}
-
-/// Follows a listing's pages: `page` asks for the page after `marker` (`None`
-/// for the first) and answers its items and, when there are more, the marker
-/// of the next page.
-pub(crate) async fn collect_pages<T, M, F, Fut>(mut page: F) -> Result<Vec<T>, SeamError>
-where
-    F: FnMut(Option<M>) -> Fut,
-    Fut: Future<Output = Result<(Vec<T>, Option<M>), SeamError>>,
-{
-    let mut out = Vec::new();
-    let mut marker = None;
-    loop {
-        let (items, next) = page(marker.take()).await?;
-        out.extend(items);
-        match next {
-            Some(next) => marker = Some(next),
-            None => return Ok(out),
-        }
     }
 }
 
@@ -153,32 +132,6 @@ pub(crate) mod tests {
                 content_encoding: Some("gzip".to_string()),
             }
         );
-    }
-
-    #[tokio::test]
-    async fn pages_are_followed_by_their_markers_until_there_is_none() {
-        let mut asked = Vec::new();
-        let items = collect_pages(|marker: Option<u32>| {
-            asked.push(marker);
-            let next = marker.map_or(1, |m| m + 1);
-            async move { Ok((vec![next * 10], (next < 3).then_some(next))) }
-        })
-        .await
-        .expect("pages");
-        assert_eq!(asked, [None, Some(1), Some(2)]);
-        assert_eq!(items, [10, 20, 30]);
-    }
-
-    #[tokio::test]
-    async fn a_failed_page_fails_the_listing() {
-        let result = collect_pages(|marker: Option<u32>| async move {
-            match marker {
-                None => Ok((vec![1], Some(1))),
-                Some(_) => Err(SeamError::Transient("page 2".to_string())),
-            }
-        })
-        .await;
-        assert!(matches!(result, Err(SeamError::Transient(_))));
     }
 
     #[test]

@@ -43,14 +43,10 @@ pub async fn retention(
         Ok(Vec::new())
     };
     let targets = if full {
-        retention::targets_from_archive(archive, &retention_settings.archive_prefix)
-            .await
-            .map_err(|error| {
-                (
-                    format!("list versions of s3://{}", archive.bucket()),
-                    error.to_string(),
-                )
-            })
+        // Walked page by page while the versions are checked.
+        Ok(retention::Targets::whole_archive(
+            &retention_settings.archive_prefix,
+        ))
     } else {
         match &accounts {
             Ok(accounts) => match retention::targets_from_store(
@@ -65,7 +61,7 @@ pub async fn retention(
                     match retention::targets_under(archive, &ledger).await {
                         Ok(ledger_targets) => {
                             targets.extend(ledger_targets);
-                            Ok(targets)
+                            Ok(retention::Targets::Listed(targets))
                         }
                         Err(error) => Err((
                             format!("list versions of s3://{}/{ledger}", archive.bucket()),

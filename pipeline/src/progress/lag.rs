@@ -142,6 +142,34 @@ impl ProgressStore for LagTracker<'_> {
         Ok(())
     }
 
+    fn fresh_folders(
+        &self,
+        account_id: &str,
+        bucket: &str,
+    ) -> Result<Vec<crate::seams::FreshFolder>, SeamError> {
+        self.inner.fresh_folders(account_id, bucket)
+    }
+
+    fn settle_folder(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        fresh: &crate::seams::FreshFolder,
+    ) -> Result<(), SeamError> {
+        self.inner.settle_folder(account_id, bucket, fresh)
+    }
+
+    fn for_each_object_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
+        self.inner
+            .for_each_object_under(account_id, bucket, key_prefix, visit)
+    }
+
     fn objects_under(
         &self,
         account_id: &str,

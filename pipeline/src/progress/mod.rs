@@ -12,6 +12,7 @@
 //! | `chain/…` | [`validation`] | per-chain validation state and head ([`validation::chain_heads`] for status) |
 //! | `logrefs/…`, `validated/…` | [`validation`] | logs digests list; what validated cleanly |
 //! | `unreferenced/…` | [`validation`] | up to when an area's logs were checked for references |
+//! | `fresh-index/…` | [`validation`] | a source whose incremental validation starts from the store's fresh folders |
 //! | `superseded/…` | [`superseded`] | archive versions a newer copy superseded |
 //! | `expired/…` | [`expired`] | partitions source expiry emptied |
 //! | `pubkey/…` | [`pubkey`] | CloudTrail public keys fetched with `ListPublicKeys` |

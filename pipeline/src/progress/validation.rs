@@ -150,6 +150,14 @@ pub(crate) fn chain_state_name(
     )
 }
 
+/// The store name that says an incremental validation of one source may
+/// start from the store's fresh folders: written after the first run that
+/// inventoried every record of the source (a store written before fresh
+/// folders were kept has records that no folder mark names).
+pub(crate) fn fresh_index_name(reader: &str, bucket: &str) -> String {
+    format!("fresh-index/{reader}/{bucket}")
+}
+
 /// Every chain state saved for one source bucket, raw, by name.
 pub(crate) fn chain_states_under(
     store: &dyn ProgressStore,
@@ -385,8 +393,8 @@ impl<F> Default for PartitionCache<F> {
 }
 
 /// Partitions held before the cache writes everything back and starts over
-/// (bounds memory in a full run: ~10 KB per partition).
-const MAX_CACHED_PARTITIONS: usize = 4096;
+/// (bounds memory in a full run: ~10 KB per partition, ~10 MB per cache).
+const MAX_CACHED_PARTITIONS: usize = 1024;
 
 impl<F: Serialize + DeserializeOwned + Default> PartitionCache<F> {
     fn files(&mut self, store: &dyn ProgressStore, name: &str) -> Result<&mut F, SeamError> {
@@ -424,6 +432,14 @@ impl<F: Serialize + DeserializeOwned + Default> PartitionCache<F> {
                 entry.dirty = true;
             }
         }
+        Ok(())
+    }
+
+    /// Writes every changed partition back and forgets them all (between
+    /// sources: a run's memory does not grow with the sources it went over).
+    pub fn flush_and_forget(&mut self, store: &dyn ProgressStore) -> Result<(), SeamError> {
+        self.flush(store)?;
+        self.entries.clear();
         Ok(())
     }
 

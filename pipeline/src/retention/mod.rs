@@ -261,7 +261,77 @@ pub fn targets_from_store(
     Ok(targets)
 }
 
-/// Every version the archive lists under the prefix (`--full`).
+/// The versions a retention run checks.
+#[derive(Debug)]
+pub enum Targets {
+    /// Known up front (the store's records, the findings ledger).
+    Listed(Vec<Target>),
+    /// Every version the archive lists under this prefix (`--full`),
+    /// walked one listing page at a time: a whole archive's versions are
+    /// never held at once.
+    Archive(String),
+}
+
+impl Targets {
+    /// Every version under the archive prefix (`--full`).
+    pub fn whole_archive(archive_prefix: &str) -> Targets {
+        Targets::Archive(if archive_prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{archive_prefix}/")
+        })
+    }
+
+    /// The targets one at a time; a listing page that cannot be read ends
+    /// the walk with its error.
+    fn into_stream(
+        self,
+        archive: &dyn Archive,
+    ) -> futures::stream::BoxStream<'_, Result<Target, OperationError>> {
+        match self {
+            Targets::Listed(targets) => futures::stream::iter(targets.into_iter().map(Ok)).boxed(),
+            Targets::Archive(list_prefix) => futures::stream::unfold(Some(None), move |state| {
+                let list_prefix = list_prefix.clone();
+                async move {
+                    let marker = state?;
+                    match archive.list_versions_page(&list_prefix, marker).await {
+                        Ok(page) => {
+                            let next = page.next.map(Some);
+                            let targets: Vec<Result<Target, OperationError>> = page
+                                .versions
+                                .into_iter()
+                                .map(|version| {
+                                    Ok(Target {
+                                        archive_key: version.key,
+                                        version_id: Some(version.version_id),
+                                        copied_at: None,
+                                    })
+                                })
+                                .collect();
+                            Some((targets, next))
+                        }
+                        Err(error) => Some((
+                            vec![Err(OperationError {
+                                account_id: "-".to_string(),
+                                operation: format!(
+                                    "list versions of s3://{}/{list_prefix}",
+                                    archive.bucket()
+                                ),
+                                message: error.to_string(),
+                            })],
+                            None,
+                        )),
+                    }
+                }
+            })
+            .flat_map(futures::stream::iter)
+            .boxed(),
+        }
+    }
+}
+
+/// Every version the archive lists under the prefix, at once (tests and
+/// small archives; `--full` walks [`Targets::whole_archive`] by pages).
 pub async fn targets_from_archive(
     archive: &dyn Archive,
     archive_prefix: &str,
@@ -324,6 +394,8 @@ enum Checked {
     Error(OperationError),
     /// Cancelled before it was read.
     Skipped,
+    /// The listing that would have named more versions failed.
+    Unlisted(OperationError),
 }
 
 async fn check_one(
@@ -484,17 +556,48 @@ pub async fn enforce(
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> RetentionOutcome {
+    enforce_targets(
+        archive,
+        store,
+        settings,
+        Targets::Listed(targets),
+        now,
+        cancel,
+    )
+    .await
+}
+
+/// [`enforce`] over [`Targets`], taking the versions as they are listed.
+pub async fn enforce_targets(
+    archive: &dyn Archive,
+    store: &dyn ProgressStore,
+    settings: &RetentionSettings,
+    targets: Targets,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> RetentionOutcome {
     let mut outcome = RetentionOutcome::default();
-    let results: Vec<Checked> = futures::stream::iter(targets)
+    // Each result is counted as it arrives: the results of a whole archive
+    // are never held at once.
+    let mut results = targets
+        .into_stream(archive)
         .take_while(|_| std::future::ready(!cancel.is_cancelled()))
-        .map(|target| check_one(archive, settings, target, now, cancel))
-        .buffer_unordered(settings.concurrency.max(1))
-        .collect()
-        .await;
+        .map(|target| async move {
+            match target {
+                Ok(target) => check_one(archive, settings, target, now, cancel).await,
+                Err(error) => Checked::Unlisted(error),
+            }
+        })
+        .buffer_unordered(settings.concurrency.max(1));
     let mut findings = FindingSet::default();
-    for result in results {
+    while let Some(result) = results.next().await {
         match result {
             Checked::Skipped => continue,
+            Checked::Unlisted(error) => {
+                warn!(operation = %error.operation, message = %error.message, "retention listing failed");
+                outcome.errors.push(error);
+                continue;
+            }
             Checked::Compliant => outcome.compliant += 1,
             Checked::Change(change, finding) => {
                 if change.applied {
@@ -607,7 +710,7 @@ pub async fn check(
     archive: &dyn Archive,
     store: &dyn ProgressStore,
     settings: &RetentionSettings,
-    targets: Result<Vec<Target>, OperationError>,
+    targets: Result<Targets, OperationError>,
     now: DateTime<Utc>,
     cancel: &CancellationToken,
 ) -> (RetentionOutcome, Option<LockConfirmed>) {
@@ -616,12 +719,19 @@ pub async fn check(
     let mut confirmed = bucket.errors.is_empty() && bucket.bucket_problems.is_empty();
     let mut outcome = match targets {
         Ok(targets) => {
-            info!(
-                versions = targets.len(),
-                apply = settings.apply,
-                "retention check started"
-            );
-            let checked = enforce(archive, store, settings, targets, now, cancel).await;
+            match &targets {
+                Targets::Listed(listed) => info!(
+                    versions = listed.len(),
+                    apply = settings.apply,
+                    "retention check started"
+                ),
+                Targets::Archive(prefix) => info!(
+                    prefix = %prefix,
+                    apply = settings.apply,
+                    "retention check of every archived version started"
+                ),
+            }
+            let checked = enforce_targets(archive, store, settings, targets, now, cancel).await;
             confirmed &= checked.errors.is_empty();
             checked
         }
@@ -1034,6 +1144,76 @@ mod tests {
         )
         .await;
         assert_eq!(outcome.extended, 2, "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn full_mode_walks_the_archive_page_by_page() {
+        let archive = MemoryArchive::new("archive-bucket");
+        let store = MemoryStore::default();
+        let copied = at("2026-03-02T08:00:00Z");
+        for day in ["2026-03-01", "2026-03-02", "2026-03-03"] {
+            let key = log_key(day);
+            archived(&archive, &store, &key, copied, copied + Duration::days(1)).await;
+            archived(&archive, &store, &key, copied, copied + Duration::days(1)).await;
+        }
+        archive
+            .version_page_size
+            .store(4, std::sync::atomic::Ordering::Relaxed);
+        let outcome = enforce_targets(
+            &archive,
+            &store,
+            &settings(30, true),
+            Targets::whole_archive(PREFIX),
+            at("2026-03-10T00:00:00Z"),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(outcome.errors.is_empty(), "{outcome:?}");
+        assert_eq!(outcome.checked, 6, "every version of every page");
+        assert_eq!(outcome.extended, 6);
+        assert_eq!(
+            archive
+                .version_pages
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "six versions in pages of four"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_listing_page_that_fails_is_an_error_and_confirms_no_lock() {
+        let archive = MemoryArchive::new("archive-bucket");
+        let store = MemoryStore::default();
+        let copied = at("2026-03-02T08:00:00Z");
+        for day in ["2026-03-01", "2026-03-02", "2026-03-03"] {
+            archived(
+                &archive,
+                &store,
+                &log_key(day),
+                copied,
+                copied + Duration::days(40),
+            )
+            .await;
+        }
+        archive
+            .version_page_size
+            .store(2, std::sync::atomic::Ordering::Relaxed);
+        archive
+            .fail_later_version_pages
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let (outcome, confirmed) = check(
+            &archive,
+            &store,
+            &settings(30, false),
+            Ok(Targets::whole_archive(PREFIX)),
+            at("2026-03-10T00:00:00Z"),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(outcome.checked, 2, "the first page was checked");
+        assert_eq!(outcome.errors.len(), 1, "{outcome:?}");
+        assert!(outcome.errors[0].operation.starts_with("list versions"));
+        assert!(confirmed.is_none(), "a partial walk confirms nothing");
     }
 
     #[tokio::test]

@@ -61,6 +61,18 @@ pub struct ArchivedVersion {
     pub size: u64,
 }
 
+/// Where a versions listing goes on: the key and version id markers S3's
+/// `ListObjectVersions` hands back.
+pub type VersionMarker = (String, Option<String>);
+
+/// One page of a versions listing (S3: up to 1,000 versions), and where the
+/// next page starts (`None`: the listing is complete).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionsPage {
+    pub versions: Vec<ArchivedVersion>,
+    pub next: Option<VersionMarker>,
+}
+
 /// Bucket-level protection as read from the archive.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketProtection {
@@ -180,7 +192,28 @@ pub trait Archive: Send + Sync {
         version_id: Option<&str>,
     ) -> Result<Option<ArchivedHead>, SeamError>;
     async fn get(&self, key: &str, version_id: Option<&str>) -> Result<SourceObject, SeamError>;
-    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError>;
+    /// One page of the versions under `prefix`, from `marker` on: what a
+    /// walk over a whole archive reads, one page held at a time.
+    async fn list_versions_page(
+        &self,
+        prefix: &str,
+        marker: Option<VersionMarker>,
+    ) -> Result<VersionsPage, SeamError>;
+    /// Every version under `prefix` (for small prefixes: the findings
+    /// ledger, one object's versions); a whole archive is walked by pages
+    /// ([`Self::list_versions_page`]).
+    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+        let mut out = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.list_versions_page(prefix, marker).await?;
+            out.extend(page.versions);
+            match page.next {
+                Some(next) => marker = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
     async fn put_retention(
         &self,
         key: &str,

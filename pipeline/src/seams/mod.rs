@@ -17,7 +17,7 @@ mod store;
 pub use accounts::AccountDirectory;
 pub use archive::{
     Archive, ArchivedHead, ArchivedVersion, BucketPolicyGuards, BucketProtection, Lifecycle,
-    LockMode, PutSpec, UploadedPart,
+    LockMode, PutSpec, UploadedPart, VersionMarker, VersionsPage,
 };
 pub use clock::{Clock, SystemClock};
 pub use connector::SourceConnector;
@@ -29,4 +29,4 @@ pub use source::{
     pages, BucketOwnership, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject,
     TrailSource,
 };
-pub use store::ProgressStore;
+pub use store::{key_folder, FreshFolder, ProgressStore};

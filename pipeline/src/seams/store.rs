@@ -6,13 +6,62 @@ use crate::model::error::SeamError;
 use crate::model::findings::{AnnouncedTo, Finding};
 use crate::model::object::{ObjectRecord, SourceRef};
 
+/// A folder of one source (its key up to and including the last `/`, `""`
+/// for keys without one) that received object records since validation last
+/// settled it, and the mark of the newest such record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshFolder {
+    pub folder: String,
+    /// Changes whenever another record is written under the folder.
+    pub mark: u64,
+}
+
+/// The folder of a source key for [`FreshFolder`]: up to and including the
+/// last `/`.
+pub fn key_folder(key: &str) -> &str {
+    key.rfind('/').map_or("", |slash| &key[..=slash])
+}
+
 /// Durable progress: what has been archived and verified, which partitions
 /// were listed, which findings were already reported. A cache of what the
 /// archive proves; it can be rebuilt from the archive's metadata.
 pub trait ProgressStore: Send + Sync {
     fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError>;
-    /// Records a verified copy. Called only after the archive confirmed it.
+    /// Records a verified copy (called only after the archive confirmed
+    /// it) and marks its folder fresh ([`Self::fresh_folders`]) in the same
+    /// step: a record is never written without its folder being marked,
+    /// so incremental validation cannot miss it.
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError>;
+    /// The folders of one source (reader account + bucket) with records
+    /// written since they were last settled, in key order. What an
+    /// incremental validation reads instead of every record of the source.
+    fn fresh_folders(&self, account_id: &str, bucket: &str) -> Result<Vec<FreshFolder>, SeamError>;
+    /// Forgets `fresh` once its records were validated, unless a record was
+    /// written under the folder since `fresh` was read (its mark changed):
+    /// then it stays fresh for the next run.
+    fn settle_folder(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        fresh: &FreshFolder,
+    ) -> Result<(), SeamError>;
+    /// Hands every record under one source prefix to `visit`, in key order,
+    /// one at a time, until `visit` answers `false`: a scan that holds one
+    /// record, not the prefix.
+    fn for_each_object_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
+        for (key, record) in self.objects_under(account_id, bucket, key_prefix)? {
+            if !visit(&key, record) {
+                break;
+            }
+        }
+        Ok(())
+    }
     /// Every record under one source prefix (account + bucket + key prefix).
     fn objects_under(
         &self,

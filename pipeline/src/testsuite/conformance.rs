@@ -329,6 +329,101 @@ pub trait StoreFixture {
     fn store(&self) -> &dyn ProgressStore;
 }
 
+/// Every record marks its folder fresh; settling the mark that was read
+/// forgets the folder, unless a record was written under it since; a scan by
+/// prefix hands out the records in key order and stops when told.
+pub fn fresh_folders_follow_records(store: &dyn ProgressStore) {
+    let day = "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/01/";
+    let other_day = "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/02/";
+    assert!(store
+        .fresh_folders("111122223333", "bucket")
+        .unwrap()
+        .is_empty());
+    for (bucket, key) in [
+        ("bucket", format!("{day}a.json.gz")),
+        ("bucket", format!("{day}b.json.gz")),
+        ("bucket", format!("{other_day}c.json.gz")),
+        ("other", format!("{day}d.json.gz")),
+        ("bucket", "top.json.gz".to_string()),
+    ] {
+        store
+            .record_object(
+                &source("111122223333", bucket, &key),
+                &record("e", None, None),
+            )
+            .unwrap();
+    }
+    let fresh = store.fresh_folders("111122223333", "bucket").unwrap();
+    let folders: Vec<&str> = fresh.iter().map(|f| f.folder.as_str()).collect();
+    assert_eq!(
+        folders,
+        vec!["", day, other_day],
+        "one entry per folder, in key order"
+    );
+
+    // A record written after the read keeps its folder fresh.
+    store
+        .record_object(
+            &source("111122223333", "bucket", &format!("{day}e.json.gz")),
+            &record("e", None, None),
+        )
+        .unwrap();
+    for folder in &fresh {
+        store
+            .settle_folder("111122223333", "bucket", folder)
+            .unwrap();
+    }
+    let left = store.fresh_folders("111122223333", "bucket").unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0].folder, day);
+    store
+        .settle_folder("111122223333", "bucket", &left[0])
+        .unwrap();
+    assert!(store
+        .fresh_folders("111122223333", "bucket")
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.fresh_folders("111122223333", "other").unwrap().len(),
+        1
+    );
+
+    // Settled, then written again: fresh again.
+    store
+        .record_object(
+            &source("111122223333", "bucket", &format!("{other_day}f.json.gz")),
+            &record("e", None, None),
+        )
+        .unwrap();
+    let again = store.fresh_folders("111122223333", "bucket").unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].folder, other_day);
+
+    let mut seen = Vec::new();
+    store
+        .for_each_object_under("111122223333", "bucket", day, &mut |key, _| {
+            seen.push(key.to_string());
+            true
+        })
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            format!("{day}a.json.gz"),
+            format!("{day}b.json.gz"),
+            format!("{day}e.json.gz")
+        ]
+    );
+    let mut first = Vec::new();
+    store
+        .for_each_object_under("111122223333", "bucket", "AWSLogs/", &mut |key, _| {
+            first.push(key.to_string());
+            false
+        })
+        .unwrap();
+    assert_eq!(first, vec![format!("{day}a.json.gz")]);
+}
+
 impl StoreFixture for crate::testsuite::memory::MemoryStore {
     fn store(&self) -> &dyn ProgressStore {
         self
@@ -379,6 +474,13 @@ macro_rules! store_conformance_tests {
         fn store_conformance_acknowledged_state_findings_reopen_when_observed() {
             let fixture = $make;
             $crate::testsuite::conformance::acknowledged_state_findings_reopen_when_observed(
+                $crate::testsuite::conformance::StoreFixture::store(&fixture),
+            );
+        }
+        #[test]
+        fn store_conformance_fresh_folders_follow_records() {
+            let fixture = $make;
+            $crate::testsuite::conformance::fresh_folders_follow_records(
                 $crate::testsuite::conformance::StoreFixture::store(&fixture),
             );
         }

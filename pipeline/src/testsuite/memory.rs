@@ -300,6 +300,12 @@ pub struct MemoryArchive {
     /// Every PutObjectRetention is refused, and counted, when set.
     pub refuse_retention: std::sync::atomic::AtomicBool,
     pub retention_refused: AtomicU64,
+    /// Versions per listing page; 0 means 1,000, as S3.
+    pub version_page_size: AtomicU64,
+    /// Versions listing requests: one per page.
+    pub version_pages: AtomicU64,
+    /// Every versions listing page but the first fails, when set (fault injection).
+    pub fail_later_version_pages: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryArchive {
@@ -333,6 +339,9 @@ impl MemoryArchive {
             failing_version_heads: AtomicU64::new(0),
             refuse_retention: std::sync::atomic::AtomicBool::new(false),
             retention_refused: AtomicU64::new(0),
+            version_page_size: AtomicU64::new(0),
+            version_pages: AtomicU64::new(0),
+            fail_later_version_pages: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -555,14 +564,49 @@ impl Archive for MemoryArchive {
         })
     }
 
-    async fn list_versions(&self, prefix: &str) -> Result<Vec<ArchivedVersion>, SeamError> {
+    async fn list_versions_page(
+        &self,
+        prefix: &str,
+        marker: Option<crate::seams::VersionMarker>,
+    ) -> Result<crate::seams::VersionsPage, SeamError> {
+        self.version_pages.fetch_add(1, Ordering::Relaxed);
+        if marker.is_some() && self.fail_later_version_pages.load(Ordering::Relaxed) {
+            return Err(SeamError::Transient(format!(
+                "injected ListObjectVersions failure under {prefix}"
+            )));
+        }
+        let page_size = match self.version_page_size.load(Ordering::Relaxed) {
+            0 => 1000,
+            size => size as usize,
+        };
         let versions = lock(&self.versions);
+        // Versions after the marker, in key order then listing order.
         let mut out = Vec::new();
-        for (key, list) in versions
-            .range(prefix.to_string()..)
+        let mut next = None;
+        let start = marker
+            .as_ref()
+            .map_or(Bound::Included(prefix.to_string()), |(key, _)| {
+                Bound::Included(key.clone())
+            });
+        'keys: for (key, list) in versions
+            .range::<String, _>((start, Bound::Unbounded))
             .take_while(|(key, _)| key.starts_with(prefix))
         {
-            for (index, version) in list.iter().enumerate() {
+            let skip_to = match &marker {
+                Some((marker_key, Some(version))) if marker_key == key => list
+                    .iter()
+                    .position(|v| &v.version_id == version)
+                    .map_or(list.len(), |at| at + 1),
+                Some((marker_key, None)) if marker_key == key => list.len(),
+                _ => 0,
+            };
+            for (index, version) in list.iter().enumerate().skip(skip_to) {
+                if out.len() == page_size {
+                    next = out.last().map(|last: &ArchivedVersion| {
+                        (last.key.clone(), Some(last.version_id.clone()))
+                    });
+                    break 'keys;
+                }
                 out.push(ArchivedVersion {
                     key: key.clone(),
                     version_id: version.version_id.clone(),
@@ -571,7 +615,10 @@ impl Archive for MemoryArchive {
                 });
             }
         }
-        Ok(out)
+        Ok(crate::seams::VersionsPage {
+            versions: out,
+            next,
+        })
     }
 
     async fn put_retention(
@@ -613,18 +660,112 @@ impl Archive for MemoryArchive {
 #[derive(Default)]
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<SourceRef, ObjectRecord>>,
+    /// Fresh folders: (account, bucket, folder) → mark.
+    fresh: Mutex<BTreeMap<(String, String, String), u64>>,
+    next_mark: AtomicU64,
     state: Mutex<BTreeMap<String, Vec<u8>>>,
     findings: Mutex<BTreeMap<String, Finding>>,
+    /// Object records handed out by reads (`object`, `objects_under`,
+    /// `for_each_object_under`, `for_each_object`): what a stage's cost in
+    /// store reads is measured by.
+    pub records_read: AtomicU64,
+}
+
+impl MemoryStore {
+    fn count_reads(&self, records: usize) {
+        self.records_read
+            .fetch_add(records as u64, Ordering::Relaxed);
+    }
 }
 
 impl ProgressStore for MemoryStore {
     fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
-        Ok(lock(&self.objects).get(source).cloned())
+        let found = lock(&self.objects).get(source).cloned();
+        self.count_reads(usize::from(found.is_some()));
+        Ok(found)
     }
 
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
+        let mut fresh = lock(&self.fresh);
+        let mark = self.next_mark.fetch_add(1, Ordering::Relaxed) + 1;
+        fresh.insert(
+            (
+                source.account_id.clone(),
+                source.bucket.clone(),
+                crate::seams::key_folder(&source.key).to_string(),
+            ),
+            mark,
+        );
         lock(&self.objects).insert(source.clone(), record.clone());
         Ok(())
+    }
+
+    fn fresh_folders(
+        &self,
+        account_id: &str,
+        bucket: &str,
+    ) -> Result<Vec<crate::seams::FreshFolder>, SeamError> {
+        Ok(lock(&self.fresh)
+            .iter()
+            .filter(|((account, name, _), _)| account == account_id && name == bucket)
+            .map(|((_, _, folder), mark)| crate::seams::FreshFolder {
+                folder: folder.clone(),
+                mark: *mark,
+            })
+            .collect())
+    }
+
+    fn settle_folder(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        fresh: &crate::seams::FreshFolder,
+    ) -> Result<(), SeamError> {
+        let mut folders = lock(&self.fresh);
+        let id = (
+            account_id.to_string(),
+            bucket.to_string(),
+            fresh.folder.clone(),
+        );
+        if folders.get(&id) == Some(&fresh.mark) {
+            folders.remove(&id);
+        }
+        Ok(())
+    }
+
+    fn for_each_object_under(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
+        let start = SourceRef {
+            account_id: account_id.to_string(),
+            bucket: bucket.to_string(),
+            key: key_prefix.to_string(),
+        };
+        let mut next = Bound::Included(start);
+        loop {
+            // One record at a time, without holding the lock while visiting.
+            let found = lock(&self.objects)
+                .range((next.clone(), Bound::Unbounded))
+                .next()
+                .filter(|(source, _)| {
+                    source.account_id == account_id
+                        && source.bucket == bucket
+                        && source.key.starts_with(key_prefix)
+                })
+                .map(|(source, record)| (source.clone(), record.clone()));
+            let Some((source, record)) = found else {
+                return Ok(());
+            };
+            self.count_reads(1);
+            if !visit(&source.key, record) {
+                return Ok(());
+            }
+            next = Bound::Excluded(source);
+        }
     }
 
     fn objects_under(
@@ -633,7 +774,7 @@ impl ProgressStore for MemoryStore {
         bucket: &str,
         key_prefix: &str,
     ) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
-        Ok(lock(&self.objects)
+        let found: Vec<(String, ObjectRecord)> = lock(&self.objects)
             .iter()
             .filter(|(source, _)| {
                 source.account_id == account_id
@@ -641,7 +782,9 @@ impl ProgressStore for MemoryStore {
                     && source.key.starts_with(key_prefix)
             })
             .map(|(source, record)| (source.key.clone(), record.clone()))
-            .collect())
+            .collect();
+        self.count_reads(found.len());
+        Ok(found)
     }
 
     fn for_each_object(
@@ -649,6 +792,7 @@ impl ProgressStore for MemoryStore {
         visit: &mut dyn FnMut(SourceRef, ObjectRecord),
     ) -> Result<(), SeamError> {
         let objects = lock(&self.objects).clone();
+        self.count_reads(objects.len());
         for (source, record) in objects {
             visit(source, record);
         }

@@ -23,12 +23,19 @@ pub(crate) struct AuditedObject {
     pub content_error: Option<String>,
 }
 
-/// The audit of one source.
+/// The audit of one source. Only what differs from the store is held (the
+/// memory of a full run follows the anomalies, not the archive): a
+/// non-digest object whose archive bytes agree with its store record is
+/// looked up in the store.
 #[derive(Debug, Default)]
 pub(crate) struct Audited {
     pub bucket: String,
-    /// Non-digest objects by source key, hashed from archive bytes.
+    /// Non-digest objects by source key, hashed from archive bytes, whose
+    /// content hash or content error differs from the store's record, or
+    /// that the store does not record.
     pub objects: HashMap<String, AuditedObject>,
+    /// Recorded objects the archive holds no version of.
+    pub missing: HashSet<String>,
     /// Objects that could not be read (the log checks report an error for them).
     pub unreadable: HashSet<String>,
     /// Archived objects the store does not know: (source key, version id).
@@ -143,9 +150,14 @@ pub(crate) async fn audit_source(
         .with_archive_key(Some(&archive_key))
     };
 
+    let mut audited = Audited {
+        bucket: source.bucket.clone(),
+        ..Audited::default()
+    };
     // Recorded as verified, yet absent: the archive lost an object.
     for (key, _) in records {
         if !by_key.contains_key(key) && in_scope(key) && !is_digest_key(key) {
+            audited.missing.insert(key.clone());
             ctx.finding(archive_finding(
                 key,
                 "the store records a verified copy, but the archive holds no version of it"
@@ -154,10 +166,6 @@ pub(crate) async fn audit_source(
         }
     }
 
-    let mut audited = Audited {
-        bucket: source.bucket.clone(),
-        ..Audited::default()
-    };
     let mut jobs = Vec::new();
     for (key, versions) in &by_key {
         if !in_scope(key) {
@@ -180,10 +188,12 @@ pub(crate) async fn audit_source(
         if is_digest_key(key) {
             continue;
         }
-        jobs.push((key.clone(), chosen.clone(), record));
+        jobs.push((key.as_str(), chosen, record));
     }
 
-    let results: Vec<_> = futures::stream::iter(jobs)
+    // Each re-hash is judged as it arrives: the outcomes of a whole source
+    // are never held at once.
+    let mut results = futures::stream::iter(jobs)
         .map(|(key, version, record)| async move {
             let outcome = rehash_archived(
                 ctx.archive,
@@ -194,26 +204,24 @@ pub(crate) async fn audit_source(
             .await;
             (key, version, record, outcome)
         })
-        .buffer_unordered(ctx.settings.concurrency.max(1))
-        .collect()
-        .await;
-    for (key, version, record, outcome) in results {
+        .buffer_unordered(ctx.settings.concurrency.max(1));
+    while let Some((key, version, record, outcome)) = results.next().await {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
                 ctx.error(&OpError::new(
-                    &account_of(&key).0,
+                    &account_of(key).0,
                     format!("get s3://{}/{}", ctx.archive.bucket(), version.key),
                     error,
                 ));
-                audited.unreadable.insert(key);
+                audited.unreadable.insert(key.to_string());
                 continue;
             }
         };
         if let Some(record) = record {
             if outcome.raw_sha256 != record.raw_sha256 {
                 ctx.finding(archive_finding(
-                    &key,
+                    key,
                     format!(
                         "archive version {} hashes to SHA-256 {}, but the copy verified at copy time hashed to {}",
                         version.version_id,
@@ -227,14 +235,20 @@ pub(crate) async fn audit_source(
             Ok(inflated) => (Some(inflated.sha256), None),
             Err(error) => (None, Some(content_error_name(error).to_string())),
         };
-        audited.objects.insert(
-            key,
-            AuditedObject {
-                content_sha256,
-                content_error,
-            },
-        );
+        let agrees = record.is_some_and(|record| {
+            record.content_sha256 == content_sha256 && record.content_error == content_error
+        });
+        if !agrees {
+            audited.objects.insert(
+                key.to_string(),
+                AuditedObject {
+                    content_sha256,
+                    content_error,
+                },
+            );
+        }
     }
+    drop(results);
     debug_assert!(audited.objects.len() + audited.unreadable.len() <= by_key.len());
     Some(audited)
 }

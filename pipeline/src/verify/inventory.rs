@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::cloudtrail::keys::{
     account_root, digest_key, parse_trail_key, DigestKeyParts, Family, FileName, TrailKey,
-    LOG_FOLDER,
+    DIGEST_FOLDER, LOG_FOLDER,
 };
 use crate::model::object::SourceRef;
 use crate::progress::validation::{area_state_name, chain_state_name};
@@ -213,24 +213,16 @@ impl Inventory {
                     raw_sha256,
                 });
             }
-            FileName::Log { delivered_at, .. } => {
-                // Only the folder whose digest coverage is documented (docs/cloudtrail-format.md §10.4).
-                if !matches!(&trail_key.family, Family::Log { folder } if folder == LOG_FOLDER) {
-                    return;
-                }
-                self.logs.push(LogEntry {
-                    key: key.to_string(),
-                    area: AreaId {
-                        reader: source.reader_account_id.clone(),
-                        bucket: source.bucket.clone(),
-                        prefix: trail_key.prefix.clone(),
-                        org_id: trail_key.org_id.clone(),
-                        account: trail_key.account_id.clone(),
-                        region: trail_key.region.clone(),
-                    },
-                    delivered_at: delivered_at.and_utc(),
+            FileName::Log { .. } => {
+                if let Some(log) = log_entry(
+                    &source.reader_account_id,
+                    &source.bucket,
+                    key,
+                    &trail_key,
                     copied_at,
-                });
+                ) {
+                    self.logs.push(log);
+                }
             }
         }
     }
@@ -242,6 +234,58 @@ impl Inventory {
             entries.dedup_by(|a, b| a.key == b.key);
         }
     }
+}
+
+/// The log file entry of `key` (already parsed as `trail_key`), for files of
+/// the `CloudTrail/` folder only: the folder whose digest coverage is
+/// documented (docs/cloudtrail-format.md §10.4).
+pub(crate) fn log_entry(
+    reader: &str,
+    bucket: &str,
+    key: &str,
+    trail_key: &TrailKey,
+    copied_at: i64,
+) -> Option<LogEntry> {
+    let FileName::Log { delivered_at, .. } = &trail_key.file else {
+        return None;
+    };
+    if !matches!(&trail_key.family, Family::Log { folder } if folder == LOG_FOLDER) {
+        return None;
+    }
+    Some(LogEntry {
+        key: key.to_string(),
+        area: AreaId {
+            reader: reader.to_string(),
+            bucket: bucket.to_string(),
+            prefix: trail_key.prefix.clone(),
+            org_id: trail_key.org_id.clone(),
+            account: trail_key.account_id.clone(),
+            region: trail_key.region.clone(),
+        },
+        delivered_at: delivered_at.and_utc(),
+        copied_at,
+    })
+}
+
+/// The chain a saved chain state is named after
+/// ([`ChainId::state_name`]), read back through a key of that chain;
+/// `None` for a name no chain has.
+pub(crate) fn chain_of_state_name(reader: &str, bucket: &str, name: &str) -> Option<ChainId> {
+    let rest = name.strip_prefix(&format!("chain/{reader}/{bucket}/"))?;
+    let marker = format!("{DIGEST_FOLDER}/");
+    let split = rest.rfind(&marker)?;
+    let (root, tail) = rest.split_at(split);
+    let (region, suffix) = tail.get(marker.len()..)?.split_once('/')?;
+    let account = root.strip_suffix('/')?.rsplit('/').next()?;
+    let (trail_home, backfill) = match suffix.strip_suffix("_backfill") {
+        Some(trail_home) => (trail_home, "_backfill"),
+        None => (suffix, ""),
+    };
+    let key = format!(
+        "{root}{DIGEST_FOLDER}/{region}/2000/01/01/{account}_{DIGEST_FOLDER}_{region}_{trail_home}_20000101T000000Z{backfill}.json.gz"
+    );
+    let (chain, _) = parse_digest_key(reader, bucket, &key)?;
+    (chain.state_name() == name).then_some(chain)
 }
 
 /// The chain, end time and account of a digest key, for keys a digest names.
@@ -302,6 +346,23 @@ mod tests {
         assert_eq!(
             chain.area().state_name(),
             "unreferenced/999988887777/bucket/org/AWSLogs/o-abcdefghij/111122223333/CloudTrail/eu-west-1/"
+        );
+        assert_eq!(
+            chain_of_state_name("999988887777", "bucket", &chain.state_name()),
+            Some(chain.clone())
+        );
+        let (standard, _) = parse_digest_key("999988887777", "bucket", "AWSLogs/111122223333/CloudTrail-Digest/us-east-1/2026/03/01/111122223333_CloudTrail-Digest_us-east-1_a_b_c_eu-west-1_20260301T050504Z.json.gz").unwrap();
+        assert_eq!(
+            chain_of_state_name("999988887777", "bucket", &standard.state_name()),
+            Some(standard)
+        );
+        assert_eq!(
+            chain_of_state_name(
+                "999988887777",
+                "bucket",
+                "chain/999988887777/bucket/nonsense"
+            ),
+            None
         );
         assert!(parse_digest_key("r", "b", "AWSLogs/111122223333/CloudTrail/eu-west-1/2026/03/01/111122223333_CloudTrail_eu-west-1_20260301T0505Z_abc.json.gz").is_none());
     }

@@ -60,6 +60,25 @@ enum Lookup {
     Pending,
 }
 
+/// The content the store recorded for `source` at copy time.
+fn recorded_content(
+    ctx: &Ctx<'_>,
+    chain: &ChainId,
+    source: &SourceRef,
+) -> Result<Option<Content>, OpError> {
+    Ok(ctx
+        .store
+        .object(source)
+        .map_err(|error| {
+            OpError::new(
+                &chain.account,
+                format!("read store s3://{}/{}", source.bucket, source.key),
+                error,
+            )
+        })?
+        .map(Content::from))
+}
+
 async fn content_of(
     ctx: &Ctx<'_>,
     chain: &ChainId,
@@ -77,22 +96,20 @@ async fn content_of(
                     ),
                 ));
             }
-            audited.objects.get(&source.key).map(|object| Content {
-                content_sha256: object.content_sha256,
-                content_error: object.content_error.clone(),
-            })
+            if audited.missing.contains(&source.key) {
+                None
+            } else if let Some(object) = audited.objects.get(&source.key) {
+                Some(Content {
+                    content_sha256: object.content_sha256,
+                    content_error: object.content_error.clone(),
+                })
+            } else {
+                // The audit found the archive's bytes as recorded (or did
+                // not cover the key): the store's record stands.
+                recorded_content(ctx, chain, source)?
+            }
         }
-        None => ctx
-            .store
-            .object(source)
-            .map_err(|error| {
-                OpError::new(
-                    &chain.account,
-                    format!("read store s3://{}/{}", source.bucket, source.key),
-                    error,
-                )
-            })?
-            .map(Content::from),
+        None => recorded_content(ctx, chain, source)?,
     };
     if let Some(archived) = archived {
         return Ok(Lookup::Found(archived));
@@ -274,6 +291,173 @@ pub(crate) fn register_references(
     Ok(())
 }
 
+/// The validated standard windows of each area, with the trail of each.
+pub(crate) fn coverage(
+    states: &HashMap<ChainId, ChainState>,
+) -> BTreeMap<AreaId, Vec<(Span, &str)>> {
+    let mut coverage: BTreeMap<AreaId, Vec<(Span, &str)>> = BTreeMap::new();
+    for (chain, state) in states {
+        if chain.backfill {
+            continue;
+        }
+        coverage.entry(chain.area()).or_default().extend(
+            state
+                .listed
+                .spans()
+                .iter()
+                .map(|span| (*span, chain.trail.as_str())),
+        );
+    }
+    coverage
+}
+
+/// What judging the log files of one area in this run covers.
+pub(crate) struct AreaPlan<'s> {
+    name: String,
+    saved: AreaState,
+    spans: &'s [(Span, &'s str)],
+    /// Files named at or after this are not judged yet.
+    pub horizon: DateTime<Utc>,
+    /// Files named from here to the horizon are judged (all when `None`).
+    pub judged_from: Option<DateTime<Utc>>,
+    /// Files copied since are judged whatever their name.
+    recent_since: Option<i64>,
+}
+
+/// Reads what earlier runs judged in `area` and plans this run's judging;
+/// `None` (reported) when the area's state cannot be read.
+pub(crate) fn plan_area<'s>(
+    ctx: &Ctx<'_>,
+    area: &AreaId,
+    spans: &'s [(Span, &'s str)],
+    lowered: &BTreeMap<AreaId, DateTime<Utc>>,
+    full: bool,
+) -> Option<AreaPlan<'s>> {
+    let grace_limit = ctx.now - ctx.settings.unreferenced_grace;
+    let name = area.state_name();
+    let saved = if full {
+        AreaState::default()
+    } else {
+        match read_area_state(ctx.store, &name) {
+            Ok(saved) => saved.unwrap_or_default(),
+            Err(error) => {
+                ctx.error(&OpError::new(
+                    &area.account,
+                    format!("read state {name}"),
+                    error,
+                ));
+                return None;
+            }
+        }
+    };
+    let covered_until = spans
+        .iter()
+        .filter_map(|(span, _)| DateTime::from_timestamp(span.last_end, 0))
+        .max()
+        .unwrap_or(grace_limit);
+    let margin = Duration::minutes(COVERAGE_MARGIN_MINUTES);
+    let horizon = grace_limit.min(covered_until - margin);
+    let judged_from = match (saved.checked_until, lowered.get(area)) {
+        (Some(until), Some(lowered)) => Some(until.min(*lowered)),
+        (until, _) => until,
+    };
+    let recent_since = saved
+        .last_run_at
+        .map(|at| (at - Duration::minutes(COPIED_SLACK_MINUTES)).timestamp());
+    Some(AreaPlan {
+        name,
+        saved,
+        spans,
+        horizon,
+        judged_from,
+        recent_since,
+    })
+}
+
+/// Judges one archived log file of `area` under `plan`: `log_file_unreferenced`
+/// when it is due, inside a validated window and listed by no valid digest.
+/// `any_name` judges it whatever its name's time (a file copied since the
+/// last run); otherwise only a candidate by name or copy time is.
+pub(crate) fn judge_log(
+    ctx: &Ctx<'_>,
+    area: &AreaId,
+    plan: &AreaPlan<'_>,
+    log: &LogEntry,
+    any_name: bool,
+) -> Result<(), OpError> {
+    let delivered = log.delivered_at;
+    if delivered >= plan.horizon {
+        return Ok(());
+    }
+    let candidate = any_name
+        || plan.judged_from.is_none_or(|from| delivered >= from)
+        || plan
+            .recent_since
+            .is_some_and(|since| log.copied_at >= since);
+    if !candidate {
+        return Ok(());
+    }
+    let margin = Duration::minutes(COVERAGE_MARGIN_MINUTES);
+    let at = delivered.timestamp();
+    let covering = plan.spans.iter().find(|(span, _)| {
+        span.window_start <= at && at.saturating_add(margin.num_seconds()) <= span.last_end
+    });
+    let Some((span, trail)) = covering else {
+        return Ok(());
+    };
+    if is_referenced(ctx, log)? {
+        return Ok(());
+    }
+    let window_start =
+        DateTime::from_timestamp(span.window_start, 0).map_or_else(String::new, utc_text);
+    let window_end = DateTime::from_timestamp(span.last_end, 0).map_or_else(String::new, utc_text);
+    let archive_key = SourceRef {
+        account_id: area.reader.clone(),
+        bucket: area.bucket.clone(),
+        key: log.key.clone(),
+    }
+    .archive_key(&ctx.settings.archive_prefix);
+    ctx.finding(
+        Finding::new(
+            FindingKind::LogFileUnreferenced,
+            &area.account,
+            &area.bucket,
+            &log.key,
+            format!(
+                "archived log file delivered at {} (per its name) is listed by no digest, although validated digests of trail {trail} cover {window_start} to {window_end} for this account and region and the grace period of {} hours has passed; it may have been planted in the source bucket",
+                utc_text(delivered),
+                ctx.settings.unreferenced_grace.num_hours()
+            ),
+        )
+        .with_region(Some(&area.region))
+        .with_trail(Some(trail))
+        .with_archive_key(Some(&archive_key)),
+    );
+    Ok(())
+}
+
+/// Saves how far `area` was judged; `false` (reported) when the write failed.
+pub(crate) fn finish_area(ctx: &Ctx<'_>, area: &AreaId, plan: &AreaPlan<'_>) -> bool {
+    let updated = AreaState {
+        v: STATE_VERSION,
+        checked_until: Some(
+            plan.saved
+                .checked_until
+                .map_or(plan.horizon, |until| until.max(plan.horizon)),
+        ),
+        last_run_at: Some(ctx.now),
+    };
+    if let Err(error) = write_area_state(ctx.store, &plan.name, &updated) {
+        ctx.error(&OpError::new(
+            &area.account,
+            format!("write state {}", plan.name),
+            error,
+        ));
+        return false;
+    }
+    true
+}
+
 /// `log_file_unreferenced` for archived `CloudTrail/` files that no digest
 /// lists, named before `now − grace` inside the delivery windows of the
 /// area's validated standard digests whose log lists were read (a file in a
@@ -288,25 +472,12 @@ pub(crate) fn check_unreferenced(
     scope: &Scope<'_>,
     full: bool,
 ) {
-    let mut coverage: BTreeMap<AreaId, Vec<(Span, &str)>> = BTreeMap::new();
-    for (chain, state) in states {
-        if chain.backfill {
-            continue;
-        }
-        coverage.entry(chain.area()).or_default().extend(
-            state
-                .listed
-                .spans()
-                .iter()
-                .map(|span| (*span, chain.trail.as_str())),
-        );
-    }
+    let coverage = coverage(states);
     let mut by_area: BTreeMap<&AreaId, Vec<&LogEntry>> = BTreeMap::new();
     for log in &inventory.logs {
         by_area.entry(&log.area).or_default().push(log);
     }
 
-    let grace_limit = ctx.now - ctx.settings.unreferenced_grace;
     for (area, logs) in by_area {
         if !scope.covers(&area.reader, &area.account, Some(&area.region)) {
             continue;
@@ -314,110 +485,17 @@ pub(crate) fn check_unreferenced(
         let Some(spans) = coverage.get(area).filter(|spans| !spans.is_empty()) else {
             continue;
         };
-        let name = area.state_name();
-        let saved = if full {
-            AreaState::default()
-        } else {
-            match read_area_state(ctx.store, &name) {
-                Ok(saved) => saved.unwrap_or_default(),
-                Err(error) => {
-                    ctx.error(&OpError::new(
-                        &area.account,
-                        format!("read state {name}"),
-                        error,
-                    ));
-                    continue;
-                }
-            }
-        };
-        let covered_until = spans
-            .iter()
-            .filter_map(|(span, _)| DateTime::from_timestamp(span.last_end, 0))
-            .max()
-            .unwrap_or(grace_limit);
-        let margin = Duration::minutes(COVERAGE_MARGIN_MINUTES);
-        let horizon = grace_limit.min(covered_until - margin);
-        let judged_from = match (saved.checked_until, lowered.get(area)) {
-            (Some(until), Some(lowered)) => Some(until.min(*lowered)),
-            (until, _) => until,
-        };
-        let recent_since = saved
-            .last_run_at
-            .map(|at| (at - Duration::minutes(COPIED_SLACK_MINUTES)).timestamp());
-
-        let mut failed = false;
-        for log in logs {
-            let delivered = log.delivered_at;
-            if delivered >= horizon {
-                continue;
-            }
-            let candidate = judged_from.is_none_or(|from| delivered >= from)
-                || recent_since.is_some_and(|since| log.copied_at >= since);
-            if !candidate {
-                continue;
-            }
-            let at = delivered.timestamp();
-            let covering = spans.iter().find(|(span, _)| {
-                span.window_start <= at && at.saturating_add(margin.num_seconds()) <= span.last_end
-            });
-            let Some((span, trail)) = covering else {
-                continue;
-            };
-            match is_referenced(ctx, log) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let window_start = DateTime::from_timestamp(span.window_start, 0)
-                        .map_or_else(String::new, utc_text);
-                    let window_end = DateTime::from_timestamp(span.last_end, 0)
-                        .map_or_else(String::new, utc_text);
-                    let archive_key = SourceRef {
-                        account_id: area.reader.clone(),
-                        bucket: area.bucket.clone(),
-                        key: log.key.clone(),
-                    }
-                    .archive_key(&ctx.settings.archive_prefix);
-                    ctx.finding(
-                        Finding::new(
-                            FindingKind::LogFileUnreferenced,
-                            &area.account,
-                            &area.bucket,
-                            &log.key,
-                            format!(
-                                "archived log file delivered at {} (per its name) is listed by no digest, although validated digests of trail {trail} cover {window_start} to {window_end} for this account and region and the grace period of {} hours has passed; it may have been planted in the source bucket",
-                                utc_text(delivered),
-                                ctx.settings.unreferenced_grace.num_hours()
-                            ),
-                        )
-                        .with_region(Some(&area.region))
-                        .with_trail(Some(trail))
-                        .with_archive_key(Some(&archive_key)),
-                    );
-                }
-                Err(error) => {
-                    ctx.error(&error);
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        if failed {
+        let Some(plan) = plan_area(ctx, area, spans, lowered, full) else {
             continue;
-        }
-        let updated = AreaState {
-            v: STATE_VERSION,
-            checked_until: Some(
-                saved
-                    .checked_until
-                    .map_or(horizon, |until| until.max(horizon)),
-            ),
-            last_run_at: Some(ctx.now),
         };
-        if let Err(error) = write_area_state(ctx.store, &name, &updated) {
-            ctx.error(&OpError::new(
-                &area.account,
-                format!("write state {name}"),
-                error,
-            ));
+        let judged = logs
+            .into_iter()
+            .try_for_each(|log| judge_log(ctx, area, &plan, log, false));
+        match judged {
+            Ok(()) => {
+                finish_area(ctx, area, &plan);
+            }
+            Err(error) => ctx.error(&error),
         }
     }
 }

@@ -603,6 +603,123 @@ async fn incremental_runs_read_only_new_digests() {
     assert_eq!(world.gets(), HOURS as u64 + 2, "only the two new digests");
 }
 
+fn records_read(world: &World) -> u64 {
+    world.store.records_read.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn incremental_store_reads_follow_the_new_digests_not_the_archive() {
+    let trail = Trail::org("eu-west-1");
+    let hours = HOURS * 3;
+    let start = first_end() - Duration::hours(2 * HOURS as i64);
+    let chain = build_chain(&trail, start, hours + 2);
+    let world = World::new(now());
+    for digest in &chain[..hours] {
+        world.put_digest(digest);
+    }
+    world.archive_all().await;
+    let archived = world.store.objects_under(READER, BUCKET, "").unwrap().len() as u64;
+
+    let first = world.run(&settings()).await;
+    assert!(first.errors.is_empty(), "{:#?}", first.errors);
+    assert_only(&first, &[]);
+    assert!(
+        records_read(&world) >= archived,
+        "the first run reads every record"
+    );
+
+    // Nothing new: not one object record is read, however large the archive.
+    for _ in 0..2 {
+        let before = records_read(&world);
+        let steady = world.run(&settings()).await;
+        assert!(steady.errors.is_empty(), "{:#?}", steady.errors);
+        assert_only(&steady, &[]);
+        assert_eq!(steady.chains, 1);
+        assert_eq!(
+            records_read(&world) - before,
+            0,
+            "a steady run reads no record"
+        );
+    }
+
+    // Time passes, nothing new: only the log files whose grace just passed.
+    world.clock.set(now() + Duration::minutes(30));
+    let before = records_read(&world);
+    let later = world.run(&settings()).await;
+    assert!(later.errors.is_empty(), "{:#?}", later.errors);
+    let read = records_read(&world) - before;
+    assert!(read < archived / 10, "read {read} of {archived} records");
+
+    // Two new digests: their folders, the chain's digests and the day's logs,
+    // not the archive's older log files.
+    for digest in &chain[hours..] {
+        world.put_digest(digest);
+    }
+    world.clock.set(now() + Duration::hours(2));
+    world.archive_all().await;
+    let before = records_read(&world);
+    let appended = world.run(&settings()).await;
+    assert!(appended.errors.is_empty(), "{:#?}", appended.errors);
+    assert_only(&appended, &[]);
+    assert_eq!(appended.stats.digests_validated, 2);
+    let read = records_read(&world) - before;
+    let digests = hours as u64 + 2;
+    let day_logs = log_count(&chain[hours + 2 - 24..]);
+    let logs = archived - hours as u64;
+    // The chain's digests, the fresh day folders, and at most two more days
+    // of log files whose grace passed: never the older days' log files.
+    let bound = digests + 26 + 3 * day_logs;
+    assert!(
+        logs > bound - digests,
+        "the archive holds more old logs than the bound"
+    );
+    assert!(
+        read <= bound,
+        "read {read} records (archive {archived}, chain {digests}, a day of logs {day_logs})"
+    );
+    assert!(
+        world
+            .store
+            .fresh_folders(READER, BUCKET)
+            .unwrap()
+            .is_empty(),
+        "every fresh folder was settled"
+    );
+}
+
+#[tokio::test]
+async fn a_log_planted_later_under_an_old_name_is_judged_incrementally() {
+    let scenario = scenario();
+    scenario.world.archive_all().await;
+    let first = scenario.world.run(&settings()).await;
+    assert!(first.errors.is_empty(), "{:#?}", first.errors);
+    let steady = scenario.world.run(&settings()).await;
+    assert_only(&steady, &[]);
+
+    // A file named in an old, validated window, copied only now.
+    let planted = scenario.trail.log(
+        scenario.chain[5].end - Duration::minutes(20),
+        "PLANTED00000000000",
+    );
+    scenario.world.put_log(&planted);
+    scenario.world.archive_all().await;
+    let before = records_read(&scenario.world);
+    let outcome = scenario.world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(
+        &outcome,
+        &[(FindingKind::LogFileUnreferenced, &planted.key)],
+    );
+    let read = records_read(&scenario.world) - before;
+    let archived = scenario
+        .world
+        .store
+        .objects_under(READER, BUCKET, "")
+        .unwrap()
+        .len() as u64;
+    assert!(read < archived, "read {read} of {archived} records");
+}
+
 #[tokio::test]
 async fn late_archived_digest_is_validated_and_linked() {
     let scenario = scenario();
