@@ -124,6 +124,8 @@ pub async fn fetch_one(
         bucket_owners: [(target.bucket.clone(), target.account_id.clone())]
             .into_iter()
             .collect(),
+        // One copy: on this task.
+        shared: None,
     };
     let job = CopyJob {
         partition: None,
