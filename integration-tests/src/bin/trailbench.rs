@@ -10,6 +10,8 @@
 //!   Object Lock, HEAD) to show where the time goes;
 //! - `proxy`: an HTTP proxy that counts S3 requests by operation;
 //! - `flood`: one partition of a member bucket filled with tiny junk objects;
+//! - `validate-ref`: GET, inflate and hash every archived object (the floor of
+//!   `verify --full`; `getput --inflate` is the floor of a copy);
 //! - `info`: the state file's summary as JSON.
 //!
 //! The simulator's format code is compiled in with `#[path]` (its modules are private
@@ -38,6 +40,9 @@ mod proxy;
 
 #[path = "../bench/flood.rs"]
 mod flood;
+
+#[path = "../bench/floor.rs"]
+mod floor;
 
 use std::path::PathBuf;
 
@@ -180,6 +185,21 @@ enum Command {
         /// HEAD the version each PUT created (checksum mode enabled), as trailvault does.
         #[arg(long)]
         head: bool,
+        /// Inflate every body (libdeflate) and SHA-256 its raw and inflated bytes.
+        #[arg(long)]
+        inflate: bool,
+    },
+    /// GET every object under `--prefix` of `--bucket` at `--concurrency`, inflate
+    /// it (libdeflate) and SHA-256 its raw and inflated bytes.
+    ValidateRef {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, default_value = "archive/")]
+        prefix: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Fill today's CloudTrail/us-east-1 partition of `--account`'s bucket with
     /// tiny junk objects (a hostile member's flood).
@@ -358,6 +378,7 @@ fn main() -> anyhow::Result<()> {
             object_lock,
             provenance,
             head,
+            inflate,
         } => {
             let loaded = generate::BenchState::load(&state)?;
             let buckets: Vec<String> = loaded
@@ -376,7 +397,22 @@ fn main() -> anyhow::Result<()> {
                     object_lock,
                     provenance,
                     head,
+                    inflate,
                 },
+            ))?;
+            println!("{}", serde_json::to_string(&result)?);
+        }
+        Command::ValidateRef {
+            endpoint,
+            bucket,
+            prefix,
+            concurrency,
+        } => {
+            let result = runtime()?.block_on(floor::validate_ref(
+                &endpoint.endpoint(),
+                &bucket,
+                &prefix,
+                concurrency,
             ))?;
             println!("{}", serde_json::to_string(&result)?);
         }

@@ -1712,4 +1712,88 @@ mod tests {
             "the earlier run's marker stays"
         );
     }
+
+    /// A source that notes the thread each GET runs on, and holds it a
+    /// moment (as CPU work would).
+    struct ThreadNoting {
+        inner: Arc<MemorySource>,
+        threads: Mutex<BTreeSet<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl TrailSource for ThreadNoting {
+        fn bucket(&self) -> &str {
+            self.inner.bucket()
+        }
+
+        async fn list_page(
+            &self,
+            prefix: &str,
+            continuation: Option<String>,
+        ) -> Result<crate::seams::ListingPage<ListedObject>, SeamError> {
+            self.inner.list_page(prefix, continuation).await
+        }
+
+        async fn list_folders_page(
+            &self,
+            prefix: &str,
+            continuation: Option<String>,
+        ) -> Result<crate::seams::ListingPage<String>, SeamError> {
+            self.inner.list_folders_page(prefix, continuation).await
+        }
+
+        async fn get(&self, key: &str) -> Result<crate::seams::SourceObject, SeamError> {
+            self.threads
+                .lock()
+                .unwrap()
+                .insert(format!("{:?}", std::thread::current().id()));
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            self.inner.get(key).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), SeamError> {
+            TrailSource::delete(self.inner.as_ref(), key).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copies_run_as_tasks_of_their_own_on_the_runtime_threads() {
+        let world = World::new();
+        for index in 0..40 {
+            world.source.put(
+                &log_key(27, "0900", &format!("{index:016}")),
+                log_body(MEMBER),
+                &[],
+            );
+        }
+        let noting = Arc::new(ThreadNoting {
+            inner: world.source.clone(),
+            threads: Mutex::default(),
+        });
+        let scope = SourceScope {
+            source: noting.clone(),
+            ..world.scope()
+        };
+        let counters = Counters::default();
+        let cancel = CancellationToken::new();
+        let test_thread = format!("{:?}", std::thread::current().id());
+        let outcome = collect(
+            Collector {
+                archive: world.archive.clone(),
+                store: &world.store,
+                clock: &world.clock,
+                settings: &world.settings,
+                cancel: &cancel,
+                counters: &counters,
+            },
+            vec![scope],
+            Window::Incremental,
+        )
+        .await;
+        assert_eq!(outcome.stats.objects_copied, 40, "{:?}", outcome.errors);
+        let threads = noting.threads.lock().unwrap().clone();
+        // Not the thread driving the run (the test's), and more than one.
+        assert!(!threads.contains(&test_thread), "{threads:?}");
+        assert!(threads.len() >= 2, "{threads:?}");
+    }
 }
