@@ -266,6 +266,7 @@ def build(results, info):
             "object_lock": "+ explicit Object Lock COMPLIANCE retain-until per PUT",
             "provenance": "+ provenance metadata (4 x-amz-meta headers) and the S3 Bucket Key flag",
             "head": "+ HEAD of the created version (checksum mode) after every PUT",
+            "inflate": "+ inflate every body (libdeflate) and SHA-256 of the raw and inflated bytes (the floor, issue 16)",
         }
         rows = [["bare GET->PUT", fmt(gp_rate), "100%", *cpu_cells(gp, gp_json.get("objects")), ""]]
         for name, rate, errors, record in ladder:
@@ -447,6 +448,10 @@ def build(results, info):
         report.target("store < 512 bytes per object", "PASS" if worst < 512 else "FAIL", " / ".join(f"{p:.0f} B" for p in per_object))
     else:
         report.target("store < 512 bytes per object", "NOT MEASURED", "no store measured")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from report_floor import add_floor
+
+    add_floor(report, results, load, stats, fmt)
     return report
 
 

@@ -45,10 +45,12 @@ fn init_tracing(cli: &cli::Cli) {
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(&cli);
+    // Hashing and inflating large bodies run on the blocking pool: one thread
+    // per core keeps every core busy without one thread (and one malloc arena)
+    // per copy; the copies themselves are tasks spread over the worker threads.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // Hashing and inflating run on the blocking pool: a few threads keep
-        // every core busy without one thread (and one malloc arena) per copy.
-        .max_blocking_threads(8)
+        .max_blocking_threads(cores.max(2))
         .enable_all()
         .build()
     {

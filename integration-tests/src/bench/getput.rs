@@ -39,6 +39,10 @@ pub struct Extras {
     pub provenance: bool,
     /// HEAD of the version the PUT created (checksum mode enabled) after every PUT.
     pub head: bool,
+    /// Every body inflated (libdeflate, whole buffer) and its raw and inflated
+    /// bytes hashed with SHA-256: what validation needs at copy time (issue 16's
+    /// floor, ladder step 7).
+    pub inflate: bool,
 }
 
 /// Copies every object under `AWSLogs/` of `buckets` to `dest_bucket` as
@@ -75,6 +79,9 @@ pub async fn getput(
                     let body = object.body.collect().await?.into_bytes();
                     let length = body.len() as u64;
                     let put_body_bytes = body.clone();
+                    if extras.inflate {
+                        std::hint::black_box(crate::floor::inflate_and_hash(&body));
+                    }
                     let mut put = client
                         .put_object()
                         .bucket(dest_bucket)

@@ -12,6 +12,8 @@
 //! - `flood`: one partition of a member bucket filled with tiny junk objects;
 //! - `cost`: the cost model (issue 14) from two counted `collect` runs, extrapolated
 //!   to a large organization: polling vs event-driven intake;
+//! - `validate-ref`: GET, inflate and hash every archived object (the floor of
+//!   `verify --full`; `getput --inflate` is the floor of a copy);
 //! - `info`: the state file's summary as JSON.
 //!
 //! The simulator's format code is compiled in with `#[path]` (its modules are private
@@ -43,6 +45,8 @@ mod flood;
 
 #[path = "../bench/cost.rs"]
 mod cost;
+#[path = "../bench/floor.rs"]
+mod floor;
 
 use std::path::PathBuf;
 
@@ -185,6 +189,21 @@ enum Command {
         /// HEAD the version each PUT created (checksum mode enabled), as trailvault does.
         #[arg(long)]
         head: bool,
+        /// Inflate every body (libdeflate) and SHA-256 its raw and inflated bytes.
+        #[arg(long)]
+        inflate: bool,
+    },
+    /// GET every object under `--prefix` of `--bucket` at `--concurrency`, inflate
+    /// it (libdeflate) and SHA-256 its raw and inflated bytes.
+    ValidateRef {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, default_value = "archive/")]
+        prefix: String,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Fill today's CloudTrail/us-east-1 partition of `--account`'s bucket with
     /// tiny junk objects (a hostile member's flood).
@@ -394,6 +413,7 @@ fn main() -> anyhow::Result<()> {
             object_lock,
             provenance,
             head,
+            inflate,
         } => {
             let loaded = generate::BenchState::load(&state)?;
             let buckets: Vec<String> = loaded
@@ -412,7 +432,22 @@ fn main() -> anyhow::Result<()> {
                     object_lock,
                     provenance,
                     head,
+                    inflate,
                 },
+            ))?;
+            println!("{}", serde_json::to_string(&result)?);
+        }
+        Command::ValidateRef {
+            endpoint,
+            bucket,
+            prefix,
+            concurrency,
+        } => {
+            let result = runtime()?.block_on(floor::validate_ref(
+                &endpoint.endpoint(),
+                &bucket,
+                &prefix,
+                concurrency,
             ))?;
             println!("{}", serde_json::to_string(&result)?);
         }

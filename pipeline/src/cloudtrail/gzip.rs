@@ -88,6 +88,21 @@ pub enum InflateError {
     },
 }
 
+/// Where the inflated bytes go as they are produced (after the size and
+/// ratio limits allowed them, before the trailer is checked): a content check
+/// reads the content in the same pass that hashes it, so nothing is inflated
+/// twice. What a sink concludes counts only when the outcome is `Ok`.
+pub trait InflatedSink {
+    fn inflated(&mut self, bytes: &[u8]);
+}
+
+/// A sink that drops the bytes.
+pub struct NoSink;
+
+impl InflatedSink for NoSink {
+    fn inflated(&mut self, _bytes: &[u8]) {}
+}
+
 /// Length and SHA-256 of the inflated content of the first gzip member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inflated {
@@ -171,8 +186,8 @@ pub struct GzipInspector {
     inflated_len: u64,
     inflated_sha256: Context,
     inflated_crc: crc32fast::Hasher,
-    /// When set, the inflated bytes are also collected (for [`inflate_single_member`]
-    /// and [`BodyInspector`]), as long as they fit in `keep_up_to` bytes;
+    /// When set, the inflated bytes are also collected (for [`inflate_single_member`]),
+    /// as long as they fit in `keep_up_to` bytes;
     /// `collect_complete` turns false when they do not, or the member is invalid.
     collected: Option<Vec<u8>>,
     keep_up_to: u64,
@@ -247,6 +262,11 @@ impl GzipInspector {
 
     /// Feeds the next chunk of raw bytes (any size, including empty).
     pub fn update(&mut self, chunk: &[u8]) {
+        self.update_into(chunk, &mut NoSink);
+    }
+
+    /// [`GzipInspector::update`], handing the inflated bytes to `sink`.
+    pub fn update_into(&mut self, chunk: &[u8], sink: &mut dyn InflatedSink) {
         self.raw_sha256.update(chunk);
         self.raw_len = self.raw_len.saturating_add(chunk.len() as u64);
         let mut rest = chunk;
@@ -263,7 +283,7 @@ impl GzipInspector {
             }
             if self.pending.is_empty() && rest.len() >= BLOCK_LEN {
                 let (block, tail) = rest.split_at_checked(BLOCK_LEN).unwrap_or((rest, &[]));
-                self.process_block(block);
+                self.process_block(block, sink);
                 rest = tail;
                 continue;
             }
@@ -273,7 +293,7 @@ impl GzipInspector {
             rest = tail;
             if self.pending.len() >= BLOCK_LEN {
                 let block = std::mem::take(&mut self.pending);
-                self.process_block(&block);
+                self.process_block(&block, sink);
                 self.pending = block;
                 self.pending.clear();
             }
@@ -282,20 +302,25 @@ impl GzipInspector {
 
     /// Ends the object and returns the outcome.
     pub fn finish(mut self) -> InspectOutcome {
-        self.finish_in_place()
+        self.finish_in_place(&mut NoSink)
+    }
+
+    /// [`GzipInspector::finish`], handing the last inflated bytes to `sink`.
+    pub fn finish_into(mut self, sink: &mut dyn InflatedSink) -> InspectOutcome {
+        self.finish_in_place(sink)
     }
 
     /// [`GzipInspector::finish`] without giving up the inspector (see [`GzipInspector::reset`]).
-    fn finish_in_place(&mut self) -> InspectOutcome {
+    fn finish_in_place(&mut self, sink: &mut dyn InflatedSink) -> InspectOutcome {
         if !self.pending.is_empty() {
             let mut block = std::mem::take(&mut self.pending);
-            self.process_block(&block);
+            self.process_block(&block, sink);
             block.clear();
             self.pending = block;
         }
         if matches!(self.state, State::Body) {
             // Drain output the inflater may still hold from the last full buffer.
-            self.inflate(&[]);
+            self.inflate(&[], sink);
         }
         let inflated = match std::mem::replace(&mut self.state, State::Done { extra_bytes: 0 }) {
             State::Done { extra_bytes: 0 } => Ok(Inflated {
@@ -332,7 +357,7 @@ impl GzipInspector {
 
     /// Runs the state machine over one block (a full [`BLOCK_LEN`] block, or the
     /// final partial one).
-    fn process_block(&mut self, block: &[u8]) {
+    fn process_block(&mut self, block: &[u8], sink: &mut dyn InflatedSink) {
         self.raw_processed = self.raw_processed.saturating_add(block.len() as u64);
         let mut input = block;
         loop {
@@ -351,7 +376,7 @@ impl GzipInspector {
                     }
                 }
                 State::Body => {
-                    let consumed = self.inflate(input);
+                    let consumed = self.inflate(input, sink);
                     input = input.get(consumed..).unwrap_or(&[]);
                     if matches!(self.state, State::Body) {
                         // Without progress the inflater needs more input.
@@ -389,7 +414,7 @@ impl GzipInspector {
 
     /// Inflates from `input` until the member ends, the input is used up and the
     /// output drained, or an error/limit stops it. Returns the bytes consumed.
-    fn inflate(&mut self, input: &[u8]) -> usize {
+    fn inflate(&mut self, input: &[u8], sink: &mut dyn InflatedSink) -> usize {
         let mut consumed_total = 0usize;
         loop {
             let remaining = input.get(consumed_total..).unwrap_or(&[]);
@@ -406,7 +431,7 @@ impl GzipInspector {
                 .min(self.output.len());
             consumed_total += consumed;
             if produced > 0 {
-                if let Err(error) = self.take_output(produced) {
+                if let Err(error) = self.take_output(produced, sink) {
                     self.fail(error);
                     return consumed_total;
                 }
@@ -443,7 +468,11 @@ impl GzipInspector {
 
     /// Accounts for `produced` fresh bytes in the output buffer, enforcing limits
     /// before they are hashed or collected.
-    fn take_output(&mut self, produced: usize) -> Result<(), InflateError> {
+    fn take_output(
+        &mut self,
+        produced: usize,
+        sink: &mut dyn InflatedSink,
+    ) -> Result<(), InflateError> {
         let new_len = self.inflated_len.saturating_add(produced as u64);
         if new_len > self.limits.max_inflated_bytes {
             return Err(InflateError::TooLarge {
@@ -461,6 +490,7 @@ impl GzipInspector {
         let fresh = self.output.get(..produced).unwrap_or(&[]);
         self.inflated_sha256.update(fresh);
         self.inflated_crc.update(fresh);
+        sink.inflated(fresh);
         if let Some(collected) = self.collected.as_mut().filter(|_| self.collect_complete) {
             if (collected.len() + fresh.len()) as u64 > self.keep_up_to {
                 // Too large to keep: hashing and checks go on without it.
@@ -669,7 +699,8 @@ pub fn inspect_keeping(
 ) -> (InspectOutcome, Option<Vec<u8>>) {
     let mut inspector = GzipInspector::new(limits);
     let mut kept = Vec::new();
-    let (outcome, complete) = inspect_with(&mut inspector, &mut kept, bytes, keep_up_to);
+    let (outcome, complete) =
+        inspect_with(&mut inspector, &mut kept, bytes, keep_up_to, &mut NoSink);
     (outcome, complete.then_some(kept))
 }
 
@@ -682,6 +713,7 @@ fn inspect_with(
     kept: &mut Vec<u8>,
     bytes: &[u8],
     keep_up_to: u64,
+    sink: &mut dyn InflatedSink,
 ) -> (InspectOutcome, bool) {
     let claimed_size = bytes
         .len()
@@ -704,8 +736,8 @@ fn inspect_with(
     inspector.collected = Some(std::mem::take(kept));
     inspector.keep_up_to = keep_up_to;
     inspector.collect_complete = true;
-    inspector.update(bytes);
-    let outcome = inspector.finish_in_place();
+    inspector.update_into(bytes, sink);
+    let outcome = inspector.finish_in_place(sink);
     *kept = inspector.collected.take().unwrap_or_default();
     let complete = inspector.collect_complete;
     if !complete {
@@ -714,37 +746,31 @@ fn inspect_with(
     (outcome, complete)
 }
 
-/// A reusable [`inspect_keeping`] for bodies held in memory, one per thread in
-/// the copy path: its inflater, windows and output buffer are allocated once,
-/// not per object.
+/// A reusable inspector for bodies held in memory, one per thread in the
+/// copy path: its inflater, windows and output buffer are allocated once, not
+/// per object.
 #[derive(Debug, Default)]
 pub struct BodyInspector {
     inspector: Option<GzipInspector>,
-    kept: Vec<u8>,
 }
 
 impl BodyInspector {
-    /// [`inspect_keeping`], borrowing the kept bytes until the next call.
-    pub fn inspect(
+    /// [`inspect`], handing the inflated bytes to `sink` as they are
+    /// produced (nothing is kept).
+    pub fn inspect_into(
         &mut self,
         bytes: &[u8],
         limits: InflateLimits,
-        keep_up_to: u64,
-    ) -> (InspectOutcome, Option<&[u8]>) {
-        // Hold on to at most one body's worth between calls.
-        let retain = usize::try_from(keep_up_to).unwrap_or(usize::MAX);
-        if self.kept.capacity() > retain {
-            self.kept = Vec::new();
+        sink: &mut dyn InflatedSink,
+    ) -> InspectOutcome {
+        if let Some(inspector) = self.inspector.as_mut() {
+            inspector.reset(limits);
         }
-        let inspector = match &mut self.inspector {
-            Some(inspector) => {
-                inspector.reset(limits);
-                inspector
-            }
-            None => self.inspector.insert(GzipInspector::new(limits)),
-        };
-        let (outcome, complete) = inspect_with(inspector, &mut self.kept, bytes, keep_up_to);
-        (outcome, complete.then_some(self.kept.as_slice()))
+        let inspector = self
+            .inspector
+            .get_or_insert_with(|| GzipInspector::new(limits));
+        inspector.update_into(bytes, sink);
+        inspector.finish_in_place(sink)
     }
 }
 

@@ -156,6 +156,8 @@ async fn fetch_found(
         bucket_owners: [(target.bucket.clone(), target.account_id.clone())]
             .into_iter()
             .collect(),
+        // One copy: on this task.
+        shared: None,
     };
     let job = CopyJob {
         partition: None,

@@ -1,10 +1,10 @@
 //! What a copied file says about itself: its key name, its gzip framing and
 //! the accounts its content claims, each checked against where it was found.
 
-use crate::cloudtrail::claims::{DigestClaim, LogClaims};
-use crate::cloudtrail::gzip::InflateError;
+use crate::cloudtrail::claims::{BodyKind, ClaimScanner, Claims, ClaimsError};
+use crate::cloudtrail::gzip::{InflateError, InflatedSink};
 use crate::cloudtrail::keys::{Family, KeyError, TrailKey};
-use crate::copy::{ContentCheck, Inflated};
+use crate::copy::{ContentCheck, ContentChecker};
 use crate::model::findings::{Finding, FindingKind};
 
 use super::CopyJob;
@@ -18,9 +18,53 @@ pub(super) fn claims_check(job: &CopyJob, parsed_key: &Result<TrailKey, KeyError
     let trail_key = parsed_key.as_ref().ok();
     let is_digest = trail_key.is_some_and(TrailKey::is_digest);
     let is_log_family = trail_key.is_some_and(|k| matches!(&k.family, Family::Log { .. }));
-    Box::new(move |inflated| {
-        content_claims(&member, &bucket, &key, is_digest, is_log_family, inflated)
+    let kind = if is_digest {
+        BodyKind::Digest
+    } else {
+        BodyKind::Log
+    };
+    Box::new(ClaimsCheck {
+        member,
+        bucket,
+        key,
+        is_log_family,
+        scanner: ClaimScanner::new(kind),
+        kind,
     })
+}
+
+/// The claims check: a [`ClaimScanner`] fed as the copy inflates.
+struct ClaimsCheck {
+    member: String,
+    bucket: String,
+    key: String,
+    is_log_family: bool,
+    kind: BodyKind,
+    scanner: ClaimScanner,
+}
+
+impl InflatedSink for ClaimsCheck {
+    fn inflated(&mut self, bytes: &[u8]) {
+        self.scanner.update(bytes);
+    }
+}
+
+impl ContentChecker for ClaimsCheck {
+    fn restart(&mut self) {
+        self.scanner = ClaimScanner::new(self.kind);
+    }
+
+    fn finish(self: Box<Self>) -> Vec<Finding> {
+        let ClaimsCheck {
+            member,
+            bucket,
+            key,
+            is_log_family,
+            scanner,
+            ..
+        } = *self;
+        content_claims(&member, &bucket, &key, is_log_family, scanner.finish())
+    }
 }
 
 /// Findings about a freshly copied object: a name or content that claims
@@ -96,27 +140,18 @@ pub(super) fn inspect(
     findings
 }
 
-/// Parses inflated content, held or streamed.
-pub(super) fn parse_json<T: serde::de::DeserializeOwned>(
-    inflated: Inflated<'_>,
-) -> serde_json::Result<T> {
-    match inflated {
-        Inflated::Bytes(bytes) => serde_json::from_slice(bytes),
-        Inflated::Stream(stream) => serde_json::from_reader(stream),
-    }
-}
-
+/// The findings about what a body claims (`claims`: the scan of its
+/// inflated content).
 pub(super) fn content_claims(
     member: &str,
     bucket: &str,
     key: &str,
-    is_digest: bool,
     is_log_family: bool,
-    inflated: Inflated<'_>,
+    claims: Result<Claims, ClaimsError>,
 ) -> Vec<Finding> {
-    if is_digest {
-        return match parse_json::<DigestClaim>(inflated) {
-            Ok(DigestClaim(Some(claimed))) if claimed != member => vec![Finding::new(
+    if let Ok(Claims::Digest(claim)) = claims {
+        return match claim {
+            Some(claimed) if claimed != member => vec![Finding::new(
                 FindingKind::AccountMismatch,
                 member,
                 bucket,
@@ -126,8 +161,10 @@ pub(super) fn content_claims(
             _ => Vec::new(),
         };
     }
-    match parse_json::<LogClaims>(inflated) {
-        Ok(LogClaims(claimed)) => {
+    match claims {
+        // Digest problems are judged by validation (digest_malformed).
+        Ok(Claims::Digest(_)) => Vec::new(),
+        Ok(Claims::Log(claimed)) => {
             let others: Vec<String> = claimed
                 .into_iter()
                 .filter(|account| account != member)

@@ -2,18 +2,19 @@
 //! record. The one copy-level retry policy of the product lives here.
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use chrono::{DateTime, Duration};
-use tracing::debug;
+use tracing::{debug, Instrument};
 
 use crate::cloudtrail::keys::{parse_trail_key, KeyError, TrailKey};
 use crate::copy::{adopt_copy, adoptable_copy, copy_object, retain_until, Copied, CopyError};
 use crate::model::findings::{Finding, FindingKind};
 
 use crate::model::error::SeamError;
+use crate::model::object::SourceRef;
 use crate::seams::{
     BucketOwnership, ListedObject, ListingPage, ObjectMeta, SourceObject, TrailSource,
 };
@@ -63,16 +64,61 @@ async fn wait_before_copying_again(run: &Run<'_>, attempt: u32) -> bool {
     }
 }
 
+/// [`copy_object`] as a task of its own when the run has its context behind
+/// `Arc`s (a collection run), so the copies' CPU work (requests, hashing,
+/// inflating, the claims scan of small bodies) spreads over every worker
+/// thread of the runtime instead of running on the one task that drives the
+/// run; on this task otherwise (a single fetch). A task that ends without an
+/// answer (it panicked) is a copy to make again.
+async fn copy_spawned(
+    run: &Run<'_>,
+    source: Arc<SizeCapped>,
+    target: &SourceRef,
+    check: Option<crate::copy::ContentCheck>,
+) -> Result<Copied, CopyError> {
+    let Some(shared) = &run.shared else {
+        return copy_object(
+            source.as_ref(),
+            run.archive,
+            &run.settings.copy,
+            target,
+            run.now,
+            check,
+        )
+        .await;
+    };
+    let archive = shared.archive.clone();
+    let settings = shared.copy.clone();
+    let target = target.clone();
+    let now = run.now;
+    let task = tokio::spawn(
+        async move {
+            copy_object(
+                source.as_ref(),
+                archive.as_ref(),
+                &settings,
+                &target,
+                now,
+                check,
+            )
+            .await
+        }
+        .instrument(tracing::Span::current()),
+    );
+    task.await
+        .unwrap_or_else(|error| Err(CopyError::Invalid(format!("the copy task failed: {error}"))))
+}
+
 /// The source as one copy reads it: a GET that answers an object larger than
 /// `max_object_bytes` (it grew after its listing) is refused before a byte of
 /// its body is read, and remembered so the copy can be judged instead.
-struct SizeCapped<'a> {
-    inner: &'a dyn TrailSource,
+struct SizeCapped {
+    inner: Arc<dyn TrailSource>,
     max_object_bytes: u64,
     refused: Mutex<Option<ObjectMeta>>,
 }
 
-impl SizeCapped<'_> {
+impl SizeCapped {
     fn refused(&self) -> Option<ObjectMeta> {
         self.refused
             .lock()
@@ -82,7 +128,7 @@ impl SizeCapped<'_> {
 }
 
 #[async_trait]
-impl TrailSource for SizeCapped<'_> {
+impl TrailSource for SizeCapped {
     fn bucket(&self) -> &str {
         self.inner.bucket()
     }
@@ -130,11 +176,11 @@ impl TrailSource for SizeCapped<'_> {
 /// Copies one object; `true` when it ended recorded (copied, adopted, or
 /// judged too large to copy).
 pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
-    let source = SizeCapped {
-        inner: job.scope.source.as_ref(),
+    let source = Arc::new(SizeCapped {
+        inner: job.scope.source.clone(),
         max_object_bytes: run.settings.max_object_bytes,
         refused: Mutex::new(None),
-    };
+    });
     let succeeded = copy_or_adopt(run, job, &source).await;
     match source.refused() {
         Some(meta) if !succeeded => {
@@ -152,7 +198,7 @@ pub(super) async fn copy_one(run: &Run<'_>, job: &CopyJob) -> bool {
     }
 }
 
-async fn copy_or_adopt(run: &Run<'_>, job: &CopyJob, source: &SizeCapped<'_>) -> bool {
+async fn copy_or_adopt(run: &Run<'_>, job: &CopyJob, source: &Arc<SizeCapped>) -> bool {
     let settings = &run.settings.copy;
     let archive_key = job.source.archive_key(&settings.archive_prefix);
     let member = job.scope.member_account_id.as_str();
@@ -161,7 +207,7 @@ async fn copy_or_adopt(run: &Run<'_>, job: &CopyJob, source: &SizeCapped<'_>) ->
     // A previous run may have died between PUT and recording: adopt its copy.
     let mut adopted = None;
     if job.adopt_first {
-        match adopt(run, job, source, &archive_key, &parsed_key).await {
+        match adopt(run, job, source.as_ref(), &archive_key, &parsed_key).await {
             Ok(found) => adopted = found,
             Err(_) if source.refused().is_some() => return false,
             Err(error) => {
@@ -184,12 +230,10 @@ async fn copy_or_adopt(run: &Run<'_>, job: &CopyJob, source: &SizeCapped<'_>) ->
             break copied;
         }
         attempt += 1;
-        match copy_object(
-            source,
-            run.archive,
-            settings,
+        match copy_spawned(
+            run,
+            source.clone(),
             &job.source,
-            run.now,
             Some(claims_check(job, &parsed_key)),
         )
         .await

@@ -158,6 +158,15 @@ struct Run<'a> {
     /// The account that controls each source bucket (the one whose role
     /// reads it), named as `bucket_owner` on findings about its files.
     bucket_owners: std::collections::BTreeMap<String, String>,
+    /// What a copy needs behind `Arc`s, so each copy runs as a task of its
+    /// own (see `job::copy_spawned`); `None`: copies run on the caller's task.
+    shared: Option<SharedContext>,
+}
+
+/// The part of a run's context a spawned copy task holds.
+struct SharedContext {
+    archive: Arc<dyn Archive>,
+    copy: Arc<crate::copy::CopySettings>,
 }
 
 impl Run<'_> {
@@ -222,7 +231,8 @@ impl Run<'_> {
 
 /// What a collection run works with; one per run.
 pub struct Collector<'a> {
-    pub archive: &'a dyn Archive,
+    /// Shared with the copy tasks the run spawns.
+    pub archive: Arc<dyn Archive>,
     pub store: &'a dyn ProgressStore,
     pub clock: &'a dyn Clock,
     pub settings: &'a CollectSettings,
@@ -264,7 +274,7 @@ pub async fn collect(
         info!("the previous run did not end cleanly: checking the archive before each copy");
     }
     let run = Run {
-        archive,
+        archive: archive.as_ref(),
         store,
         settings,
         now,
@@ -278,6 +288,10 @@ pub async fn collect(
         findings: Mutex::default(),
         draw: std::collections::hash_map::RandomState::new(),
         bucket_owners: bucket_owners(&scopes),
+        shared: Some(SharedContext {
+            archive: archive.clone(),
+            copy: Arc::new(settings.copy.clone()),
+        }),
     };
     let run = &run;
 
@@ -447,7 +461,7 @@ mod tests {
 
     struct World {
         source: Arc<MemorySource>,
-        archive: MemoryArchive,
+        archive: Arc<MemoryArchive>,
         store: MemoryStore,
         clock: FixedClock,
         settings: CollectSettings,
@@ -457,7 +471,7 @@ mod tests {
         fn new() -> World {
             World {
                 source: Arc::new(MemorySource::new("trail-bucket")),
-                archive: MemoryArchive::new("archive-bucket"),
+                archive: Arc::new(MemoryArchive::new("archive-bucket")),
                 store: MemoryStore::default(),
                 clock: FixedClock::at(Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()),
                 settings: settings(),
@@ -479,7 +493,7 @@ mod tests {
             let counters = Counters::default();
             let cancel = CancellationToken::new();
             let collector = Collector {
-                archive: &self.archive,
+                archive: self.archive.clone(),
                 store: &self.store,
                 clock: &self.clock,
                 settings: &self.settings,
@@ -507,7 +521,7 @@ mod tests {
         async fn copy_and_die(&self, key: &str) -> Copied {
             let copied = copy_object(
                 self.source.as_ref(),
-                &self.archive,
+                self.archive.as_ref(),
                 &self.settings.copy,
                 &self.source_ref(key),
                 self.clock.now(),
@@ -689,7 +703,7 @@ mod tests {
         );
         // What rebuild-state records from the archive matches the copy.
         let rebuilt = crate::copy::record_from_archive(
-            &world.archive,
+            world.archive.as_ref(),
             &archive_key,
             &head,
             copied.record.copied_at,
@@ -796,7 +810,7 @@ mod tests {
         assert_ne!(etag, forged.metadata[crate::copy::meta::SOURCE_ETAG]);
         let adopted = adopt_copy(
             world.source.as_ref(),
-            &world.archive,
+            world.archive.as_ref(),
             &world.settings.copy,
             &source,
             &forged,
@@ -906,7 +920,7 @@ mod tests {
             max_inflated_bytes: 64 << 20,
             max_ratio: 10_000,
         };
-        // ~3 MiB of records (more than the copy keeps inflated), one of them
+        // ~3 MiB of records (inflated on the blocking pool), one of them
         // far down claiming another account; and a large clean file.
         let large = |odd_one: Option<&str>| {
             let mut json = String::from(r#"{"Records":["#);
@@ -923,7 +937,7 @@ mod tests {
                 ));
             }
             json.push_str("]}");
-            assert!(json.len() as u64 > crate::copy::KEEP_INFLATED_BYTES);
+            assert!(json.len() > 2 << 20);
             gzip(json.as_bytes())
         };
         let spoofed = log_key(27, "0900", "AAAAAAAAAAAAAAAA");
@@ -1390,7 +1404,7 @@ mod tests {
         let counters = Counters::default();
         let cancel = CancellationToken::new();
         let collector = Collector {
-            archive: &world.archive,
+            archive: world.archive.clone(),
             store: &world.store,
             clock: &world.clock,
             settings: &world.settings,
@@ -1456,7 +1470,7 @@ mod tests {
         let counters = Counters::default();
         let cancel = CancellationToken::new();
         let collector = Collector {
-            archive: &world.archive,
+            archive: world.archive.clone(),
             store: &world.store,
             clock: &world.clock,
             settings: &world.settings,
@@ -1587,7 +1601,7 @@ mod tests {
             .put(&fetched_key, log_body("333333333333"), &[]);
         let cancel = CancellationToken::new();
         let context = FetchContext {
-            archive: &world.archive,
+            archive: world.archive.as_ref(),
             store: &world.store,
             settings: &world.settings,
             now: world.clock.now(),
@@ -1628,7 +1642,7 @@ mod tests {
         assert!(!progress::collect::in_flight(&world.store));
         // Already recorded: a second fetch copies nothing.
         let context = FetchContext {
-            archive: &world.archive,
+            archive: world.archive.as_ref(),
             store: &world.store,
             settings: &world.settings,
             now: world.clock.now(),
@@ -1650,7 +1664,7 @@ mod tests {
         );
         // Absent at the source: no record, no error.
         let context = FetchContext {
-            archive: &world.archive,
+            archive: world.archive.as_ref(),
             store: &world.store,
             settings: &world.settings,
             now: world.clock.now(),
@@ -1674,7 +1688,7 @@ mod tests {
         world.copy_and_die(&key).await;
         let cancel = CancellationToken::new();
         let context = FetchContext {
-            archive: &world.archive,
+            archive: world.archive.as_ref(),
             store: &world.store,
             settings: &world.settings,
             now: world.clock.now(),
@@ -1697,5 +1711,89 @@ mod tests {
             progress::collect::in_flight(&world.store),
             "the earlier run's marker stays"
         );
+    }
+
+    /// A source that notes the thread each GET runs on, and holds it a
+    /// moment (as CPU work would).
+    struct ThreadNoting {
+        inner: Arc<MemorySource>,
+        threads: Mutex<BTreeSet<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl TrailSource for ThreadNoting {
+        fn bucket(&self) -> &str {
+            self.inner.bucket()
+        }
+
+        async fn list_page(
+            &self,
+            prefix: &str,
+            continuation: Option<String>,
+        ) -> Result<crate::seams::ListingPage<ListedObject>, SeamError> {
+            self.inner.list_page(prefix, continuation).await
+        }
+
+        async fn list_folders_page(
+            &self,
+            prefix: &str,
+            continuation: Option<String>,
+        ) -> Result<crate::seams::ListingPage<String>, SeamError> {
+            self.inner.list_folders_page(prefix, continuation).await
+        }
+
+        async fn get(&self, key: &str) -> Result<crate::seams::SourceObject, SeamError> {
+            self.threads
+                .lock()
+                .unwrap()
+                .insert(format!("{:?}", std::thread::current().id()));
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            self.inner.get(key).await
+        }
+
+        async fn delete(&self, key: &str) -> Result<(), SeamError> {
+            TrailSource::delete(self.inner.as_ref(), key).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copies_run_as_tasks_of_their_own_on_the_runtime_threads() {
+        let world = World::new();
+        for index in 0..40 {
+            world.source.put(
+                &log_key(27, "0900", &format!("{index:016}")),
+                log_body(MEMBER),
+                &[],
+            );
+        }
+        let noting = Arc::new(ThreadNoting {
+            inner: world.source.clone(),
+            threads: Mutex::default(),
+        });
+        let scope = SourceScope {
+            source: noting.clone(),
+            ..world.scope()
+        };
+        let counters = Counters::default();
+        let cancel = CancellationToken::new();
+        let test_thread = format!("{:?}", std::thread::current().id());
+        let outcome = collect(
+            Collector {
+                archive: world.archive.clone(),
+                store: &world.store,
+                clock: &world.clock,
+                settings: &world.settings,
+                cancel: &cancel,
+                counters: &counters,
+            },
+            vec![scope],
+            Window::Incremental,
+        )
+        .await;
+        assert_eq!(outcome.stats.objects_copied, 40, "{:?}", outcome.errors);
+        let threads = noting.threads.lock().unwrap().clone();
+        // Not the thread driving the run (the test's), and more than one.
+        assert!(!threads.contains(&test_thread), "{threads:?}");
+        assert!(threads.len() >= 2, "{threads:?}");
     }
 }

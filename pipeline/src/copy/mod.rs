@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use crate::cloudtrail::gzip::{BodyInspector, InflateError, InflateLimits};
+use crate::cloudtrail::gzip::{BodyInspector, InflateError, InflateLimits, InflatedSink, NoSink};
 use crate::model::error::SeamError;
 use crate::model::findings::Finding;
 use crate::model::object::{ObjectRecord, SourceRef};
@@ -99,10 +99,6 @@ impl CopyError {
     }
 }
 
-/// Largest inflated body the copy keeps for the content check; larger content
-/// is checked on a second, streaming inflate of the held body.
-pub const KEEP_INFLATED_BYTES: u64 = 2 * 1024 * 1024;
-
 /// Bodies up to this size that inflate to at most [`INLINE_INFLATED_BYTES`] are
 /// analyzed on the task that copies them (a fraction of a millisecond; a
 /// hand-off to the blocking pool costs more); the others on the blocking pool,
@@ -110,18 +106,21 @@ pub const KEEP_INFLATED_BYTES: u64 = 2 * 1024 * 1024;
 const INLINE_ANALYSIS_BYTES: usize = 16 * 1024;
 const INLINE_INFLATED_BYTES: u64 = 256 * 1024;
 
-/// An object's inflated content as a [`ContentCheck`] gets it: the bytes the
-/// copy's inflate kept, or, for content larger than [`KEEP_INFLATED_BYTES`], a
-/// second streaming inflate of the held body (bounded like the first), so a
-/// large file is checked without holding its content.
-pub enum Inflated<'a> {
-    Bytes(&'a [u8]),
-    Stream(&'a mut dyn std::io::Read),
+/// A check of an object's inflated content (for example which accounts its
+/// records claim), fed the inflated bytes as the copy's single inflate
+/// produces them, whatever the body's size: the content is never inflated
+/// twice nor held.
+pub trait ContentChecker: InflatedSink + Send {
+    /// Forgets what it was fed: the content is about to be inflated again
+    /// from its start (the inline analysis of a small body gave up).
+    fn restart(&mut self);
+    /// The content inflated cleanly within the limits: what the check found.
+    /// Not called otherwise.
+    fn finish(self: Box<Self>) -> Vec<Finding>;
 }
 
-/// A check of an object's inflated content (for example which accounts its
-/// records claim), run while the copy holds the object.
-pub type ContentCheck = Box<dyn FnOnce(Inflated<'_>) -> Vec<Finding> + Send>;
+/// A boxed [`ContentChecker`], as the copy functions take it.
+pub type ContentCheck = Box<dyn ContentChecker>;
 
 thread_local! {
     /// One reusable inflater and output buffer per thread of the copy path.
@@ -137,10 +136,10 @@ struct Analysis {
 }
 
 /// One pass over a body held in memory: SHA-256 of the raw bytes, the single
-/// gzip member inflated once, hashed and checked against `limits`, and `check`
-/// run on the inflated bytes when they are valid and at most
-/// [`KEEP_INFLATED_BYTES`]. `None` when `inline` and the body is too large to
-/// analyze on an async task: `check` is then left in place.
+/// gzip member inflated once, hashed and checked against `limits`, its bytes
+/// fed to `check` as they are produced, and the check's findings when the
+/// content was valid. `None` when `inline` and the body is too large to
+/// analyze on an async task: `check` is then left in place, restarted.
 fn analyze(
     body: &[u8],
     limits: InflateLimits,
@@ -159,24 +158,21 @@ fn analyze(
         limits
     };
     BODY_INSPECTOR.with_borrow_mut(|inspector| {
-        let (outcome, kept) = inspector.inspect(body, effective, KEEP_INFLATED_BYTES);
+        let outcome = match check.as_mut() {
+            Some(check) => inspector.inspect_into(body, effective, &mut **check),
+            None => inspector.inspect_into(body, effective, &mut NoSink),
+        };
         if inline
             && matches!(outcome.inflated, Err(InflateError::TooLarge { .. }))
             && limits.max_inflated_bytes > INLINE_INFLATED_BYTES
         {
+            if let Some(check) = check.as_mut() {
+                check.restart();
+            }
             return None;
         }
-        let content_findings = match (kept, check.take()) {
-            (Some(inflated), Some(check)) => check(Inflated::Bytes(inflated)),
-            // Inflated cleanly but too large to keep: read it again as a stream.
-            (None, Some(check)) if outcome.inflated.is_ok() => {
-                let decoder = flate2::read::GzDecoder::new(body);
-                let mut stream = std::io::BufReader::with_capacity(
-                    64 * 1024,
-                    std::io::Read::take(decoder, limits.max_inflated_bytes),
-                );
-                check(Inflated::Stream(&mut stream))
-            }
+        let content_findings = match check.take() {
+            Some(check) if outcome.inflated.is_ok() => check.finish(),
             _ => Vec::new(),
         };
         Some(Analysis {
@@ -309,26 +305,37 @@ mod tests {
         max_ratio: 100_000,
     };
 
-    /// A check that reports the inflated length it saw, as a finding's detail
-    /// (`stream:` when it read the content as a stream).
-    fn length_check() -> Option<ContentCheck> {
-        Some(Box::new(|inflated: Inflated<'_>| {
-            let seen = match inflated {
-                Inflated::Bytes(bytes) => bytes.len().to_string(),
-                Inflated::Stream(stream) => {
-                    let mut all = Vec::new();
-                    stream.read_to_end(&mut all).unwrap();
-                    format!("stream:{}", all.len())
-                }
-            };
+    /// A check that reports the inflated length it was fed, as a finding's
+    /// detail.
+    #[derive(Default)]
+    struct LengthCheck {
+        seen: usize,
+    }
+
+    impl InflatedSink for LengthCheck {
+        fn inflated(&mut self, bytes: &[u8]) {
+            self.seen += bytes.len();
+        }
+    }
+
+    impl ContentChecker for LengthCheck {
+        fn restart(&mut self) {
+            self.seen = 0;
+        }
+
+        fn finish(self: Box<Self>) -> Vec<Finding> {
             vec![Finding::new(
                 crate::model::findings::FindingKind::AccountMismatch,
                 "111111111111",
                 "bucket",
                 "key",
-                seen,
+                self.seen.to_string(),
             )]
-        }))
+        }
+    }
+
+    fn length_check() -> Option<ContentCheck> {
+        Some(Box::new(LengthCheck::default()))
     }
 
     fn seen_length(analysis: &Analysis) -> Option<usize> {
@@ -336,13 +343,6 @@ mod tests {
             .content_findings
             .first()
             .and_then(|finding| finding.detail.parse().ok())
-    }
-
-    fn streamed_length(analysis: &Analysis) -> Option<usize> {
-        analysis
-            .content_findings
-            .first()
-            .and_then(|finding| finding.detail.strip_prefix("stream:")?.parse().ok())
     }
 
     #[test]
@@ -368,11 +368,10 @@ mod tests {
         assert!(check.is_some(), "the check is left for the blocking path");
         let full = analyze(&raw, LIMITS, &mut check, false).unwrap();
         assert_eq!(full.content, Ok(sha256(&zeros)), "within the real limits");
-        assert_eq!(seen_length(&full), None, "too large to keep");
         assert_eq!(
-            streamed_length(&full),
+            seen_length(&full),
             Some(zeros.len()),
-            "checked on a second, streaming inflate"
+            "the restarted check saw the content once, from its start"
         );
 
         // When the real limit is below the inline bound, the inline verdict is final.
@@ -423,11 +422,13 @@ mod tests {
         raws.insert(3, truncated);
         for raw in &raws {
             let reused = analyze(raw, LIMITS, &mut length_check(), false).unwrap();
-            let (fresh, kept) =
-                crate::cloudtrail::gzip::inspect_keeping(raw, LIMITS, KEEP_INFLATED_BYTES);
+            let fresh = crate::cloudtrail::gzip::inspect(raw, LIMITS);
             assert_eq!(reused.raw_sha256, fresh.raw_sha256);
+            assert_eq!(
+                seen_length(&reused),
+                fresh.inflated.as_ref().ok().map(|i| i.len as usize)
+            );
             assert_eq!(reused.content, fresh.inflated.map(|i| i.sha256));
-            assert_eq!(seen_length(&reused), kept.map(|k| k.len()));
         }
     }
 }

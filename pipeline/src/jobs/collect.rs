@@ -186,7 +186,7 @@ pub async fn collect_once(
     let tracker = LagTracker::new(world.store.as_ref(), world.clock.now());
     let outcome = collect::collect(
         collect::Collector {
-            archive: world.archive.as_ref(),
+            archive: world.archive.clone(),
             store: &tracker,
             clock: world.clock.as_ref(),
             settings: &settings.collect,
