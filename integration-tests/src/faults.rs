@@ -457,6 +457,11 @@ fn serve(
             count(shared, &format!("ListObjectsV2 {bucket}"), None);
         } else if method == "HEAD" && target.trim_start_matches('/').contains('/') {
             count(shared, &format!("HeadObject {bucket}"), None);
+        } else if let Some(action) = request
+            .header("x-amz-target")
+            .and_then(|target| target.strip_prefix("AmazonSQS."))
+        {
+            count(shared, &format!("sqs {action}"), None);
         }
         let placed = shared
             .lock()

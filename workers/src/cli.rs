@@ -118,9 +118,10 @@ pub enum Command {
     /// or right after it when it overran. SIGTERM/SIGINT: no new work is started, in-flight
     /// copies finish, the store is flushed, exit 0 (a second signal abandons in-flight requests).
     Run {
-        /// Time between run starts: 30s, 5m, 1h, 1h30m, 1d.
+        /// Time between run starts: 30s, 5m, 1h, 1h30m, 1d. Required unless `[intake]` is
+        /// configured (the listing then runs every `sweep_interval_seconds` instead).
         #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
-        interval: Duration,
+        interval: Option<Duration>,
         #[command(flatten)]
         scope: Scope,
         #[command(flatten)]

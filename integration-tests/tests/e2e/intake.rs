@@ -247,6 +247,19 @@ async fn notified_files_are_archived_without_a_listing_and_the_sweep_catches_a_l
     ));
     std::fs::write(&config, text).unwrap();
 
+    // A shard must not consume the queue: it would take (and delete) the
+    // other shards' notifications. Refused before any work, nothing received.
+    let sharded = command(
+        &sim,
+        &config,
+        &["--shard", "0/2", "run", "--interval", "1h"],
+    )
+    .output()
+    .expect("run the sharded daemon");
+    let stderr = String::from_utf8_lossy(&sharded.stderr);
+    assert_eq!(sharded.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("does not run sharded"), "{stderr}");
+
     let mut daemon = Daemon(
         command(&sim, &config, &["--json", "run", "--interval", "1h"])
             .stdout(Stdio::piped())
@@ -455,8 +468,9 @@ async fn intake_latency() {
     .await;
     let queues = queues(&sim).await;
     let dir = tempfile::tempdir().unwrap();
-    let config =
-        crate::cli::write_config(&sim, dir.path(), crate::cli::options_in(&sim, dir.path()));
+    // Every request of the daemon goes through the counting proxy.
+    let proxy = FaultProxy::start(&sim.org.endpoint, FaultPlan::none()).expect("proxy");
+    let config = config_through(&sim, dir.path(), &proxy);
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
         "\n[intake]\nqueue_url = \"{}\"\ndead_letter_queue_url = \"{}\"\nsweep_interval_seconds = 3600\nwait_seconds = 1\n",
@@ -487,6 +501,7 @@ async fn intake_latency() {
         None,
     );
     let s3 = harness::s3_client(&root);
+    let counts_before = proxy.counts();
     let mut published = Vec::new();
     for object in &notified {
         notify(&queues, object).await;
@@ -537,6 +552,7 @@ async fn intake_latency() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all_verified = published[0].elapsed();
+    let intake = intake_counts(&counts_before, &proxy.counts(), notified.len() as u64);
     let percentile = |p: usize| archived[(archived.len() * p / 100).min(archived.len() - 1)];
     eprintln!(
         "intake latency: {} files ({digests} digests) notified; {} archived; notification -> archived p50 {:?}, p95 {:?}, max {:?}; first notification -> last digest validated {:?} (copied {copied}, digests validated {validated})",
@@ -547,9 +563,43 @@ async fn intake_latency() {
         archived.last().unwrap(),
         all_verified,
     );
+    eprintln!("intake requests (trailbench cost --intake): {intake}");
+    if let Ok(path) = std::env::var("TRAILVAULT_INTAKE_COUNTS") {
+        std::fs::write(&path, intake.to_string()).expect("write the intake counts");
+    }
     assert_eq!(
         archived.len(),
         notified.len(),
         "every notified file archived"
     );
+}
+
+/// The requests made while the notified files were archived and validated
+/// (one key per notification), as `trailbench cost --intake` reads them:
+/// SQS actions by name, S3 listings of every bucket summed.
+fn intake_counts(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    notifications: u64,
+) -> serde_json::Value {
+    let mut requests = std::collections::BTreeMap::<String, u64>::new();
+    for (what, count) in after {
+        let delta = count - before.get(what).copied().unwrap_or(0);
+        let name = if let Some(action) = what.strip_prefix("sqs ") {
+            action
+        } else if what.starts_with("ListObjectsV2 ") {
+            "ListObjectsV2"
+        } else if what.starts_with("HeadObject ") {
+            "HeadObject"
+        } else {
+            continue;
+        };
+        *requests.entry(name.to_owned()).or_default() += delta;
+    }
+    requests.entry("ListObjectsV2".to_owned()).or_default();
+    serde_json::json!({
+        "notifications": notifications,
+        "objects": notifications,
+        "requests": requests,
+    })
 }

@@ -34,7 +34,8 @@ use crate::wiring;
 
 /// How the daemon runs.
 pub struct RunOptions {
-    pub interval: Duration,
+    /// `--interval`: required without `[intake]`, which has its own sweep cadence.
+    pub interval: Option<Duration>,
     pub keys: Option<PathBuf>,
     /// Where to serve the metrics; `None`: nowhere.
     pub metrics_addr: Option<SocketAddr>,
@@ -52,6 +53,20 @@ pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
     let shutdown = Shutdown::on_signals();
     // A keys file that cannot be read is a usage error: nothing was done.
     if check_keys_file(config, keys.as_deref()).is_err() {
+        return exit::USAGE;
+    }
+    if interval.is_none() && config.intake.queue_url.is_none() {
+        eprintln!(
+            "trailvault: run needs --interval (time between runs) unless [intake] is configured"
+        );
+        return exit::USAGE;
+    }
+    // One queue cannot be split by shard: a shard would take (and delete)
+    // another shard's notifications. Refused before any work.
+    if let (Some(_), Some(shard)) = (&config.intake.queue_url, &config.shard.spec) {
+        eprintln!(
+            "trailvault: event-driven intake ([intake] queue_url) does not run sharded (shard {shard}): every consumer of the queue takes every account's notifications; run the intake daemon unsharded (it makes no LIST per file) and shard `collect` runs without [intake]"
+        );
         return exit::USAGE;
     }
     // An address that cannot be served is a usage error too, found before
@@ -105,9 +120,16 @@ pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
                 sweep_interval_seconds = intake.sweep_interval.as_secs(),
                 "event-driven intake on: the queue between sweeps, the listing every sweep interval (instead of --interval)"
             );
+            if interval.is_some() {
+                info!("--interval is not used with [intake]: the sweep runs every sweep_interval_seconds");
+            }
             intake.sweep_interval
         }
-        None => interval,
+        None => match interval {
+            Some(interval) => interval,
+            // Checked above, before any work.
+            None => return exit::USAGE,
+        },
     };
     info!(
         interval_seconds = interval.as_secs(),
