@@ -392,19 +392,11 @@ impl ProgressStore for SledStore {
         bucket: &str,
         key_prefix: &str,
     ) -> Result<Vec<(String, ObjectRecord)>, SeamError> {
-        let prefix = object_key(account_id, bucket, key_prefix);
-        let skip = account_id.len() + bucket.len() + 2;
         let mut out = Vec::new();
-        for entry in self.objects.scan_prefix(prefix) {
-            let (key, value) = entry.map_err(store_error)?;
-            let Some(record) = decode_record(&value) else {
-                continue;
-            };
-            let Some(source_key) = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) else {
-                continue;
-            };
-            out.push((source_key.to_string(), record));
-        }
+        self.for_each_object_under(account_id, bucket, key_prefix, &mut |key, record| {
+            out.push((key.to_string(), record));
+            true
+        })?;
         Ok(out)
     }
 
