@@ -148,9 +148,10 @@ pub async fn run(config: &Config, scope: &Scope, options: RunOptions) -> i32 {
         runs += 1;
         let world = wiring::world(&wired, &shutdown);
         let report = job::collect(&world, &wired.settings, &request, &Progress::default()).await;
-        print_run(&report, json);
+        // The metrics first: whoever reads the report line may scrape at once.
         metrics.record_run(&report);
         refresh_status();
+        print_run(&report, json);
         info!(
             run = runs,
             exit_code = report.exit_code(),
