@@ -502,6 +502,24 @@ impl AuditDeployment {
             .attribute("AuditorRole", "Arn", &self.auditor_role_arn)
             .attribute("AuditorRole", "RoleId", &self.auditor_role_id)
             .resource("FindingsTopic", &self.findings_topic_arn)
+            // The intake queues under the template's default IntakeQueueName (the
+            // tests leave it): only their ARNs reach the policies checked here.
+            .attribute(
+                "IntakeQueue",
+                "Arn",
+                &format!(
+                    "arn:aws:sqs:{}:{account}:trailvault-intake",
+                    harness::TEST_REGION
+                ),
+            )
+            .attribute(
+                "IntakeDeadLetterQueue",
+                "Arn",
+                &format!(
+                    "arn:aws:sqs:{}:{account}:trailvault-intake-dlq",
+                    harness::TEST_REGION
+                ),
+            )
     }
 }
 
