@@ -1457,6 +1457,8 @@ pub struct RuntimeDeployment {
     pub stack: Stack,
     /// Resources left out for the emulator ([`emulator_body`]).
     pub left_out: Vec<String>,
+    /// The CreateStack parameters, to evaluate the template's conditions with.
+    pub parameters: Vec<(&'static str, String)>,
 }
 
 /// A VPC and two subnets in two Availability Zones (the runtime template's EFS mount
@@ -1507,6 +1509,7 @@ pub async fn deploy_runtime(
         network,
         stack,
         left_out,
+        parameters,
     })
 }
 

@@ -359,6 +359,20 @@ impl Render {
             .ok_or_else(|| anyhow!("the document of {} renders to nothing", template.name))
     }
 
+    /// Whether the template's condition `name` holds with these parameters (what
+    /// decides if a resource under `"Condition": name` is created).
+    ///
+    /// # Errors
+    /// As [`Render::render`], or a condition the template does not define.
+    pub fn condition_holds(&self, template: &Template, name: &str) -> anyhow::Result<bool> {
+        self.check_parameters(template)?;
+        Context {
+            render: self,
+            template,
+        }
+        .condition(name, 0)
+    }
+
     /// Every given parameter must be declared, and within its `AllowedValues`.
     fn check_parameters(&self, template: &Template) -> anyhow::Result<()> {
         for (name, value) in &self.parameters {

@@ -14,7 +14,7 @@ use trailvault_integration_tests::stacks::{
     unsupported_types, AuditParameters,
 };
 use trailvault_integration_tests::templates::{
-    Template, AUDIT_ACCOUNT, COLLECTOR_RUNTIME, MEMBER_ACCOUNT,
+    Render, Template, AUDIT_ACCOUNT, COLLECTOR_RUNTIME, MEMBER_ACCOUNT,
 };
 
 use crate::cli::{options_in, run, write_config};
@@ -323,18 +323,29 @@ async fn the_collector_runtime_stack_creates_its_task_schedule_and_alarms() {
     let mut left_out = runtime.left_out.clone();
     left_out.sort();
     assert_eq!(left_out, ["StoreFromTaskIngress", "TaskToStoreEgress"]);
-    // Every other resource of the template was created, but for the ones under a
-    // Condition (the extra shards' schedules: ShardCount is 1 here).
+    // Every other resource of the template was created exactly when its Condition
+    // holds with the stack's parameters (ShardCount is 1 here: no extra shard
+    // schedules; a run-alerts topic is given: its alarms are there).
     let created: BTreeSet<&str> = stack.resources.keys().map(String::as_str).collect();
+    let mut render = Render::new(AUDIT_ACCOUNT_ID, harness::TEST_REGION);
+    for (name, value) in &runtime.parameters {
+        render = render.parameter(name, value);
+    }
     for logical_id in template.resource_ids() {
-        let conditional = template
-            .resource(logical_id)
-            .unwrap()
-            .get("Condition")
-            .is_some();
-        if !conditional && !left_out.iter().any(|id| id == logical_id) {
-            assert!(created.contains(logical_id), "{logical_id} was not created");
+        if left_out.iter().any(|id| id == logical_id) {
+            continue;
         }
+        let expected = match template.resource(logical_id).unwrap().get("Condition") {
+            Some(condition) => render
+                .condition_holds(&template, condition.as_str().unwrap())
+                .unwrap(),
+            None => true,
+        };
+        assert_eq!(
+            created.contains(logical_id),
+            expected,
+            "{logical_id}: created vs its Condition"
+        );
     }
 
     let ecs = aws_sdk_ecs::Client::new(&audit_config);
