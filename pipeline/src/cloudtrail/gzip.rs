@@ -19,8 +19,14 @@
 //! [`BLOCK_LEN`] bytes at fixed offsets, so the inflater sees the same calls, and
 //! the progressive limit checks fire at the same points, for any chunking.
 
+use std::cell::RefCell;
+
 use aws_lc_rs::digest::{Context, SHA256};
 use flate2::{Decompress, FlushDecompress, Status};
+
+mod whole;
+
+use whole::{candidate_size, WholeInflater};
 
 /// Bytes of raw input handed to the state machine at a time (see module docs).
 pub const BLOCK_LEN: usize = 32 * 1024;
@@ -664,6 +670,12 @@ impl HeaderParser {
     }
 }
 
+fn sha256_of(bytes: &[u8]) -> [u8; 32] {
+    let mut context = Context::new(&SHA256);
+    context.update(bytes);
+    finish_sha256(context)
+}
+
 fn finish_sha256(context: Context) -> [u8; 32] {
     let digest = context.finish();
     let bytes = <[u8; 32]>::try_from(digest.as_ref());
@@ -674,9 +686,15 @@ fn finish_sha256(context: Context) -> [u8; 32] {
 /// Inspects a complete object held in memory; same result as one
 /// [`GzipInspector::update`] with all bytes.
 pub fn inspect(bytes: &[u8], limits: InflateLimits) -> InspectOutcome {
-    let mut inspector = GzipInspector::new(limits);
-    inspector.update(bytes);
-    inspector.finish()
+    THREAD_INSPECTOR.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut inspector) => inspector.inspect_into(bytes, limits, &mut NoSink),
+        Err(_) => BodyInspector::default().inspect_into(bytes, limits, &mut NoSink),
+    })
+}
+
+thread_local! {
+    /// The [`BodyInspector`] behind [`inspect`], one per thread.
+    static THREAD_INSPECTOR: RefCell<BodyInspector> = RefCell::new(BodyInspector::default());
 }
 
 /// Inflates the single gzip member in `bytes` and returns the exact inflated bytes,
@@ -752,12 +770,72 @@ fn inspect_with(
 #[derive(Debug, Default)]
 pub struct BodyInspector {
     inspector: Option<GzipInspector>,
+    whole: Option<WholeInflater>,
+    /// The fast path's output buffer, kept between bodies up to
+    /// [`KEPT_OUTPUT_BYTES`].
+    output: Vec<u8>,
 }
 
+/// The largest output buffer a [`BodyInspector`] keeps between bodies; larger
+/// contents get a buffer of their own, freed after use.
+const KEPT_OUTPUT_BYTES: usize = 1024 * 1024;
+
 impl BodyInspector {
-    /// [`inspect`], handing the inflated bytes to `sink` as they are
-    /// produced (nothing is kept).
+    /// [`inspect`], handing the inflated bytes to `sink` (nothing is kept).
+    /// A body libdeflate can inflate in one call with the same verdict (see
+    /// `whole::candidate_size`) is inflated that way and handed to `sink` in
+    /// one piece; any other goes through the streaming [`GzipInspector`].
     pub fn inspect_into(
+        &mut self,
+        bytes: &[u8],
+        limits: InflateLimits,
+        sink: &mut dyn InflatedSink,
+    ) -> InspectOutcome {
+        if let Some(outcome) = self.whole_member(bytes, limits, sink) {
+            return outcome;
+        }
+        self.stream(bytes, limits, sink)
+    }
+
+    /// The fast path: `None` when it does not apply or libdeflate refused
+    /// the body (the streaming inspector then decides why). `sink` sees the
+    /// content only when the member is valid.
+    fn whole_member(
+        &mut self,
+        bytes: &[u8],
+        limits: InflateLimits,
+        sink: &mut dyn InflatedSink,
+    ) -> Option<InspectOutcome> {
+        let size = candidate_size(bytes, limits)?;
+        if self.whole.is_none() {
+            self.whole = WholeInflater::new();
+        }
+        let inflater = self.whole.as_mut()?;
+        let mut own;
+        let output = if size <= KEPT_OUTPUT_BYTES {
+            if self.output.len() < size {
+                self.output.resize(size, 0);
+            }
+            self.output.get_mut(..size)?
+        } else {
+            own = vec![0; size];
+            own.as_mut_slice()
+        };
+        let written = inflater.member(bytes, output)?;
+        let content = output.get(..written)?;
+        sink.inflated(content);
+        Some(InspectOutcome {
+            raw_len: bytes.len() as u64,
+            raw_sha256: sha256_of(bytes),
+            inflated: Ok(Inflated {
+                len: written as u64,
+                sha256: sha256_of(content),
+            }),
+        })
+    }
+
+    /// The streaming inspector over the whole body.
+    fn stream(
         &mut self,
         bytes: &[u8],
         limits: InflateLimits,
@@ -1031,6 +1109,116 @@ mod tests {
         );
     }
 
+    /// A sink keeping every byte it is handed.
+    #[derive(Default)]
+    struct Keep(Vec<u8>);
+
+    impl InflatedSink for Keep {
+        fn inflated(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+        }
+    }
+
+    /// The streaming inspector alone, fed in odd chunks, and what it handed its sink.
+    fn streamed(bytes: &[u8], limits: InflateLimits) -> (InspectOutcome, Vec<u8>) {
+        let mut inspector = GzipInspector::new(limits);
+        let mut sink = Keep::default();
+        for chunk in bytes.chunks(7_919) {
+            inspector.update_into(chunk, &mut sink);
+        }
+        (inspector.finish_into(&mut sink), sink.0)
+    }
+
+    /// [`BodyInspector::inspect_into`] (fast path first), and what its sink saw.
+    fn whole(
+        inspector: &mut BodyInspector,
+        bytes: &[u8],
+        limits: InflateLimits,
+    ) -> (InspectOutcome, Vec<u8>) {
+        let mut sink = Keep::default();
+        let outcome = inspector.inspect_into(bytes, limits, &mut sink);
+        (outcome, sink.0)
+    }
+
+    /// Whether the libdeflate path alone accepts `bytes`.
+    fn fast_path_takes(bytes: &[u8], limits: InflateLimits) -> bool {
+        BodyInspector::default()
+            .whole_member(bytes, limits, &mut NoSink)
+            .is_some()
+    }
+
+    #[test]
+    fn the_fast_path_inflates_ordinary_logs_and_agrees_with_streaming() {
+        let data = pseudo_random(7, 300_000, true);
+        let raw = gzip(&data, 6);
+        assert!(fast_path_takes(&raw, LIMITS));
+        let mut inspector = BodyInspector::default();
+        let (outcome, seen) = whole(&mut inspector, &raw, LIMITS);
+        assert_eq!((outcome.clone(), seen.clone()), streamed(&raw, LIMITS));
+        assert_eq!(outcome.inflated.map(|i| i.sha256), Ok(sha256(&data)));
+        assert_eq!(seen, data);
+        // The reused buffer carries nothing from a larger body to a smaller one.
+        let small = gzip(b"{\"Records\":[]}", 6);
+        assert_eq!(
+            whole(&mut inspector, &small, LIMITS),
+            streamed(&small, LIMITS)
+        );
+    }
+
+    #[test]
+    fn a_copy_of_the_trailer_after_the_member_is_trailing_data_on_every_path() {
+        // The last 8 bytes still hold the right CRC-32 and ISIZE: only the
+        // number of bytes the member used tells the difference.
+        let raw = gzip(b"{\"Records\":[{\"eventName\":\"GetObject\"}]}", 6);
+        let trailer = raw[raw.len() - 8..].to_vec();
+        let forged = [raw, trailer].concat();
+        assert!(!fast_path_takes(&forged, LIMITS));
+        let expected = Err(InflateError::TrailingData { extra_bytes: 8 });
+        assert_eq!(inspect(&forged, LIMITS).inflated, expected);
+        let (outcome, _) = whole(&mut BodyInspector::default(), &forged, LIMITS);
+        assert_eq!(outcome.inflated, expected);
+    }
+
+    #[test]
+    fn header_crc_and_limits_the_fast_path_cannot_judge_go_to_streaming() {
+        let data = pseudo_random(3, 5_000, true);
+        // libdeflate skips FHCRC: a wrong one must still be refused.
+        let bad_crc = gzip_with_all_header_fields(&data, false);
+        assert!(!fast_path_takes(&bad_crc, LIMITS));
+        assert!(matches!(
+            inspect(&bad_crc, LIMITS).inflated,
+            Err(InflateError::Corrupt(_))
+        ));
+        let good_crc = gzip_with_all_header_fields(&data, true);
+        assert_eq!(
+            inspect(&good_crc, LIMITS).inflated.map(|i| i.sha256),
+            Ok(sha256(&data))
+        );
+        // Over the size limit: streaming reports it.
+        let tight = InflateLimits {
+            max_inflated_bytes: 4_999,
+            max_ratio: 2000,
+        };
+        let raw = gzip(&data, 6);
+        assert!(!fast_path_takes(&raw, tight));
+        assert_eq!(
+            inspect(&raw, tight).inflated,
+            Err(InflateError::TooLarge { limit: 4_999 })
+        );
+        // A content over the ratio floor that a low ratio could stop part-way.
+        let zeros = gzip(&vec![0u8; 3 * 1024 * 1024], 9);
+        let strict = InflateLimits {
+            max_inflated_bytes: 64 << 20,
+            max_ratio: 10,
+        };
+        assert!(!fast_path_takes(&zeros, strict));
+        assert_eq!(
+            inspect(&zeros, strict).inflated,
+            Err(InflateError::RatioExceeded { limit: 10 })
+        );
+        assert!(fast_path_takes(&zeros, LIMITS));
+    }
+
     /// Streams the gzip of `total_zeros` zero bytes into `inspector`, stopping as
     /// soon as it reports a failure; returns the raw bytes fed.
     fn feed_zero_bomb(inspector: &mut GzipInspector, total_zeros: u64) -> u64 {
@@ -1219,6 +1407,42 @@ mod tests {
             }
             let whole = inspect(&raw, LIMITS);
             prop_assert_eq!(&inspect_chunked(&raw, &chunks, LIMITS), &whole);
+        }
+    }
+
+    proptest! {
+        // Each case inflates up to 1.5 MB twice; fewer cases keep the debug build quick.
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn the_fast_path_judges_like_the_streaming_inspector(
+            seed in any::<u64>(),
+            zeros in 0usize..1_500_000,
+            len in 0usize..40_000,
+            level in 0u32..=9,
+            max_ratio in prop::sample::select(vec![10u64, 100, 1000, 2000]),
+            max_inflated in prop::sample::select(vec![1_000u64, 1 << 20, 64 << 20]),
+            damage in prop::sample::select(vec![0u8, 1, 2, 3, 4, 5]),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let mut data = vec![0u8; zeros];
+            data.extend(pseudo_random(seed, len, seed % 2 == 0));
+            let mut raw = gzip(&data, level);
+            match damage {
+                1 => { let i = at.index(raw.len()); raw[i] ^= 0x41; }
+                2 => raw.truncate(at.index(raw.len())),
+                3 => { let tail = raw[raw.len() - 8..].to_vec(); raw.extend(tail); }
+                4 => { let i = raw.len() - 1; raw[i] ^= 1; }
+                5 => raw.push(0),
+                _ => {}
+            }
+            let limits = InflateLimits { max_inflated_bytes: max_inflated, max_ratio };
+            let (expected, expected_seen) = streamed(&raw, limits);
+            let (outcome, seen) = whole(&mut BodyInspector::default(), &raw, limits);
+            prop_assert_eq!(&outcome, &expected);
+            if expected.inflated.is_ok() {
+                prop_assert_eq!(seen, expected_seen);
+            }
         }
     }
 }
