@@ -118,6 +118,8 @@ pub fn classify(method: &str, target: &str, headers: &[(String, String)]) -> Str
 }
 
 /// The coarse type the issue talks about: LIST, HEAD, GET, PUT or OTHER.
+/// HEAD and GET are of objects; `HeadBucket` (a bucket's Region, asked once
+/// per bucket per run) is a bucket-level request like `GetBucket:*`: OTHER.
 pub fn request_type(operation: &str) -> &'static str {
     match operation {
         "ListObjectsV2"
@@ -126,7 +128,7 @@ pub fn request_type(operation: &str) -> &'static str {
         | "ListMultipartUploads"
         | "ListBuckets"
         | "ListParts" => "LIST",
-        "HeadObject" | "HeadBucket" => "HEAD",
+        "HeadObject" => "HEAD",
         "GetObject" => "GET",
         "PutObject"
         | "UploadPart"

@@ -572,5 +572,6 @@ mod tests {
         }
         assert_eq!(request_type("ListObjectsV2"), "LIST");
         assert_eq!(request_type("HeadObject"), "HEAD");
+        assert_eq!(request_type("HeadBucket"), "OTHER");
     }
 }

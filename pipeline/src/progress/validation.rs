@@ -331,8 +331,8 @@ impl AreaState {
 /// * validation evidence ([`ValidatedCache`]) — what validation vouches for in one partition: each
 ///   cleanly validated digest (valid on its own, and its links raised no
 ///   finding) and each log file such a digest lists whose archived copy has the
-///   listed hash, by file id, with the SHA-256 (hex) of the inflated content
-///   that was vouched for. A later copy of the same key with other content
+///   listed hash, by file id, with the [`evidence_hash`] of the inflated
+///   content that was vouched for. A later copy of the same key with other content
 ///   does not match the hash, so the evidence never carries over to it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct PartitionRecord<F> {
@@ -508,6 +508,25 @@ pub(crate) fn validated_id(reader: &str, bucket: &str, key: &TrailKey) -> (Strin
     )
 }
 
+/// How validation evidence names the content it vouches for: the first 128
+/// bits of its SHA-256, base64url without padding (22 characters, against 64
+/// for the whole hash in hex: the evidence is the largest state per log
+/// file). Matching another content needs a second preimage of 128 bits.
+pub(crate) fn evidence_hash(sha256: &[u8; 32]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha256[..16])
+}
+
+/// Whether `vouched` (an evidence value) names the content hashing to
+/// `sha256`: [`evidence_hash`], or the whole hash in hex as stores written
+/// before it hold.
+pub(crate) fn evidence_matches(vouched: &str, sha256: &[u8; 32]) -> bool {
+    if vouched.len() == 64 {
+        return hex::encode(sha256) == vouched;
+    }
+    evidence_hash(sha256) == vouched
+}
+
 /// Reads one partition's validation evidence; empty when absent or unreadable
 /// (nothing is vouched for then, which only keeps files).
 pub(crate) fn read_validated(
@@ -531,7 +550,7 @@ impl ValidatedCache {
         sha256: &[u8; 32],
     ) -> Result<(), SeamError> {
         let (name, id) = validated_id(reader, bucket, key);
-        let hash = hex::encode(sha256);
+        let hash = evidence_hash(sha256);
         self.update(store, &name, |files| {
             if files.get(&id) == Some(&hash) {
                 return false;
@@ -591,6 +610,23 @@ mod tests {
     }
 
     #[test]
+    fn evidence_names_content_by_its_first_128_bits_and_reads_the_older_hex() {
+        let content = [7u8; 32];
+        let mut other = content;
+        other[31] ^= 1;
+        let compact = evidence_hash(&content);
+        assert_eq!(compact.len(), 22);
+        assert!(evidence_matches(&compact, &content));
+        assert!(evidence_matches(&hex::encode(content), &content));
+        assert!(!evidence_matches(&hex::encode(other), &content));
+        let mut early = content;
+        early[0] ^= 1;
+        assert!(!evidence_matches(&compact, &early));
+        assert!(!evidence_matches("", &content));
+        assert!(!evidence_matches(&compact[..21], &content));
+    }
+
+    #[test]
     fn validation_evidence_is_per_partition_and_can_be_withdrawn() {
         use crate::cloudtrail::keys::parse_trail_key;
         use crate::testsuite::memory::MemoryStore;
@@ -624,7 +660,7 @@ mod tests {
         cache.flush(&store).unwrap();
         assert_eq!(
             read_validated(&store, &log_name).unwrap().get(&log_id),
-            Some(&hex::encode([1u8; 32]))
+            Some(&evidence_hash(&[1u8; 32]))
         );
         let mut next_run = ValidatedCache::default();
         next_run.withdraw(&store, "r", "b", &log).unwrap();

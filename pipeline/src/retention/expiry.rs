@@ -54,7 +54,7 @@ use crate::model::error::SeamError;
 use crate::model::object::ObjectRecord;
 use crate::model::report::OperationError;
 use crate::progress::expired::ExpiredPartition;
-use crate::progress::validation::{read_validated, validated_id};
+use crate::progress::validation::{evidence_matches, read_validated, validated_id};
 use crate::seams::{ProgressStore, TrailSource};
 
 /// What the operator is told when a member role may not delete.
@@ -402,7 +402,7 @@ async fn expire_partition(shared: &Shared<'_>, partition: Partition<'_>) -> Expi
                 entry
                     .record
                     .content_sha256
-                    .is_some_and(|content| hex::encode(content) == *hash)
+                    .is_some_and(|content| evidence_matches(hash, &content))
             });
         if vouched {
             candidates.push(entry);
