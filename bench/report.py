@@ -505,13 +505,15 @@ def main():
             "",
             report.markdown(),
         ]
-        # The cost-model section (scripts/bench --cost) is kept across full runs.
-        start, end = "<!-- cost-model:start -->", "<!-- cost-model:end -->"
+        # Sections written by other steps or by hand are kept across full runs: the cost model
+        # (scripts/bench --cost), the memory step (--memory) and the analysis of the figures.
         if os.path.exists(args.write):
             with open(args.write) as handle:
                 previous = handle.read()
-            if start in previous and end in previous:
-                lines += ["", previous[previous.index(start):previous.index(end) + len(end)], ""]
+            for name in ("memory", "analysis", "cost-model"):
+                start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+                if start in previous and end in previous:
+                    lines += ["", previous[previous.index(start):previous.index(end) + len(end)], ""]
         with open(args.write, "w") as handle:
             handle.write("\n".join(lines))
         print(f"\nbench: wrote {args.write}", file=sys.stderr)
