@@ -298,15 +298,9 @@ def build(results, info):
     # ---- no-op and 1 %
     def counts(record):
         proxy = (record or {}).get("proxy_requests") or {}
-        by_operation = proxy.get("by_operation", {})
-        # HEAD and GET count requests for objects; HeadBucket (the bucket's Region, once per
-        # bucket per run) is bucket-level, like GetBucket:*, and counts as other.
-        by_type = dict(proxy.get("by_type", {}))
-        head_buckets = by_operation.get("HeadBucket", 0)
-        if head_buckets and by_type.get("HEAD", 0) >= head_buckets and by_operation.get("HeadObject", 0) < by_type.get("HEAD", 0):
-            by_type["HEAD"] -= head_buckets
-            by_type["OTHER"] = by_type.get("OTHER", 0) + head_buckets
-        return by_type, by_operation
+        # trailbench's proxy files HeadBucket (a bucket's Region, once per bucket per run) under
+        # other, with GetBucket:*: HEAD and GET count requests for objects.
+        return proxy.get("by_type", {}), proxy.get("by_operation", {})
 
     def ops_text(by_operation):
         return ", ".join(f"{op} {n}" for op, n in sorted(by_operation.items(), key=lambda kv: -kv[1])) or "n/a"

@@ -26,6 +26,7 @@ use flate2::{Decompress, FlushDecompress, Status};
 
 mod whole;
 
+use super::digest::sha256;
 use whole::{candidate_size, WholeInflater};
 
 /// Bytes of raw input handed to the state machine at a time (see module docs).
@@ -670,12 +671,6 @@ impl HeaderParser {
     }
 }
 
-fn sha256_of(bytes: &[u8]) -> [u8; 32] {
-    let mut context = Context::new(&SHA256);
-    context.update(bytes);
-    finish_sha256(context)
-}
-
 fn finish_sha256(context: Context) -> [u8; 32] {
     let digest = context.finish();
     let bytes = <[u8; 32]>::try_from(digest.as_ref());
@@ -826,10 +821,10 @@ impl BodyInspector {
         sink.inflated(content);
         Some(InspectOutcome {
             raw_len: bytes.len() as u64,
-            raw_sha256: sha256_of(bytes),
+            raw_sha256: sha256(bytes),
             inflated: Ok(Inflated {
                 len: written as u64,
-                sha256: sha256_of(content),
+                sha256: sha256(content),
             }),
         })
     }
@@ -874,12 +869,6 @@ mod tests {
         max_inflated_bytes: 64 * 1024 * 1024,
         max_ratio: 2000,
     };
-
-    fn sha256(bytes: &[u8]) -> [u8; 32] {
-        let mut context = Context::new(&SHA256);
-        context.update(bytes);
-        finish_sha256(context)
-    }
 
     fn gzip(data: &[u8], level: u32) -> Vec<u8> {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::new(level));

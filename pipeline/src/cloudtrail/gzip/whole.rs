@@ -19,17 +19,18 @@ use libdeflate_sys::{
     libdeflate_gzip_decompress_ex, libdeflate_result_LIBDEFLATE_SUCCESS,
 };
 
-use super::{InflateLimits, BLOCK_LEN, RATIO_ENFORCEMENT_FLOOR};
+use super::{
+    InflateLimits, BLOCK_LEN, CM_DEFLATE, FIXED_HEADER_LEN, FLAG_FHCRC, FLAG_RESERVED, GZIP_MAGIC,
+    RATIO_ENFORCEMENT_FLOOR, TRAILER_LEN,
+};
 
 /// Bodies whose content inflates to more than this go through the streaming
 /// inspector: the fast path holds the whole content in memory.
 pub const WHOLE_MAX_INFLATED: u64 = 8 * 1024 * 1024;
 
-const GZIP_HEADER_LEN: usize = 10;
-const GZIP_TRAILER_LEN: usize = 8;
-/// FHCRC (libdeflate skips the header CRC; the streaming inspector checks it)
-/// and the reserved bits.
-const FLAGS_LEFT_TO_STREAMING: u8 = 0x02 | 0xe0;
+/// Header flags left to the streaming inspector: FHCRC (libdeflate skips the
+/// header CRC; the streaming inspector checks it) and the reserved bits.
+const FLAGS_LEFT_TO_STREAMING: u8 = FLAG_FHCRC | FLAG_RESERVED;
 
 /// The inflated size the fast path would allocate for `bytes`, when its
 /// verdict on them is sure to be the streaming inspector's; `None` when the
@@ -44,24 +45,18 @@ const FLAGS_LEFT_TO_STREAMING: u8 = 0x02 | 0xe0;
 ///   (never more than `n`) with `max_ratio` × the raw bytes handed over so far
 ///   (never fewer than the first block), so its ratio limit cannot fire.
 pub fn candidate_size(bytes: &[u8], limits: InflateLimits) -> Option<usize> {
-    let header = bytes.get(..GZIP_HEADER_LEN)?;
-    if header.first() != Some(&0x1f) || header.get(1) != Some(&0x8b) || header.get(2) != Some(&8) {
+    if bytes.len() < FIXED_HEADER_LEN + TRAILER_LEN {
         return None;
     }
-    if header
-        .get(3)
-        .is_none_or(|flags| flags & FLAGS_LEFT_TO_STREAMING != 0)
-    {
+    let (magic, rest) = bytes.split_first_chunk::<2>()?;
+    let [method, flags, ..] = *rest else {
+        return None;
+    };
+    if *magic != GZIP_MAGIC || method != CM_DEFLATE || flags & FLAGS_LEFT_TO_STREAMING != 0 {
         return None;
     }
-    let tail = bytes
-        .len()
-        .checked_sub(4)
-        .and_then(|start| bytes.get(start..))?;
-    if bytes.len() < GZIP_HEADER_LEN + GZIP_TRAILER_LEN {
-        return None;
-    }
-    let claimed = u64::from(u32::from_le_bytes(<[u8; 4]>::try_from(tail).ok()?));
+    let (_, tail) = bytes.split_last_chunk::<4>()?;
+    let claimed = u64::from(u32::from_le_bytes(*tail));
     if claimed > limits.max_inflated_bytes || claimed > WHOLE_MAX_INFLATED {
         return None;
     }
