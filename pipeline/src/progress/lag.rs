@@ -170,6 +170,18 @@ impl ProgressStore for LagTracker<'_> {
             .for_each_object_under(account_id, bucket, key_prefix, visit)
     }
 
+    fn for_each_object_from(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        start_key: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
+        self.inner
+            .for_each_object_from(account_id, bucket, key_prefix, start_key, visit)
+    }
+
     fn objects_under(
         &self,
         account_id: &str,

@@ -62,6 +62,22 @@ pub trait ProgressStore: Send + Sync {
         }
         Ok(())
     }
+    /// [`Self::for_each_object_under`] starting at the first key at or after
+    /// `start_key` (a key under `key_prefix`, or the prefix itself): a scan
+    /// of the end of a folder whose keys sort by time, without reading the
+    /// records before it.
+    fn for_each_object_from(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        start_key: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
+        self.for_each_object_under(account_id, bucket, key_prefix, &mut |key, record| {
+            key < start_key || visit(key, record)
+        })
+    }
     /// Every record under one source prefix (account + bucket + key prefix).
     fn objects_under(
         &self,

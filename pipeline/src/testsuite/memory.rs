@@ -740,10 +740,21 @@ impl ProgressStore for MemoryStore {
         key_prefix: &str,
         visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
     ) -> Result<(), SeamError> {
+        self.for_each_object_from(account_id, bucket, key_prefix, key_prefix, visit)
+    }
+
+    fn for_each_object_from(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        key_prefix: &str,
+        start_key: &str,
+        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
+    ) -> Result<(), SeamError> {
         let start = SourceRef {
             account_id: account_id.to_string(),
             bucket: bucket.to_string(),
-            key: key_prefix.to_string(),
+            key: start_key.max(key_prefix).to_string(),
         };
         let mut next = Bound::Included(start);
         loop {

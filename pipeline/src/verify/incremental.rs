@@ -487,34 +487,64 @@ fn parsed_log(reader: &str, bucket: &str, key: &str, copied_at: i64) -> Option<L
 
 /// Judges the files of `area` named from `plan.judged_from` (the area's
 /// whole history when `None`) up to its horizon, one day folder at a time.
+/// Every file of the area is named `<account>_CloudTrail_<region>_<time>_…`
+/// (anything else in its folders is not its log file), so the names sort by
+/// delivery time: each folder is read from the first name at or after
+/// `judged_from` and up to the first at or after the horizon, not whole.
+/// Files named earlier but copied since are judged from the fresh folders.
 fn judge_by_name(ctx: &Ctx<'_>, area: &AreaId, plan: &AreaPlan<'_>) -> Result<(), OpError> {
     let root = account_root(&area.prefix, area.org_id.as_deref(), &area.account);
     let base = format!("{root}{LOG_FOLDER}/{}/", area.region);
     let last_day = (plan.horizon - Duration::seconds(1)).date_naive();
-    let prefixes: Vec<String> = match plan.judged_from {
+    // Day folders, each read between two names (all of `base` when there are too many).
+    let folders: Vec<(String, Option<(String, String)>)> = match plan.judged_from {
         Some(from) if from >= plan.horizon => return Ok(()),
         Some(from) if (last_day - from.date_naive()).num_days() <= MAX_DAY_SCANS => from
             .date_naive()
             .iter_days()
             .take_while(|day| *day <= last_day)
-            .map(|day| format!("{base}{}/", day.format("%Y/%m/%d")))
+            .map(|day| {
+                let folder = format!("{base}{}/", day.format("%Y/%m/%d"));
+                // `<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>` up to the
+                // minute: the first name to read, and the first past the horizon.
+                let name_at = |at: DateTime<Utc>| {
+                    format!(
+                        "{folder}{}_{LOG_FOLDER}_{}_{}",
+                        area.account,
+                        area.region,
+                        at.format("%Y%m%dT%H%MZ")
+                    )
+                };
+                let bounds = (name_at(from), name_at(plan.horizon + Duration::minutes(1)));
+                (folder, Some(bounds))
+            })
             .collect(),
-        _ => vec![base],
+        _ => vec![(base, None)],
     };
-    for prefix in prefixes {
+    for (prefix, bounds) in folders {
+        let (start, stop) = bounds.unwrap_or_default();
         let mut outcome = Ok(());
         ctx.store
-            .for_each_object_under(&area.reader, &area.bucket, &prefix, &mut |key, record| {
-                let Some(log) = parsed_log(&area.reader, &area.bucket, key, record.copied_at)
-                else {
-                    return true;
-                };
-                if log.area != *area {
-                    return true;
-                }
-                outcome = logs::judge_log(ctx, area, plan, &log, false);
-                outcome.is_ok()
-            })
+            .for_each_object_from(
+                &area.reader,
+                &area.bucket,
+                &prefix,
+                &start,
+                &mut |key, record| {
+                    if !stop.is_empty() && key >= stop.as_str() {
+                        return false;
+                    }
+                    let Some(log) = parsed_log(&area.reader, &area.bucket, key, record.copied_at)
+                    else {
+                        return true;
+                    };
+                    if log.area != *area {
+                        return true;
+                    }
+                    outcome = logs::judge_log(ctx, area, plan, &log, false);
+                    outcome.is_ok()
+                },
+            )
             .map_err(|error| OpError::new(&area.account, format!("read store {prefix}"), error))?;
         outcome?;
     }
