@@ -159,17 +159,6 @@ impl ProgressStore for LagTracker<'_> {
         self.inner.settle_folder(account_id, bucket, fresh)
     }
 
-    fn for_each_object_under(
-        &self,
-        account_id: &str,
-        bucket: &str,
-        key_prefix: &str,
-        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
-    ) -> Result<(), SeamError> {
-        self.inner
-            .for_each_object_under(account_id, bucket, key_prefix, visit)
-    }
-
     fn for_each_object_from(
         &self,
         account_id: &str,

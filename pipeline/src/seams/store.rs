@@ -55,12 +55,7 @@ pub trait ProgressStore: Send + Sync {
         key_prefix: &str,
         visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
     ) -> Result<(), SeamError> {
-        for (key, record) in self.objects_under(account_id, bucket, key_prefix)? {
-            if !visit(&key, record) {
-                break;
-            }
-        }
-        Ok(())
+        self.for_each_object_from(account_id, bucket, key_prefix, key_prefix, visit)
     }
     /// [`Self::for_each_object_under`] starting at the first key at or after
     /// `start_key` (a key under `key_prefix`, or the prefix itself): a scan
@@ -74,9 +69,12 @@ pub trait ProgressStore: Send + Sync {
         start_key: &str,
         visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
     ) -> Result<(), SeamError> {
-        self.for_each_object_under(account_id, bucket, key_prefix, &mut |key, record| {
-            key < start_key || visit(key, record)
-        })
+        for (key, record) in self.objects_under(account_id, bucket, key_prefix)? {
+            if key.as_str() >= start_key && !visit(&key, record) {
+                break;
+            }
+        }
+        Ok(())
     }
     /// Every record under one source prefix (account + bucket + key prefix).
     fn objects_under(

@@ -733,16 +733,6 @@ impl ProgressStore for MemoryStore {
         Ok(())
     }
 
-    fn for_each_object_under(
-        &self,
-        account_id: &str,
-        bucket: &str,
-        key_prefix: &str,
-        visit: &mut dyn FnMut(&str, ObjectRecord) -> bool,
-    ) -> Result<(), SeamError> {
-        self.for_each_object_from(account_id, bucket, key_prefix, key_prefix, visit)
-    }
-
     fn for_each_object_from(
         &self,
         account_id: &str,
