@@ -636,54 +636,6 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_from_a_key_reads_only_the_rest_of_its_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
-        let folder = "AWSLogs/1/CloudTrail/r/2026/03/01/";
-        let keys = [
-            format!("{folder}1_CloudTrail_r_20260301T0000Z_a.json.gz"),
-            format!("{folder}1_CloudTrail_r_20260301T0100Z_b.json.gz"),
-            format!("{folder}1_CloudTrail_r_20260301T0200Z_c.json.gz"),
-            "AWSLogs/1/CloudTrail/r/2026/03/02/1_CloudTrail_r_20260302T0000Z_d.json.gz".into(),
-        ];
-        for key in &keys {
-            let source = SourceRef {
-                account_id: "111122223333".into(),
-                bucket: "b".into(),
-                key: key.clone(),
-            };
-            store
-                .record_object(&source, &super::tests::record("e", None))
-                .unwrap();
-        }
-        let from = |start: &str| {
-            let mut seen = Vec::new();
-            store
-                .for_each_object_from("111122223333", "b", folder, start, &mut |key, _| {
-                    seen.push(key.to_string());
-                    true
-                })
-                .unwrap();
-            seen
-        };
-        let start = format!("{folder}1_CloudTrail_r_20260301T0100Z");
-        assert_eq!(
-            from(&start),
-            keys[1..3].to_vec(),
-            "from the key, within the prefix"
-        );
-        assert_eq!(
-            from(""),
-            keys[..3].to_vec(),
-            "a start before the prefix is the prefix"
-        );
-        assert!(
-            from("AWSLogs/9").is_empty(),
-            "a start past the prefix reads nothing"
-        );
-    }
-
-    #[test]
     fn store_survives_reopen_and_dedups_findings() {
         let dir = tempfile::tempdir().unwrap();
         let source = SourceRef {

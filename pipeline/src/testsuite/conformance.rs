@@ -72,7 +72,8 @@ pub fn objects_round_trip(store: &dyn ProgressStore) {
 }
 
 /// `objects_under` returns exactly the records of one account, bucket and key
-/// prefix, keyed by source key, whatever else the store holds.
+/// prefix, keyed by source key, whatever else the store holds; a scan from a
+/// key reads the rest of the prefix only.
 pub fn objects_under_one_source_prefix(store: &dyn ProgressStore) {
     let one = record(
         "d41d8cd98f00b204e9800998ecf8427e",
@@ -114,6 +115,33 @@ pub fn objects_under_one_source_prefix(store: &dyn ProgressStore) {
         .objects_under("999999999999", "bucket", "")
         .unwrap()
         .is_empty());
+
+    // A scan from a key: the rest of the prefix, in key order, until told to stop.
+    let from = |start: &str, most: usize| {
+        let mut seen: Vec<String> = Vec::new();
+        store
+            .for_each_object_from(
+                "111122223333",
+                "bucket",
+                "AWSLogs/a/",
+                start,
+                &mut |key, _| {
+                    seen.push(key.to_string());
+                    seen.len() < most
+                },
+            )
+            .unwrap();
+        seen
+    };
+    assert_eq!(from("AWSLogs/a/2", 9), ["AWSLogs/a/2"]);
+    assert_eq!(from("AWSLogs/a/15", 9), ["AWSLogs/a/2"], "between two keys");
+    assert_eq!(
+        from("", 9),
+        ["AWSLogs/a/1", "AWSLogs/a/2"],
+        "before the prefix"
+    );
+    assert_eq!(from("", 1), ["AWSLogs/a/1"], "stops when told");
+    assert!(from("AWSLogs/b/", 9).is_empty(), "past the prefix");
 }
 
 /// State values read back and overwrite; `state_under` lists exactly the
