@@ -575,3 +575,116 @@ fn scan_rate_on_cloudtrail_shaped_records() {
         body.len()
     );
 }
+
+/// The whole verdict (claims, or the error and its offset) of a body fed
+/// whole, byte by byte and cut at `cuts`: the same every way.
+fn assert_chunking_changes_nothing(body: &[u8], cuts: &[usize]) {
+    let every: Vec<usize> = (0..=body.len()).collect();
+    for kind in [BodyKind::Log, BodyKind::Digest] {
+        let whole = scan(kind, body);
+        assert_eq!(
+            chunked(kind, body, &every),
+            whole,
+            "{kind:?} byte by byte {:?}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(
+            chunked(kind, body, cuts),
+            whole,
+            "{kind:?} cut at {cuts:?} {:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+/// `body` with each edit applied: remove (0), insert (1) or replace (2) a
+/// byte anywhere, replace a bracket, comma or colon with another one (3),
+/// or remove one of those or a quote or backslash (4).
+fn edited(mut body: Vec<u8>, edits: Vec<(usize, u8, u8)>) -> Vec<u8> {
+    const PUNCTUATION: &[u8] = b"{}[],:";
+    for (at, byte, how) in edits {
+        let (at, byte) = if how >= 3 {
+            let targets: &[u8] = if how == 3 { PUNCTUATION } else { b"{}[],:\"\\" };
+            let punctuation: Vec<usize> = (0..body.len())
+                .filter(|&index| targets.contains(&body[index]))
+                .collect();
+            match punctuation.len() {
+                0 => continue,
+                count => (
+                    punctuation[at % count],
+                    PUNCTUATION[usize::from(byte) % PUNCTUATION.len()],
+                ),
+            }
+        } else {
+            (at % (body.len() + 1), byte)
+        };
+        match how {
+            0 | 4 if at < body.len() => {
+                body.remove(at);
+            }
+            1 => body.insert(at, byte),
+            2 | 3 if at < body.len() => body[at] = byte,
+            _ => {}
+        }
+    }
+    body
+}
+
+/// Bytes that matter to the scan, for edits of a well-formed body.
+const EDIT_BYTES: &[u8] =
+    b"\"\\{}[],:0123456789-+.eEtrufalsn \t\r\n\x00\x1f\x7f\x80\xc3\xa9\xffu/bx";
+
+#[test]
+fn errors_in_skipped_values_are_where_the_bytes_are() {
+    for (body, what, offset) in [
+        (r#"{"Records":[{"x":{"a":1]}]}"#, "expected `,` or `}`", 23),
+        (r#"{"Records":[{"x":[1}]}]}"#, "expected `,` or `]`", 19),
+        (r#"{"Records":[{"x":{"a":1,}}]}"#, "trailing comma", 24),
+        (r#"{"Records":[{"x":["a",]}]}"#, "expected value", 22),
+        (r#"{"Records":[{"x":[01]}]}"#, "expected `,` or `]`", 19),
+        (r#"{"Records":[{"x":[1.]}]}"#, "invalid number", 20),
+        (r#"{"Records":[{"x":[-]}]}"#, "invalid number", 19),
+        (r#"{"Records":[{"x":[1e+]}]}"#, "invalid number", 21),
+        (r#"{"Records":[{"x":[tru]}]}"#, "expected ident", 21),
+        (r#"{"Records":[{"x":[nulll]}]}"#, "expected `,` or `]`", 22),
+        (r#"{"Records":[{"x":{"a" 1}}]}"#, "expected `:`", 22),
+        (r#"{"Records":[{"x":{"a\q":1}}]}"#, "invalid escape", 21),
+        (r#"{"Records":[{"x":"\u12x4"}]}"#, "invalid escape", 22),
+        (
+            "{\"Records\":[{\"x\":\"a\nb\"}]}",
+            "control character while parsing a string",
+            19,
+        ),
+        (r#"{"Records":[{"x":1} ]} x"#, "trailing characters", 23),
+    ] {
+        let error = log(body.as_bytes()).unwrap_err();
+        assert_eq!((error.what, error.offset), (what, offset), "{body}");
+        assert_chunking_changes_nothing(body.as_bytes(), &[]);
+        assert_agrees(body.as_bytes());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// However the body is cut, the scan ends the same: same claims, or the
+    /// same error at the same offset.
+    #[test]
+    fn chunking_changes_no_verdict(body in body_strategy(), cuts in prop::collection::vec(any::<usize>(), 0..8)) {
+        assert_chunking_changes_nothing(&body, &cuts);
+    }
+
+    /// CloudTrail-shaped records, intact or with a few bytes edited: the scan
+    /// agrees with the parse, and however cut, ends the same.
+    #[test]
+    fn edited_cloudtrail_records_are_judged_like_the_parse(
+        records in 1usize..3,
+        edits in prop::collection::vec((any::<usize>(), prop::sample::select(EDIT_BYTES), 0u8..5), 0..4),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+    ) {
+        let body = edited(cloudtrail_shaped(records), edits);
+        prop_assert_eq!(log(&body).ok(), oracle_log(&body), "{:?}", String::from_utf8_lossy(&body));
+        prop_assert_eq!(digest(&body).ok(), oracle_digest(&body), "{:?}", String::from_utf8_lossy(&body));
+        assert_chunking_changes_nothing(&body, &cuts);
+    }
+}
