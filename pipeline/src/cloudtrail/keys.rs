@@ -218,9 +218,8 @@ impl TrailKey {
                 delivered_at,
                 unique,
             } => format!(
-                "{account_id}_{folder}_{region}_{stamp}_{unique}{GZIP_JSON_SUFFIX}",
-                folder = self.family.folder(),
-                stamp = delivered_at.format("%Y%m%dT%H%MZ"),
+                "{}_{unique}{GZIP_JSON_SUFFIX}",
+                log_name_start(account_id, self.family.folder(), region, *delivered_at),
             ),
             FileName::Digest {
                 account_id,
@@ -258,6 +257,22 @@ impl TrailKey {
         };
         file_date == self.date
     }
+}
+
+/// The start of a log file's name up to its delivery time:
+/// `<account>_<folder>_<region>_<YYYYMMDDTHHmmZ>` (the unique string and the
+/// suffix follow). Names of one account, folder and region sort by delivery
+/// time: the fields before the time are fixed, the time has a fixed width.
+pub fn log_name_start(
+    account_id: &str,
+    folder: &str,
+    region: &str,
+    delivered_at: NaiveDateTime,
+) -> String {
+    format!(
+        "{account_id}_{folder}_{region}_{}",
+        delivered_at.format("%Y%m%dT%H%MZ")
+    )
 }
 
 /// The root of one account's files: `[prefix/]AWSLogs/[org/]account/`. The one

@@ -21,7 +21,9 @@ use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use tracing::{info_span, warn, Instrument};
 
-use crate::cloudtrail::keys::{account_root, parse_trail_key, DIGEST_FOLDER, LOG_FOLDER};
+use crate::cloudtrail::keys::{
+    account_root, log_name_start, parse_trail_key, DIGEST_FOLDER, LOG_FOLDER,
+};
 use crate::model::object::ArchivedSource;
 use crate::progress::validation::{chain_states_under, fresh_index_name, ChainState};
 use crate::seams::{key_folder, FreshFolder};
@@ -496,8 +498,9 @@ fn judge_by_name(ctx: &Ctx<'_>, area: &AreaId, plan: &AreaPlan<'_>) -> Result<()
     let root = account_root(&area.prefix, area.org_id.as_deref(), &area.account);
     let base = format!("{root}{LOG_FOLDER}/{}/", area.region);
     let last_day = (plan.horizon - Duration::seconds(1)).date_naive();
-    // Day folders, each read between two names (all of `base` when there are too many).
-    let folders: Vec<(String, Option<(String, String)>)> = match plan.judged_from {
+    // Day folders, each read from a first name up to a name past the horizon
+    // (all of `base`, from its start, when there are too many).
+    let folders: Vec<(String, String, Option<String>)> = match plan.judged_from {
         Some(from) if from >= plan.horizon => return Ok(()),
         Some(from) if (last_day - from.date_naive()).num_days() <= MAX_DAY_SCANS => from
             .date_naive()
@@ -505,24 +508,21 @@ fn judge_by_name(ctx: &Ctx<'_>, area: &AreaId, plan: &AreaPlan<'_>) -> Result<()
             .take_while(|day| *day <= last_day)
             .map(|day| {
                 let folder = format!("{base}{}/", day.format("%Y/%m/%d"));
-                // `<account>_CloudTrail_<region>_<YYYYMMDDTHHmmZ>` up to the
-                // minute: the first name to read, and the first past the horizon.
+                // Names are up to the minute: from's minute may hold files
+                // judged already (`judge_log` skips them), and the minute
+                // after the horizon holds none to judge.
                 let name_at = |at: DateTime<Utc>| {
-                    format!(
-                        "{folder}{}_{LOG_FOLDER}_{}_{}",
-                        area.account,
-                        area.region,
-                        at.format("%Y%m%dT%H%MZ")
-                    )
+                    let start =
+                        log_name_start(&area.account, LOG_FOLDER, &area.region, at.naive_utc());
+                    format!("{folder}{start}")
                 };
-                let bounds = (name_at(from), name_at(plan.horizon + Duration::minutes(1)));
-                (folder, Some(bounds))
+                let (start, stop) = (name_at(from), name_at(plan.horizon + Duration::minutes(1)));
+                (folder, start, Some(stop))
             })
             .collect(),
-        _ => vec![(base, None)],
+        _ => vec![(base, String::new(), None)],
     };
-    for (prefix, bounds) in folders {
-        let (start, stop) = bounds.unwrap_or_default();
+    for (prefix, start, stop) in folders {
         let mut outcome = Ok(());
         ctx.store
             .for_each_object_from(
@@ -531,7 +531,7 @@ fn judge_by_name(ctx: &Ctx<'_>, area: &AreaId, plan: &AreaPlan<'_>) -> Result<()
                 &prefix,
                 &start,
                 &mut |key, record| {
-                    if !stop.is_empty() && key >= stop.as_str() {
+                    if stop.as_deref().is_some_and(|stop| key >= stop) {
                         return false;
                     }
                     let Some(log) = parsed_log(&area.reader, &area.bucket, key, record.copied_at)
