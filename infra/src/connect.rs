@@ -24,7 +24,7 @@ use crate::s3::regions::{BucketRegions, RegionalClients};
 use crate::sessions::{MemberAccess, MemberConnector};
 use crate::sns::SnsNotifier;
 use crate::sqs::SqsQueue;
-use crate::store::{OpenFailure, SledStore, LOCK_WAIT};
+use crate::store::{OpenFailure, RedbStore, LOCK_WAIT};
 
 /// The progress store could not be opened (it is missing, damaged, or held
 /// by another trailvault process).
@@ -43,9 +43,9 @@ impl OpenStoreError {
 }
 
 /// Opens the progress store the configuration names.
-pub fn open_store(config: &Config) -> Result<Arc<SledStore>, OpenStoreError> {
+pub fn open_store(config: &Config) -> Result<Arc<RedbStore>, OpenStoreError> {
     let path = &config.store.path;
-    let store = SledStore::try_open(path, LOCK_WAIT).map_err(|source| OpenStoreError {
+    let store = RedbStore::try_open(path, LOCK_WAIT).map_err(|source| OpenStoreError {
         path: path.clone(),
         source,
     })?;
@@ -54,7 +54,7 @@ pub fn open_store(config: &Config) -> Result<Arc<SledStore>, OpenStoreError> {
 
 /// The outside world of one process, connected.
 pub struct Connected {
-    pub store: Arc<SledStore>,
+    pub store: Arc<RedbStore>,
     /// The archive bucket, every call retried until the cancellation token.
     pub archive: Arc<dyn Archive>,
     pub accounts: Arc<dyn AccountDirectory>,

@@ -1,6 +1,7 @@
-//! The progress store on sled, behind the pipeline's [`ProgressStore`] seam.
+//! The progress store on redb, behind the pipeline's [`ProgressStore`] seam.
 //!
-//! Layout (one sled instance per process, one tree per kind of record):
+//! One file, `progress.redb`, in the store directory the configuration names,
+//! with one table per kind of record:
 //! - `objects`: `<account>\0<bucket>\0<key>` → compact binary [`ObjectRecord`]
 //!   (version byte first; see [`encode_record`]);
 //! - `state`: name → bytes (cursors, sweep times, chain heads, cached keys);
@@ -8,17 +9,38 @@
 //! - `fresh`: `<account>\0<bucket>\0<folder>` → mark (u64, big-endian) of the
 //!   folders with records validation has not settled yet (one entry per
 //!   folder, not per object: written once per folder until validation reads
-//!   it, so the store keeps its size per object).
+//!   it, so the store keeps its size per object);
+//! - `meta`: the next fresh-folder mark, and the file's length after its last
+//!   compaction.
 //!
-//! Durability: sled fsyncs by itself only every 500 ms; [`ProgressStore::flush`]
-//! is called where it matters (before the first copy of a run, at its end).
+//! Memory: redb's page cache is bounded ([`CACHE_BYTES`]), so a scan of the
+//! whole archive's records costs the same memory at 20,000 objects as at
+//! 200,000. (sled 0.34, the store before this one, kept ~16k pages resident
+//! during a scan whatever its configured cache: its memory grew with the
+//! archive up to ~60 MB.) A store written by sled is imported on first open
+//! (see [`sled_import`]).
+//!
+//! Durability: a write commits without fsync unless the last durable commit
+//! is [`DURABLE_EVERY`] old, so a crash loses at most that much of the most
+//! recent progress (which is redone: a lost record means the object is
+//! listed and adopted again); [`ProgressStore::flush`] commits durably where
+//! it matters (before the first copy of a run, at its end) and compacts the
+//! file once it has grown by half since its last compaction.
 
-use std::path::Path;
-use tracing::warn;
+mod sled_import;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+use tracing::{info, warn};
 
 use trailvault_pipeline::model::findings::Finding;
 use trailvault_pipeline::model::object::{ObjectRecord, SourceRef};
-use trailvault_pipeline::seams::ProgressStore;
+use trailvault_pipeline::seams::{FreshFolder, ProgressStore};
 use trailvault_pipeline::SeamError;
 
 const RECORD_VERSION: u8 = 1;
@@ -28,18 +50,47 @@ const FLAG_HEX_ETAG: u8 = 2;
 /// Folders whose mark a handle remembers (about 100 bytes each).
 const MAX_MARKED_FOLDERS: usize = 50_000;
 
-pub struct SledStore {
-    db: sled::Db,
-    objects: sled::Tree,
-    state: sled::Tree,
-    findings: sled::Tree,
-    fresh: sled::Tree,
+/// The store's file inside the configured store directory.
+pub const FILE_NAME: &str = "progress.redb";
+
+/// redb's page cache (reads and the write buffer together). A lookup per
+/// listed key, in key order, and a scan of a source's records both walk the
+/// file in order, so a small cache serves them; the kernel's page cache does
+/// the rest.
+const CACHE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The longest a commit waits to be made durable while writes go on.
+const DURABLE_EVERY: Duration = Duration::from_millis(500);
+
+/// The file is compacted at a flush once it is this much larger than after
+/// its last compaction (and at least [`COMPACT_FROM_BYTES`]): page splits
+/// and the pages of replaced records leave a freshly written file about 2.5×
+/// the size of its records.
+const COMPACT_GROWTH: f64 = 1.5;
+const COMPACT_FROM_BYTES: u64 = 4 * 1024 * 1024;
+
+type Bytes = TableDefinition<'static, &'static [u8], &'static [u8]>;
+const OBJECTS: Bytes = TableDefinition::new("objects");
+const STATE: Bytes = TableDefinition::new("state");
+const FINDINGS: Bytes = TableDefinition::new("findings");
+const FRESH: Bytes = TableDefinition::new("fresh");
+const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
+const NEXT_MARK: &str = "next_mark";
+const COMPACTED_LEN: &str = "compacted_len";
+
+pub struct RedbStore {
+    /// Behind a lock only so that a flush can compact (`&mut`): every other
+    /// call holds it shared just long enough to begin its transaction.
+    db: RwLock<Database>,
+    file: PathBuf,
+    /// When a commit was last made durable.
+    durable_at: Mutex<Instant>,
     /// Folders marked by this handle: folder key → (mark, handed out by
     /// `fresh_folders` since). A record under a folder marked and not handed
     /// out needs no new mark; one under a handed-out folder gets a new mark,
     /// so that settling the mark that was read keeps the folder fresh. Held
     /// across the whole of `record_object` and `settle_folder`.
-    marked: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (u64, bool)>>,
+    marked: Mutex<std::collections::HashMap<Vec<u8>, (u64, bool)>>,
 }
 
 fn store_error(error: impl std::fmt::Display) -> SeamError {
@@ -185,96 +236,236 @@ impl From<OpenFailure> for SeamError {
     }
 }
 
-/// How long [`SledStore::try_open`] waits for a held lock before giving up.
-/// sled's background flusher keeps the file lock for a moment after the
-/// previous handle is dropped (4 s is long enough for it on a loaded
-/// machine); a run of another process holds it far longer, and the wait
-/// ends with [`OpenFailure::Held`].
-pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+/// How long [`RedbStore::try_open`] waits for a held lock before giving up:
+/// long enough for a handle being closed to go, far shorter than a run of
+/// another process, which ends the wait with [`OpenFailure::Held`].
+pub const LOCK_WAIT: Duration = Duration::from_secs(4);
 
-/// sled 0.34 reports a held lock as an `Other` I/O error whose text says
-/// "could not acquire lock" (with the OS error `WouldBlock` inside the
-/// text); a test below pins that wording.
-fn is_lock_contention(error: &sled::Error) -> bool {
-    match error {
-        sled::Error::Io(io) => {
-            io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().contains("could not acquire lock")
+/// Retries `attempt` while it reports a held lock (`Ok(None)`), until
+/// `lock_wait` has passed.
+fn wait_for_lock<T>(
+    what: &Path,
+    lock_wait: Duration,
+    mut attempt: impl FnMut() -> Result<Option<T>, OpenFailure>,
+) -> Result<T, OpenFailure> {
+    let step = Duration::from_millis(40);
+    let deadline = Instant::now() + lock_wait;
+    loop {
+        if let Some(opened) = attempt()? {
+            return Ok(opened);
         }
-        _ => false,
+        if Instant::now() >= deadline {
+            return Err(OpenFailure::Held(format!(
+                "{}: the lock was held for {} ms",
+                what.display(),
+                lock_wait.as_millis()
+            )));
+        }
+        std::thread::sleep(step);
     }
 }
 
-impl SledStore {
-    pub fn open(path: &Path) -> Result<SledStore, SeamError> {
-        SledStore::try_open(path, LOCK_WAIT).map_err(SeamError::from)
+fn open_failed(path: &Path, error: impl std::fmt::Display) -> OpenFailure {
+    OpenFailure::Failed(store_error(format!(
+        "cannot open {}: {error}",
+        path.display()
+    )))
+}
+
+impl RedbStore {
+    pub fn open(path: &Path) -> Result<RedbStore, SeamError> {
+        RedbStore::try_open(path, LOCK_WAIT).map_err(SeamError::from)
     }
 
-    /// Opens the store at `path`, waiting up to `lock_wait` while another
-    /// handle holds it; tells a held store ([`OpenFailure::Held`]) from
-    /// every other failure.
-    pub fn try_open(path: &Path, lock_wait: std::time::Duration) -> Result<SledStore, OpenFailure> {
-        let config = sled::Config::new()
-            .path(path)
-            // sled's cache accounting is approximate: 16 MiB configured held ~90 MB
-            // after 200,000 point lookups, 2 MiB holds ~30 MB, at the same insert and
-            // lookup speed (the access pattern is one lookup per listed key, in key
-            // order). Memory then grows little with the number of objects recorded.
-            .cache_capacity(2 * 1024 * 1024)
-            .mode(sled::Mode::LowSpace)
-            .use_compression(true)
-            .compression_factor(1);
-        let step = std::time::Duration::from_millis(40);
-        let deadline = std::time::Instant::now() + lock_wait;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(error) if is_lock_contention(&error) => {
-                    if std::time::Instant::now() >= deadline {
-                        return Err(OpenFailure::Held(format!("{}: {error}", path.display())));
-                    }
-                    std::thread::sleep(step);
-                }
-                Err(error) => {
-                    return Err(OpenFailure::Failed(store_error(format!(
-                        "cannot open {}: {error}",
-                        path.display()
-                    ))))
-                }
-            }
-        };
-        let failed = |error| OpenFailure::Failed(store_error(error));
-        let objects = db.open_tree("objects").map_err(failed)?;
-        let state = db.open_tree("state").map_err(failed)?;
-        let findings = db.open_tree("findings").map_err(failed)?;
-        let fresh = db.open_tree("fresh").map_err(failed)?;
-        Ok(SledStore {
-            db,
-            objects,
-            state,
-            findings,
-            fresh,
-            marked: std::sync::Mutex::default(),
+    /// Opens the store in the directory `path` (created if missing), waiting
+    /// up to `lock_wait` while another handle holds it; tells a held store
+    /// ([`OpenFailure::Held`]) from every other failure. A directory holding
+    /// a store written by sled (trailvault before redb) is imported first.
+    pub fn try_open(path: &Path, lock_wait: Duration) -> Result<RedbStore, OpenFailure> {
+        std::fs::create_dir_all(path).map_err(|error| open_failed(path, error))?;
+        let file = path.join(FILE_NAME);
+        if !file.exists() && sled_import::holds_sled_store(path) {
+            wait_for_lock(path, lock_wait, || sled_import::import(path, &file))?;
+        }
+        let db = wait_for_lock(&file, lock_wait, || match open_database(&file) {
+            Ok(db) => Ok(Some(db)),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Ok(None),
+            Err(error) => Err(open_failed(&file, error)),
+        })?;
+        create_tables(&db).map_err(|error| open_failed(&file, error))?;
+        Ok(RedbStore {
+            db: RwLock::new(db),
+            file,
+            durable_at: Mutex::new(Instant::now()),
+            marked: Mutex::default(),
         })
     }
 
-    pub fn object_count(&self) -> usize {
-        self.objects.len()
+    pub fn object_count(&self) -> Result<u64, SeamError> {
+        let read = self.read()?;
+        let table = read.open_table(OBJECTS).map_err(store_error)?;
+        table.len().map_err(store_error)
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk: the blocks allocated to its file.
+    /// (redb doubles the file's length when it needs room, up to 4 GiB; the
+    /// part not written yet is a hole, which takes no space.)
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&self.file)
+            .map(|m| m.blocks() * 512)
+            .unwrap_or(0)
+    }
+
+    fn database(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction, SeamError> {
+        self.database().begin_read().map_err(store_error)
+    }
+
+    /// Runs `change` in one write transaction and commits it, durably when
+    /// the last durable commit is [`DURABLE_EVERY`] old.
+    fn write<T>(
+        &self,
+        change: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, SeamError> {
+        let mut write = self.database().begin_write().map_err(store_error)?;
+        let out = change(&write).map_err(store_error)?;
+        let mut durable_at = self
+            .durable_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let durable = durable_at.elapsed() >= DURABLE_EVERY;
+        if !durable {
+            write
+                .set_durability(Durability::None)
+                .map_err(store_error)?;
+        }
+        write.commit().map_err(store_error)?;
+        if durable {
+            *durable_at = Instant::now();
+        }
+        Ok(out)
+    }
+
+    /// Compacts the file when it has grown by [`COMPACT_GROWTH`] since its
+    /// last compaction. Skipped (not an error) while a transaction of
+    /// another task is open: the next flush tries again.
+    fn compact_if_grown(&self) -> Result<(), SeamError> {
+        let len = self.size_on_disk();
+        if len < COMPACT_FROM_BYTES {
+            return Ok(());
+        }
+        let last = {
+            let read = self.read()?;
+            let meta = read.open_table(META).map_err(store_error)?;
+            let last = meta.get(COMPACTED_LEN).map_err(store_error)?;
+            last.map(|v| v.value()).unwrap_or(0)
+        };
+        if (len as f64) < last as f64 * COMPACT_GROWTH {
+            return Ok(());
+        }
+        let started = Instant::now();
+        {
+            let mut db = self
+                .db
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match db.compact(redb::CompactionMode::Maximum) {
+                Ok(_) => {}
+                Err(redb::CompactionError::TransactionInProgress) => return Ok(()),
+                Err(error) => return Err(store_error(format!("compacting: {error}"))),
+            }
+        }
+        let compacted = self.size_on_disk();
+        self.write(|write| {
+            write.open_table(META)?.insert(COMPACTED_LEN, compacted)?;
+            Ok(())
+        })?;
+        self.commit_durably()?;
+        info!(
+            before = len,
+            after = compacted,
+            ms = started.elapsed().as_millis() as u64,
+            "progress store compacted"
+        );
+        Ok(())
+    }
+
+    fn commit_durably(&self) -> Result<(), SeamError> {
+        let write = self.database().begin_write().map_err(store_error)?;
+        let mut durable_at = self
+            .durable_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        write.commit().map_err(store_error)?;
+        *durable_at = Instant::now();
+        Ok(())
+    }
+
+    /// Visits the entries of `table` from `start` while their keys start with
+    /// `prefix`, until `visit` returns false.
+    fn scan(
+        &self,
+        table: Bytes,
+        prefix: &[u8],
+        start: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), SeamError> {
+        let read = self.read()?;
+        let table = read.open_table(table).map_err(store_error)?;
+        for entry in table.range(start..).map_err(store_error)? {
+            let (key, value) = entry.map_err(store_error)?;
+            let key = key.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if !visit(key, value.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, table: Bytes, key: &[u8]) -> Result<Option<Vec<u8>>, SeamError> {
+        let read = self.read()?;
+        let table = read.open_table(table).map_err(store_error)?;
+        let value = table.get(key).map_err(store_error)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&self, table: Bytes, key: &[u8], value: &[u8]) -> Result<(), SeamError> {
+        self.write(|write| {
+            write.open_table(table)?.insert(key, value)?;
+            Ok(())
+        })
     }
 }
 
-impl ProgressStore for SledStore {
+fn open_database(file: &Path) -> Result<Database, redb::DatabaseError> {
+    Database::builder().set_cache_size(CACHE_BYTES).create(file)
+}
+
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let write = db.begin_write()?;
+    for table in [OBJECTS, STATE, FINDINGS, FRESH] {
+        write.open_table(table)?;
+    }
+    write.open_table(META)?;
+    write.commit()?;
+    Ok(())
+}
+
+impl ProgressStore for RedbStore {
     fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
         let key = object_key(&source.account_id, &source.bucket, &source.key);
-        match self.objects.get(key).map_err(store_error)? {
-            Some(bytes) => Ok(decode_record(&bytes)),
-            None => Ok(None),
-        }
+        Ok(self
+            .get(OBJECTS, &key)?
+            .and_then(|bytes| decode_record(&bytes)))
     }
 
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
@@ -288,56 +479,60 @@ impl ProgressStore for SledStore {
             .marked
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // The mark first: a record is never durable without its folder's mark.
-        if !matches!(marked.get(&folder), Some((_, false))) {
+        let needs_mark = !matches!(marked.get(&folder), Some((_, false)));
+        // The record and its folder's mark in one transaction: a record is
+        // never stored without its folder's mark.
+        let mark = self.write(|write| {
+            let mark = if needs_mark {
+                let mut meta = write.open_table(META)?;
+                let mark = meta.get(NEXT_MARK)?.map(|v| v.value()).unwrap_or(1);
+                meta.insert(NEXT_MARK, mark + 1)?;
+                write
+                    .open_table(FRESH)?
+                    .insert(folder.as_slice(), &mark.to_be_bytes()[..])?;
+                Some(mark)
+            } else {
+                None
+            };
+            write
+                .open_table(OBJECTS)?
+                .insert(key.as_slice(), encode_record(record).as_slice())?;
+            Ok(mark)
+        })?;
+        if let Some(mark) = mark {
             // A long-lived process that never validates must not grow the
             // cache without bound: forgetting it only costs new marks.
             if marked.len() >= MAX_MARKED_FOLDERS {
                 marked.clear();
             }
-            let mark = self.db.generate_id().map_err(store_error)?;
-            self.fresh
-                .insert(&folder, &mark.to_be_bytes())
-                .map_err(store_error)?;
             marked.insert(folder, (mark, false));
         }
-        self.objects
-            .insert(key, encode_record(record))
-            .map_err(store_error)?;
         Ok(())
     }
 
-    fn fresh_folders(
-        &self,
-        account_id: &str,
-        bucket: &str,
-    ) -> Result<Vec<trailvault_pipeline::seams::FreshFolder>, SeamError> {
+    fn fresh_folders(&self, account_id: &str, bucket: &str) -> Result<Vec<FreshFolder>, SeamError> {
         let prefix = object_key(account_id, bucket, "");
         let mut marked = self
             .marked
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut out = Vec::new();
-        for entry in self.fresh.scan_prefix(&prefix) {
-            let (key, value) = entry.map_err(store_error)?;
-            let Some(folder) = key
+        self.scan(FRESH, &prefix, &prefix, &mut |key, value| {
+            let folder = key
                 .get(prefix.len()..)
-                .and_then(|k| std::str::from_utf8(k).ok())
-            else {
-                continue;
-            };
-            let Ok(bytes) = <[u8; 8]>::try_from(value.as_ref()) else {
-                continue;
-            };
-            let mark = u64::from_be_bytes(bytes);
-            if let Some(entry) = marked.get_mut(key.as_ref()) {
-                entry.1 = true;
+                .and_then(|k| std::str::from_utf8(k).ok());
+            let mark = <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes);
+            if let (Some(folder), Some(mark)) = (folder, mark) {
+                if let Some(entry) = marked.get_mut(key) {
+                    entry.1 = true;
+                }
+                out.push(FreshFolder {
+                    folder: folder.to_string(),
+                    mark,
+                });
             }
-            out.push(trailvault_pipeline::seams::FreshFolder {
-                folder: folder.to_string(),
-                mark,
-            });
-        }
+            true
+        })?;
         Ok(out)
     }
 
@@ -345,18 +540,25 @@ impl ProgressStore for SledStore {
         &self,
         account_id: &str,
         bucket: &str,
-        fresh: &trailvault_pipeline::seams::FreshFolder,
+        fresh: &FreshFolder,
     ) -> Result<(), SeamError> {
         let key = object_key(account_id, bucket, &fresh.folder);
         let mut marked = self
             .marked
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let swapped = self
-            .fresh
-            .compare_and_swap(&key, Some(&fresh.mark.to_be_bytes()[..]), None::<&[u8]>)
-            .map_err(store_error)?;
-        if swapped.is_ok() {
+        // Removed only while it still holds the mark that was read: a record
+        // stored since then gave the folder a new mark and keeps it fresh.
+        let settled = self.write(|write| {
+            let mut table = write.open_table(FRESH)?;
+            let current = table.get(key.as_slice())?.map(|v| v.value().to_vec());
+            if current.as_deref() == Some(&fresh.mark.to_be_bytes()[..]) {
+                table.remove(key.as_slice())?;
+                return Ok(true);
+            }
+            Ok(false)
+        })?;
+        if settled {
             marked.remove(&key);
         }
         Ok(())
@@ -373,22 +575,14 @@ impl ProgressStore for SledStore {
         let prefix = object_key(account_id, bucket, key_prefix);
         let start = object_key(account_id, bucket, start_key.max(key_prefix));
         let skip = account_id.len() + bucket.len() + 2;
-        for entry in self.objects.range(start..) {
-            let (key, value) = entry.map_err(store_error)?;
-            if !key.starts_with(&prefix) {
-                break;
+        self.scan(OBJECTS, &prefix, &start, &mut |key, value| {
+            let record = decode_record(value);
+            let source_key = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok());
+            match (source_key, record) {
+                (Some(source_key), Some(record)) => visit(source_key, record),
+                _ => true,
             }
-            let Some(record) = decode_record(&value) else {
-                continue;
-            };
-            let Some(source_key) = key.get(skip..).and_then(|k| std::str::from_utf8(k).ok()) else {
-                continue;
-            };
-            if !visit(source_key, record) {
-                break;
-            }
-        }
-        Ok(())
+        })
     }
 
     fn objects_under(
@@ -409,35 +603,33 @@ impl ProgressStore for SledStore {
         &self,
         visit: &mut dyn FnMut(SourceRef, ObjectRecord),
     ) -> Result<(), SeamError> {
-        for entry in self.objects.iter() {
-            let (key, value) = entry.map_err(store_error)?;
-            let Some(record) = decode_record(&value) else {
-                continue;
+        self.scan(OBJECTS, b"", b"", &mut |key, value| {
+            let Some(record) = decode_record(value) else {
+                return true;
             };
             // `<account>\0<bucket>\0<key>`, as `object_key` writes it.
             let mut parts = key.splitn(3, |&b| b == 0);
             let (Some(account), Some(bucket), Some(source_key)) =
                 (parts.next(), parts.next(), parts.next())
             else {
-                continue;
+                return true;
             };
-            let (Ok(account), Ok(bucket), Ok(source_key)) = (
+            if let (Ok(account), Ok(bucket), Ok(source_key)) = (
                 std::str::from_utf8(account),
                 std::str::from_utf8(bucket),
                 std::str::from_utf8(source_key),
-            ) else {
-                continue;
-            };
-            visit(
-                SourceRef {
-                    account_id: account.to_string(),
-                    bucket: bucket.to_string(),
-                    key: source_key.to_string(),
-                },
-                record,
-            );
-        }
-        Ok(())
+            ) {
+                visit(
+                    SourceRef {
+                        account_id: account.to_string(),
+                        bucket: bucket.to_string(),
+                        key: source_key.to_string(),
+                    },
+                    record,
+                );
+            }
+            true
+        })
     }
 
     fn for_each_state_under(
@@ -445,43 +637,31 @@ impl ProgressStore for SledStore {
         prefix: &str,
         visit: &mut dyn FnMut(&str, &[u8]),
     ) -> Result<(), SeamError> {
-        for entry in self.state.scan_prefix(prefix.as_bytes()) {
-            let (key, value) = entry.map_err(store_error)?;
-            visit(&String::from_utf8_lossy(&key), &value);
-        }
-        Ok(())
+        let prefix = prefix.as_bytes();
+        self.scan(STATE, prefix, prefix, &mut |key, value| {
+            visit(&String::from_utf8_lossy(key), value);
+            true
+        })
     }
 
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
-        Ok(self
-            .state
-            .get(name.as_bytes())
-            .map_err(store_error)?
-            .map(|v| v.to_vec()))
+        self.get(STATE, name.as_bytes())
     }
 
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError> {
-        self.state
-            .insert(name.as_bytes(), value)
-            .map_err(store_error)?;
-        Ok(())
+        self.put(STATE, name.as_bytes(), value)
     }
 
     fn state_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, SeamError> {
         let mut out = Vec::new();
-        for entry in self.state.scan_prefix(prefix.as_bytes()) {
-            let (key, value) = entry.map_err(store_error)?;
-            out.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
-        }
+        self.for_each_state_under(prefix, &mut |name, value| {
+            out.push((name.to_string(), value.to_vec()));
+        })?;
         Ok(out)
     }
 
     fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError> {
-        let Some(bytes) = self
-            .findings
-            .get(identity.as_bytes())
-            .map_err(store_error)?
-        else {
+        let Some(bytes) = self.get(FINDINGS, identity.as_bytes())? else {
             return Ok(None);
         };
         match serde_json::from_slice::<Finding>(&bytes) {
@@ -495,25 +675,21 @@ impl ProgressStore for SledStore {
 
     fn put_finding(&self, identity: &str, finding: &Finding) -> Result<(), SeamError> {
         let bytes = serde_json::to_vec(finding).map_err(store_error)?;
-        self.findings
-            .insert(identity.as_bytes(), bytes)
-            .map_err(store_error)?;
-        Ok(())
+        self.put(FINDINGS, identity.as_bytes(), &bytes)
     }
 
     fn for_each_finding(&self, visit: &mut dyn FnMut(Finding)) -> Result<(), SeamError> {
-        for entry in self.findings.iter() {
-            let (_, value) = entry.map_err(store_error)?;
-            if let Ok(finding) = serde_json::from_slice::<Finding>(&value) {
+        self.scan(FINDINGS, b"", b"", &mut |_, value| {
+            if let Ok(finding) = serde_json::from_slice::<Finding>(value) {
                 visit(finding);
             }
-        }
-        Ok(())
+            true
+        })
     }
 
     fn flush(&self) -> Result<(), SeamError> {
-        self.db.flush().map_err(store_error)?;
-        Ok(())
+        self.commit_durably()?;
+        self.compact_if_grown()
     }
 }
 
@@ -558,11 +734,11 @@ mod tests {
     fn a_held_store_is_told_from_other_failures() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store");
-        let holder = SledStore::try_open(&path, LOCK_WAIT).unwrap();
+        let holder = RedbStore::try_open(&path, LOCK_WAIT).unwrap();
         // Held for the whole wait: `Held`, after the wait and not before.
         let started = std::time::Instant::now();
         let wait = std::time::Duration::from_millis(300);
-        let held = SledStore::try_open(&path, wait)
+        let held = RedbStore::try_open(&path, wait)
             .err()
             .expect("the store is held");
         assert!(held.held(), "{held}");
@@ -573,14 +749,14 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(200));
             drop(holder);
         });
-        let reopened = SledStore::try_open(&path, LOCK_WAIT);
+        let reopened = RedbStore::try_open(&path, LOCK_WAIT);
         releaser.join().unwrap();
         assert!(reopened.is_ok(), "{:?}", reopened.err());
         drop(reopened);
         // Not a lock: a file where the store's directory should be.
         let not_a_dir = dir.path().join("file");
         std::fs::write(&not_a_dir, b"x").unwrap();
-        let failed = SledStore::try_open(&not_a_dir, wait)
+        let failed = RedbStore::try_open(&not_a_dir, wait)
             .err()
             .expect("not a store");
         assert!(!failed.held(), "{failed}");
@@ -589,7 +765,7 @@ mod tests {
     #[test]
     fn every_object_and_state_value_is_handed_over_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         let keys = [
             ("111122223333", "b", "AWSLogs/1/a.json.gz"),
             ("111122223333", "other", "AWSLogs/1/b.json.gz"),
@@ -644,7 +820,7 @@ mod tests {
             key: "AWSLogs/111122223333/CloudTrail/x".into(),
         };
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = RedbStore::open(dir.path()).unwrap();
             store
                 .record_object(
                     &source,
@@ -663,7 +839,7 @@ mod tests {
             assert!(first.new);
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(
             store.object(&source).unwrap().map(|r| r.etag),
             Some("d41d8cd98f00b204e9800998ecf8427e".to_string())
@@ -729,12 +905,12 @@ mod announcement_tests {
             "gone".into(),
         );
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = RedbStore::open(dir.path()).unwrap();
             assert!(store.record_finding(finding.clone()).unwrap().new);
             store.flush().unwrap();
             // The process dies here: no ledger write, no publish.
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         let pending = store.unannounced_findings().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].unannounced, Some(Unannounced::ALL));
@@ -756,9 +932,9 @@ mod announcement_tests {
     #[test]
     fn an_unannounced_finding_stored_before_the_event_bus_still_awaits_it() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         let older = r#"{"kind":"digest_missing","severity":"critical","account_id":"111122223333","region":null,"trail":null,"bucket":"b","key":"k","archive_key":null,"detail":"gone","first_seen":"2026-01-01T00:00:00Z","new":false,"unannounced":{"ledger":false,"publish":true}}"#;
-        store.findings.insert("older", older.as_bytes()).unwrap();
+        store.put(FINDINGS, b"older", older.as_bytes()).unwrap();
         let pending = store.unannounced_findings().unwrap();
         assert_eq!(pending.len(), 1);
         assert!(pending[0].awaits(AnnouncedTo::Notifier));
@@ -769,9 +945,9 @@ mod announcement_tests {
     #[test]
     fn a_finding_stored_by_an_earlier_version_counts_as_announced() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         let older = r#"{"kind":"digest_missing","severity":"critical","account_id":"111122223333","region":null,"trail":null,"bucket":"b","key":"k","archive_key":null,"detail":"gone","first_seen":"2026-01-01T00:00:00Z","new":false}"#;
-        store.findings.insert("older", older.as_bytes()).unwrap();
+        store.put(FINDINGS, b"older", older.as_bytes()).unwrap();
         assert_eq!(store.findings().unwrap().len(), 1);
         assert!(store.unannounced_findings().unwrap().is_empty());
     }
@@ -783,7 +959,7 @@ mod size_tests {
 
     /// Realistic keys and records: per-account trail files of 4 accounts, 3
     /// regions, 7 days, logs every ~5 minutes and hourly digests.
-    fn populate(store: &SledStore, count: usize) {
+    fn populate(store: &RedbStore, count: usize) {
         let mut n = 0usize;
         'outer: for account in 0..4u64 {
             let account_id = format!("{}", 222_222_222_201u64 + account);
@@ -833,10 +1009,12 @@ mod size_tests {
         for entry in std::fs::read_dir(path).unwrap() {
             let entry = entry.unwrap();
             let meta = entry.metadata().unwrap();
+            // Allocated blocks, as `du` counts them: the file's unwritten
+            // tail is a hole.
             total += if meta.is_dir() {
                 dir_size(&entry.path())
             } else {
-                meta.len()
+                std::os::unix::fs::MetadataExt::blocks(&meta) * 512
             };
         }
         total
@@ -852,14 +1030,14 @@ mod size_tests {
             key: format!("{folder}{name}"),
         };
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = RedbStore::open(dir.path()).unwrap();
             store
                 .record_object(&source("a"), &super::tests::record("e", None))
                 .unwrap();
             store.flush().unwrap();
         }
         let fresh = {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = RedbStore::open(dir.path()).unwrap();
             let fresh = store.fresh_folders("111122223333", "b").unwrap();
             assert_eq!(fresh.len(), 1);
             assert_eq!(fresh[0].folder, folder);
@@ -872,7 +1050,7 @@ mod size_tests {
             store.flush().unwrap();
             store.fresh_folders("111122223333", "b").unwrap()
         };
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = RedbStore::open(dir.path()).unwrap();
         assert_eq!(store.fresh_folders("111122223333", "b").unwrap(), fresh);
         store.settle_folder("111122223333", "b", &fresh[0]).unwrap();
         assert!(store.fresh_folders("111122223333", "b").unwrap().is_empty());
@@ -883,9 +1061,9 @@ mod size_tests {
         let dir = tempfile::tempdir().unwrap();
         let count = 20_000;
         {
-            let store = SledStore::open(dir.path()).unwrap();
+            let store = RedbStore::open(dir.path()).unwrap();
             populate(&store, count);
-            assert_eq!(store.object_count(), count);
+            assert_eq!(store.object_count().unwrap(), count as u64);
         }
         let per_object = dir_size(dir.path()) / count as u64;
         eprintln!("store: {per_object} bytes per object on disk");

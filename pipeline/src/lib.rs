@@ -13,7 +13,7 @@
 //!   It is the only module that imports several stages.
 //!
 //! It has no AWS SDK dependency: `infra` implements the seams with the SDK and
-//! sled, and `testsuite` (for tests, and other crates' tests with the
+//! redb, and `testsuite` (for tests, and other crates' tests with the
 //! `testsuite` feature) implements them in memory, with the conformance suite
 //! every implementation must pass.
 

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 use trailvault_config::Config;
 use trailvault_infra::connect::{self, Connected, OpenStoreError};
-use trailvault_infra::store::{OpenFailure, SledStore};
+use trailvault_infra::store::{OpenFailure, RedbStore};
 use trailvault_pipeline::jobs::{JobSettings, World};
 use trailvault_pipeline::model::error::SeamError;
 use trailvault_pipeline::model::report::Report;
@@ -24,7 +24,7 @@ pub struct Wired {
     pub settings: JobSettings,
 }
 
-pub fn open_store(config: &Config) -> Result<Arc<SledStore>, OpenStoreError> {
+pub fn open_store(config: &Config) -> Result<Arc<RedbStore>, OpenStoreError> {
     connect::open_store(config)
 }
 

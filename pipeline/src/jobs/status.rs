@@ -1,7 +1,7 @@
 //! `status`: what it shows, read from the store's records (`run/…`, `lag/…`,
 //! the validation state of each chain and the findings).
 //!
-//! The store is one sled instance per process, and a running daemon holds it.
+//! One process at a time holds the store, and a running daemon holds it.
 //! So every run also writes the status as a JSON snapshot beside the store
 //! (`<store path>.status.json`), and `status` reads that when it cannot open
 //! the store.

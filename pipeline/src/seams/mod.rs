@@ -1,5 +1,5 @@
 //! The narrow traits through which the stages reach the world, one per file.
-//! `infra` implements them with the AWS SDK and sled; [`crate::testsuite`]
+//! `infra` implements them with the AWS SDK and redb; [`crate::testsuite`]
 //! implements them in memory so every stage is testable without a network,
 //! and its conformance suite holds every implementation to the same rules.
 

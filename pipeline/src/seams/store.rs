@@ -1,4 +1,4 @@
-//! The durable progress store (sled in production).
+//! The durable progress store (redb in production).
 
 use chrono::{DateTime, Utc};
 

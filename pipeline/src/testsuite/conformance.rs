@@ -1,6 +1,6 @@
 //! One suite of behaviour every [`ProgressStore`] must show, run against each
 //! implementation (arrow-rs `object_store` runs its `integration.rs` over
-//! every backend the same way): the in-memory twin here, and `SledStore` in
+//! every backend the same way): the in-memory twin here, and `RedbStore` in
 //! `infra/tests/store_conformance.rs`. A twin that drifts from the real store
 //! fails the same test the real store passes.
 //!

@@ -3,8 +3,8 @@
 //!
 //! Runs never overlap: the next one starts `interval` after the previous one
 //! started, or right after it finished when it overran (logged). The store is
-//! opened once for the life of the daemon (sled allows one instance per
-//! process) and every run is recorded in it (`run/…`). While idle between
+//! opened once for the life of the daemon (one process at a time holds its
+//! file) and every run is recorded in it (`run/…`). While idle between
 //! runs a signal ends the daemon at once; during a run, see `shutdown.rs`.
 //! With `--metrics-addr` (or `[metrics] addr`) it serves its metrics
 //! (`crate::metrics`), brought up to date after every run.
