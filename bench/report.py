@@ -430,7 +430,7 @@ def build(results, info):
         "4. Scaling",
         ["archive", "objects copied", "collect peak RSS", "collect objects/s", "store bytes/object", "no-op listing run (s)", "verify --full (s)"],
         rows,
-        ["Store size: `du -sb` of the sled directory divided by the objects it records (small: after the copy, no-op, 1 % and verify steps; large: right after the copy)."],
+        ["Store size: the disk space of the store directory (`du -s --block-size=1`: blocks allocated; redb doubles its file's length ahead of need and the unwritten part is a hole) divided by the objects it records (small: after the copy, no-op, 1 % and verify steps; large: right after the copy)."],
     )
     if scale_copy and own_rss_kb(scale_copy):
         rss = own_rss_kb(scale_copy) / 1024
