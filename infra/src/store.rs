@@ -335,13 +335,28 @@ impl RedbStore {
         &self,
         change: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
     ) -> Result<T, SeamError> {
+        self.commit(false, change)
+    }
+
+    /// Makes every commit so far durable.
+    fn commit_durably(&self) -> Result<(), SeamError> {
+        self.commit(true, |_| Ok(()))
+    }
+
+    /// Runs `change` in one write transaction and commits it, durably when
+    /// `durable` or when the last durable commit is [`DURABLE_EVERY`] old.
+    fn commit<T>(
+        &self,
+        durable: bool,
+        change: impl FnOnce(&redb::WriteTransaction) -> Result<T, redb::Error>,
+    ) -> Result<T, SeamError> {
         let mut write = self.database().begin_write().map_err(store_error)?;
         let out = change(&write).map_err(store_error)?;
         let mut durable_at = self
             .durable_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let durable = durable_at.elapsed() >= DURABLE_EVERY;
+        let durable = durable || durable_at.elapsed() >= DURABLE_EVERY;
         if !durable {
             write
                 .set_durability(Durability::None)
@@ -384,28 +399,16 @@ impl RedbStore {
             }
         }
         let compacted = self.size_on_disk();
-        self.write(|write| {
+        self.commit(true, |write| {
             write.open_table(META)?.insert(COMPACTED_LEN, compacted)?;
             Ok(())
         })?;
-        self.commit_durably()?;
         info!(
             before = len,
             after = compacted,
             ms = started.elapsed().as_millis() as u64,
             "progress store compacted"
         );
-        Ok(())
-    }
-
-    fn commit_durably(&self) -> Result<(), SeamError> {
-        let write = self.database().begin_write().map_err(store_error)?;
-        let mut durable_at = self
-            .durable_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        write.commit().map_err(store_error)?;
-        *durable_at = Instant::now();
         Ok(())
     }
 
@@ -433,11 +436,17 @@ impl RedbStore {
         Ok(())
     }
 
-    fn get(&self, table: Bytes, key: &[u8]) -> Result<Option<Vec<u8>>, SeamError> {
+    /// Reads the value under `key` in place (no copy of it is made).
+    fn get<T>(
+        &self,
+        table: Bytes,
+        key: &[u8],
+        read_value: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, SeamError> {
         let read = self.read()?;
         let table = read.open_table(table).map_err(store_error)?;
         let value = table.get(key).map_err(store_error)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        Ok(value.map(|v| read_value(v.value())))
     }
 
     fn put(&self, table: Bytes, key: &[u8], value: &[u8]) -> Result<(), SeamError> {
@@ -465,9 +474,7 @@ fn create_tables(db: &Database) -> Result<(), redb::Error> {
 impl ProgressStore for RedbStore {
     fn object(&self, source: &SourceRef) -> Result<Option<ObjectRecord>, SeamError> {
         let key = object_key(&source.account_id, &source.bucket, &source.key);
-        Ok(self
-            .get(OBJECTS, &key)?
-            .and_then(|bytes| decode_record(&bytes)))
+        Ok(self.get(OBJECTS, &key, decode_record)?.flatten())
     }
 
     fn record_object(&self, source: &SourceRef, record: &ObjectRecord) -> Result<(), SeamError> {
@@ -647,7 +654,7 @@ impl ProgressStore for RedbStore {
     }
 
     fn get_state(&self, name: &str) -> Result<Option<Vec<u8>>, SeamError> {
-        self.get(STATE, name.as_bytes())
+        self.get(STATE, name.as_bytes(), <[u8]>::to_vec)
     }
 
     fn put_state(&self, name: &str, value: &[u8]) -> Result<(), SeamError> {
@@ -663,12 +670,13 @@ impl ProgressStore for RedbStore {
     }
 
     fn finding(&self, identity: &str) -> Result<Option<Finding>, SeamError> {
-        let Some(bytes) = self.get(FINDINGS, identity.as_bytes())? else {
-            return Ok(None);
-        };
-        match serde_json::from_slice::<Finding>(&bytes) {
-            Ok(finding) => Ok(Some(finding)),
-            Err(error) => {
+        let read = self.get(FINDINGS, identity.as_bytes(), |bytes| {
+            serde_json::from_slice::<Finding>(bytes)
+        })?;
+        match read {
+            None => Ok(None),
+            Some(Ok(finding)) => Ok(Some(finding)),
+            Some(Err(error)) => {
                 warn!(identity, %error, "unreadable finding record; recording the finding again");
                 Ok(None)
             }

@@ -28,17 +28,20 @@ pub(super) fn holds_sled_store(dir: &Path) -> bool {
     dir.join("conf").is_file() && dir.join("db").is_file()
 }
 
-/// `Ok(None)` while another process holds the sled store (it is importing
-/// it, or it is an older trailvault still running).
-pub(super) fn import(dir: &Path, file: &Path) -> Result<Option<()>, OpenFailure> {
-    // The configuration the store was written with.
-    let config = sled::Config::new()
+/// The configuration trailvault wrote its sled stores with.
+fn written_with(dir: &Path) -> sled::Config {
+    sled::Config::new()
         .path(dir)
         .cache_capacity(2 * 1024 * 1024)
         .mode(sled::Mode::LowSpace)
         .use_compression(true)
-        .compression_factor(1);
-    let old = match config.open() {
+        .compression_factor(1)
+}
+
+/// `Ok(None)` while another process holds the sled store (it is importing
+/// it, or it is an older trailvault still running).
+pub(super) fn import(dir: &Path, file: &Path) -> Result<Option<()>, OpenFailure> {
+    let old = match written_with(dir).open() {
         Ok(old) => old,
         Err(error) if is_lock_contention(&error) => return Ok(None),
         Err(error) => return Err(open_failed(dir, format!("reading the sled store: {error}"))),
@@ -145,14 +148,7 @@ mod tests {
     /// A store as trailvault wrote it with sled: trees `objects`, `state`,
     /// `findings` and `fresh`, marks from sled's id generator.
     fn write_sled_store(dir: &std::path::Path, objects: usize) -> (Finding, u64) {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(2 * 1024 * 1024)
-            .mode(sled::Mode::LowSpace)
-            .use_compression(true)
-            .compression_factor(1)
-            .open()
-            .unwrap();
+        let db = super::written_with(dir).open().unwrap();
         let tree = db.open_tree("objects").unwrap();
         for n in 0..objects {
             let s = source(&format!("{n:06}.json.gz"));
