@@ -197,6 +197,17 @@ pub(crate) enum KeyFailure {
     Expired(PendingRecord),
 }
 
+tokio::task_local! {
+    /// Operational errors of the source whose validation is being polled:
+    /// sources validated side by side each count their own, so one failing
+    /// source does not keep the other from being marked indexed.
+    static SOURCE_ERRORS: std::cell::Cell<usize>;
+}
+
+/// Sources validated at once (see [`verify`]). Each holds its own
+/// inventory, so memory grows with this, not with the number of sources.
+const SOURCES_AT_ONCE: usize = 2;
+
 /// Everything one run shares: the seams, the settings, and what it collected.
 pub(crate) struct Ctx<'a> {
     pub archive: &'a dyn Archive,
@@ -210,6 +221,9 @@ pub(crate) struct Ctx<'a> {
     pub log_refs: Mutex<LogRefCache>,
     /// What cleanly validated digests vouch for (read by source expiry).
     pub validated: Mutex<ValidatedCache>,
+    /// Archive reads in flight, over every source and chain of the run: at
+    /// most `concurrency` ([`Ctx::read_permit`]).
+    reads: tokio::sync::Semaphore,
     /// The account that controls each source bucket (the one whose role
     /// reads it): a finding about a file in it names that account as
     /// `bucket_owner` besides the account its path claims.
@@ -242,8 +256,18 @@ impl<'a> Ctx<'a> {
             key_cache: Mutex::default(),
             log_refs: Mutex::default(),
             validated: Mutex::default(),
+            reads: tokio::sync::Semaphore::new(settings.concurrency.max(1)),
             bucket_owners: BTreeMap::new(),
         }
+    }
+
+    /// Waits for a turn to read from the archive; the read is done when the
+    /// permit is dropped. Sources and chains validated at once share the
+    /// run's `concurrency`, so overlapping them never puts more reads in
+    /// flight than a run of one source at a time would.
+    pub async fn read_permit(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed; without a permit the read goes on.
+        self.reads.acquire().await.ok()
     }
 
     /// Writes the log references and the validation evidence gathered so
@@ -289,6 +313,8 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn error(&self, error: &OpError) {
+        // The source being validated counts it too (sources run side by side).
+        let _ = SOURCE_ERRORS.try_with(|count| count.set(count.get() + 1));
         warn!(account_id = %error.account_id, operation = %error.operation, error = %error.error, "operation failed");
         lock(&self.collected).errors.push(OperationError {
             account_id: error.account_id.clone(),
@@ -297,9 +323,12 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    /// Operational errors reported so far in this run.
+    /// Operational errors reported so far by the source this is called
+    /// from (while [`verify`] validates it), else by the whole run.
     pub fn error_count(&self) -> usize {
-        lock(&self.collected).errors.len()
+        SOURCE_ERRORS
+            .try_with(std::cell::Cell::get)
+            .unwrap_or_else(|_| lock(&self.collected).errors.len())
     }
 
     pub fn count_digest(&self) {
@@ -462,12 +491,23 @@ pub async fn verify(
         only_regions,
         shard,
     };
-    let mut chains = 0;
-    for source in unique {
-        let span =
-            info_span!("verify", reader = %source.reader_account_id, bucket = %source.bucket);
-        chains += verify_source(&ctx, source, &scope).instrument(span).await;
-    }
+    // Two sources at a time: one's phases that keep few reads in flight (its
+    // version listing, its chains' digests one after another, its store
+    // scans) overlap the other's re-reads; reads still share `concurrency`.
+    let ctx_ref = &ctx;
+    let scope_ref = &scope;
+    let chains = futures::stream::iter(unique)
+        .map(|source| {
+            let span =
+                info_span!("verify", reader = %source.reader_account_id, bucket = %source.bucket);
+            SOURCE_ERRORS.scope(
+                std::cell::Cell::new(0),
+                verify_source(ctx_ref, source, scope_ref).instrument(span),
+            )
+        })
+        .buffer_unordered(SOURCES_AT_ONCE)
+        .fold(0, |sum, chains| async move { sum + chains })
+        .await;
     if let Err(error) = store.flush() {
         ctx.error(&OpError::new("-", "flush_store".to_string(), error));
     }

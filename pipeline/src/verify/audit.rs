@@ -195,6 +195,7 @@ pub(crate) async fn audit_source(
     // are never held at once.
     let mut results = futures::stream::iter(jobs)
         .map(|(key, version, record)| async move {
+            let _reading = ctx.read_permit().await;
             let outcome = rehash_archived(
                 ctx.archive,
                 &version.key,

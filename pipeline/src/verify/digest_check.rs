@@ -135,6 +135,7 @@ pub(crate) async fn examine_digest(
 ) -> Result<Examined, OpError> {
     let source = chain.source_ref(&entry.key);
     let archive_key = source.archive_key(&ctx.settings.archive_prefix);
+    let reading = ctx.read_permit().await;
     let object = match ctx
         .archive
         .get(&archive_key, entry.version_id.as_deref())
@@ -169,6 +170,7 @@ pub(crate) async fn examine_digest(
                 error,
             )
         })?;
+    drop(reading);
     let Some(raw) = read else {
         return Ok(Examined::failed(
             entry,

@@ -1513,3 +1513,62 @@ fn a_digest_above_the_size_cap_is_refused_before_it_is_inflated_beyond_it() {
         "inflating stopped at the cap: peak {peak} bytes for a 64 MiB body"
     );
 }
+
+/// A run context over `world`'s seams, outside [`verify`].
+fn bare_ctx<'a>(world: &'a World, settings: &'a VerifySettings) -> Ctx<'a> {
+    Ctx::new(
+        &world.archive,
+        &world.store,
+        &world.keys,
+        world,
+        settings,
+        now(),
+    )
+}
+
+/// Sources validated side by side each count their own operational errors:
+/// one failing source must not keep the other from being marked indexed.
+#[tokio::test]
+async fn each_source_counts_its_own_errors() {
+    let world = World::new(now());
+    let settings = settings();
+    let ctx = bare_ctx(&world, &settings);
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
+    let failing = SOURCE_ERRORS.scope(std::cell::Cell::new(0), async {
+        ctx.error(&OpError::new(
+            "111122223333",
+            "get".to_string(),
+            SeamError::Transient("connection reset".to_string()),
+        ));
+        let _ = failed_tx.send(());
+        ctx.error_count()
+    });
+    let clean = SOURCE_ERRORS.scope(std::cell::Cell::new(0), async {
+        // Counted only after the other source's error was reported.
+        let _ = failed_rx.await;
+        ctx.error_count()
+    });
+    let (failing, clean) = futures::join!(failing, clean);
+    assert_eq!((failing, clean), (1, 0));
+    // Outside any source: the whole run's.
+    assert_eq!(ctx.error_count(), 1);
+}
+
+/// Every archive read of a run shares one budget of `concurrency` reads.
+#[tokio::test]
+async fn reads_in_flight_never_exceed_the_concurrency() {
+    use futures::FutureExt as _;
+    let world = World::new(now());
+    let mut settings = settings();
+    settings.concurrency = 2;
+    let ctx = bare_ctx(&world, &settings);
+    let first = ctx.read_permit().await;
+    let second = ctx.read_permit().await;
+    assert!(first.is_some() && second.is_some());
+    assert!(
+        ctx.read_permit().now_or_never().is_none(),
+        "a third read waits"
+    );
+    drop(first);
+    assert!(ctx.read_permit().now_or_never().flatten().is_some());
+}
