@@ -22,6 +22,7 @@ mod heads;
 mod incremental;
 mod inventory;
 mod logs;
+mod slices;
 
 #[cfg(test)]
 mod tests;
@@ -204,8 +205,9 @@ tokio::task_local! {
     static SOURCE_ERRORS: std::cell::Cell<usize>;
 }
 
-/// Sources validated at once (see [`verify`]). Each holds its own
-/// inventory, so memory grows with this, not with the number of sources.
+/// Sources validated at once (see [`verify`]). Each holds the inventory of
+/// one account root at a time, so memory grows with this, not with the
+/// number of sources or accounts.
 const SOURCES_AT_ONCE: usize = 2;
 
 /// Everything one run shares: the seams, the settings, and what it collected.
@@ -560,25 +562,83 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     }
 }
 
-/// Validates one source from an inventory of every record of it.
+/// Validates one source from an inventory of every record of it, one
+/// account root at a time ([`slices`]): memory holds one account's records
+/// (and, in a full run, its archive versions), not the source's.
 async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
     let reader = source.reader_account_id.as_str();
-    let records = match ctx.store.objects_under(reader, &source.bucket, "") {
-        Ok(records) => records,
-        Err(error) => {
-            ctx.error(&OpError::new(reader, "read_store".to_string(), error));
-            return 0;
+    let mut walk = slices::SourceWalk::new(
+        ctx.store,
+        ctx.archive,
+        &ctx.settings.archive_prefix,
+        source,
+        ctx.settings.full,
+    );
+    let mut quarantine = audit::QuarantineListing::default();
+    let mut heads = HeadsSeen::default();
+    let mut chains = 0;
+    loop {
+        let slice = match walk.next_slice().await {
+            Ok(Some(slice)) => slice,
+            Ok(None) => break,
+            Err(slices::WalkError::Store(error)) => {
+                ctx.error(&OpError::new(reader, "read_store".to_string(), error));
+                return chains;
+            }
+            // Without the listing a full run cannot stand behind its result.
+            Err(slices::WalkError::Archive { prefix, error }) => {
+                ctx.error(&OpError::new(
+                    reader,
+                    format!("list versions s3://{}/{prefix}", ctx.archive.bucket()),
+                    error,
+                ));
+                return chains;
+            }
+        };
+        match verify_slice(ctx, source, scope, slice, &mut quarantine, &mut heads).await {
+            Some(in_slice) => chains += in_slice,
+            None => return chains,
         }
-    };
+    }
+
+    // Chain heads, stale and behind their siblings (newest digests deleted):
+    // the siblings of an organization trail are the other accounts' chains.
+    heads::check_heads(ctx, &heads.newest, &heads.states, scope);
+    chains
+}
+
+/// What the chain heads check needs of every chain of a source, gathered
+/// slice by slice: the newest archived digest and the validated head.
+#[derive(Default)]
+struct HeadsSeen {
+    /// Each chain's newest archived digest alone.
+    newest: Inventory,
+    /// Each chain's state, its head alone.
+    states: HashMap<ChainId, ChainState>,
+}
+
+/// Validates the chains and log files of one slice of a source; the number
+/// of chains in scope, `None` when a full run's audit could not list what
+/// it needs (reported).
+async fn verify_slice(
+    ctx: &Ctx<'_>,
+    source: &ArchivedSource,
+    scope: &Scope<'_>,
+    slice: slices::Slice,
+    quarantine: &mut audit::QuarantineListing,
+    heads: &mut HeadsSeen,
+) -> Option<usize> {
+    let reader = source.reader_account_id.as_str();
+    let slices::Slice {
+        root,
+        records,
+        versions,
+    } = slice;
 
     // 1. Inventory: the store, plus (full) the archive's own listing.
     let mut inventory = Inventory::default();
     let audited = if ctx.settings.full {
-        match audit::audit_source(ctx, source, scope, &records).await {
-            Some(audited) => Some(audited),
-            // Without the listing a full run cannot stand behind its result.
-            None => return 0,
-        }
+        Some(audit::audit_slice(ctx, source, scope, &records, versions, quarantine).await?)
     } else {
         None
     };
@@ -601,7 +661,10 @@ async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Sco
     set_aside_future_digests(ctx, &mut inventory, scope);
 
     // 2. What earlier runs validated.
-    let states = load_states(ctx, source, &inventory);
+    let states = match &root {
+        Some(root) if !inventory.chains.is_empty() => load_states(ctx, source, root, &inventory),
+        _ => HashMap::new(),
+    };
 
     // 3. Validate the chains in scope, several at a time; each chain's
     // progress is saved as soon as it is done (a run that dies later keeps
@@ -646,11 +709,25 @@ async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Sco
         states.insert(chain_id, result.state);
     }
 
-    // 5. Chain heads: stale, and behind their siblings (newest digests deleted).
-    heads::check_heads(ctx, &inventory, &states, scope);
-
-    // 6. Archived log files that no digest lists.
+    // 5. Archived log files that no digest lists.
     logs::check_unreferenced(ctx, &inventory, &states, &lowered, scope, audited.is_some());
+
+    // 6. Keep what the chain heads check needs once every slice is done.
+    for (chain_id, entries) in &inventory.chains {
+        if let Some(newest) = entries.last() {
+            heads
+                .newest
+                .chains
+                .insert(chain_id.clone(), vec![newest.clone()]);
+        }
+    }
+    for (chain_id, state) in states {
+        let head_only = ChainState {
+            head: state.head,
+            ..ChainState::default()
+        };
+        heads.states.insert(chain_id, head_only);
+    }
 
     let flushed = ctx.flush_and_forget_caches();
     if let Err(error) = flushed {
@@ -660,7 +737,7 @@ async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Sco
             error,
         ));
     }
-    chains_in_scope
+    Some(chains_in_scope)
 }
 
 /// Saves one chain's state if it changed, after the log references and
@@ -737,17 +814,20 @@ fn set_aside_future(
     }
 }
 
-/// The saved state of every inventoried chain of `source` (one prefix scan).
+/// The saved state of every inventoried chain of `source` under the account
+/// root `root` (one prefix scan).
 fn load_states(
     ctx: &Ctx<'_>,
     source: &ArchivedSource,
+    root: &str,
     inventory: &Inventory,
 ) -> HashMap<ChainId, ChainState> {
     let mut states = HashMap::new();
     if ctx.settings.full {
         return states;
     }
-    let saved = match chain_states_under(ctx.store, &source.reader_account_id, &source.bucket) {
+    let saved = match chain_states_under(ctx.store, &source.reader_account_id, &source.bucket, root)
+    {
         Ok(saved) => saved,
         Err(error) => {
             ctx.error(&OpError::new(

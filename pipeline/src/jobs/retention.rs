@@ -49,28 +49,22 @@ pub async fn retention(
         ))
     } else {
         match &accounts {
-            Ok(accounts) => match retention::targets_from_store(
-                store,
-                &sources::archived_sources(&settings.sources, accounts),
-                &retention_settings.archive_prefix,
-            ) {
-                // The findings ledger is not in the store: its few objects
-                // are listed.
-                Ok(mut targets) => {
-                    let ledger = ledger::ledger_prefix(&retention_settings.archive_prefix);
-                    match retention::targets_under(archive, &ledger).await {
-                        Ok(ledger_targets) => {
-                            targets.extend(ledger_targets);
-                            Ok(retention::Targets::Listed(targets))
-                        }
-                        Err(error) => Err((
-                            format!("list versions of s3://{}/{ledger}", archive.bucket()),
-                            error.to_string(),
-                        )),
-                    }
+            // The findings ledger is not in the store: its few objects are
+            // listed. The store's versions are read while they are checked.
+            Ok(accounts) => {
+                let ledger = ledger::ledger_prefix(&retention_settings.archive_prefix);
+                match retention::targets_under(archive, &ledger).await {
+                    Ok(ledger_targets) => Ok(retention::Targets::Store {
+                        sources: sources::archived_sources(&settings.sources, accounts),
+                        archive_prefix: retention_settings.archive_prefix.clone(),
+                        extra: ledger_targets,
+                    }),
+                    Err(error) => Err((
+                        format!("list versions of s3://{}/{ledger}", archive.bucket()),
+                        error.to_string(),
+                    )),
                 }
-                Err(error) => Err(("read_store".to_string(), error.to_string())),
-            },
+            }
             Err(message) => Err(("list accounts".to_string(), message.clone())),
         }
     };

@@ -158,14 +158,16 @@ pub(crate) fn fresh_index_name(reader: &str, bucket: &str) -> String {
     format!("fresh-index/{reader}/{bucket}")
 }
 
-/// Every chain state saved for one source bucket, raw, by name.
+/// Every chain state saved for one source bucket under the key root `root`
+/// (`""`: the whole bucket), raw, by name.
 pub(crate) fn chain_states_under(
     store: &dyn ProgressStore,
     reader: &str,
     bucket: &str,
+    root: &str,
 ) -> Result<HashMap<String, Vec<u8>>, SeamError> {
     Ok(store
-        .state_under(&format!("{CHAIN_PREFIX}{reader}/{bucket}/"))?
+        .state_under(&format!("{CHAIN_PREFIX}{reader}/{bucket}/{root}"))?
         .into_iter()
         .collect())
 }

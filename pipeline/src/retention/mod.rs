@@ -226,46 +226,118 @@ pub fn lifecycle_warnings(protection: &BucketProtection) -> Vec<String> {
     }
 }
 
+/// Store records read per step of a [`Targets::Store`] walk.
+const STORE_TARGETS_BATCH: usize = 1024;
+
 /// The store's records of `sources`: the current version of each source
-/// object, and every version a newer copy superseded.
+/// object, and every version a newer copy superseded, at once (tests; a run
+/// walks [`Targets::Store`] a batch at a time).
 pub fn targets_from_store(
     store: &dyn ProgressStore,
     sources: &[ArchivedSource],
     archive_prefix: &str,
 ) -> Result<Vec<Target>, SeamError> {
-    let mut unique: Vec<&ArchivedSource> = sources.iter().collect();
-    unique.sort();
-    unique.dedup();
+    let mut walk = StoreTargets::new(sources, archive_prefix);
     let mut targets = Vec::new();
-    for source in unique {
+    while let Some(batch) = walk.next_batch(store)? {
+        targets.extend(batch);
+    }
+    Ok(targets)
+}
+
+/// A walk over the store's targets of some sources: each source's records in
+/// key order, a batch at a time, then the versions newer copies superseded.
+#[derive(Debug, Clone)]
+struct StoreTargets {
+    sources: Vec<ArchivedSource>,
+    archive_prefix: String,
+    /// The source being read, its next record key (`None`: its records are
+    /// read, its superseded versions are next).
+    at: usize,
+    resume: Option<String>,
+    batch: usize,
+}
+
+impl StoreTargets {
+    fn new(sources: &[ArchivedSource], archive_prefix: &str) -> StoreTargets {
+        let mut unique = sources.to_vec();
+        unique.sort();
+        unique.dedup();
+        StoreTargets {
+            sources: unique,
+            archive_prefix: archive_prefix.to_string(),
+            at: 0,
+            resume: Some(String::new()),
+            batch: STORE_TARGETS_BATCH,
+        }
+    }
+
+    /// The next batch of targets; `None` when every source is read.
+    fn next_batch(&mut self, store: &dyn ProgressStore) -> Result<Option<Vec<Target>>, SeamError> {
+        let Some(source) = self.sources.get(self.at).cloned() else {
+            return Ok(None);
+        };
         let source_ref = |key: String| SourceRef {
             account_id: source.reader_account_id.clone(),
             bucket: source.bucket.clone(),
             key,
         };
-        for (key, record) in store.objects_under(&source.reader_account_id, &source.bucket, "")? {
-            targets.push(Target {
-                archive_key: source_ref(key).archive_key(archive_prefix),
-                version_id: record.archive_version_id,
-                copied_at: Some(record.copied_at),
-            });
+        let mut targets = Vec::new();
+        match self.resume.take() {
+            Some(start) => {
+                let mut last = None;
+                let batch = self.batch;
+                store.for_each_object_from(
+                    &source.reader_account_id,
+                    &source.bucket,
+                    "",
+                    &start,
+                    &mut |key, record| {
+                        targets.push(Target {
+                            archive_key: source_ref(key.to_string())
+                                .archive_key(&self.archive_prefix),
+                            version_id: record.archive_version_id,
+                            copied_at: Some(record.copied_at),
+                        });
+                        last = Some(key.to_string());
+                        targets.len() < batch
+                    },
+                )?;
+                if targets.len() == batch {
+                    // The first key after the last one read (keys sort by bytes).
+                    self.resume = last.map(|key| format!("{key}\0"));
+                }
+            }
+            None => {
+                for superseded in progress::superseded::under(store, &source)? {
+                    targets.push(Target {
+                        archive_key: superseded.source.archive_key(&self.archive_prefix),
+                        version_id: Some(superseded.version_id),
+                        copied_at: superseded.copied_at,
+                    });
+                }
+                self.at += 1;
+                self.resume = Some(String::new());
+            }
         }
-        for superseded in progress::superseded::under(store, source)? {
-            targets.push(Target {
-                archive_key: superseded.source.archive_key(archive_prefix),
-                version_id: Some(superseded.version_id),
-                copied_at: superseded.copied_at,
-            });
-        }
+        Ok(Some(targets))
     }
-    Ok(targets)
 }
 
 /// The versions a retention run checks.
 #[derive(Debug)]
 pub enum Targets {
-    /// Known up front (the store's records, the findings ledger).
+    /// Known up front.
     Listed(Vec<Target>),
+    /// The store's records of `sources` (the current copy of each source
+    /// object and every version a newer copy superseded), read a batch at a
+    /// time while the versions are checked, then `extra` (the findings
+    /// ledger, which the store does not record).
+    Store {
+        sources: Vec<ArchivedSource>,
+        archive_prefix: String,
+        extra: Vec<Target>,
+    },
     /// Every version the archive lists under this prefix (`--full`),
     /// walked one listing page at a time: a whole archive's versions are
     /// never held at once.
@@ -284,12 +356,38 @@ impl Targets {
 
     /// The targets one at a time; a listing page that cannot be read ends
     /// the walk with its error.
-    fn into_stream(
+    fn into_stream<'a>(
         self,
-        archive: &dyn Archive,
-    ) -> futures::stream::BoxStream<'_, Result<Target, OperationError>> {
+        archive: &'a dyn Archive,
+        store: &'a dyn ProgressStore,
+    ) -> futures::stream::BoxStream<'a, Result<Target, OperationError>> {
         match self {
             Targets::Listed(targets) => futures::stream::iter(targets.into_iter().map(Ok)).boxed(),
+            Targets::Store {
+                sources,
+                archive_prefix,
+                extra,
+            } => {
+                let walk = StoreTargets::new(&sources, &archive_prefix);
+                futures::stream::unfold(Some(walk), move |walk| async move {
+                    let mut walk = walk?;
+                    match walk.next_batch(store) {
+                        Ok(Some(batch)) => Some((batch.into_iter().map(Ok).collect(), Some(walk))),
+                        Ok(None) => None,
+                        Err(error) => Some((
+                            vec![Err(OperationError {
+                                account_id: "-".to_string(),
+                                operation: "read_store".to_string(),
+                                message: error.to_string(),
+                            })],
+                            None,
+                        )),
+                    }
+                })
+                .flat_map(futures::stream::iter)
+                .chain(futures::stream::iter(extra.into_iter().map(Ok)))
+                .boxed()
+            }
             Targets::Archive(list_prefix) => futures::stream::unfold(Some(None), move |state| {
                 let list_prefix = list_prefix.clone();
                 async move {
@@ -580,7 +678,7 @@ pub async fn enforce_targets(
     // Each result is counted as it arrives: the results of a whole archive
     // are never held at once.
     let mut results = targets
-        .into_stream(archive)
+        .into_stream(archive, store)
         .take_while(|_| std::future::ready(!cancel.is_cancelled()))
         .map(|target| async move {
             match target {
@@ -724,6 +822,11 @@ pub async fn check(
                     versions = listed.len(),
                     apply = settings.apply,
                     "retention check started"
+                ),
+                Targets::Store { sources, .. } => info!(
+                    sources = sources.len(),
+                    apply = settings.apply,
+                    "retention check of the store's versions started"
                 ),
                 Targets::Archive(prefix) => info!(
                     prefix = %prefix,
@@ -1043,6 +1146,81 @@ mod tests {
             "no lifecycle is not a lock problem"
         );
         assert_eq!(lifecycle_warnings(&none).len(), 1);
+    }
+
+    /// A default run reads the store's targets a batch at a time while they
+    /// are checked: every record of every source, each superseded version,
+    /// then the extra targets, each once.
+    #[tokio::test]
+    async fn store_targets_are_walked_in_batches_and_each_checked_once() {
+        let archive = MemoryArchive::new("archive-bucket");
+        let store = MemoryStore::default();
+        let now = at("2026-03-10T12:00:00Z");
+        let copied = at("2026-03-02T08:00:00Z");
+        let mut keys = Vec::new();
+        for day in 1..=5 {
+            let key = log_key(&format!("2026-03-0{day}"));
+            keys.push(archived(&archive, &store, &key, copied, now + Duration::days(400)).await);
+        }
+        let superseded = SourceRef {
+            account_id: READER.into(),
+            bucket: BUCKET.into(),
+            key: log_key("2026-03-01"),
+        };
+        progress::superseded::record(&store, &superseded, "old-version", Some(0)).unwrap();
+        let mut other_sources = sources();
+        other_sources.push(ArchivedSource {
+            reader_account_id: "333333333301".into(),
+            bucket: "empty".into(),
+        });
+        other_sources.push(sources()[0].clone());
+
+        let mut walk = StoreTargets::new(&other_sources, PREFIX);
+        walk.batch = 2;
+        let mut sizes = Vec::new();
+        let mut walked = Vec::new();
+        while let Some(batch) = walk.next_batch(&store).unwrap() {
+            sizes.push(batch.len());
+            walked.extend(batch);
+        }
+        assert!(sizes.iter().all(|size| *size <= 2), "{sizes:?}");
+        assert_eq!(
+            walked,
+            targets_from_store(&store, &other_sources, PREFIX).unwrap()
+        );
+        let mut expected: Vec<(String, Option<String>)> = keys
+            .iter()
+            .map(|key| (key.clone(), archive.latest_head(key).unwrap().version_id))
+            .collect();
+        expected.push((superseded.archive_key(PREFIX), Some("old-version".into())));
+        let got: Vec<(String, Option<String>)> = walked
+            .iter()
+            .map(|target| (target.archive_key.clone(), target.version_id.clone()))
+            .collect();
+        assert_eq!(got, expected);
+
+        let extra = Target {
+            archive_key: format!("{PREFIX}/_trailvault/findings/x.json"),
+            version_id: None,
+            copied_at: None,
+        };
+        let outcome = enforce_targets(
+            &archive,
+            &store,
+            &settings(30, false),
+            Targets::Store {
+                sources: other_sources,
+                archive_prefix: PREFIX.into(),
+                extra: vec![extra],
+            },
+            now,
+            &CancellationToken::new(),
+        )
+        .await;
+        // The five records, the superseded version and the extra target
+        // (the last two are not in the archive: errors, not silence).
+        assert_eq!(outcome.checked, 7, "{outcome:#?}");
+        assert_eq!(outcome.compliant, 5, "{outcome:#?}");
     }
 
     #[tokio::test]

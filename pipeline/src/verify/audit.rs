@@ -1,7 +1,8 @@
-//! The full run's audit of the archive itself: list every archived version of
-//! a source, re-read and re-hash every non-digest object from the archive's
-//! bytes (digests are re-read by chain validation), compare with what the
-//! store recorded at copy time, and cover objects the store does not know.
+//! The full run's audit of the archive itself, one slice of a source at a
+//! time (`slices.rs` lists the archived versions): re-read and re-hash every
+//! non-digest object from the archive's bytes (digests are re-read by chain
+//! validation), compare with what the store recorded at copy time, and cover
+//! objects the store does not know.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -46,76 +47,88 @@ fn is_digest_key(key: &str) -> bool {
     parse_trail_key(key).is_ok_and(|key| key.is_digest())
 }
 
-/// Lists, re-reads and re-hashes the archive of `source`. `None` when the
-/// archive cannot be listed (reported).
-pub(crate) async fn audit_source(
+/// The archived versions of a source's quarantined copies (keys the
+/// archive cannot hold under their own name), listed once per source when a
+/// slice first records one: quarantined keys are rare, and their folder is
+/// not ordered like the source's keys.
+#[derive(Default)]
+pub(crate) struct QuarantineListing {
+    /// By archive key; `None` until listed.
+    versions: Option<HashMap<String, Vec<ArchivedVersion>>>,
+}
+
+impl QuarantineListing {
+    /// The versions under `archive_key`, listing the folder first if need be;
+    /// `None` when it cannot be listed (reported).
+    async fn versions_of(
+        &mut self,
+        ctx: &Ctx<'_>,
+        source: &ArchivedSource,
+        archive_key: &str,
+    ) -> Option<Vec<ArchivedVersion>> {
+        if self.versions.is_none() {
+            let reader = source.reader_account_id.as_str();
+            let folder = format!(
+                "{}{reader}/{}/",
+                quarantine_prefix(&ctx.settings.archive_prefix),
+                source.bucket
+            );
+            match ctx.archive.list_versions(&folder).await {
+                Ok(listed) => {
+                    let mut by_key: HashMap<String, Vec<ArchivedVersion>> = HashMap::new();
+                    for version in listed {
+                        by_key.entry(version.key.clone()).or_default().push(version);
+                    }
+                    self.versions = Some(by_key);
+                }
+                Err(error) => {
+                    ctx.error(&OpError::new(
+                        reader,
+                        format!("list versions s3://{}/{folder}", ctx.archive.bucket()),
+                        error,
+                    ));
+                    return None;
+                }
+            }
+        }
+        Some(
+            self.versions
+                .as_ref()
+                .and_then(|versions| versions.get(archive_key))
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// Re-reads and re-hashes the archive of one slice of `source` (its store
+/// `records` and its archived versions `by_key`, by source key). `None`
+/// when the quarantine folder cannot be listed (reported).
+pub(crate) async fn audit_slice(
     ctx: &Ctx<'_>,
     source: &ArchivedSource,
     scope: &Scope<'_>,
     records: &[(String, ObjectRecord)],
+    mut by_key: BTreeMap<String, Vec<ArchivedVersion>>,
+    quarantine: &mut QuarantineListing,
 ) -> Option<Audited> {
     let reader = source.reader_account_id.as_str();
-    let root = SourceRef {
-        account_id: reader.to_string(),
-        bucket: source.bucket.clone(),
-        key: String::new(),
-    }
-    .archive_key(&ctx.settings.archive_prefix);
-    let versions = match ctx.archive.list_versions(&root).await {
-        Ok(versions) => versions,
-        Err(error) => {
-            ctx.error(&OpError::new(
-                reader,
-                format!("list versions s3://{}/{root}", ctx.archive.bucket()),
-                error,
-            ));
-            return None;
-        }
-    };
-    let mut by_key: BTreeMap<String, Vec<ArchivedVersion>> = BTreeMap::new();
-    for version in versions {
-        let Some(found) = SourceRef::from_archive_key(&ctx.settings.archive_prefix, &version.key)
-        else {
-            continue;
-        };
-        if found.account_id == reader && found.bucket == source.bucket {
-            by_key.entry(found.key).or_default().push(version);
-        }
-    }
     // Recorded keys the archive holds under a quarantine key (too long, or
     // with control characters): their copies live in the quarantine folder.
     let prefix = ctx.settings.archive_prefix.as_str();
-    let quarantined: HashMap<String, &str> = records
-        .iter()
-        .filter_map(|(key, _)| {
-            let source_ref = SourceRef {
-                account_id: reader.to_string(),
-                bucket: source.bucket.clone(),
-                key: key.clone(),
-            };
-            source_ref
-                .quarantine(prefix)
-                .map(|_| (source_ref.archive_key(prefix), key.as_str()))
-        })
-        .collect();
-    if !quarantined.is_empty() {
-        let folder = format!("{}{reader}/{}/", quarantine_prefix(prefix), source.bucket);
-        match ctx.archive.list_versions(&folder).await {
-            Ok(versions) => {
-                for version in versions {
-                    if let Some(key) = quarantined.get(&version.key) {
-                        by_key.entry((*key).to_string()).or_default().push(version);
-                    }
-                }
-            }
-            Err(error) => {
-                ctx.error(&OpError::new(
-                    reader,
-                    format!("list versions s3://{}/{folder}", ctx.archive.bucket()),
-                    error,
-                ));
-                return None;
-            }
+    for (key, _) in records {
+        let source_ref = SourceRef {
+            account_id: reader.to_string(),
+            bucket: source.bucket.clone(),
+            key: key.clone(),
+        };
+        if source_ref.quarantine(prefix).is_none() {
+            continue;
+        }
+        let archive_key = source_ref.archive_key(prefix);
+        let versions = quarantine.versions_of(ctx, source, &archive_key).await?;
+        if !versions.is_empty() {
+            by_key.entry(key.clone()).or_default().extend(versions);
         }
     }
     let recorded: HashMap<&str, &ObjectRecord> = records

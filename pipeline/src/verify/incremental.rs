@@ -95,7 +95,7 @@ pub(crate) async fn verify_source(
         .collect();
 
     // 2. Every saved chain state of the source (one entry per chain).
-    let raw_states = match chain_states_under(ctx.store, reader, bucket) {
+    let raw_states = match chain_states_under(ctx.store, reader, bucket, "") {
         Ok(states) => states,
         Err(error) => {
             ctx.error(&OpError::new(reader, "read_state".to_string(), error));

@@ -1572,3 +1572,61 @@ async fn reads_in_flight_never_exceed_the_concurrency() {
     drop(first);
     assert!(ctx.read_permit().now_or_never().flatten().is_some());
 }
+
+/// An organization trail bucket is validated one member account at a time;
+/// the heads of the other accounts still prove a deleted newest digest, and
+/// the audit still covers every account.
+#[tokio::test]
+async fn an_org_trail_bucket_is_judged_across_accounts_one_account_at_a_time() {
+    let accounts = ["111122223333", "222233334444", "333344445555"];
+    let chains: Vec<Vec<SimDigest>> = accounts
+        .iter()
+        .map(|account| {
+            let trail = Trail {
+                account: (*account).into(),
+                ..Trail::org("eu-west-1")
+            };
+            build_chain(&trail, first_end(), HOURS)
+        })
+        .collect();
+    let world = World::new(last_end() + Duration::minutes(90));
+    for digest in chains.iter().flatten() {
+        world.put_digest(digest);
+    }
+    // The second account's newest digest is deleted before collection.
+    let deleted = chains[1][HOURS - 1].key.clone();
+    world.source.delete(&deleted);
+    world.archive_all().await;
+
+    // The first run inventories the whole source (slice by slice).
+    let outcome = world.run(&settings()).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(&outcome, &[(FindingKind::DigestMissing, &deleted)]);
+    assert_eq!(outcome.chains, 3);
+
+    // A full run: the same, plus the third account's altered copy.
+    let altered = chains[2][5].logs[0].key.clone();
+    let source = World::source_ref(&altered);
+    let mut record = world.store.object(&source).unwrap().unwrap();
+    record.raw_sha256 = [7; 32];
+    world.store.record_object(&source, &record).unwrap();
+    let full = VerifySettings {
+        full: true,
+        ..settings()
+    };
+    let outcome = world.run(&full).await;
+    assert!(outcome.errors.is_empty(), "{:#?}", outcome.errors);
+    assert_only(
+        &outcome,
+        &[
+            (FindingKind::DigestMissing, &deleted),
+            (FindingKind::ArchiveCopyInvalid, &altered),
+        ],
+    );
+    assert_eq!(outcome.chains, 3);
+    assert_eq!(
+        outcome.stats.digests_validated,
+        (3 * HOURS - 1) as u64,
+        "every account's chain validated again"
+    );
+}
