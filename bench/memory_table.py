@@ -1,4 +1,4 @@
-"""The memory step's table (scripts/bench --memory): peak RSS and wall time of the five
+"""The memory step's table (scripts/bench --memory): peak RSS and wall time of the six
 commands at the small and the large size, PASS/FAIL against issue 16's item 4, and the
 store's bytes per object (item 6). Reads the step records bench/measure.py wrote."""
 
@@ -11,6 +11,7 @@ STEPS = [
     ("verify_noop", "`verify` (incremental, nothing new)"),
     ("rebuild_state", "`rebuild-state` (into an empty store)"),
     ("retention_full", "`retention --full` (dry run)"),
+    ("retention", "`retention` (dry run, the store's versions)"),
 ]
 
 

@@ -49,6 +49,9 @@ pub fn bucket_for(account_id: &str) -> String {
     format!("aws-cloudtrail-logs-{account_id}")
 }
 
+/// The one bucket of an organization trail data set (`--org-id`).
+pub const ORG_BUCKET: &str = "aws-cloudtrail-logs-org";
+
 /// The head of one chain: what the next digest links to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChainHead {
@@ -117,6 +120,9 @@ pub struct BenchState {
     /// What the last `extend` added (the incremental steps measure it).
     pub last_extension: Option<Totals>,
     pub first_digest_start: DateTime<Utc>,
+    /// Organization trail layout: every account in [`ORG_BUCKET`].
+    #[serde(default)]
+    pub org_id: Option<String>,
 }
 
 impl BenchState {
@@ -162,6 +168,9 @@ pub struct GenerateOptions {
     /// Multiplies every target log size (1.0 = the mix).
     pub size_scale: f64,
     pub threads: usize,
+    /// An organization trail: every account delivers into [`ORG_BUCKET`]
+    /// under `AWSLogs/<org_id>/<account>/` (ignored when adding to a data set).
+    pub org_id: Option<String>,
 }
 
 /// A target compressed size for a log file: about 70 % in 1–10 KiB, 25 % in
@@ -570,12 +579,19 @@ pub async fn generate(
             (key, origin, options.seed)
         }
     };
+    let org_id = match &existing {
+        Some(state) => state.org_id.clone(),
+        None => options.org_id.clone(),
+    };
     let client = s3_client(&sdk_config(endpoint, false));
     let mut chains = Vec::new();
     let base_index = existing.as_ref().map_or(0, |state| state.chains.len());
     for account in options.first_account..options.first_account + options.accounts {
         let account_id = account_id(account);
-        let bucket = bucket_for(&account_id);
+        let bucket = match &org_id {
+            Some(_) => ORG_BUCKET.to_owned(),
+            None => bucket_for(&account_id),
+        };
         ensure_bucket(&client, &bucket).await?;
         for region in &options.regions {
             let index = base_index + chains.len();
@@ -586,7 +602,7 @@ pub async fn generate(
                     account_id: account_id.clone(),
                     region: region.clone(),
                     bucket: bucket.clone(),
-                    key_root: key_root("", None, &account_id),
+                    key_root: key_root("", org_id.as_deref(), &account_id),
                     skew_seconds: rng.below(3000) as u32,
                     escape_slashes: index.is_multiple_of(2),
                     hours: 0,
@@ -636,6 +652,7 @@ pub async fn generate(
             totals: Totals::default(),
             last_extension: None,
             first_digest_start,
+            org_id,
         },
     };
     state.first_digest_start = state.first_digest_start.min(first_digest_start);

@@ -125,6 +125,10 @@ enum Command {
         /// Generator threads (default: available cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// An organization trail (`o-…`): every account delivers into one bucket,
+        /// `aws-cloudtrail-logs-org`, under `AWSLogs/<org-id>/<account>/`.
+        #[arg(long)]
+        org_id: Option<String>,
     },
     /// Deliver one more hour on every chain: about `--percent` % new files.
     Extend {
@@ -291,6 +295,7 @@ fn main() -> anyhow::Result<()> {
             seed,
             size_scale,
             threads: requested,
+            org_id,
         } => {
             let existing = if add {
                 Some(generate::BenchState::load(&state)?)
@@ -307,6 +312,7 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 size_scale,
                 threads: threads(requested),
+                org_id,
             };
             let started = std::time::Instant::now();
             let before = existing.as_ref().map(|s| s.totals.objects()).unwrap_or(0);
@@ -381,6 +387,7 @@ fn main() -> anyhow::Result<()> {
                     "totals": loaded.totals,
                     "objects": loaded.totals.objects(),
                     "last_extension": loaded.last_extension,
+                    "org_id": loaded.org_id,
                     "chains": chains,
                 })
             );

@@ -121,8 +121,46 @@ struct ArchiveCursor<'a> {
     buffer: VecDeque<(String, ArchivedVersion)>,
     marker: Option<VersionMarker>,
     done: bool,
-    /// The last source key listed: the listing must not go back.
-    last: Option<String>,
+    order: ListingOrder,
+}
+
+/// What a listing's order must be for slices to be cut from it: each
+/// account root's keys together, the roots (and keys under none) in key
+/// order. Inside a root any order goes: S3 lists by bytes, while SeaweedFS
+/// walks folders (`CloudTrail/` before `CloudTrail-Digest/`).
+#[derive(Debug, Default)]
+struct ListingOrder {
+    /// The greatest key listed so far.
+    newest: Option<String>,
+    /// The account root of the keys being listed.
+    root: Option<String>,
+}
+
+impl ListingOrder {
+    /// Takes the next listed key; `false` when it goes back outside the
+    /// root being listed.
+    fn admits(&mut self, key: &str) -> bool {
+        if self
+            .root
+            .as_deref()
+            .is_some_and(|root| key.starts_with(root))
+        {
+            self.note(key);
+            return true;
+        }
+        if self.newest.as_deref().is_some_and(|newest| key < newest) {
+            return false;
+        }
+        self.root = root_of(key);
+        self.note(key);
+        true
+    }
+
+    fn note(&mut self, key: &str) {
+        if self.newest.as_deref().is_none_or(|newest| key > newest) {
+            self.newest = Some(key.to_string());
+        }
+    }
 }
 
 impl ArchiveCursor<'_> {
@@ -154,23 +192,18 @@ impl ArchiveCursor<'_> {
             {
                 continue;
             }
-            if self
-                .last
-                .as_deref()
-                .is_some_and(|last| found.key.as_str() < last)
-            {
-                // Slices are cut by key order: a listing out of order would
-                // split an account between slices.
+            if !self.order.admits(&found.key) {
+                // Slices are cut by account root: a listing that came back
+                // to a root it had left would split an account between slices.
                 return Err(WalkError::Archive {
                     prefix: self.listed.clone(),
                     error: SeamError::Permanent(format!(
                         "the archive listed {} after {}: not in key order",
                         found.key,
-                        self.last.as_deref().unwrap_or_default()
+                        self.order.newest.as_deref().unwrap_or_default()
                     )),
                 });
             }
-            self.last = Some(found.key.clone());
             self.buffer.push_back((found.key, version));
         }
         Ok(())
@@ -220,7 +253,7 @@ impl<'a> SourceWalk<'a> {
                 buffer: VecDeque::new(),
                 marker: None,
                 done: false,
-                last: None,
+                order: ListingOrder::default(),
             }),
         }
     }
@@ -440,6 +473,39 @@ mod tests {
             loose,
             BTreeSet::from(["AWSLogs/README.txt", "zzz/other.bin"])
         );
+    }
+
+    #[test]
+    fn a_listing_may_go_back_inside_one_account_root_only() {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 0, 5, 4).unwrap();
+        let trail = |account: &str| Trail {
+            account: account.into(),
+            ..Trail::org("eu-west-1")
+        };
+        let root = root_of_account(ACCOUNTS[0]);
+        let digest = trail(ACCOUNTS[0]).digest_key(at, false);
+        let log = trail(ACCOUNTS[0]).log_key(at, "AAAAAAAAAAAAAAAA");
+        let next = trail(ACCOUNTS[1]).log_key(at, "AAAAAAAAAAAAAAAA");
+        assert!(root_of(&log).is_some() && root_of(&digest).is_some());
+        // SeaweedFS's folder order: `CloudTrail/` before `CloudTrail-Digest/`.
+        let mut order = ListingOrder::default();
+        for key in [
+            "AWSLogs/README.txt",
+            &log,
+            &digest,
+            &format!("{root}notes.txt"),
+            &next,
+        ] {
+            assert!(order.admits(key), "{key}");
+        }
+        // Back to a root the listing left, or to a key under none.
+        assert!(!order.admits(&digest));
+        assert!(!order.admits("AWSLogs/README.txt"));
+        // Byte order throughout is the plain case.
+        let mut order = ListingOrder::default();
+        for key in [&digest, &log, &next, &"zzz".to_string()] {
+            assert!(order.admits(key), "{key}");
+        }
     }
 
     #[tokio::test]
