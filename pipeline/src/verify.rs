@@ -205,9 +205,9 @@ tokio::task_local! {
     static SOURCE_ERRORS: std::cell::Cell<usize>;
 }
 
-/// Sources validated at once (see [`verify`]). Each holds the inventory of
-/// one account root at a time, so memory grows with this, not with the
-/// number of sources or accounts.
+/// Sources validated at once (see [`verify`]). Each holds the inventories
+/// of [`SLICES_AT_ONCE`] account roots at a time, so memory grows with
+/// these, not with the number of sources or accounts.
 const SOURCES_AT_ONCE: usize = 2;
 
 /// Everything one run shares: the seams, the settings, and what it collected.
@@ -562,47 +562,75 @@ async fn verify_source(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>
     }
 }
 
-/// Validates one source from an inventory of every record of it, one
-/// account root at a time ([`slices`]): memory holds one account's records
-/// (and, in a full run, its archive versions), not the source's.
+/// Account roots of one source validated at once (see
+/// [`verify_source_whole`]): an organization bucket of many small accounts
+/// has few chains per root, so one root at a time would leave the run's
+/// reads mostly idle. Memory holds this many roots' inventories.
+const SLICES_AT_ONCE: usize = 4;
+
+/// Validates one source from an inventory of every record of it, a few
+/// account roots at a time ([`slices`]): memory holds a few accounts'
+/// records (and, in a full run, their archive versions), not the source's.
 async fn verify_source_whole(ctx: &Ctx<'_>, source: &ArchivedSource, scope: &Scope<'_>) -> usize {
     let reader = source.reader_account_id.as_str();
-    let mut walk = slices::SourceWalk::new(
+    let walk = slices::SourceWalk::new(
         ctx.store,
         ctx.archive,
         &ctx.settings.archive_prefix,
         source,
         ctx.settings.full,
     );
-    let mut quarantine = audit::QuarantineListing::default();
-    let mut heads = HeadsSeen::default();
-    let mut chains = 0;
-    loop {
-        let slice = match walk.next_slice().await {
-            Ok(Some(slice)) => slice,
-            Ok(None) => break,
-            Err(slices::WalkError::Store(error)) => {
-                ctx.error(&OpError::new(reader, "read_store".to_string(), error));
-                return chains;
-            }
-            // Without the listing a full run cannot stand behind its result.
-            Err(slices::WalkError::Archive { prefix, error }) => {
-                ctx.error(&OpError::new(
-                    reader,
-                    format!("list versions s3://{}/{prefix}", ctx.archive.bucket()),
-                    error,
-                ));
-                return chains;
-            }
-        };
-        match verify_slice(ctx, source, scope, slice, &mut quarantine, &mut heads).await {
-            Some(in_slice) => chains += in_slice,
-            None => return chains,
+    // The walk hands out slices in key order; each is validated as soon as
+    // one of the slots is free. A walk that fails ends the stream after
+    // the slices already handed out.
+    let slices = futures::stream::unfold(Some(walk), |walk| async move {
+        let mut walk = walk?;
+        match walk.next_slice().await {
+            Ok(Some(slice)) => Some((Ok(slice), Some(walk))),
+            Ok(None) => None,
+            Err(error) => Some((Err(error), None)),
         }
+    });
+    let quarantine = tokio::sync::Mutex::new(audit::QuarantineListing::default());
+    let heads = Mutex::new(HeadsSeen::default());
+    let (quarantine_ref, heads_ref) = (&quarantine, &heads);
+    let (chains, walked) = slices
+        .map(|slice| async move {
+            match slice {
+                Ok(slice) => {
+                    let in_slice =
+                        verify_slice(ctx, source, scope, slice, quarantine_ref, heads_ref).await;
+                    (in_slice.unwrap_or(0), true)
+                }
+                Err(slices::WalkError::Store(error)) => {
+                    ctx.error(&OpError::new(reader, "read_store".to_string(), error));
+                    (0, false)
+                }
+                // Without the listing a full run cannot stand behind its result.
+                Err(slices::WalkError::Archive { prefix, error }) => {
+                    ctx.error(&OpError::new(
+                        reader,
+                        format!("list versions s3://{}/{prefix}", ctx.archive.bucket()),
+                        error,
+                    ));
+                    (0, false)
+                }
+            }
+        })
+        .buffer_unordered(SLICES_AT_ONCE)
+        .fold((0, true), |(sum, walked), (chains, ok)| async move {
+            (sum + chains, walked && ok)
+        })
+        .await;
+    if !walked {
+        return chains;
     }
 
     // Chain heads, stale and behind their siblings (newest digests deleted):
     // the siblings of an organization trail are the other accounts' chains.
+    let heads = heads
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     heads::check_heads(ctx, &heads.newest, &heads.states, scope);
     chains
 }
@@ -625,8 +653,8 @@ async fn verify_slice(
     source: &ArchivedSource,
     scope: &Scope<'_>,
     slice: slices::Slice,
-    quarantine: &mut audit::QuarantineListing,
-    heads: &mut HeadsSeen,
+    quarantine: &tokio::sync::Mutex<audit::QuarantineListing>,
+    heads: &Mutex<HeadsSeen>,
 ) -> Option<usize> {
     let reader = source.reader_account_id.as_str();
     let slices::Slice {
@@ -713,6 +741,7 @@ async fn verify_slice(
     logs::check_unreferenced(ctx, &inventory, &states, &lowered, scope, audited.is_some());
 
     // 6. Keep what the chain heads check needs once every slice is done.
+    let mut heads = lock(heads);
     for (chain_id, entries) in &inventory.chains {
         if let Some(newest) = entries.last() {
             heads
@@ -728,6 +757,7 @@ async fn verify_slice(
         };
         heads.states.insert(chain_id, head_only);
     }
+    drop(heads);
 
     let flushed = ctx.flush_and_forget_caches();
     if let Err(error) = flushed {

@@ -55,6 +55,9 @@ fn is_digest_key(key: &str) -> bool {
 pub(crate) struct QuarantineListing {
     /// By archive key; `None` until listed.
     versions: Option<HashMap<String, Vec<ArchivedVersion>>>,
+    /// The listing failed (reported once): the slices that need it are not
+    /// audited, and it is not asked again in this run.
+    failed: bool,
 }
 
 impl QuarantineListing {
@@ -66,6 +69,9 @@ impl QuarantineListing {
         source: &ArchivedSource,
         archive_key: &str,
     ) -> Option<Vec<ArchivedVersion>> {
+        if self.failed {
+            return None;
+        }
         if self.versions.is_none() {
             let reader = source.reader_account_id.as_str();
             let folder = format!(
@@ -82,6 +88,7 @@ impl QuarantineListing {
                     self.versions = Some(by_key);
                 }
                 Err(error) => {
+                    self.failed = true;
                     ctx.error(&OpError::new(
                         reader,
                         format!("list versions s3://{}/{folder}", ctx.archive.bucket()),
@@ -110,7 +117,7 @@ pub(crate) async fn audit_slice(
     scope: &Scope<'_>,
     records: &[(String, ObjectRecord)],
     mut by_key: BTreeMap<String, Vec<ArchivedVersion>>,
-    quarantine: &mut QuarantineListing,
+    quarantine: &tokio::sync::Mutex<QuarantineListing>,
 ) -> Option<Audited> {
     let reader = source.reader_account_id.as_str();
     // Recorded keys the archive holds under a quarantine key (too long, or
@@ -126,7 +133,11 @@ pub(crate) async fn audit_slice(
             continue;
         }
         let archive_key = source_ref.archive_key(prefix);
-        let versions = quarantine.versions_of(ctx, source, &archive_key).await?;
+        let versions = quarantine
+            .lock()
+            .await
+            .versions_of(ctx, source, &archive_key)
+            .await?;
         if !versions.is_empty() {
             by_key.entry(key.clone()).or_default().extend(versions);
         }

@@ -1,4 +1,4 @@
-//! A source inventoried one account root at a time.
+//! A source inventoried account root by account root.
 //!
 //! An organization trail delivers every member account into one bucket, so a
 //! source can hold the whole organization's history. Everything validation
@@ -6,8 +6,9 @@
 //! a chain's digests, the log files of its areas. So a full run (and the
 //! first run over a source) walks the store's records of the source, and in
 //! a full run the archive's listing of it, side by side in key order, and
-//! hands out one root's records and versions at a time: memory follows the
-//! largest account's history, not the organization's.
+//! hands out one root's records and versions at a time (validation takes a
+//! few at once): memory follows the largest accounts' history, not the
+//! organization's.
 //!
 //! Keys under no account root (not CloudTrail file names: collection
 //! reported them) come in batches of at most [`LOOSE_BATCH`]; only the audit
