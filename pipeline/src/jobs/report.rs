@@ -298,7 +298,7 @@ pub fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::object::{ObjectRecord, SourceRef};
+    use crate::model::object::SourceRef;
     use crate::model::report::Report;
     use crate::progress::runs::{record_run, RUN_SLOTS};
     use crate::testsuite::memory::MemoryStore;
@@ -329,17 +329,9 @@ mod tests {
             bucket: "trail-bucket".into(),
             key: key.into(),
         };
-        let record = ObjectRecord {
-            v: 1,
-            etag: "e".into(),
-            size: 1,
-            raw_sha256: [0; 32],
-            content_sha256: None,
-            content_error: None,
-            archive_version_id: None,
-            copied_at: 0,
-        };
-        store.record_object(&source, &record).unwrap();
+        store
+            .record_object(&source, &crate::testsuite::placeholder_record())
+            .unwrap();
     }
 
     fn vouch(store: &MemoryStore, partition: &str, ids: &[&str]) {

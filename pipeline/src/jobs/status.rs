@@ -318,11 +318,12 @@ pub fn status(
 mod tests {
     use super::*;
     use crate::model::findings::FindingKind;
-    use crate::model::object::{ObjectRecord, SourceRef};
+    use crate::model::object::SourceRef;
     use crate::model::report::Report;
     use crate::progress::lag::LagTracker;
     use crate::progress::runs::{record_run, RUN_SLOTS};
     use crate::testsuite::memory::MemoryStore;
+    use crate::testsuite::placeholder_record;
     use chrono::Duration;
 
     fn at(text: &str) -> DateTime<Utc> {
@@ -343,19 +344,6 @@ mod tests {
     const DIGEST: &str = "AWSLogs/222222222201/CloudTrail-Digest/us-east-1/2026/01/01/222222222201_CloudTrail-Digest_us-east-1_Trail_us-east-1_20260101T020000Z.json.gz";
     const FUTURE: &str = "AWSLogs/222222222201/CloudTrail/us-east-1/2099/01/01/222222222201_CloudTrail_us-east-1_20990101T0105Z_abcdefghijklmnop.json.gz";
 
-    fn record() -> ObjectRecord {
-        ObjectRecord {
-            v: 1,
-            etag: "e".into(),
-            size: 1,
-            raw_sha256: [0; 32],
-            content_sha256: None,
-            content_error: None,
-            archive_version_id: None,
-            copied_at: 0,
-        }
-    }
-
     #[test]
     fn lag_is_the_newest_file_name_time_and_never_moves_back() {
         let store = MemoryStore::default();
@@ -367,7 +355,9 @@ mod tests {
                 bucket: "b".into(),
                 key: key.into(),
             };
-            tracker.record_object(&source, &record()).unwrap();
+            tracker
+                .record_object(&source, &placeholder_record())
+                .unwrap();
         }
         assert_eq!(tracker.save().unwrap(), 1);
         assert_eq!(
@@ -403,7 +393,7 @@ mod tests {
             bucket: "b".into(),
             key: LOG.into(),
         };
-        later.record_object(&source, &record()).unwrap();
+        later.record_object(&source, &placeholder_record()).unwrap();
         later.save().unwrap();
         let view = StatusView::from_store(&store, &[], now).unwrap();
         assert_eq!(

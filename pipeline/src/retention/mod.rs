@@ -285,28 +285,18 @@ impl StoreTargets {
         let mut targets = Vec::new();
         match self.resume.take() {
             Some(start) => {
-                let mut last = None;
-                let batch = self.batch;
-                store.for_each_object_from(
+                let batch = store.objects_batch(
                     &source.reader_account_id,
                     &source.bucket,
-                    "",
                     &start,
-                    &mut |key, record| {
-                        targets.push(Target {
-                            archive_key: source_ref(key.to_string())
-                                .archive_key(&self.archive_prefix),
-                            version_id: record.archive_version_id,
-                            copied_at: Some(record.copied_at),
-                        });
-                        last = Some(key.to_string());
-                        targets.len() < batch
-                    },
+                    self.batch,
                 )?;
-                if targets.len() == batch {
-                    // The first key after the last one read (keys sort by bytes).
-                    self.resume = last.map(|key| format!("{key}\0"));
-                }
+                targets.extend(batch.records.into_iter().map(|(key, record)| Target {
+                    archive_key: source_ref(key).archive_key(&self.archive_prefix),
+                    version_id: record.archive_version_id,
+                    copied_at: Some(record.copied_at),
+                }));
+                self.resume = batch.next;
             }
             None => {
                 for superseded in progress::superseded::under(store, &source)? {

@@ -29,4 +29,4 @@ pub use source::{
     pages, BucketOwnership, ByteStream, ListedObject, ListingPage, ObjectMeta, Pages, SourceObject,
     TrailSource,
 };
-pub use store::{key_folder, FreshFolder, ProgressStore};
+pub use store::{key_folder, FreshFolder, ObjectBatch, ProgressStore};

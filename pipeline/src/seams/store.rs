@@ -22,6 +22,15 @@ pub fn key_folder(key: &str) -> &str {
     key.rfind('/').map_or("", |slash| &key[..=slash])
 }
 
+/// One batch of a source's records ([`ProgressStore::objects_batch`]).
+#[derive(Debug, Default)]
+pub struct ObjectBatch {
+    /// Source key and record, in key order.
+    pub records: Vec<(String, ObjectRecord)>,
+    /// Where the next batch starts; `None` when none is left.
+    pub next: Option<String>,
+}
+
 /// Durable progress: what has been archived and verified, which partitions
 /// were listed, which findings were already reported. A cache of what the
 /// archive proves; it can be rebuilt from the archive's metadata.
@@ -75,6 +84,33 @@ pub trait ProgressStore: Send + Sync {
             }
         }
         Ok(())
+    }
+    /// At most `limit` records of one source (account + bucket) from
+    /// `start_key` on (`""`: the first), in key order, and where the next
+    /// batch starts (`None`: none is left): a walk over a large source that
+    /// holds one batch at a time.
+    fn objects_batch(
+        &self,
+        account_id: &str,
+        bucket: &str,
+        start_key: &str,
+        limit: usize,
+    ) -> Result<ObjectBatch, SeamError> {
+        let limit = limit.max(1);
+        let mut batch = Vec::new();
+        self.for_each_object_from(account_id, bucket, "", start_key, &mut |key, record| {
+            batch.push((key.to_string(), record));
+            batch.len() < limit
+        })?;
+        // The first key after the last one read (keys sort by bytes).
+        let next = match batch.last() {
+            Some((key, _)) if batch.len() == limit => Some(format!("{key}\0")),
+            _ => None,
+        };
+        Ok(ObjectBatch {
+            records: batch,
+            next,
+        })
     }
     /// Every record under one source prefix (account + bucket + key prefix).
     fn objects_under(

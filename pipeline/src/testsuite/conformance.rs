@@ -73,7 +73,7 @@ pub fn objects_round_trip(store: &dyn ProgressStore) {
 
 /// `objects_under` returns exactly the records of one account, bucket and key
 /// prefix, keyed by source key, whatever else the store holds; a scan from a
-/// key reads the rest of the prefix only.
+/// key reads the rest of the prefix only; batches walk a source once.
 pub fn objects_under_one_source_prefix(store: &dyn ProgressStore) {
     let one = record(
         "d41d8cd98f00b204e9800998ecf8427e",
@@ -142,6 +142,22 @@ pub fn objects_under_one_source_prefix(store: &dyn ProgressStore) {
     );
     assert_eq!(from("", 1), ["AWSLogs/a/1"], "stops when told");
     assert!(from("AWSLogs/b/", 9).is_empty(), "past the prefix");
+
+    // Batches of a source: every record once, in key order, then no next.
+    let mut walked = Vec::new();
+    let mut start = Some(String::new());
+    let mut batches = 0;
+    while let Some(from) = start {
+        let batch = store
+            .objects_batch("111122223333", "bucket", &from, 2)
+            .unwrap();
+        assert!(batch.records.len() <= 2);
+        walked.extend(batch.records.into_iter().map(|(key, _)| key));
+        start = batch.next;
+        batches += 1;
+    }
+    assert_eq!(walked, ["AWSLogs/a/1", "AWSLogs/a/2", "AWSLogs/b/1"]);
+    assert_eq!(batches, 2);
 }
 
 /// State values read back and overwrite; `state_under` lists exactly the

@@ -85,24 +85,14 @@ impl StoreCursor<'_> {
         let Some(start) = self.resume.take() else {
             return Ok(());
         };
-        let buffer = &mut self.buffer;
-        let batch = self.batch;
-        let mut read = 0;
-        self.store.for_each_object_from(
+        let batch = self.store.objects_batch(
             &self.source.reader_account_id,
             &self.source.bucket,
-            "",
             &start,
-            &mut |key, record| {
-                buffer.push_back((key.to_string(), record));
-                read += 1;
-                read < batch
-            },
+            self.batch,
         )?;
-        if read == batch {
-            // The first key after the last one read (keys sort by bytes).
-            self.resume = buffer.back().map(|(key, _)| format!("{key}\0"));
-        }
+        self.buffer.extend(batch.records);
+        self.resume = batch.next;
         Ok(())
     }
 
@@ -534,16 +524,7 @@ mod tests {
                 .store
                 .record_object(
                     &World::source_ref(&format!("junk/{n:06}")),
-                    &ObjectRecord {
-                        v: 1,
-                        etag: String::new(),
-                        size: 1,
-                        raw_sha256: [0; 32],
-                        content_sha256: None,
-                        content_error: None,
-                        archive_version_id: None,
-                        copied_at: 0,
-                    },
+                    &crate::testsuite::placeholder_record(),
                 )
                 .unwrap();
         }
